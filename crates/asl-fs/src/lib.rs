@@ -1,0 +1,1 @@
+//! asl-fs (being built).

@@ -1,0 +1,1 @@
+//! asl-host (being built).
