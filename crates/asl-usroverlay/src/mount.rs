@@ -1,0 +1,211 @@
+//! The privileged calls: overlay and tmpfs mounts through the new mount API
+//! (fsopen/fsconfig/fsmount/move_mount), unmounts, and a throw-away private mount namespace
+//! for looking at the tree *under* an overlay.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{CWD, Mode as FsMode, OFlags};
+use rustix::io::Errno;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountPropagationFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_fd, fsconfig_set_string, fsmount, fsopen, mount_change,
+    move_mount, unmount,
+};
+
+use crate::error::{Error, Result};
+
+/// Opens a directory so that it can be handed to overlayfs as a layer. `O_PATH` descriptors
+/// are not accepted by `FSCONFIG_SET_FD`, so this is a real read-only open.
+pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        FsMode::empty(),
+    )
+    .map_err(|e| Error::sys("open", path, e))
+}
+
+/// Drains the messages the kernel queued on a file-system context ("e overlayfs: ..."), so a
+/// failed mount can say *why* rather than only "invalid argument".
+fn context_log(fs: BorrowedFd<'_>) -> String {
+    let mut msgs = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = rustix::io::read(fs, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf[..n]);
+        msgs.push(
+            line.trim_start_matches(['e', 'w', 'i', ' '])
+                .trim()
+                .to_string(),
+        );
+    }
+    msgs.join("; ")
+}
+
+fn mount_error(op: &'static str, path: &Path, errno: Errno, fs: Option<BorrowedFd<'_>>) -> Error {
+    let detail = fs.map(context_log).unwrap_or_default();
+    let source = if detail.is_empty() {
+        io::Error::from(errno)
+    } else {
+        io::Error::new(
+            io::Error::from(errno).kind(),
+            format!("{} ({detail})", io::Error::from(errno)),
+        )
+    };
+    Error::Io {
+        op,
+        path: path.into(),
+        source,
+    }
+}
+
+/// Hands a layer to overlayfs by descriptor. Kernels before 6.13 do not take descriptors for
+/// layers; for them the same directory is named through `/proc/self/fd/N`, which resolves to
+/// exactly the opened directory and mount (not whatever the path shows now).
+fn set_layer(fs: BorrowedFd<'_>, key: &str, dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
+    match fsconfig_set_fd(fs, key, dir) {
+        Ok(()) => Ok(()),
+        Err(Errno::INVAL) => {
+            let via_proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
+            match fsconfig_set_string(fs, key, &via_proc) {
+                // `lowerdir+` is 6.8+; older kernels know only the one-string `lowerdir`.
+                Err(Errno::INVAL) if key == "lowerdir+" => {
+                    fsconfig_set_string(fs, "lowerdir", &via_proc)
+                }
+                other => other,
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The layers of one overlay mount.
+pub(crate) struct OverlayLayers<'a> {
+    /// The covered tree, opened *before* anything is mounted on it.
+    pub lower: BorrowedFd<'a>,
+    pub upper: &'a Path,
+    pub work: &'a Path,
+}
+
+/// Builds an overlay (detached, tagged with `source`) and moves it onto `target`.
+pub(crate) fn mount_overlay(
+    source: &str,
+    target: &Path,
+    layers: &OverlayLayers<'_>,
+    read_only: bool,
+) -> Result<()> {
+    const OP: &str = "mount the overlay on";
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| mount_error(OP, target, e, None))?;
+    let upper = open_dir(layers.upper)?;
+    let work = open_dir(layers.work)?;
+    let configure = || -> std::result::Result<(), Errno> {
+        fsconfig_set_string(fs.as_fd(), "source", source)?;
+        set_layer(fs.as_fd(), "lowerdir+", layers.lower)?;
+        set_layer(fs.as_fd(), "upperdir", upper.as_fd())?;
+        set_layer(fs.as_fd(), "workdir", work.as_fd())?;
+        // Fixed features so that `status --diff` can read the upper layer plainly (every
+        // changed file is a full copy, every renamed directory a copy) and a hotfix upper
+        // is mounted with the same options on every boot whatever the kernel defaults are.
+        fsconfig_set_string(fs.as_fd(), "redirect_dir", "off")?;
+        fsconfig_set_string(fs.as_fd(), "metacopy", "off")?;
+        fsconfig_create(fs.as_fd())
+    };
+    configure().map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
+    // Read-only is a property of the mount, not of the superblock: a private namespace can
+    // still remount it read-write (as `ostree admin unlock --transient` allows).
+    let attrs = if read_only {
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+    } else {
+        MountAttrFlags::empty()
+    };
+    let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
+    move_mount(
+        mnt.as_fd(),
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| mount_error(OP, target, e, None))
+}
+
+/// Mounts a fresh tmpfs (tagged with `source`, root mode 0700) on `target`.
+pub(crate) fn mount_tmpfs(source: &str, target: &Path, size: Option<&str>) -> Result<()> {
+    const OP: &str = "mount the layer tmpfs on";
+    let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
+        .map_err(|e| mount_error(OP, target, e, None))?;
+    let configure = || -> std::result::Result<(), Errno> {
+        fsconfig_set_string(fs.as_fd(), "source", source)?;
+        fsconfig_set_string(fs.as_fd(), "mode", "0700")?;
+        if let Some(size) = size {
+            fsconfig_set_string(fs.as_fd(), "size", size)?;
+        }
+        fsconfig_create(fs.as_fd())
+    };
+    configure().map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
+    let mnt = fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )
+    .map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
+    move_mount(
+        mnt.as_fd(),
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| mount_error(OP, target, e, None))
+}
+
+/// How to unmount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unmount {
+    /// Fail with `EBUSY` when files are in use.
+    Strict,
+    /// Detach now; the kernel frees it when the last user goes (`umount -l`).
+    Lazy,
+}
+
+/// Unmounts the top mount on `target`. `EBUSY` is returned as-is so callers can name the
+/// overlay in their message.
+pub(crate) fn unmount_path(target: &Path, how: Unmount) -> std::result::Result<(), Errno> {
+    let flags = match how {
+        Unmount::Strict => UnmountFlags::NOFOLLOW,
+        Unmount::Lazy => UnmountFlags::NOFOLLOW | UnmountFlags::DETACH,
+    };
+    unmount(target, flags)
+}
+
+/// Runs `f` on a helper thread that has its own private copy of the mount table, so that it
+/// can unmount things to look underneath without anyone else noticing. The copy (and every
+/// change made to it) disappears when the thread ends.
+pub(crate) fn in_private_namespace<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        let handle = s.spawn(|| {
+            // SAFETY: NEWNS (which implies unsharing the fs struct) does not touch the file
+            // descriptor table, so descriptors stay valid for every thread.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+                .map_err(|e| Error::sys("create a private mount namespace for", "/", e))?;
+            // Without this an unmount here would propagate to the shared mounts it was
+            // copied from — i.e. to the real system.
+            mount_change(
+                "/",
+                MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+            )
+            .map_err(|e| Error::sys("make mounts private in the helper namespace for", "/", e))?;
+            f()
+        });
+        match handle.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
