@@ -7,12 +7,45 @@
 //! when a `SEGMENT_SEAL` record is appended to the hash-chained **log** (ENC-ASL-LOG v1).
 //! **Snapshots** anchor a log position; readers opened at a snapshot see exactly that state.
 //!
+//! * [`Store`] opens a store read-only; [`Writer`] opens it for writing (one at a time,
+//!   enforced by a lock) and commits snapshots.
+//! * [`Writer`] implements [`ArtifactWrite`] and [`Reader`] implements [`ArtifactRead`]:
+//!   the two interfaces the rest of the toolkit is written against.
+//! * [`verify`] checks a store, [`gc`] collects what no retained snapshot reaches.
+//!
 //! The exact on-disk format is in `docs/FORMAT.md`. What this crate does *not* do: it knows
-//! nothing of file trees, receipts or remote hosts — those build on [`ArtifactWrite`] and
-//! [`ArtifactRead`].
+//! nothing of file trees, receipts or remote hosts — those build on the access traits, and
+//! tell GC and verify how to find an artifact's children through a [`Children`] function.
 
 pub mod access;
+pub mod block;
+pub mod config;
+pub mod error;
+mod fsutil;
+pub mod gc;
+mod lock;
+pub mod log;
+pub mod reader;
+pub mod records;
 pub mod reference;
+pub mod segment;
+pub mod snapshot;
+pub mod state;
+pub mod store;
+pub mod verify;
+pub mod writer;
 
 pub use access::{AccessError, ArtifactRead, ArtifactWrite, MemoryStore, Put, TypeTag};
+pub use config::StoreConfig;
+pub use error::{Result, StoreError};
+pub use reader::Reader;
 pub use reference::{DIGEST_LEN, HashAlgo, Hasher, ParseReferenceError, Reference};
+pub use snapshot::{Snapshot, SnapshotMeta};
+pub use store::{InitOptions, Layout, Store};
+pub use writer::{Commit, Writer};
+
+/// Lists the references an artifact of type `tag` holds, given its bytes. GC and verify
+/// follow these edges from snapshot roots; artifacts of [`TypeTag::BYTES`] are leaves and are
+/// never read for this. Unknown tags should return an empty list.
+pub type Children<'a> =
+    &'a (dyn Fn(TypeTag, &[u8]) -> std::result::Result<Vec<Reference>, String> + Sync);

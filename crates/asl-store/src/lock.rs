@@ -1,0 +1,53 @@
+//! The single-writer lock: `locks/writer.lock`, held with flock(2).
+//!
+//! flock is released by the kernel when the holder dies, so a lock left by a killed writer
+//! is never obeyed: the next writer simply gets it. The file's content (pid and host) is
+//! only there to name the holder in the error message.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use crate::error::{IoContext, Result, StoreError};
+
+/// Held while a writer is open; dropping it releases the lock.
+#[derive(Debug)]
+pub struct WriterLock {
+    _file: File,
+}
+
+impl WriterLock {
+    pub fn acquire(store_dir: &Path, lock_path: &Path) -> Result<WriterLock> {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock_path)
+            .at(lock_path)?;
+        // SAFETY: flock on a valid, owned descriptor.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let mut parts = holder.split_whitespace();
+                let pid = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+                let host = parts.next().unwrap_or("?").to_string();
+                return Err(StoreError::Locked {
+                    path: store_dir.to_path_buf(),
+                    pid,
+                    host,
+                });
+            }
+            return Err(StoreError::io(lock_path, err));
+        }
+        let me = format!("{} {}\n", std::process::id(), crate::snapshot::hostname());
+        file.set_len(0).at(lock_path)?;
+        file.seek(SeekFrom::Start(0)).at(lock_path)?;
+        file.write_all(me.as_bytes()).at(lock_path)?;
+        Ok(WriterLock { _file: file })
+    }
+}

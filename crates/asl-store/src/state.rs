@@ -1,0 +1,315 @@
+//! CURRENT: the store state rebuilt by replaying the log over the sealed segments.
+//!
+//! Replay runs in two passes. The first walks the log and decides which segments are
+//! visible (sealed and not retired by a GC commit), which snapshots are retained and which
+//! tombstones apply. The second loads the visible segments into an in-memory index. The
+//! index is a derived structure: it is rebuilt on every open and never written anywhere.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::block::{BlockId, Codec, RecordKind};
+use crate::error::{Result, StoreError};
+use crate::log::{Scan, Tail};
+use crate::records::Event;
+use crate::reference::{HashAlgo, Reference};
+use crate::segment::{self, Segment, Visibility};
+use crate::snapshot::{Snapshot, SnapshotMeta};
+
+/// Where an artifact's record is, as the index holds it (about 64 bytes per entry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub kind: RecordKind,
+    pub codec: Codec,
+    pub visibility: Visibility,
+    pub domain_id: u32,
+    pub type_tag: u32,
+    /// Index into [`State::blocks`].
+    pub block: u32,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub offset: u64,
+    pub artifact_len: u64,
+    pub visible_since: u64,
+}
+
+/// A segment made visible by the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    pub segment_id: u64,
+    /// logseq of the record that made it visible (SEGMENT_SEAL or GC_COMMIT).
+    pub sealed_at: u64,
+    pub record_count: u64,
+    pub checksum: [u8; 32],
+}
+
+/// The replayed state of a store.
+#[derive(Debug, Default)]
+pub struct State {
+    pub algo: Option<HashAlgo>,
+    /// The last logseq replayed (0 for an empty log).
+    pub last_logseq: u64,
+    pub segments: BTreeMap<u64, SegmentInfo>,
+    /// Retained snapshots by id.
+    pub snapshots: BTreeMap<u64, Snapshot>,
+    /// Forgotten snapshot ids (their data may be collected).
+    pub forgotten: HashSet<u64>,
+    /// Tombstone events per digest: (logseq, domain, is_tombstone).
+    pub tombstones: HashMap<[u8; 32], Vec<(u64, u32, bool)>>,
+    pub index: HashMap<[u8; 32], Location>,
+    pub blocks: Vec<BlockId>,
+    pub block_numbers: HashMap<BlockId, u32>,
+    /// Segments retired and blocks deleted by GC commits; leftovers of a crash between the
+    /// commit and the deletions are removed by the next writer.
+    pub retired_segments: HashSet<u64>,
+    pub deleted_blocks: HashSet<BlockId>,
+    /// The highest segment id and snapshot id ever logged.
+    pub max_segment_id: u64,
+    pub max_snapshot_id: u64,
+    /// Damage found while replaying (a missing or corrupt segment, an undecodable record).
+    /// Reads still work for everything else; `verify` reports these.
+    pub damage: Vec<Damage>,
+    /// How the log scan ended.
+    pub log_tail: Option<Tail>,
+}
+
+/// One damaged object found during replay.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Damage {
+    pub object: String,
+    pub reason: String,
+}
+
+impl State {
+    /// Replays `scan` (the decoded log) against the segment files in `segments_dir`.
+    pub fn replay(segments_dir: &Path, algo: HashAlgo, scan: &Scan) -> Result<State> {
+        let mut st = State {
+            algo: Some(algo),
+            log_tail: Some(scan.tail.clone()),
+            ..State::default()
+        };
+        // Pass 1: which segments, snapshots and tombstones are in force.
+        for rec in &scan.records {
+            st.last_logseq = rec.logseq;
+            let Some(ev) = Event::decode(rec.record_type, &rec.payload) else {
+                st.damage.push(Damage {
+                    object: format!("log record {}", rec.logseq),
+                    reason: format!("payload of type {:#x} does not decode", rec.record_type),
+                });
+                continue;
+            };
+            match ev {
+                Event::SegmentSeal {
+                    segment_id,
+                    record_count,
+                    checksum,
+                } => {
+                    st.max_segment_id = st.max_segment_id.max(segment_id);
+                    st.segments.insert(
+                        segment_id,
+                        SegmentInfo {
+                            segment_id,
+                            sealed_at: rec.logseq,
+                            record_count,
+                            checksum,
+                        },
+                    );
+                }
+                Event::Tombstone {
+                    domain_id,
+                    reference,
+                } => st
+                    .tombstones
+                    .entry(*reference.digest())
+                    .or_default()
+                    .push((rec.logseq, domain_id, true)),
+                Event::TombstoneLift {
+                    domain_id,
+                    reference,
+                } => st
+                    .tombstones
+                    .entry(*reference.digest())
+                    .or_default()
+                    .push((rec.logseq, domain_id, false)),
+                Event::Snapshot {
+                    snapshot_id,
+                    root,
+                    meta,
+                } => {
+                    st.max_snapshot_id = st.max_snapshot_id.max(snapshot_id);
+                    let meta = serde_json::from_slice::<SnapshotMeta>(&meta).unwrap_or_else(|e| {
+                        st.damage.push(Damage {
+                            object: format!("snapshot {snapshot_id} (log record {})", rec.logseq),
+                            reason: format!("metadata does not decode: {e}"),
+                        });
+                        SnapshotMeta::default()
+                    });
+                    st.snapshots.insert(
+                        snapshot_id,
+                        Snapshot {
+                            id: snapshot_id,
+                            logseq: rec.logseq,
+                            root,
+                            meta,
+                        },
+                    );
+                }
+                Event::SnapshotForget { snapshot_id } => {
+                    st.snapshots.remove(&snapshot_id);
+                    st.forgotten.insert(snapshot_id);
+                }
+                Event::GcCommit {
+                    segment_id,
+                    record_count,
+                    checksum,
+                    retired,
+                    deleted_blocks,
+                } => {
+                    for s in retired {
+                        st.segments.remove(&s);
+                        st.retired_segments.insert(s);
+                    }
+                    st.deleted_blocks
+                        .extend(deleted_blocks.into_iter().map(BlockId));
+                    if segment_id != 0 {
+                        st.max_segment_id = st.max_segment_id.max(segment_id);
+                        st.segments.insert(
+                            segment_id,
+                            SegmentInfo {
+                                segment_id,
+                                sealed_at: rec.logseq,
+                                record_count,
+                                checksum,
+                            },
+                        );
+                    }
+                }
+                Event::Unknown(_) => {}
+            }
+        }
+        // Pass 2: load the visible segments into the index.
+        let infos: Vec<SegmentInfo> = st.segments.values().copied().collect();
+        for info in infos {
+            let path = segments_dir.join(segment::file_name(info.segment_id));
+            match load_segment(&path, &info) {
+                Ok(seg) => st.add_segment(&seg, info.sealed_at),
+                Err(reason) => st.damage.push(Damage {
+                    object: format!("segment {}", path.display()),
+                    reason,
+                }),
+            }
+        }
+        Ok(st)
+    }
+
+    /// Adds a segment's records to the index. Entries without their own `visible_since`
+    /// become visible at `sealed_at`. When a digest is already indexed the earlier location
+    /// stays (both hold the same bytes) and the earliest visibility wins.
+    pub fn add_segment(&mut self, seg: &Segment, sealed_at: u64) {
+        for r in &seg.records {
+            let block_id = seg.block_of(r);
+            let block = self.block_number(block_id);
+            let since = if r.visible_since == 0 {
+                sealed_at
+            } else {
+                r.visible_since
+            };
+            let loc = Location {
+                kind: r.kind,
+                codec: r.codec,
+                visibility: r.visibility,
+                domain_id: r.domain_id,
+                type_tag: r.type_tag,
+                block,
+                stored_len: r.stored_len,
+                raw_len: r.raw_len,
+                offset: r.block_offset,
+                artifact_len: r.artifact_len,
+                visible_since: since,
+            };
+            self.index
+                .entry(*r.reference.digest())
+                .and_modify(|e| e.visible_since = e.visible_since.min(since))
+                .or_insert(loc);
+        }
+    }
+
+    pub fn block_number(&mut self, id: BlockId) -> u32 {
+        if let Some(n) = self.block_numbers.get(&id) {
+            return *n;
+        }
+        let n = self.blocks.len() as u32;
+        self.blocks.push(id);
+        self.block_numbers.insert(id, n);
+        n
+    }
+
+    /// The location of `reference` as seen at log position `at` (None: CURRENT).
+    pub fn lookup(&self, reference: &Reference, at: Option<u64>) -> Option<&Location> {
+        if Some(reference.algo()) != self.algo {
+            return None;
+        }
+        let loc = self.index.get(reference.digest())?;
+        let pos = at.unwrap_or(u64::MAX);
+        if loc.visible_since > pos {
+            return None;
+        }
+        if let Some(events) = self.tombstones.get(reference.digest()) {
+            // The last tombstone event of the entry's domain at or before `pos` decides.
+            let last = events
+                .iter()
+                .filter(|(seq, dom, _)| *seq <= pos && *dom == loc.domain_id)
+                .max_by_key(|(seq, _, _)| *seq);
+            if let Some((seq, _, true)) = last {
+                // A tombstone shadows entries that were visible before it.
+                if loc.visible_since < *seq {
+                    return None;
+                }
+            }
+        }
+        Some(loc)
+    }
+
+    /// Snapshots in id order.
+    pub fn snapshot_list(&self) -> Vec<&Snapshot> {
+        self.snapshots.values().collect()
+    }
+
+    /// Resolves a snapshot name: a numeric id, `latest`, or a label (latest with that label).
+    pub fn resolve_snapshot(&self, name: &str) -> Result<&Snapshot> {
+        if self.snapshots.is_empty() {
+            return Err(StoreError::NoSnapshots);
+        }
+        if name == "latest" {
+            return self
+                .snapshots
+                .values()
+                .next_back()
+                .ok_or(StoreError::NoSnapshots);
+        }
+        let trimmed = name.trim_start_matches('#');
+        if let Ok(id) = trimmed.parse::<u64>() {
+            return self
+                .snapshots
+                .get(&id)
+                .ok_or_else(|| StoreError::NoSuchSnapshot(name.to_string()));
+        }
+        self.snapshots
+            .values()
+            .rev()
+            .find(|s| s.meta.label.as_deref() == Some(name))
+            .ok_or_else(|| StoreError::NoSuchSnapshot(name.to_string()))
+    }
+}
+
+fn load_segment(path: &PathBuf, info: &SegmentInfo) -> std::result::Result<Segment, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let (seg, checksum) = Segment::decode(&bytes)?;
+    if checksum != info.checksum {
+        return Err("checksum differs from the one its seal record logged".into());
+    }
+    if seg.segment_id != info.segment_id || seg.records.len() as u64 != info.record_count {
+        return Err("id or record count differs from its seal record".into());
+    }
+    Ok(seg)
+}

@@ -1,0 +1,153 @@
+//! Opening and creating stores; the read-only view.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::StoreConfig;
+use crate::error::{IoContext, Result, StoreError};
+use crate::log;
+use crate::reader::Reader;
+use crate::snapshot::Snapshot;
+use crate::state::State;
+
+/// The files and directories of a store (see `docs/FORMAT.md`).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+        }
+    }
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("log").join("asl.log")
+    }
+    pub fn blocks(&self) -> PathBuf {
+        self.root.join("blocks")
+    }
+    pub fn blocks_open(&self) -> PathBuf {
+        self.root.join("blocks").join("open")
+    }
+    pub fn segments(&self) -> PathBuf {
+        self.root.join("segments")
+    }
+    pub fn segments_open(&self) -> PathBuf {
+        self.root.join("segments").join("open")
+    }
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("locks").join("writer.lock")
+    }
+    /// Derived caches (stat cache ...): deleting this directory loses nothing.
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+}
+
+/// Options for a new store.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub hash: crate::HashAlgo,
+    pub domain_id: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            hash: crate::HashAlgo::Blake3,
+            domain_id: 1,
+        }
+    }
+}
+
+/// A store opened for reading. Cheap to open; sees the state as of opening.
+pub struct Store {
+    layout: Layout,
+    config: StoreConfig,
+    state: State,
+}
+
+impl Store {
+    /// Creates a new store in `dir` (which must not exist or be empty).
+    pub fn init(dir: &Path, opts: &InitOptions) -> Result<StoreConfig> {
+        if dir.exists() {
+            let mut entries = std::fs::read_dir(dir).at(dir)?;
+            if entries.next().is_some() {
+                return Err(StoreError::AlreadyExists {
+                    path: dir.to_path_buf(),
+                });
+            }
+        }
+        let layout = Layout::new(dir);
+        let config = StoreConfig::new(opts.hash, opts.domain_id);
+        for d in [
+            layout.root.join("log"),
+            layout.blocks_open(),
+            layout.segments_open(),
+            layout.root.join("locks"),
+            layout.cache(),
+        ] {
+            std::fs::create_dir_all(&d).at(&d)?;
+        }
+        log::create(&layout.log())?;
+        crate::fsutil::sync_dir(&layout.root.join("log"))?;
+        // The config is written last: a directory without it is not a store, so a crash
+        // during init leaves something `init` can be re-run over (after emptying it).
+        crate::fsutil::write_atomic(&layout.config(), config.to_json().as_bytes())?;
+        Ok(config)
+    }
+
+    /// Opens a store read-only. A torn log tail is ignored (not cut); damage is recorded in
+    /// the state for `verify` to report.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let layout = Layout::new(dir);
+        let config = load_config(&layout)?;
+        let scan = log::read(&layout.log())?;
+        let state = State::replay(&layout.segments(), config.algo(), &scan)?;
+        Ok(Store {
+            layout,
+            config,
+            state,
+        })
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn snapshots(&self) -> Vec<&Snapshot> {
+        self.state.snapshot_list()
+    }
+
+    pub fn resolve_snapshot(&self, name: &str) -> Result<&Snapshot> {
+        self.state.resolve_snapshot(name)
+    }
+
+    /// A reader of CURRENT.
+    pub fn reader(&self) -> Reader<'_> {
+        Reader::new(&self.layout, &self.state, None)
+    }
+
+    /// A reader that sees exactly what snapshot `snapshot` saw.
+    pub fn reader_at(&self, snapshot: &Snapshot) -> Reader<'_> {
+        Reader::new(&self.layout, &self.state, Some(snapshot.logseq))
+    }
+}
+
+pub(crate) fn load_config(layout: &Layout) -> Result<StoreConfig> {
+    let path = layout.config();
+    if !path.exists() {
+        return Err(StoreError::NotAStore(layout.root.clone()));
+    }
+    StoreConfig::load(&path)
+}
