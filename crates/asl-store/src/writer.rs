@@ -76,10 +76,10 @@ pub struct Commit {
 
 /// The store opened for writing. Holds the writer lock until dropped.
 pub struct Writer {
-    layout: Layout,
-    config: StoreConfig,
-    algo: HashAlgo,
-    state: State,
+    pub(crate) layout: Layout,
+    pub(crate) config: StoreConfig,
+    pub(crate) algo: HashAlgo,
+    pub(crate) state: State,
     log: LogAppender,
     session: Mutex<Session>,
     block: Mutex<BlockSlot>,
@@ -549,6 +549,13 @@ impl Writer {
             .entry(*reference.digest())
             .or_default()
             .push((seqs[0], domain_id, false));
+        Ok(())
+    }
+
+    /// Replays the log again (after GC rewrote the index).
+    pub(crate) fn reload(&mut self) -> Result<()> {
+        let scan = log::read(&self.layout.log())?;
+        self.state = State::replay(&self.layout.segments(), self.algo, &scan)?;
         Ok(())
     }
 
