@@ -1,0 +1,263 @@
+//! The stat cache: `(dev, inode, size, mtime, ctime) → (content reference, holes)` so that an
+//! unchanged re-intake only stats files.
+//!
+//! It is a derived cache: deleting or damaging the file loses nothing (the next intake reads
+//! everything again), and a hit is only trusted when the store still holds the reference.
+//! The file is written atomically (temporary file, fsync, rename) at the end of an intake and
+//! holds exactly the files that intake saw, so it never grows with deleted files.
+//!
+//! Layout (little-endian): magic `ASLSTC01`, u64 entry count, then per entry `dev u64,
+//! ino u64, size u64, mtime_sec i64, mtime_nsec u32, ctime_sec i64, ctime_nsec u32,
+//! reference (u16 hash id + 32-byte digest), hole count u32, holes (offset u64, len u64)…`,
+//! and a trailing 32-byte BLAKE3 of everything before it.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+use asl_store::{HashAlgo, Reference};
+
+use crate::tree::Hole;
+
+const MAGIC: &[u8; 8] = b"ASLSTC01";
+
+/// What identifies an unchanged file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime: (i64, u32),
+    pub ctime: (i64, u32),
+}
+
+impl FileIdentity {
+    pub fn from_stat(st: &libc::stat64) -> FileIdentity {
+        FileIdentity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+            ctime: (st.st_ctime, st.st_ctime_nsec as u32),
+        }
+    }
+}
+
+/// One cached file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedContent {
+    pub identity: FileIdentity,
+    pub content: Reference,
+    pub holes: Vec<Hole>,
+}
+
+/// The in-memory stat cache, keyed by (dev, inode).
+#[derive(Debug, Default)]
+pub struct StatCache {
+    map: HashMap<(u64, u64), CachedContent>,
+}
+
+impl StatCache {
+    pub fn new() -> StatCache {
+        StatCache::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Loads a cache file. A missing, truncated or damaged file gives an empty cache: the
+    /// cache is derived, so the only cost is reading files again.
+    pub fn load(path: &Path) -> StatCache {
+        match std::fs::read(path) {
+            Ok(bytes) => Self::decode(&bytes).unwrap_or_default(),
+            Err(_) => StatCache::default(),
+        }
+    }
+
+    /// The cached content of a file whose identity is unchanged.
+    pub fn get(&self, id: &FileIdentity) -> Option<&CachedContent> {
+        self.map
+            .get(&(id.dev, id.ino))
+            .filter(|c| c.identity == *id)
+    }
+
+    pub fn insert(&mut self, c: CachedContent) {
+        self.map.insert((c.identity.dev, c.identity.ino), c);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + self.map.len() * 100);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
+        // Sorted for a deterministic file (useful when comparing caches while debugging).
+        let mut items: Vec<&CachedContent> = self.map.values().collect();
+        items.sort_by_key(|c| (c.identity.dev, c.identity.ino));
+        for c in items {
+            let id = &c.identity;
+            out.extend_from_slice(&id.dev.to_le_bytes());
+            out.extend_from_slice(&id.ino.to_le_bytes());
+            out.extend_from_slice(&id.size.to_le_bytes());
+            out.extend_from_slice(&id.mtime.0.to_le_bytes());
+            out.extend_from_slice(&id.mtime.1.to_le_bytes());
+            out.extend_from_slice(&id.ctime.0.to_le_bytes());
+            out.extend_from_slice(&id.ctime.1.to_le_bytes());
+            out.extend_from_slice(&c.content.to_bytes());
+            out.extend_from_slice(&(c.holes.len() as u32).to_le_bytes());
+            for h in &c.holes {
+                out.extend_from_slice(&h.offset.to_le_bytes());
+                out.extend_from_slice(&h.len.to_le_bytes());
+            }
+        }
+        let sum = HashAlgo::Blake3.digest(&out);
+        out.extend_from_slice(sum.digest());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<StatCache> {
+        if bytes.len() < 16 + 32 || &bytes[..8] != MAGIC {
+            return None;
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if HashAlgo::Blake3.digest(body).digest() != sum {
+            return None;
+        }
+        let mut p = 8usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let s = body.get(p..p.checked_add(n)?)?;
+            p += n;
+            Some(s)
+        };
+        let u64_ = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        let u32_ = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
+        let count = u64_(take(8)?);
+        let mut cache = StatCache::default();
+        for _ in 0..count {
+            let dev = u64_(take(8)?);
+            let ino = u64_(take(8)?);
+            let size = u64_(take(8)?);
+            let ms = u64_(take(8)?) as i64;
+            let mn = u32_(take(4)?);
+            let cs = u64_(take(8)?) as i64;
+            let cn = u32_(take(4)?);
+            let content = Reference::from_bytes(take(34)?).ok()?;
+            let nh = u32_(take(4)?);
+            let mut holes = Vec::new();
+            for _ in 0..nh {
+                let offset = u64_(take(8)?);
+                let len = u64_(take(8)?);
+                holes.push(Hole { offset, len });
+            }
+            cache.insert(CachedContent {
+                identity: FileIdentity {
+                    dev,
+                    ino,
+                    size,
+                    mtime: (ms, mn),
+                    ctime: (cs, cn),
+                },
+                content,
+                holes,
+            });
+        }
+        if p != body.len() {
+            return None;
+        }
+        Some(cache)
+    }
+
+    /// Writes the cache atomically: a temporary file in the same directory, fsync, rename,
+    /// fsync of the directory. Creates the parent directory when missing.
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        std::fs::create_dir_all(dir)?;
+        let mut tmp_name = path.as_os_str().to_owned();
+        tmp_name.push(format!(".tmp.{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp_name);
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&self.encode())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            std::fs::File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StatCache {
+        let mut c = StatCache::new();
+        for i in 0..3u64 {
+            c.insert(CachedContent {
+                identity: FileIdentity {
+                    dev: 7,
+                    ino: i,
+                    size: 100 + i,
+                    mtime: (1_700_000_000, 5),
+                    ctime: (1_700_000_001, 6),
+                },
+                content: HashAlgo::Blake3.digest(&i.to_le_bytes()),
+                holes: if i == 1 {
+                    vec![Hole { offset: 0, len: 10 }]
+                } else {
+                    vec![]
+                },
+            });
+        }
+        c
+    }
+
+    #[test]
+    fn cache_file_round_trips_and_any_flipped_byte_empties_it() {
+        let c = sample();
+        let bytes = c.encode();
+        let d = StatCache::decode(&bytes).expect("decodes");
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.encode(), bytes);
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x40;
+            assert!(StatCache::decode(&b).is_none(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn a_changed_ctime_or_size_misses() {
+        let c = sample();
+        let mut id = c.map[&(7, 1)].identity;
+        assert!(c.get(&id).is_some());
+        id.ctime.1 += 1;
+        assert!(c.get(&id).is_none());
+        id.ctime.1 -= 1;
+        id.size += 1;
+        assert!(c.get(&id).is_none());
+    }
+
+    #[test]
+    fn save_is_atomic_and_load_of_a_missing_file_is_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("cache/statcache-x");
+        assert!(StatCache::load(&p).is_empty());
+        sample().save(&p).unwrap();
+        assert_eq!(StatCache::load(&p).len(), 3);
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("statcache-x")]);
+    }
+}
