@@ -1,0 +1,697 @@
+//! `overlay-boot`: from a configuration file to a running subhost, and the supervisor that stays
+//! with it.
+//!
+//! Order (each step undone if a later one fails, so a failed boot leaves nothing behind):
+//! resolve and check the configuration; take NAME's lock; refuse if NAME is running; check the
+//! cables' bridges exist and their host ends do not; run a custom INIT on the host; then, in the
+//! supervisor: cgroup, netns (lo up), cables by netlink, and `clone3` of PID 1 into new mount, PID,
+//! IPC and UTS namespaces, directly into the cgroup. PID 1 joins the netns, builds the root
+//! ([`crate::root`]), pivots into it and runs the init phase ([`crate::init`]); its `READY` on a
+//! pipe makes the supervisor write the state file and report success. The supervisor then waits
+//! for PID 1 to exit and removes cables, netns, cgroup and state.
+//!
+//! Without `--foreground` the supervisor is a detached child and the command returns when the
+//! subhost is ready (exit 0) or has failed (non-zero, with the reason). With it, the command is
+//! the supervisor (for systemd: `Type=notify`, SIGTERM stops the subhost gracefully).
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::cable::CableSpec;
+use crate::config::{Config, Hook, RawConfig};
+use crate::error::{Error, Result, last, sys};
+use crate::init::InitSpec;
+use crate::netlink::Netlink;
+use crate::process::{Pidfd, ProcId};
+use crate::root::RootPlan;
+use crate::state::{Lock, State};
+use crate::{cgroup, log, netns};
+
+/// How to boot.
+#[derive(Debug, Clone, Default)]
+pub struct BootOptions {
+    /// Stay attached as the supervisor until the subhost stops.
+    pub foreground: bool,
+}
+
+/// A subhost that has become ready.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Booted {
+    pub name: String,
+    /// Host PID of the subhost's PID 1.
+    pub init_pid: i32,
+    pub log: PathBuf,
+    /// From the start of the command to the READY of PID 1.
+    pub boot_ms: f64,
+}
+
+/// What was created for a subhost, and its removal. Dropping it without `done` removes it all,
+/// which is how every failed boot cleans up.
+#[derive(Debug)]
+pub struct Teardown {
+    pub name: String,
+    pub links: Vec<String>,
+    pub netns_created: bool,
+    pub cgroup: Option<PathBuf>,
+    done: bool,
+}
+
+impl Teardown {
+    pub fn new(name: &str) -> Teardown {
+        Teardown {
+            name: name.to_string(),
+            links: Vec::new(),
+            netns_created: false,
+            cgroup: None,
+            done: false,
+        }
+    }
+
+    pub fn from_state(s: &State) -> Teardown {
+        Teardown {
+            name: s.name.clone(),
+            links: s.links.clone(),
+            netns_created: s.netns_created,
+            cgroup: s.cgroup.clone(),
+            done: false,
+        }
+    }
+
+    /// Removes links (newest first), the netns name, the cgroup. Returns what could not be
+    /// removed; missing objects are fine (a netns takes its veths with it).
+    pub fn run(&mut self) -> Vec<String> {
+        self.done = true;
+        let mut problems = Vec::new();
+        if !self.links.is_empty() {
+            match Netlink::open() {
+                Ok(mut nl) => {
+                    for l in self.links.iter().rev() {
+                        match nl.delete(l) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => problems.push(format!("delete link {l}: {e}")),
+                        }
+                    }
+                }
+                Err(e) => problems.push(format!("netlink: {e}")),
+            }
+        }
+        if self.netns_created
+            && let Err(e) = netns::delete(&self.name)
+        {
+            problems.push(e.to_string());
+        }
+        if let Some(cg) = &self.cgroup
+            && let Err(e) = cgroup::remove(cg)
+        {
+            problems.push(e.to_string());
+        }
+        problems
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if !self.done {
+            for p in self.run() {
+                log::line(&self.name, &format!("cleanup: {p}"));
+            }
+        }
+    }
+}
+
+/// Runs a custom INIT on the host (cwd BASE, CONFIG set); its output is the init-phase script.
+fn run_init_command(cfg: &Config, argv: &[String]) -> Result<String> {
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(&cfg.base)
+        .env("CONFIG", &cfg.conf)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(sys(format!("run INIT {}", argv[0])))?;
+    if !out.status.success() {
+        return Err(Error::Other(format!(
+            "INIT `{}` failed ({})",
+            argv.join(" "),
+            out.status
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Host-side preconditions of the cables, checked before anything is created.
+fn check_cables(cfg: &Config, nl: &mut Netlink) -> Result<()> {
+    for c in &cfg.cables {
+        let names = c.names(&cfg.name);
+        if let Some(br) = c.bridge()
+            && nl.index(br).map_err(sys("netlink lookup"))?.is_none()
+        {
+            return Err(Error::Other(format!(
+                "{}: CABLES: bridge {br} does not exist on the host; create it first \
+                 (ip link add {br} type bridge && ip link set {br} up)",
+                cfg.conf.display()
+            )));
+        }
+        if nl
+            .index(&names.host)
+            .map_err(sys("netlink lookup"))?
+            .is_some()
+        {
+            return Err(Error::Other(format!(
+                "{}: CABLES: interface {} already exists on the host; remove it \
+                 (ip link del {}) or choose another NAME",
+                cfg.conf.display(),
+                names.host,
+                names.host
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(last("create a pipe"));
+    }
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reads everything until EOF (the writer closes after one line).
+fn read_all(fd: OwnedFd) -> String {
+    let mut s = String::new();
+    let _ = std::fs::File::from(fd).read_to_string(&mut s);
+    s
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Forks PID 1 of the subhost into new mount, PID, IPC and UTS namespaces (and straight into
+/// the cgroup when given). Returns 0 in the child, the child's PID and pidfd in the parent.
+fn clone_subhost(cgroup: Option<RawFd>) -> std::io::Result<(i32, Option<Pidfd>)> {
+    let mut pidfd: libc::c_int = -1;
+    let ns =
+        (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+    let mut args = CloneArgs {
+        flags: ns | libc::CLONE_PIDFD as u64,
+        pidfd: &mut pidfd as *mut libc::c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(cg) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cg as u64;
+    }
+    // SAFETY: clone3 without a new stack behaves like fork; this process is single-threaded
+    // (the CLI never starts threads), so the child may run arbitrary code.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if r == 0 {
+        return Ok((0, None));
+    }
+    // SAFETY: the kernel filled pidfd with a new descriptor for the child.
+    let fd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok((r as i32, Some(Pidfd::from_owned(fd))))
+}
+
+fn block_signals(sigs: &[i32]) -> libc::sigset_t {
+    // SAFETY: local sigset manipulation and sigprocmask on this single thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in sigs {
+            libc::sigaddset(&mut set, *s);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Tells systemd (Type=notify) that the service is ready, when started by it.
+fn sd_notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(abs) => SocketAddr::from_abstract_name(abs.as_bytes()),
+        None => SocketAddr::from_pathname(&path),
+    };
+    if let (Ok(addr), Ok(sock)) = (addr, UnixDatagram::unbound()) {
+        let msg = format!("READY=1\nMAINPID={}\n", std::process::id());
+        let _ = sock.send_to_addr(msg.as_bytes(), &addr);
+    }
+}
+
+/// Everything the supervisor needs, prepared by the command before it forks.
+struct Plan {
+    cfg: Config,
+    lock: Lock,
+    init_script: Option<String>,
+    logf: std::fs::File,
+    started: Instant,
+}
+
+/// Boots the subhost described by `raw`. Detached: returns once it is ready, after calling
+/// `on_ready`. Foreground: calls `on_ready` when ready and returns when the subhost has stopped.
+pub fn boot(raw: &RawConfig, opts: &BootOptions, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
+    let started = Instant::now();
+    let cfg = raw.resolve()?;
+    cfg.check()?;
+    let lock = Lock::take(&cfg.name, false)?;
+    if let Some(st) = State::read(&cfg.name)? {
+        if st.init.alive() {
+            return Err(Error::AlreadyRunning {
+                name: cfg.name.clone(),
+                pid: st.init.pid,
+            });
+        }
+        // The subhost died without its supervisor cleaning up (or the supervisor is finishing
+        // right now): wait for it, then remove what is left before booting again.
+        if let Some(sup) = st.supervisor.open() {
+            sup.wait(Duration::from_secs(10));
+        }
+        for p in Teardown::from_state(&st).run() {
+            log::line(&cfg.name, &format!("cleanup of the previous run: {p}"));
+        }
+        State::remove(&cfg.name)?;
+    }
+    let mut nl = Netlink::open().map_err(sys("open a netlink socket"))?;
+    check_cables(&cfg, &mut nl)?;
+    drop(nl);
+    let init_script = match &cfg.init {
+        Hook::Command(argv) => Some(run_init_command(&cfg, argv)?),
+        _ => None,
+    };
+    let logf = log::open(&cfg.log).map_err(sys(format!("open LOG {}", cfg.log.display())))?;
+    let plan = Plan {
+        cfg,
+        lock,
+        init_script,
+        logf,
+        started,
+    };
+    if opts.foreground {
+        if let Ok(f) = plan.logf.try_clone() {
+            log::tee(f);
+        }
+        return supervise(plan, &mut |b| {
+            sd_notify_ready();
+            on_ready(b)
+        });
+    }
+
+    let (r, w) = pipe()?;
+    let name = plan.cfg.name.clone();
+    let log_path = plan.cfg.log.clone();
+    // SAFETY: single-threaded process; the child only runs this crate's code and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(last("fork the supervisor"));
+    }
+    if pid == 0 {
+        drop(r);
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            detached_supervisor(plan, w)
+        }))
+        .unwrap_or(1);
+        // SAFETY: leave without running the parent's destructors a second time.
+        unsafe { libc::_exit(code) };
+    }
+    drop(w);
+    drop(plan);
+    let reply = read_all(r);
+    // The supervisor stays running; it is not our child to wait for once we exit, but reap it
+    // if it already failed so no zombie lingers while we print.
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, non-blocking.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    let line = reply.lines().next().unwrap_or("");
+    if let Some(rest) = line.strip_prefix("READY ") {
+        let init_pid = rest.trim().parse().unwrap_or(0);
+        on_ready(&Booted {
+            name,
+            init_pid,
+            log: log_path,
+            boot_ms: started.elapsed().as_secs_f64() * 1000.0,
+        });
+        return Ok(());
+    }
+    let reason = match line.strip_prefix("FAIL ") {
+        Some(r) => r.to_string(),
+        None => "the supervisor exited without reporting".to_string(),
+    };
+    Err(Error::BootFailed {
+        name,
+        reason,
+        log: log_path,
+    })
+}
+
+/// The detached supervisor: own session, stdio on LOG, report through `report`.
+fn detached_supervisor(plan: Plan, report: OwnedFd) -> i32 {
+    // SAFETY: setsid/dup2/open on descriptors we own, in the freshly forked child.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+        libc::dup2(plan.logf.as_raw_fd(), 1);
+        libc::dup2(plan.logf.as_raw_fd(), 2);
+    }
+    let _ = std::env::set_current_dir("/");
+    let mut report = Some(std::fs::File::from(report));
+    let r = supervise(plan, &mut |b| {
+        if let Some(mut f) = report.take() {
+            let _ = writeln!(f, "READY {}", b.init_pid);
+        }
+    });
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(mut f) = report.take() {
+                let _ = writeln!(f, "FAIL {e}");
+            }
+            1
+        }
+    }
+}
+
+/// The body of PID 1 after clone: build the root, then be init. Never returns.
+fn subhost_pid1(
+    plan: &RootPlan,
+    spec: &InitSpec,
+    netns: RawFd,
+    ready: OwnedFd,
+    logfd: RawFd,
+    close: &[RawFd],
+) -> ! {
+    // SAFETY: closing descriptors that belong to the supervisor (lock, pipes, sockets) so this
+    // process does not keep them alive; putting stdio on LOG.
+    unsafe {
+        for fd in close {
+            libc::close(*fd);
+        }
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::close(null);
+        }
+        libc::dup2(logfd, 1);
+        libc::dup2(logfd, 2);
+    }
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut sys = crate::sys::LinuxSys;
+        if let Err(e) = crate::root::prepare(&mut sys, plan, Some(netns)) {
+            let mut f = std::fs::File::from(ready);
+            let _ = writeln!(f, "FAIL {e}");
+            return 1;
+        }
+        // SAFETY: the netns descriptor is not needed once joined.
+        unsafe { libc::close(netns) };
+        crate::init::run(spec, ready)
+    }))
+    .unwrap_or(1);
+    // SAFETY: end this process without unwinding into the supervisor's frames.
+    unsafe { libc::_exit(code) }
+}
+
+fn exit_text(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("status {status}")
+    }
+}
+
+fn wait_child(pid: i32) -> i32 {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid
+            || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
+        {
+            return status;
+        }
+    }
+}
+
+fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
+    let Plan {
+        cfg,
+        lock,
+        init_script,
+        logf,
+        started,
+    } = plan;
+    let name = cfg.name.clone();
+    log::line(&name, &format!("booting from {}", cfg.conf.display()));
+    for (k, v) in &cfg.resolved {
+        log::line(&name, &format!("{k}={v}"));
+    }
+    let mut td = Teardown::new(&name);
+    td.cgroup = cgroup::create(&name, &cfg.limits)?;
+    let nsfd = match netns::open(&name)? {
+        Some(fd) => {
+            log::line(&name, "using the existing network namespace");
+            fd
+        }
+        None => {
+            let fd = netns::create(&name)?;
+            td.netns_created = true;
+            fd
+        }
+    };
+    let mut host = Netlink::open().map_err(sys("open a netlink socket"))?;
+    let mut inner = netns::within(&nsfd, Netlink::open)?;
+    let lo = inner
+        .need_index("lo")
+        .map_err(sys("find lo in the subhost"))?;
+    inner
+        .set_up(lo)
+        .map_err(sys("bring lo up in the subhost"))?;
+    let mut cable_names = Vec::new();
+    for c in &cfg.cables {
+        let n = c.names(&name);
+        match c {
+            CableSpec::Veth { mac, .. } => {
+                host.add_veth(&n.host, &n.inside, mac.as_ref(), nsfd.as_raw_fd())
+                    .map_err(sys(format!(
+                        "create veth cable {} <-> {}",
+                        n.host, n.inside
+                    )))?;
+                td.links.push(n.host.clone());
+            }
+            CableSpec::Vlan { parent, id, .. } => {
+                let p = CableSpec::Veth {
+                    index: *parent,
+                    bridge: None,
+                    mac: None,
+                }
+                .names(&name);
+                let hp = host
+                    .need_index(&p.host)
+                    .map_err(sys("find the VLAN's cable"))?;
+                host.add_vlan(&n.host, hp, *id)
+                    .map_err(sys(format!("create VLAN {}", n.host)))?;
+                td.links.push(n.host.clone());
+                let ip = inner
+                    .need_index(&p.inside)
+                    .map_err(sys("find the VLAN's cable in the subhost"))?;
+                inner
+                    .add_vlan(&n.inside, ip, *id)
+                    .map_err(sys(format!("create VLAN {} in the subhost", n.inside)))?;
+            }
+        }
+        let idx = host.need_index(&n.host).map_err(sys("find the new link"))?;
+        if let Some(br) = c.bridge() {
+            let b = host
+                .need_index(br)
+                .map_err(sys(format!("find bridge {br}")))?;
+            host.set_master(idx, b)
+                .map_err(sys(format!("attach {} to bridge {br}", n.host)))?;
+        }
+        host.set_up(idx)
+            .map_err(sys(format!("bring {} up", n.host)))?;
+        log::line(&name, &format!("cable {} <-> {}", n.host, n.inside));
+        cable_names.push(n);
+    }
+
+    let root_plan = RootPlan::from_config(&cfg);
+    let spec = InitSpec {
+        name: name.clone(),
+        start: cfg.start.clone(),
+        init_script,
+        service_timeout: cfg.service_timeout,
+        hardening: cfg.hardening.clone(),
+        conf: cfg.conf.display().to_string(),
+    };
+    let cgfd = match &td.cgroup {
+        Some(dir) => Some(
+            std::fs::File::open(dir)
+                .map(OwnedFd::from)
+                .map_err(sys(format!("open cgroup {}", dir.display())))?,
+        ),
+        None => None,
+    };
+    let (ready_r, ready_w) = pipe()?;
+    let sigs = block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
+    let cg_raw = cgfd.as_ref().map(|f| f.as_raw_fd());
+    let (pid, pidfd) = match clone_subhost(cg_raw) {
+        Err(e) if cg_raw.is_some() && e.raw_os_error() != Some(libc::ENOMEM) => {
+            // Some kernels refuse CLONE_INTO_CGROUP on a hybrid layout; join after the fork.
+            let (pid, fd) = clone_subhost(None).map_err(sys("clone the subhost's PID 1"))?;
+            if pid != 0
+                && let Some(dir) = &td.cgroup
+            {
+                let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
+            }
+            log::line(
+                &name,
+                &format!("CLONE_INTO_CGROUP refused ({e}); joined after clone"),
+            );
+            (pid, fd)
+        }
+        r => r.map_err(sys("clone the subhost's PID 1"))?,
+    };
+    if pid == 0 {
+        let mut close = vec![
+            ready_r.as_raw_fd(),
+            lock_fd(&lock),
+            host.raw_fd(),
+            inner.raw_fd(),
+        ];
+        close.extend(cg_raw);
+        subhost_pid1(
+            &root_plan,
+            &spec,
+            nsfd.as_raw_fd(),
+            ready_w,
+            logf.as_raw_fd(),
+            &close,
+        );
+    }
+    drop(ready_w);
+    drop(cgfd);
+    drop(inner);
+    let Some(pidfd) = pidfd else {
+        return Err(Error::Other("clone3 returned no pidfd".into()));
+    };
+    let reply = read_all(ready_r);
+    let line = reply.lines().next().unwrap_or("").to_string();
+    if line != "READY" {
+        let status = wait_child(pid);
+        let reason = match line.strip_prefix("FAIL ") {
+            Some(r) => r.to_string(),
+            None => format!("PID 1 ended during boot ({})", exit_text(status)),
+        };
+        log::line(&name, &format!("boot failed: {reason}"));
+        return Err(Error::Other(reason));
+    }
+    let init = ProcId::of(pid).ok_or_else(|| Error::Other("PID 1 vanished after READY".into()))?;
+    let state = State {
+        format: crate::state::FORMAT,
+        name: name.clone(),
+        conf: cfg.conf.clone(),
+        base: cfg.base.clone(),
+        live: cfg.live.clone(),
+        log: cfg.log.clone(),
+        supervisor: ProcId::of(std::process::id() as i32)
+            .ok_or_else(|| Error::Other("cannot read our own start time".into()))?,
+        init,
+        netns: netns::path(&name),
+        netns_created: td.netns_created,
+        links: td.links.clone(),
+        cables: cable_names,
+        cgroup: td.cgroup.clone(),
+        ready_ms: log::now_ms(),
+        start: cfg.start.clone(),
+        service_timeout_s: cfg.service_timeout.as_secs(),
+        hardening: cfg.hardening.clone(),
+    };
+    // From here on the state file describes what to remove; the supervisor removes it below.
+    td.done = true;
+    if let Err(e) = state.write() {
+        td.done = false;
+        let _ = pidfd.signal(libc::SIGKILL);
+        wait_child(pid);
+        return Err(e);
+    }
+    let booted = Booted {
+        name: name.clone(),
+        init_pid: pid,
+        log: cfg.log.clone(),
+        boot_ms: started.elapsed().as_secs_f64() * 1000.0,
+    };
+    log::line(
+        &name,
+        &format!("ready in {:.1} ms, PID 1 is host pid {pid}", booted.boot_ms),
+    );
+    drop(lock);
+    on_ready(&booted);
+
+    // Wait for PID 1; a SIGTERM/SIGINT to the supervisor becomes a graceful stop of the subhost.
+    let status = loop {
+        let mut status = 0;
+        // SAFETY: non-blocking waitpid on our child.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+            break status;
+        }
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid set and out-pointer.
+        let sig = unsafe { libc::sigwaitinfo(&sigs, &mut info) };
+        if sig == libc::SIGTERM || sig == libc::SIGINT {
+            log::line(&name, "stop requested by a signal to the supervisor");
+            let _ = pidfd.signal(libc::SIGTERM);
+        }
+    };
+    log::line(&name, &format!("PID 1 ended ({})", exit_text(status)));
+    let mut td = Teardown::from_state(&state);
+    for p in td.run() {
+        log::line(&name, &format!("cleanup: {p}"));
+    }
+    State::remove(&name)?;
+    log::line(&name, "stopped");
+    Ok(())
+}
+
+fn lock_fd(lock: &Lock) -> RawFd {
+    lock.raw_fd()
+}

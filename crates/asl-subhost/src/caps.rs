@@ -1,0 +1,80 @@
+//! Capability names (for DROP_CAPS) and dropping them from the bounding set.
+
+/// Linux capability names in number order (capability.h); index = capability number.
+const NAMES: &[&str] = &[
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// Capability number for `cap_sys_admin`, `CAP_SYS_ADMIN` or `sys_admin`.
+pub fn by_name(name: &str) -> Option<u32> {
+    let lower = name.to_ascii_lowercase();
+    let bare = lower.strip_prefix("cap_").unwrap_or(&lower);
+    NAMES.iter().position(|n| *n == bare).map(|i| i as u32)
+}
+
+/// Removes capabilities from the calling process's bounding set, so nothing it executes later
+/// can hold them. Capabilities unknown to the running kernel are skipped.
+pub fn drop_bounding(caps: &[u32]) -> std::io::Result<()> {
+    for &c in caps {
+        // SAFETY: prctl with integer arguments has no memory effects.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0) };
+        if r != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_map_to_kernel_numbers() {
+        assert_eq!(super::by_name("CAP_SYS_ADMIN"), Some(21));
+        assert_eq!(super::by_name("net_admin"), Some(12));
+        assert_eq!(super::by_name("cap_bpf"), Some(39));
+        assert_eq!(super::by_name("cap_nope"), None);
+    }
+}

@@ -1,0 +1,98 @@
+//! The subhost log: one timestamped line per event, `2026-11-23T17:44:25.123Z NAME: message`.
+//!
+//! Lines go to standard error. The supervisor and PID 1 run with standard output and error on
+//! the LOG file (services started inside inherit it, so their output lands there too, as in
+//! overlay-boot); a foreground supervisor keeps its terminal or journal on standard error and
+//! also copies its lines into LOG (see [`tee`]).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static TEE: Mutex<Option<File>> = Mutex::new(None);
+
+/// Also writes every following line into `file`.
+pub fn tee(file: File) {
+    if let Ok(mut t) = TEE.lock() {
+        *t = Some(file);
+    }
+}
+
+/// Formats a UNIX time in milliseconds as RFC 3339 UTC.
+pub fn rfc3339_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Writes one log line for subhost `name`.
+pub fn line(name: &str, message: &str) {
+    let text = format!("{} {name}: {message}\n", rfc3339_ms(now_ms()));
+    let _ = std::io::stderr().write_all(text.as_bytes());
+    if let Ok(mut t) = TEE.lock()
+        && let Some(f) = t.as_mut()
+    {
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
+/// Opens LOG for appending (creating its directory, mode 0750), close-on-exec.
+pub fn open(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent()
+        && !dir.is_dir()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamps_are_utc_rfc3339() {
+        assert_eq!(super::rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            super::rfc3339_ms(1_795_455_865_123),
+            "2026-11-23T17:44:25.123Z"
+        );
+        assert_eq!(
+            super::rfc3339_ms(951_782_400_000),
+            "2000-02-29T00:00:00.000Z"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! Processes tracked across commands: a PID plus its start time (clock ticks since boot, field 22
+//! of /proc/PID/stat) identifies a process for good, and a pidfd opened and then re-checked
+//! against that start time cannot be fooled by PID reuse. No `pgrep`, no name matching.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A process identity as recorded in the state file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcId {
+    pub pid: i32,
+    pub start_ticks: u64,
+}
+
+/// Start time of `pid` in clock ticks since boot, or None if there is no such process.
+pub fn start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl ProcId {
+    pub fn of(pid: i32) -> Option<ProcId> {
+        start_ticks(pid).map(|start_ticks| ProcId { pid, start_ticks })
+    }
+
+    /// A pidfd for this very process, or None if it has exited (or its PID was reused).
+    pub fn open(&self) -> Option<Pidfd> {
+        let fd = Pidfd::open(self.pid).ok()?;
+        // Checked after opening: from now on the pidfd pins this process, whatever the PID does.
+        (start_ticks(self.pid) == Some(self.start_ticks)).then_some(fd)
+    }
+
+    pub fn alive(&self) -> bool {
+        self.open().is_some_and(|p| !p.exited())
+    }
+}
+
+/// A process file descriptor.
+#[derive(Debug)]
+pub struct Pidfd(OwnedFd);
+
+impl Pidfd {
+    pub fn open(pid: i32) -> io::Result<Pidfd> {
+        // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor that we own.
+        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+    }
+
+    pub fn from_owned(fd: OwnedFd) -> Pidfd {
+        Pidfd(fd)
+    }
+
+    pub fn as_fd(&self) -> &OwnedFd {
+        &self.0
+    }
+
+    pub fn signal(&self, sig: i32) -> io::Result<()> {
+        // SAFETY: pidfd_send_signal with a null siginfo.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.0.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            // ESRCH: it has exited already, which is what the caller wants anyway.
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the process exits; true if it did within `timeout`.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.0.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            // SAFETY: one valid pollfd.
+            let r =
+                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if r > 0 {
+                return true;
+            }
+            if r == 0 || left.is_zero() {
+                return false;
+            }
+            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+                return false;
+            }
+        }
+    }
+
+    pub fn exited(&self) -> bool {
+        self.wait(Duration::ZERO)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_process_is_tracked_and_a_wrong_start_time_is_not() {
+        let me = ProcId::of(std::process::id() as i32).unwrap();
+        assert!(me.alive());
+        let impostor = ProcId {
+            pid: me.pid,
+            start_ticks: me.start_ticks + 1,
+        };
+        assert!(!impostor.alive());
+    }
+
+    #[test]
+    fn pidfd_reports_exit_of_a_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.05")
+            .spawn()
+            .unwrap();
+        let id = ProcId::of(child.id() as i32).unwrap();
+        let fd = id.open().unwrap();
+        assert!(!fd.exited());
+        assert!(fd.wait(Duration::from_secs(10)));
+        child.wait().unwrap();
+        assert!(!id.alive());
+    }
+}
