@@ -21,6 +21,11 @@ pub enum Error {
     #[error("{} cannot be covered: {reason}", path.display())]
     PathRefused { path: PathBuf, reason: String },
 
+    #[error(
+        "invalid tmpfs size '{size}': give a number of bytes with an optional k, m, g, t, p, e or % suffix (e.g. 2G, 25%)"
+    )]
+    InvalidSize { size: String },
+
     #[error("invalid overlay name '{name}': {reason}")]
     InvalidName { name: String, reason: &'static str },
 
@@ -85,6 +90,7 @@ impl Error {
                 | Error::NotADirectory { .. }
                 | Error::PathRefused { .. }
                 | Error::InvalidName { .. }
+                | Error::InvalidSize { .. }
                 | Error::UnknownName { .. }
         )
     }

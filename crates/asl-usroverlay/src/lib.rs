@@ -374,6 +374,11 @@ impl Overlays {
                     r.name,
                     r.name
                 )
+            } else if r.mode == Mode::Hotfix {
+                format!(
+                    "the hotfix overlay '{}' is recorded for it but not mounted; `apply --boot` mounts it again, `remove {}` deletes it",
+                    r.name, r.name
+                )
             } else {
                 format!(
                     "the stale entry '{}' is recorded for it; `remove {}` cleans it up first",
@@ -405,6 +410,9 @@ impl Overlays {
         require_root("apply")?;
         if let Some(n) = &req.name {
             validate_name(n)?;
+        }
+        if let Some(size) = &req.tmpfs_size {
+            validate_tmpfs_size(size)?;
         }
         let path = self.resolve_target(&req.path)?;
         let name = req.name.clone().unwrap_or_else(|| default_name(&path));
@@ -741,6 +749,19 @@ impl Overlays {
         }
         Ok(out)
     }
+}
+
+/// Checks a tmpfs `size=` value up front (a number with an optional k/m/g/t/p/e or %
+/// suffix), so a typo is a usage error before anything is written rather than a failed mount.
+fn validate_tmpfs_size(size: &str) -> Result<()> {
+    let digits = size.trim_end_matches(|c: char| "kKmMgGtTpPeE%".contains(c));
+    let suffix_len = size.len() - digits.len();
+    if digits.is_empty() || suffix_len > 1 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::InvalidSize {
+            size: size.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Creates `upper/` (with the covered directory's mode, owner and SELinux label, because the

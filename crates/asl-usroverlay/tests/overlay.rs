@@ -421,6 +421,33 @@ fn apply_to_a_missing_path_is_refused_and_changes_nothing() {
 }
 
 #[test]
+fn apply_with_an_invalid_tmpfs_size_is_refused_and_changes_nothing() {
+    machine(
+        "apply_with_an_invalid_tmpfs_size_is_refused_and_changes_nothing",
+        |m| {
+            let tree = fake_tree(&m.disk(), "tree");
+            let before = untouched_snapshot(&m.state_root());
+            let ov = Overlays::new(m.dirs());
+            for size in ["", "lots", "1GB", "-1", "1.5G"] {
+                let mut r = req(&tree, Mode::Transient, Some("t"));
+                r.tmpfs_size = Some(size.to_string());
+                match ov.apply(&r) {
+                    Err(e @ Error::InvalidSize { .. }) => assert!(e.is_usage()),
+                    other => panic!("size {size:?}: expected InvalidSize, got {other:?}"),
+                }
+            }
+            assert_eq!(untouched_snapshot(&m.state_root()), before);
+            // A valid limit reaches the tmpfs.
+            let mut r = req(&tree, Mode::Transient, Some("t"));
+            r.tmpfs_size = Some("8m".into());
+            let rec = ov.apply(&r).unwrap().record;
+            let st = rustix::fs::statvfs(&rec.layer).unwrap();
+            assert_eq!(st.f_blocks * st.f_frsize, 8 * 1024 * 1024);
+        },
+    );
+}
+
+#[test]
 fn apply_to_a_file_is_refused_and_changes_nothing() {
     machine("apply_to_a_file_is_refused_and_changes_nothing", |m| {
         let tree = fake_tree(&m.disk(), "tree");

@@ -188,15 +188,15 @@ fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
 fn record_json(r: &OverlayRecord) -> Value {
     json!({
         "name": r.name,
-        "path": r.path,
+        "path": r.path.to_string_lossy(),
         "mode": r.mode,
         // The two axes as bootc reports them, for tools that know those names.
         "access_mode": if r.mode.is_writable() { "read-write" } else { "read-only" },
         "persistence": if r.mode.is_persistent() { "persistent" } else { "transient" },
         "since": rfc3339(r.since),
         "since_unix": r.since,
-        "layer": r.layer,
-        "upper": r.upper(),
+        "layer": r.layer.to_string_lossy(),
+        "upper": r.upper().to_string_lossy(),
     })
 }
 
@@ -246,7 +246,8 @@ fn boot(ov: &Overlays, json: bool) -> anyhow::Result<ExitCode> {
         .filter(|o| matches!(o, BootOutcome::Failed { .. }))
         .count();
     if json {
-        println!("{:#}", json!({ "outcomes": outcomes }));
+        let list = serde_json::to_value(&outcomes).context("cannot encode the outcomes")?;
+        println!("{:#}", json!({ "outcomes": list }));
     } else {
         if outcomes.is_empty() {
             println!("no overlays recorded");
@@ -277,12 +278,21 @@ fn boot(ov: &Overlays, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Paths as JSON strings; a name that is not UTF-8 is shown lossily rather than failing the
+/// whole listing.
+fn lossy(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
+}
+
 fn diff_json(d: &Diff) -> Value {
     json!({
-        "added": d.added,
-        "changed": d.changed,
-        "deleted": d.deleted,
-        "opaque": d.opaque,
+        "added": lossy(&d.added),
+        "changed": lossy(&d.changed),
+        "deleted": lossy(&d.deleted),
+        "opaque": lossy(&d.opaque),
     })
 }
 
