@@ -1,5 +1,361 @@
-//! Tools of the host part (not built yet).
+//! Tools of the host part: `asl-preflight`, `asl-config`, `asl-image`. All logic lives in
+//! `asl_host`; this module parses arguments and prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use asl_host::Root;
+use asl_host::overlay::{self, OverlayInputs, Profile};
+use asl_host::preflight;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::Tool;
+use crate::exit::{Code, fail};
 
-pub const TOOLS: &[Tool] = &[];
+pub const TOOLS: &[Tool] = &[
+    Tool {
+        name: "asl-preflight",
+        command: Preflight::command,
+        run: run_preflight,
+    },
+    Tool {
+        name: "asl-config",
+        command: Config::command,
+        run: run_config,
+    },
+    Tool {
+        name: "asl-image",
+        command: Image::command,
+        run: run_image,
+    },
+];
+
+/// `--root DIR`, falling back to `$ASL_ROOT`, then `/`.
+#[derive(Args, Debug)]
+struct RootArg {
+    /// Work on the tree at DIR instead of / (config, /proc, /sys and /run are read below it).
+    /// Default: $ASL_ROOT, else /.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+impl RootArg {
+    fn root(&self) -> Root {
+        let dir = self
+            .root
+            .clone()
+            .or_else(|| std::env::var_os("ASL_ROOT").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Root::new(dir)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Detect network, ZFS and storage at boot and decide the intake mode (/run/asl/mode)",
+    long_about = "Detect what this host offers and decide how intake runs.\n\n\
+It detects the network (a non-loopback link up with a routable address, a default route), ZFS \
+(module loaded, zpool/zfs tools, importable pools listed without importing, imported pools), \
+whether local.mount is mounted and writable (checked without writing), and whether \
+remote.endpoint answers a TCP connect. The decision table maps mode = auto|local|remote from \
+/etc/asl/asl.conf to local, remote or operator, and the result is written atomically to \
+/run/asl/mode: the decision on the first line, then key=value facts and the reason.\n\n\
+It never imports a pool, mounts, or writes anything but /run/asl/mode. It exits 0 whatever it \
+decides (an invalid configuration leads to 'operator'); it fails only when it cannot write \
+the mode file.",
+    after_help = "Examples:\n  asl-preflight                  decide and write /run/asl/mode\n  \
+asl-preflight --dry-run --json show facts and decision, write nothing\n  \
+asl-preflight --root /tmp/img  work on another tree"
+)]
+struct Preflight {
+    #[command(flatten)]
+    root: RootArg,
+    /// Detect and decide, but write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the decision and all facts as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Print nothing on success (the mode file is still written).
+    #[arg(short, long, conflicts_with = "json")]
+    quiet: bool,
+}
+
+fn yn(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn or_dash(v: &[String]) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.join(",")
+    }
+}
+
+fn run_preflight(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let a: Preflight = super::args(m)?;
+    let root = a.root.root();
+    let out = preflight::run(&root, &preflight::Env::from_process(), a.dry_run)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if !a.quiet {
+        let f = &out.facts;
+        println!("decision: {}", out.decision);
+        println!("reason:   {}", out.reason);
+        println!(
+            "network:  {} (links: {}, default route: {})",
+            if f.network.up { "up" } else { "down" },
+            or_dash(&f.network.links),
+            yn(f.network.default_route)
+        );
+        let tool = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "not found".into())
+        };
+        println!(
+            "zfs:      module {}, zpool {}, importable {}, imported {}",
+            yn(f.zfs.module),
+            tool(&f.zfs.zpool),
+            or_dash(&f.zfs.importable),
+            or_dash(&f.zfs.imported)
+        );
+        println!(
+            "local:    {} mounted {}{}, writable {}",
+            f.local.mount.display(),
+            yn(f.local.mounted),
+            match (&f.local.fstype, &f.local.source) {
+                (Some(t), Some(s)) => format!(" ({t} {s})"),
+                _ => String::new(),
+            },
+            yn(f.local.writable)
+        );
+        println!(
+            "remote:   {}",
+            match (&f.remote.endpoint, f.remote.reachable) {
+                (None, _) => "not configured".to_string(),
+                (Some(e), None) => format!("{e} (not tried)"),
+                (Some(e), Some(r)) => format!("{e} reachable {}", yn(r)),
+            }
+        );
+        match &out.mode_file {
+            Some(p) => println!("wrote {}", p.display()),
+            None => println!("dry run: nothing written"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Check /etc/asl/asl.conf, federation.conf and logging.conf",
+    long_about = "Check the host configuration in /etc/asl strictly.\n\n\
+Every unknown key, repeated key and bad value is reported as FILE:LINE: message, for all three \
+files at once. A missing file means its defaults apply. On success the effective configuration \
+is printed. The file format is described in docs/config.md."
+)]
+struct Config {
+    #[command(subcommand)]
+    cmd: ConfigCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Validate the three files and print the effective configuration.
+    Check {
+        #[command(flatten)]
+        root: RootArg,
+        /// Print the effective configuration as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn run_config(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let a: Config = super::args(m)?;
+    let ConfigCmd::Check { root, json } = a.cmd;
+    let root = root.root();
+    let report = asl_host::config::check(root.dir()).map_err(|e| {
+        let n = e.problems.len();
+        fail(
+            Code::Failure,
+            format!(
+                "{n} problem{} in the configuration:\n{e}",
+                if n == 1 { "" } else { "s" }
+            ),
+        )
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for f in &report.files {
+        println!(
+            "{}: {}",
+            f.path.display(),
+            if f.present {
+                "ok"
+            } else {
+                "absent, defaults apply"
+            }
+        );
+    }
+    let c = &report.asl;
+    println!("mode = {}", c.mode);
+    println!("local.mount = {}", c.local_mount.display());
+    if let Some(p) = &c.local_pool {
+        println!("local.pool = {p}");
+    }
+    println!("local.create = {}", yn(c.local_create));
+    if let Some(e) = &c.remote_endpoint {
+        println!("remote.endpoint = {e}");
+    }
+    println!("remote.timeout = {}ms", c.remote_timeout.as_millis());
+    if let Some(d) = &c.domain_id {
+        println!("domain.id = {d}");
+    }
+    println!("federation peers: {}", report.federation.peers.len());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Generate and check overlay trees (rescue intake, authority host)",
+    long_about = "Generate the canonical overlay tree of a profile, or check a tree against the \
+overlay contract.\n\n\
+Profiles: rescue (SystemRescue intake overlay: tools, /etc/asl defaults, asl-preflight and \
+asl-intake units, empty var/lib/asl/{runtime,cache,locks}, run/asl/sockets, \
+mnt/asl/{local,remote}) and auth-host (offline authority host: tools, /etc/asl with mode = \
+local, the preflight unit, empty var/lib/asl/{common,personal,pools}, var/log, run/asl, \
+mnt/asl/local).\n\n\
+The overlay is built under a temporary name next to --out and renamed into place, so a failed \
+run leaves nothing behind. Set SOURCE_DATE_EPOCH for reproducible mtimes."
+)]
+struct Image {
+    #[command(subcommand)]
+    cmd: ImageCmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// Write the overlay tree of a profile to --out (which must not exist or be empty).
+    Overlay {
+        /// rescue | auth-host
+        #[arg(long, value_parser = parse_profile)]
+        profile: Profile,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The executable to install as usr/local/bin/asl (default: this binary).
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+    },
+    /// Check a tree against a profile's overlay contract; one line per violation.
+    Lint {
+        /// The overlay tree.
+        dir: PathBuf,
+        /// rescue | auth-host
+        #[arg(long, value_parser = parse_profile)]
+        profile: Profile,
+        /// Print the violations as a JSON array on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the systemd units (asl-preflight.service, asl-intake.service) to DIR, or print them.
+    Units {
+        /// Directory to write the unit files to (default: print them on stdout).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    s.parse()
+}
+
+fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let a: Image = super::args(m)?;
+    match a.cmd {
+        ImageCmd::Overlay {
+            profile,
+            out,
+            binary,
+        } => {
+            let binary = match binary {
+                Some(b) => b,
+                None => std::env::current_exe().context("cannot find the running binary")?,
+            };
+            let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
+                Ok(s) => Some(s.trim().parse::<i64>().map_err(|_| {
+                    fail(
+                        Code::Usage,
+                        format!("SOURCE_DATE_EPOCH='{s}' is not a number of seconds"),
+                    )
+                })?),
+                Err(_) => None,
+            };
+            let tools = super::all()
+                .into_iter()
+                .map(|t| t.name)
+                .filter(|n| *n != "asl-install-links" && *n != "asl-man")
+                .map(String::from)
+                .collect();
+            overlay::generate(
+                profile,
+                &out,
+                &OverlayInputs {
+                    binary,
+                    tools,
+                    mtime,
+                },
+            )?;
+            println!("{}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCmd::Lint { dir, profile, json } => {
+            let v = overlay::lint(&dir, profile)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                for x in &v {
+                    println!("{}", x);
+                }
+            }
+            if v.is_empty() {
+                if !json {
+                    println!("{}: passes the {profile} overlay contract", dir.display());
+                }
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err(fail(
+                    Code::Failure,
+                    format!(
+                        "{}: {} violation{} of the {profile} overlay contract",
+                        dir.display(),
+                        v.len(),
+                        if v.len() == 1 { "" } else { "s" }
+                    ),
+                ))
+            }
+        }
+        ImageCmd::Units { out } => {
+            for (name, text) in asl_host::units::all() {
+                match &out {
+                    Some(dir) => write_unit(dir, name, &text)?,
+                    None => print!("# --- {name}\n{text}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn write_unit(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let p = dir.join(name);
+    std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
+    println!("{}", p.display());
+    Ok(())
+}
