@@ -86,7 +86,7 @@ impl Kind {
 }
 
 /// The operation that failed for an entry during intake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     Lstat,
