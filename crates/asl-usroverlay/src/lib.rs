@@ -426,7 +426,9 @@ impl Overlays {
             Mode::Hotfix => self.dirs.hotfix_layer(&name),
             Mode::Transient | Mode::ReadOnly => self.dirs.transient_layer(&name),
         };
-        if fs::symlink_metadata(&layer).is_ok() {
+        // An empty directory without a record is what a remove interrupted at its very last
+        // step leaves; anything more is somebody's data and is not touched.
+        if fs::symlink_metadata(&layer).is_ok() && fs::remove_dir(&layer).is_err() {
             return Err(Error::AlreadyOverlaid {
                 path: path.clone(),
                 reason: format!(

@@ -670,3 +670,31 @@ fn boot_unit_passes_systemd_analyze_verify() {
         .collect();
     assert!(ours.is_empty(), "systemd-analyze verify: {stderr}");
 }
+
+#[test]
+fn leftover_state_dir_without_record_is_reused_if_empty_and_refused_otherwise() {
+    machine(
+        "leftover_state_dir_without_record_is_reused_if_empty_and_refused_otherwise",
+        |m| {
+            let tree = fake_tree(&m.disk(), "tree");
+            let ov = Overlays::new(m.dirs());
+            // What a remove interrupted after deleting the record leaves: an empty directory.
+            fs::create_dir_all(m.dirs().persistent.join("fix")).unwrap();
+            ov.apply(&req(&tree, Mode::Hotfix, Some("fix"))).unwrap();
+            ov.remove("fix", false).unwrap();
+
+            // Something with content is somebody's data: refused, and left alone.
+            let stray = m.dirs().persistent.join("fix/upper/keep-me");
+            fs::create_dir_all(stray.parent().unwrap()).unwrap();
+            fs::write(&stray, "data").unwrap();
+            let before = untouched_snapshot(&m.state_root());
+            match ov.apply(&req(&tree, Mode::Hotfix, Some("fix"))) {
+                Err(Error::AlreadyOverlaid { reason, .. }) => {
+                    assert!(reason.contains("without a record"), "{reason}")
+                }
+                other => panic!("expected AlreadyOverlaid, got {other:?}"),
+            }
+            assert_eq!(untouched_snapshot(&m.state_root()), before);
+        },
+    );
+}
