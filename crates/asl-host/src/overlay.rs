@@ -89,11 +89,18 @@ impl Profile {
         }
     }
 
-    /// Tool links the units (or the seed's operator workflow) rely on.
+    /// Tool links the units and the seeds' layouts rely on (seed 000: asl-intake, asl-admin,
+    /// asl-debug; seed 001: asl-admin). Generation always creates them.
     fn required_tools(self) -> &'static [&'static str] {
         match self {
-            Profile::Rescue => &["asl", "asl-preflight", "asl-intake"],
-            Profile::AuthHost => &["asl", "asl-preflight"],
+            Profile::Rescue => &[
+                "asl",
+                "asl-preflight",
+                "asl-intake",
+                "asl-admin",
+                "asl-debug",
+            ],
+            Profile::AuthHost => &["asl", "asl-preflight", "asl-admin"],
         }
     }
 

@@ -14,7 +14,7 @@ fn inputs(dir: &Path) -> OverlayInputs {
     std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     OverlayInputs {
         binary: bin,
-        tools: vec!["asl-admin".into(), "asl-debug".into()],
+        tools: vec!["asl-capture".into()],
         mtime: None,
     }
 }
