@@ -306,3 +306,134 @@ impl Writer {
         Ok(())
     }
 }
+
+/// What [`Writer::reindex`] did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReindexReport {
+    pub blocks_scanned: usize,
+    pub blocks_unreadable: Vec<String>,
+    pub entries: usize,
+    /// Entries found in blocks that the old index did not have (recovered).
+    pub recovered: usize,
+    pub segments_retired: usize,
+    pub caches_cleared: bool,
+}
+
+impl Writer {
+    /// Rebuilds the on-disk index from the blocks alone: every sealed block's trailer is read
+    /// and all its records become entries of one new segment, which replaces every existing
+    /// segment (missing or damaged ones included) through a `GC_COMMIT`. Derived caches under
+    /// `cache/` are deleted. Entries the old index knew keep their `visible_since`; entries
+    /// recovered only from blocks become visible from logseq 1.
+    pub fn reindex(&mut self) -> Result<ReindexReport> {
+        let mut rep = ReindexReport::default();
+        let mut records: HashMap<[u8; 32], (BlockId, IndexRecord)> = HashMap::new();
+        let blocks = self.layout.blocks();
+        let mut files: Vec<(BlockId, std::path::PathBuf)> = Vec::new();
+        for shard in std::fs::read_dir(&blocks).at(&blocks)? {
+            let shard = shard.at(&blocks)?;
+            let name = shard.file_name().to_string_lossy().into_owned();
+            if name.len() != 2 || !shard.path().is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(shard.path()).at(shard.path())? {
+                let f = f.at(shard.path())?;
+                let fname = f.file_name().to_string_lossy().into_owned();
+                if let Some(id) = fname.strip_suffix(".blk").and_then(BlockId::parse) {
+                    files.push((id, f.path()));
+                }
+            }
+        }
+        files.sort();
+        for (id, path) in files {
+            rep.blocks_scanned += 1;
+            let trailer = std::fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| block::decode_trailer(&b));
+            let entries = match trailer {
+                Ok(e) => e,
+                Err(e) => {
+                    rep.blocks_unreadable.push(format!("block {id}: {e}"));
+                    continue;
+                }
+            };
+            for e in entries {
+                if e.reference.algo() != self.algo {
+                    continue;
+                }
+                let d = *e.reference.digest();
+                let old = self.state.index.get(&d);
+                let artifact_len = match e.kind {
+                    block::RecordKind::Chunk => u64::from(e.raw_len),
+                    // The length of a composite is in its part list; read it.
+                    block::RecordKind::Parts => match old {
+                        Some(l) => l.artifact_len,
+                        None => {
+                            let f = std::fs::File::open(&path).at(&path)?;
+                            let stored = block::read_stored(&f, &path, e.offset, e.stored_len)?;
+                            match block::decode_record(e.codec, &stored, e.raw_len)
+                                .and_then(|raw| block::PartList::decode(&raw))
+                            {
+                                Ok(pl) => pl.total_len,
+                                Err(_) => continue,
+                            }
+                        }
+                    },
+                };
+                if old.is_none() && !records.contains_key(&d) {
+                    rep.recovered += 1;
+                }
+                let rec = IndexRecord {
+                    reference: e.reference,
+                    kind: e.kind,
+                    codec: e.codec,
+                    visibility: old.map_or(crate::segment::Visibility::Internal, |l| l.visibility),
+                    domain_id: old.map_or(self.config.domain_id, |l| l.domain_id),
+                    type_tag: e.type_tag,
+                    block_index: 0,
+                    stored_len: e.stored_len,
+                    raw_len: e.raw_len,
+                    block_offset: e.offset,
+                    artifact_len,
+                    visible_since: old.map_or(1, |l| l.visible_since),
+                };
+                records.entry(d).or_insert((id, rec));
+            }
+        }
+        rep.entries = records.len();
+        let segment_id = self.state.max_segment_id + 1;
+        let seg = Segment::build(
+            segment_id,
+            self.config.domain_id,
+            FLAG_COMPACTED,
+            records.into_values().collect(),
+        );
+        let checksum = if seg.records.is_empty() {
+            [0u8; 32]
+        } else {
+            self.write_segment(&seg)?
+        };
+        let retired: Vec<u64> = self.state.segments.keys().copied().collect();
+        rep.segments_retired = retired.len();
+        self.append(&[Event::GcCommit {
+            segment_id: if seg.records.is_empty() {
+                0
+            } else {
+                segment_id
+            },
+            record_count: seg.records.len() as u64,
+            checksum,
+            retired: retired.clone(),
+            deleted_blocks: Vec::new(),
+        }])?;
+        self.remove_files(&retired, &[])?;
+        let cache = self.layout.cache();
+        if cache.exists() {
+            std::fs::remove_dir_all(&cache).at(&cache)?;
+        }
+        std::fs::create_dir_all(&cache).at(&cache)?;
+        rep.caches_cleared = true;
+        self.reload()?;
+        Ok(rep)
+    }
+}

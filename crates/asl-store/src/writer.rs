@@ -311,6 +311,11 @@ impl Writer {
     }
 
     /// Stores an artifact given as a sequence of chunks; `next` yields them in order.
+    ///
+    /// The type tag belongs to the artifact: a single-chunk artifact's one record carries
+    /// it, while the chunks of a composite artifact are plain bytes and the tag goes on its
+    /// part list. Whether there is a second chunk is only known once it arrives, so the
+    /// first chunk is held back (copied, at most `max_size` bytes) until then.
     fn put_chunks(
         &self,
         tag: TypeTag,
@@ -318,66 +323,59 @@ impl Writer {
     ) -> Result<Put, AccessError> {
         let mut whole = self.algo.hasher();
         let mut parts: Vec<(u32, [u8; 32])> = Vec::new();
-        let mut first: Option<Reference> = None;
+        let mut held: Option<Vec<u8>> = None;
         let mut total = 0u64;
         let mut new_bytes = 0u64;
         let mut new_chunks = 0u32;
+        let mut store_chunk = |chunk: &[u8], chunk_tag: TypeTag| -> Result<Reference> {
+            let r = self.algo.digest(chunk);
+            if self.store_record(r, RecordKind::Chunk, chunk_tag, chunk, chunk.len() as u64)? {
+                new_bytes += chunk.len() as u64;
+                new_chunks += 1;
+            }
+            Ok(r)
+        };
         loop {
             let mut on_chunk = |chunk: &[u8]| -> Result<()> {
                 whole.update(chunk);
-                let r = self.algo.digest(chunk);
-                // A single-chunk artifact is its own chunk: keep its tag on that record.
-                let chunk_tag = if parts.is_empty() {
-                    tag
-                } else {
-                    TypeTag::BYTES
-                };
-                if self.store_record(r, RecordKind::Chunk, chunk_tag, chunk, chunk.len() as u64)? {
-                    new_bytes += chunk.len() as u64;
-                    new_chunks += 1;
-                }
-                if first.is_none() {
-                    first = Some(r);
-                }
-                parts.push((chunk.len() as u32, *r.digest()));
                 total += chunk.len() as u64;
+                if parts.is_empty() && held.is_none() {
+                    held = Some(chunk.to_vec());
+                    return Ok(());
+                }
+                if let Some(first) = held.take() {
+                    let r = store_chunk(&first, TypeTag::BYTES)?;
+                    parts.push((first.len() as u32, *r.digest()));
+                }
+                let r = store_chunk(chunk, TypeTag::BYTES)?;
+                parts.push((chunk.len() as u32, *r.digest()));
                 Ok(())
             };
             if !next(&mut on_chunk)? {
                 break;
             }
         }
-        let reference = match parts.len() {
-            0 => {
-                // The empty artifact is stored as one empty chunk.
-                let r = self.algo.digest(&[]);
-                if self
-                    .store_record(r, RecordKind::Chunk, tag, &[], 0)
-                    .map_err(store_err)?
-                {
-                    new_chunks += 1;
-                }
-                parts.push((0, *r.digest()));
-                r
+        let (reference, chunks) = if parts.is_empty() {
+            // Zero or one chunk: the artifact is that chunk (the empty artifact is stored as
+            // one empty chunk) and carries the tag.
+            let only = held.take().unwrap_or_default();
+            (store_chunk(&only, tag).map_err(store_err)?, 1)
+        } else {
+            let r = whole.finish();
+            let list = PartList {
+                total_len: total,
+                parts: parts.clone(),
             }
-            1 => first.unwrap_or_else(|| self.algo.digest(&[])),
-            _ => {
-                let r = whole.finish();
-                let list = PartList {
-                    total_len: total,
-                    parts: parts.clone(),
-                }
-                .encode();
-                self.store_record(r, RecordKind::Parts, tag, &list, total)
-                    .map_err(store_err)?;
-                r
-            }
+            .encode();
+            self.store_record(r, RecordKind::Parts, tag, &list, total)
+                .map_err(store_err)?;
+            (r, parts.len() as u32)
         };
         Ok(Put {
             reference,
             len: total,
             new_bytes,
-            chunks: parts.len() as u32,
+            chunks,
             new_chunks,
         })
     }
@@ -732,6 +730,12 @@ mod tests {
         assert_eq!(r.read_all(&p2.reference).unwrap(), big);
         assert_eq!(r.read_all(&p3.reference).unwrap(), b"");
         assert_eq!(r.type_tag(&p2.reference), Some(TypeTag::TREE.0));
+        assert_eq!(r.type_tag(&p1.reference), Some(TypeTag::BYTES.0));
+        // The chunks of a typed composite artifact are plain bytes: only the whole is typed.
+        let loc = r.locate(&p2.reference).unwrap();
+        for (_, d) in r.part_list(loc).unwrap().parts {
+            assert_eq!(r.type_tag(&Reference::new(HashAlgo::Blake3, d)), Some(0));
+        }
         assert!(r.artifact_len(&p4.reference).is_none());
         assert_eq!(s.snapshots().len(), 1);
     }

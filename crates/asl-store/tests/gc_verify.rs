@@ -231,3 +231,31 @@ fn a_flipped_byte_in_a_segment_or_the_log_is_reported() {
     // A damaged log is never cut silently by a writer.
     assert!(Writer::open(&path).is_err());
 }
+
+#[test]
+fn deleting_every_segment_loses_nothing_after_reindex() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+    let a = snapshot(&mut w, &[noise(700_000, 1), noise(100, 2)]);
+    let b = snapshot(&mut w, &[noise(300_000, 3)]);
+    drop(w);
+    for e in std::fs::read_dir(path.join("segments")).unwrap() {
+        let e = e.unwrap();
+        if e.path().extension().is_some_and(|x| x == "seg") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let broken = verify(&Store::open(&path).unwrap(), &VerifyOptions::default(), &children);
+    assert!(!broken.ok(), "missing segments must be reported");
+    let mut w = Writer::open(&path).unwrap();
+    let rep = w.reindex().unwrap();
+    assert!(rep.recovered > 0);
+    drop(w);
+    let s = Store::open(&path).unwrap();
+    let v = verify(&s, &VerifyOptions { read_data: true }, &children);
+    assert!(v.ok(), "{:#?}", v.problems);
+    let r = s.reader();
+    assert_eq!(r.read_all(&a[0]).unwrap(), noise(700_000, 1));
+    assert_eq!(r.read_all(&b[0]).unwrap(), noise(300_000, 3));
+}

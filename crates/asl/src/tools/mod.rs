@@ -10,8 +10,11 @@ use std::process::ExitCode;
 
 use crate::exit::{self, Code};
 
+mod admin;
+mod debug;
 mod host;
 mod meta;
+mod service;
 mod store;
 mod subhost;
 mod usroverlay;

@@ -1,5 +1,494 @@
-//! Tools of the store part (not built yet).
+//! Store tools: `asl-init-store` and `asl-intake`, and what the store tools share (store
+//! location, error mapping, output). `asl-admin` and `asl-debug` live in their own modules.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use asl_store::{
+    HashAlgo, InitOptions, Reference, SnapshotMeta, Store, StoreError, TypeTag, Writer,
+};
+use clap::{Args, CommandFactory, Parser};
 
 use super::Tool;
+use crate::exit::{Code, fail};
 
-pub const TOOLS: &[Tool] = &[];
+pub const TOOLS: &[Tool] = &[
+    Tool {
+        name: "asl-init-store",
+        command: InitStore::command,
+        run: init_store,
+    },
+    Tool {
+        name: "asl-intake",
+        command: Intake::command,
+        run: intake,
+    },
+    Tool {
+        name: "asl-admin",
+        command: super::admin::Admin::command,
+        run: super::admin::run,
+    },
+    Tool {
+        name: "asl-debug",
+        command: super::debug::Debug::command,
+        run: super::debug::run,
+    },
+];
+
+/// `--store`, shared by every store tool.
+#[derive(Args, Debug, Clone)]
+pub struct StoreArg {
+    /// The store directory [default: $ASL_STORE, else /var/lib/asl/store as root, else
+    /// $XDG_DATA_HOME/asl/store].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub store: Option<PathBuf>,
+}
+
+impl StoreArg {
+    /// The store directory, and whether it was chosen by default (not named by the user).
+    pub fn resolve(&self) -> (PathBuf, bool) {
+        if let Some(s) = &self.store {
+            return (s.clone(), false);
+        }
+        if let Some(s) = std::env::var_os("ASL_STORE").filter(|s| !s.is_empty()) {
+            return (PathBuf::from(s), false);
+        }
+        (default_store(), true)
+    }
+}
+
+/// The default store location (DESIGN §9).
+pub fn default_store() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/asl/store");
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    data.join("asl/store")
+}
+
+/// `--json`, `-q`, `-v`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct OutputArgs {
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Print more detail.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+impl OutputArgs {
+    /// Prints `value` as JSON, or the text from `text` unless quiet.
+    pub fn emit<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            match serde_json::to_string_pretty(value) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("cannot encode JSON output: {e}"),
+            }
+        } else if !self.quiet {
+            let t = text();
+            if !t.is_empty() {
+                print!("{t}");
+                if !t.ends_with('\n') {
+                    println!();
+                }
+            }
+        }
+    }
+
+    /// Whether to draw progress on stderr.
+    pub fn progress(&self) -> bool {
+        !self.json && !self.quiet && std::io::stderr().is_terminal()
+    }
+}
+
+/// Converts a store error into one with the right exit code.
+pub fn store_error(e: StoreError) -> anyhow::Error {
+    let code = if e.is_integrity() {
+        Code::Integrity
+    } else {
+        Code::Failure
+    };
+    fail(code, e.to_string())
+}
+
+/// Opens a store read-only.
+pub fn open_store(arg: &StoreArg) -> anyhow::Result<Store> {
+    let (dir, _) = arg.resolve();
+    Store::open(&dir).map_err(store_error)
+}
+
+/// Opens a store for writing.
+pub fn open_writer(arg: &StoreArg) -> anyhow::Result<Writer> {
+    let (dir, _) = arg.resolve();
+    Writer::open(&dir).map_err(store_error)
+}
+
+/// The children of typed artifacts, for GC and verify: the one place that knows which
+/// decoder lists which artifact type's references.
+pub fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
+    match tag {
+        TypeTag::TREE => asl_fs::tree_children(bytes).map_err(|e| e.to_string()),
+        _ => Ok(Vec::new()),
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Create a new, empty store.
+#[derive(Parser, Debug)]
+#[command(
+    about = "Create a new, empty ASL store",
+    long_about = "Create a new, empty ASL store: a content-addressed, deduplicated, verifiable store of \
+artifacts (see docs/FORMAT.md). The directory must not exist or be empty.\n\n\
+The hash algorithm and domain are fixed for the store's lifetime.",
+    after_help = "Examples:\n  asl-init-store --store /mnt/asl/local\n  asl-init-store --store ./pre-image --hash sha256 --domain 7"
+)]
+pub struct InitStore {
+    #[command(flatten)]
+    store: StoreArg,
+    /// Hash algorithm of every reference: blake3 (fast, default) or sha256.
+    #[arg(long, default_value = "blake3", value_parser = ["blake3", "sha256"])]
+    hash: String,
+    /// The domain id this store belongs to.
+    #[arg(long, default_value_t = 1)]
+    domain: u32,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+fn init_store(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let a: InitStore = super::args(m)?;
+    let (dir, _) = a.store.resolve();
+    let hash = HashAlgo::from_name(&a.hash).unwrap_or(HashAlgo::Blake3);
+    let cfg = Store::init(
+        &dir,
+        &InitOptions {
+            hash,
+            domain_id: a.domain,
+        },
+    )
+    .map_err(store_error)?;
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        store: &'a Path,
+        config: &'a asl_store::StoreConfig,
+    }
+    a.out.emit(
+        &Out {
+            store: &dir,
+            config: &cfg,
+        },
+        || {
+            format!(
+                "created store {} (hash {}, domain {}, id {})\n",
+                dir.display(),
+                cfg.hash,
+                cfg.domain_id,
+                cfg.store_id
+            )
+        },
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Take file trees into the store as one snapshot.
+#[derive(Parser, Debug)]
+#[command(
+    about = "Take file trees into the store as one snapshot",
+    long_about = "Take one or more file trees into the store as one snapshot.\n\n\
+Files are cut into content-defined chunks, deduplicated against everything already stored, \
+compressed and packed; the tree (names, types, modes, owners, times, xattrs, links, devices, \
+holes, hardlinks) becomes tree artifacts. Unreadable files, I/O errors and files that change \
+while read are recorded in the snapshot and counted, and intake goes on (exit code 4). An \
+unchanged re-intake only stats files (stat cache).\n\n\
+One PATH: the snapshot's root is that directory. Several PATHs: the root holds one entry \
+per path, named by its last component.\n\n\
+The default store is created on first use.",
+    after_help = "Exit codes: 0 done, 1 failed (nothing committed), 2 usage, 4 done but some inputs were unreadable.\n\n\
+Examples:\n  asl-intake /home\n  asl-intake --label rescue-sda2 --exclude '*.tmp' /mnt/sda2\n  asl-intake --store /mnt/asl/local --json /etc /var/log"
+)]
+pub struct Intake {
+    #[command(flatten)]
+    store: StoreArg,
+    /// A label for the snapshot (snapshot names accept it).
+    #[arg(long, short = 'l')]
+    label: Option<String>,
+    /// Leave out entries whose path or name matches GLOB (repeatable).
+    #[arg(long, short = 'e', value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Worker threads [default: number of cores].
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Do not cross into other filesystems.
+    #[arg(long, short = 'x')]
+    one_file_system: bool,
+    /// Read every file even if the stat cache says it is unchanged.
+    #[arg(long)]
+    no_stat_cache: bool,
+    /// Run as the boot-time intake service: follow /run/asl/mode (see docs/asl-intake.md).
+    #[arg(long, conflicts_with_all = ["paths"])]
+    service: bool,
+    /// Root of the host tree the service reads its configuration from.
+    #[arg(long, value_name = "DIR", env = "ASL_ROOT", requires = "service")]
+    root: Option<PathBuf>,
+    /// The trees to take in.
+    #[arg(value_name = "PATH", required_unless_present = "service")]
+    paths: Vec<PathBuf>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// The intake summary printed and recorded in the snapshot.
+#[derive(serde::Serialize)]
+struct IntakeReport<'a> {
+    store: &'a Path,
+    snapshot: u64,
+    label: Option<&'a str>,
+    #[serde(flatten)]
+    summary: &'a asl_fs::IntakeSummary,
+    dedup_ratio: Option<f64>,
+    bytes_stored_compressed: u64,
+}
+
+fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let a: Intake = super::args(m)?;
+    if a.service {
+        return super::service::run_intake_service(a.root.as_deref(), &a.store, a.out);
+    }
+    let (dir, is_default) = a.store.resolve();
+    let mut writer = open_for_intake(&dir, is_default)?;
+    let paths: Vec<PathBuf> = a
+        .paths
+        .iter()
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+        .collect();
+    let opts = asl_fs::IntakeOptions {
+        threads: a.threads,
+        excludes: a.exclude.clone(),
+        one_file_system: a.one_file_system,
+        stat_cache: (!a.no_stat_cache).then(|| stat_cache_path(writer.layout(), &paths)),
+        after_open: None,
+    };
+    let summary = run_with_progress(&writer, &paths, &opts, a.out)?;
+    let mut meta = SnapshotMeta::now("intake");
+    meta.label = a.label.clone();
+    meta.paths = paths
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    meta.summary = serde_json::json!({
+        "files": summary.files,
+        "dirs": summary.dirs,
+        "bytes_total": summary.bytes_total,
+        "bytes_new": summary.bytes_new,
+        "errors": summary.errors.len(),
+        "changed_during_read": summary.changed_during_read,
+    });
+    let commit = writer
+        .commit(Some(summary.root), meta)
+        .map_err(store_error)?;
+    let report = IntakeReport {
+        store: &dir,
+        snapshot: commit.snapshot.id,
+        label: a.label.as_deref(),
+        summary: &summary,
+        dedup_ratio: summary
+            .dedup_ratio()
+            .is_finite()
+            .then(|| summary.dedup_ratio()),
+        bytes_stored_compressed: commit.new_stored_bytes,
+    };
+    a.out.emit(&report, || intake_text(&report, a.out.verbose));
+    if !summary.errors.is_empty() {
+        if !a.out.json && !a.out.quiet {
+            for e in summary
+                .errors
+                .iter()
+                .take(if a.out.verbose { usize::MAX } else { 10 })
+            {
+                eprintln!(
+                    "asl-intake: warning: {}: {:?} failed: {}",
+                    e.path.display(),
+                    e.op,
+                    e.message
+                );
+            }
+        }
+        return Ok(Code::Unreadable.into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the store for an intake: the default store is created on first use; a named
+/// directory is created when it does not exist or is empty, and refused when it holds
+/// something that is not a store.
+pub fn open_for_intake(dir: &Path, _is_default: bool) -> anyhow::Result<Writer> {
+    if !dir.join("config").exists() {
+        let empty = match std::fs::read_dir(dir) {
+            Ok(mut it) => it.next().is_none(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("cannot read {}", dir.display())));
+            }
+        };
+        if !empty {
+            return Err(store_error(StoreError::NotAStore(dir.to_path_buf())));
+        }
+        Store::init(dir, &InitOptions::default()).map_err(store_error)?;
+    }
+    Writer::open(dir).map_err(store_error)
+}
+
+/// One stat cache per set of input paths, so intakes of different trees do not evict
+/// each other's entries.
+fn stat_cache_path(layout: &asl_store::Layout, paths: &[PathBuf]) -> PathBuf {
+    let mut key = Vec::new();
+    for p in paths {
+        key.extend_from_slice(p.as_os_str().as_encoded_bytes());
+        key.push(0);
+    }
+    let h = HashAlgo::Blake3.digest(&key);
+    layout.cache().join(format!("statcache-{}", h.short()))
+}
+
+fn run_with_progress(
+    writer: &Writer,
+    paths: &[PathBuf],
+    opts: &asl_fs::IntakeOptions,
+    out: OutputArgs,
+) -> anyhow::Result<asl_fs::IntakeSummary> {
+    let progress = asl_fs::Progress::new();
+    let show = out.progress();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let result = std::thread::scope(|s| {
+        if show {
+            s.spawn(|| {
+                let bar = indicatif::ProgressBar::new_spinner();
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+                        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+                );
+                while !done.load(Ordering::Relaxed) {
+                    let read = progress.bytes_read.load(Ordering::Relaxed);
+                    let secs = bar.elapsed().as_secs_f64().max(0.001);
+                    bar.set_message(format!(
+                        "{} files, {} read ({}/s), {} new, {} errors  {}",
+                        progress.files.load(Ordering::Relaxed),
+                        human_bytes(read),
+                        human_bytes((read as f64 / secs) as u64),
+                        human_bytes(progress.bytes_new.load(Ordering::Relaxed)),
+                        progress.errors.load(Ordering::Relaxed),
+                        progress.current_path().display()
+                    ));
+                    bar.tick();
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                bar.finish_and_clear();
+            });
+        }
+        let r = asl_fs::intake(writer, paths, opts, &progress);
+        done.store(true, Ordering::Relaxed);
+        r
+    });
+    result.map_err(|e| {
+        let code = match &e {
+            asl_fs::IntakeError::NoPaths
+            | asl_fs::IntakeError::BadExclude { .. }
+            | asl_fs::IntakeError::DuplicateName { .. } => Code::Usage,
+            _ => Code::Failure,
+        };
+        fail(code, format!("{e}; nothing was committed"))
+    })
+}
+
+fn intake_text(r: &IntakeReport<'_>, verbose: bool) -> String {
+    let s = r.summary;
+    let secs = s.seconds.max(0.001);
+    let mut t = format!(
+        "snapshot {}{} of {} committed to {}\n\
+         \x20 files {}  dirs {}  symlinks {}  special {}\n\
+         \x20 read {} in {:.2} s ({}/s); {} new ({} after compression); dedup {}\n\
+         \x20 errors {}  changed during read {}  stat-cache hits {}\n\
+         \x20 root {}\n",
+        r.snapshot,
+        r.label.map(|l| format!(" ({l})")).unwrap_or_default(),
+        human_bytes(s.bytes_total),
+        r.store.display(),
+        s.files,
+        s.dirs,
+        s.symlinks,
+        s.specials,
+        human_bytes(s.bytes_read),
+        s.seconds,
+        human_bytes((s.bytes_read as f64 / secs) as u64),
+        human_bytes(s.bytes_new),
+        human_bytes(r.bytes_stored_compressed),
+        r.dedup_ratio
+            .map(|d| format!("{d:.1}x"))
+            .unwrap_or_else(|| "total".into()),
+        s.errors.len(),
+        s.changed_during_read,
+        s.stat_cache_hits,
+        s.root,
+    );
+    if verbose {
+        t.push_str(&format!(
+            "  chunks {} ({} new), files opened {}\n",
+            s.chunks, s.new_chunks, s.files_opened
+        ));
+    }
+    t
+}
+
+/// Parses `S` or `S:PATH`; the path part is split at the first colon.
+pub fn split_snapshot_path(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((s, p)) => (s, Some(p)),
+        None => (spec, None),
+    }
+}
+
+/// Makes sure the path is inside the tree: refuses `..` components with a usage error.
+pub fn check_inner_path(p: &str) -> anyhow::Result<()> {
+    if p.split('/').any(|c| c == "..") {
+        return Err(fail(
+            Code::Usage,
+            format!("path '{p}' contains '..'; paths inside a snapshot cannot leave it"),
+        ));
+    }
+    Ok(())
+}
+
+/// Context for resolving a snapshot name.
+pub fn resolve<'s>(store: &'s Store, name: &str) -> anyhow::Result<&'s asl_store::Snapshot> {
+    store
+        .resolve_snapshot(name)
+        .map_err(store_error)
+        .with_context(|| format!("in store {}", store.layout().root.display()))
+}

@@ -1,0 +1,562 @@
+//! `asl-admin`: inspect, restore, verify and maintain a store.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use asl_store::gc::GcOptions;
+use asl_store::verify::{VerifyOptions, verify};
+use asl_store::{Snapshot, Store};
+use clap::{Parser, Subcommand};
+
+use super::store::{
+    OutputArgs, StoreArg, check_inner_path, children, human_bytes, open_store, open_writer,
+    resolve, split_snapshot_path, store_error,
+};
+use crate::exit::{Code, fail};
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "Inspect, restore, verify and maintain an ASL store",
+    long_about = "Inspect, restore, verify and maintain an ASL store.\n\n\
+Snapshots are named by id (3 or #3), by label (the newest snapshot with it), or `latest`. \
+S:PATH names a path inside a snapshot.",
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 damage found (verify, restore, cat).\n\n\
+Examples:\n  asl-admin snapshots\n  asl-admin ls latest:/etc\n  asl-admin restore rescue-sda2:/home --target /mnt/restore\n  asl-admin verify --read-data\n  asl-admin gc --keep-last 5"
+)]
+pub struct Admin {
+    #[command(flatten)]
+    store: StoreArg,
+    #[command(flatten)]
+    out: OutputArgs,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// List retained snapshots.
+    Snapshots,
+    /// Show one snapshot's metadata.
+    Show {
+        /// Snapshot name.
+        snapshot: String,
+    },
+    /// List a directory of a snapshot (S or S:PATH).
+    Ls {
+        /// S[:PATH]
+        spec: String,
+        /// Long listing: mode, owner, size, time, reference.
+        #[arg(short, long)]
+        long: bool,
+    },
+    /// Write a file of a snapshot to stdout (S:PATH).
+    Cat {
+        /// S:PATH
+        spec: String,
+    },
+    /// List what changed between two snapshots.
+    Diff { old: String, new: String },
+    /// Restore a snapshot (or S:PATH) into an empty or new directory.
+    Restore {
+        /// S[:PATH]
+        spec: String,
+        /// Where to restore; must not exist or be empty.
+        #[arg(long, short = 't', value_name = "DIR")]
+        target: PathBuf,
+        /// Do not restore owners even as root.
+        #[arg(long)]
+        no_owners: bool,
+        /// Do not restore extended attributes.
+        #[arg(long)]
+        no_xattrs: bool,
+    },
+    /// Check the store: log chain, segments, index against blocks, snapshot trees.
+    Verify {
+        /// Also read and re-hash every byte of data.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Stop retaining a snapshot (its data goes at the next gc).
+    Forget {
+        /// Snapshot names.
+        #[arg(required = true)]
+        snapshots: Vec<String>,
+    },
+    /// Delete data no retained snapshot reaches.
+    Gc {
+        /// First forget all snapshots but the newest N.
+        #[arg(long, value_name = "N")]
+        keep_last: Option<usize>,
+        /// Show what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sizes and counts.
+    Stats,
+    /// Rebuild the index from the blocks alone and drop derived caches.
+    Reindex,
+    /// Check the host configuration files under /etc/asl.
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCmd {
+    /// Parse asl.conf, federation.conf and logging.conf strictly.
+    Check {
+        /// Root of the host tree [env: ASL_ROOT].
+        #[arg(long, value_name = "DIR", env = "ASL_ROOT", default_value = "/")]
+        root: PathBuf,
+    },
+}
+
+pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
+    let a: Admin = super::args(m)?;
+    let out = a.out;
+    match a.cmd {
+        Cmd::Snapshots => snapshots(&open_store(&a.store)?, out),
+        Cmd::Show { snapshot } => {
+            let store = open_store(&a.store)?;
+            let s = resolve(&store, &snapshot)?;
+            out.emit(s, || show_text(s));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Ls { spec, long } => ls(&open_store(&a.store)?, &spec, long, out),
+        Cmd::Cat { spec } => cat(&open_store(&a.store)?, &spec),
+        Cmd::Diff { old, new } => diff(&open_store(&a.store)?, &old, &new, out),
+        Cmd::Restore {
+            spec,
+            target,
+            no_owners,
+            no_xattrs,
+        } => restore(
+            &open_store(&a.store)?,
+            &spec,
+            &target,
+            no_owners,
+            no_xattrs,
+            out,
+        ),
+        Cmd::Verify { read_data } => {
+            let store = open_store(&a.store)?;
+            let rep = verify(&store, &VerifyOptions { read_data }, &children);
+            out.emit(&rep, || verify_text(&rep));
+            if rep.ok() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Ok(Code::Integrity.into())
+            }
+        }
+        Cmd::Forget { snapshots } => {
+            let mut w = open_writer(&a.store)?;
+            let mut ids = Vec::new();
+            for name in &snapshots {
+                let id = w.state().resolve_snapshot(name).map_err(store_error)?.id;
+                ids.push(id);
+            }
+            for id in &ids {
+                w.forget(*id).map_err(store_error)?;
+            }
+            out.emit(&serde_json::json!({ "forgotten": ids }), || {
+                format!("forgot snapshot(s) {ids:?}; run `asl-admin gc` to free their data\n")
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Gc { keep_last, dry_run } => {
+            let mut w = open_writer(&a.store)?;
+            let mut forgotten = Vec::new();
+            if let Some(n) = keep_last {
+                let ids: Vec<u64> = w.state().snapshots.keys().copied().collect();
+                forgotten = ids[..ids.len().saturating_sub(n)].to_vec();
+                if !dry_run {
+                    for id in &forgotten {
+                        w.forget(*id).map_err(store_error)?;
+                    }
+                }
+            }
+            let rep = w
+                .gc(
+                    &GcOptions {
+                        dry_run,
+                        ..GcOptions::default()
+                    },
+                    &children,
+                )
+                .map_err(store_error)?;
+            out.emit(
+                &serde_json::json!({ "forgotten": forgotten, "gc": rep }),
+                || {
+                    format!(
+                        "{}{} snapshots retained, {} artifacts live, {} dropped\n\
+                     blocks: {} kept, {} deleted, {} repacked into {}; {} orphan blocks removed\n\
+                     {} of {} freed\n",
+                        if dry_run {
+                            "dry run (nothing changed): "
+                        } else {
+                            ""
+                        },
+                        rep.snapshots_retained,
+                        rep.artifacts_live,
+                        rep.artifacts_dropped,
+                        rep.blocks_kept,
+                        rep.blocks_deleted,
+                        rep.blocks_repacked,
+                        rep.blocks_written,
+                        rep.orphan_blocks_deleted,
+                        human_bytes(rep.bytes_freed),
+                        human_bytes(rep.bytes_before)
+                    )
+                },
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Stats => stats(&open_store(&a.store)?, out),
+        Cmd::Reindex => {
+            let mut w = open_writer(&a.store)?;
+            let rep = w.reindex().map_err(store_error)?;
+            out.emit(&rep, || {
+                format!(
+                    "index rebuilt from {} blocks: {} entries ({} recovered), {} segments replaced; caches cleared\n{}",
+                    rep.blocks_scanned,
+                    rep.entries,
+                    rep.recovered,
+                    rep.segments_retired,
+                    rep.blocks_unreadable.iter().map(|b| format!("unreadable: {b}\n")).collect::<String>()
+                )
+            });
+            Ok(if rep.blocks_unreadable.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                Code::Integrity.into()
+            })
+        }
+        Cmd::Config {
+            cmd: ConfigCmd::Check { root },
+        } => match asl_host::config::check(&root) {
+            Ok(rep) => {
+                out.emit(&rep, || {
+                    rep.files
+                        .iter()
+                        .map(|f| {
+                            format!(
+                                "{}: {}\n",
+                                f.path.display(),
+                                if f.present {
+                                    "ok"
+                                } else {
+                                    "absent (defaults apply)"
+                                }
+                            )
+                        })
+                        .collect()
+                });
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Err(fail(Code::Failure, e.to_string())),
+        },
+    }
+}
+
+fn snapshots(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
+    let list = store.snapshots();
+    out.emit(&list, || {
+        let mut t = format!(
+            "{:>5}  {:<20}  {:<16}  {:<12}  paths\n",
+            "id", "time", "label", "host"
+        );
+        for s in &list {
+            t.push_str(&format!(
+                "{:>5}  {:<20}  {:<16}  {:<12}  {}\n",
+                s.id,
+                s.meta.time,
+                s.meta.label.as_deref().unwrap_or("-"),
+                s.meta.host,
+                s.meta.paths.join(" ")
+            ));
+        }
+        t
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_text(s: &Snapshot) -> String {
+    format!(
+        "snapshot {}\n  kind    {}\n  label   {}\n  time    {}\n  host    {}\n  paths   {}\n  root    {}\n  log     position {}\n  summary {}\n",
+        s.id,
+        s.meta.kind,
+        s.meta.label.as_deref().unwrap_or("-"),
+        s.meta.time,
+        s.meta.host,
+        s.meta.paths.join(" "),
+        s.root.map(|r| r.to_string()).unwrap_or_else(|| "-".into()),
+        s.logseq,
+        s.meta.summary
+    )
+}
+
+/// Resolves `S[:PATH]` to the snapshot, its root tree, and the path bytes.
+fn snapshot_path<'s>(
+    store: &'s Store,
+    spec: &'s str,
+) -> anyhow::Result<(&'s Snapshot, asl_store::Reference, &'s str)> {
+    let (name, path) = split_snapshot_path(spec);
+    let path = path.unwrap_or("");
+    check_inner_path(path)?;
+    let snap = resolve(store, name)?;
+    let root = snap
+        .root
+        .ok_or_else(|| fail(Code::Failure, format!("snapshot {} has no tree", snap.id)))?;
+    Ok((snap, root, path))
+}
+
+fn browse_error(e: asl_fs::BrowseError) -> anyhow::Error {
+    let code = if e.is_integrity() {
+        Code::Integrity
+    } else if matches!(e, asl_fs::BrowseError::BadPath { .. }) {
+        Code::Usage
+    } else {
+        Code::Failure
+    };
+    fail(code, e.to_string())
+}
+
+fn ls(store: &Store, spec: &str, long: bool, out: OutputArgs) -> anyhow::Result<ExitCode> {
+    let (snap, root, path) = snapshot_path(store, spec)?;
+    let reader = store.reader_at(snap);
+    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(browse_error)?;
+    let entries = if entry.kind == asl_fs::Kind::Dir {
+        asl_fs::ls(&reader, &entry).map_err(browse_error)?
+    } else {
+        vec![entry]
+    };
+    out.emit(&entries, || {
+        let mut t = String::new();
+        for e in &entries {
+            let name = String::from_utf8_lossy(&e.name);
+            let suffix = match e.kind {
+                asl_fs::Kind::Dir => "/".to_string(),
+                asl_fs::Kind::Symlink => format!(" -> {}", String::from_utf8_lossy(&e.link_target)),
+                _ => String::new(),
+            };
+            if long {
+                t.push_str(&format!(
+                    "{}{:04o} {:>5} {:>5} {:>12} {} {}{}{}\n",
+                    kind_char(e.kind),
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    e.size,
+                    asl_store::snapshot::rfc3339(e.mtime_sec),
+                    name,
+                    suffix,
+                    e.error
+                        .as_ref()
+                        .map(|er| format!("  [error: {:?} errno {}]", er.op, er.errno))
+                        .unwrap_or_default()
+                ));
+            } else {
+                t.push_str(&format!("{name}{suffix}\n"));
+            }
+        }
+        t
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kind_char(k: asl_fs::Kind) -> char {
+    match k {
+        asl_fs::Kind::Dir => 'd',
+        asl_fs::Kind::Symlink => 'l',
+        asl_fs::Kind::Fifo => 'p',
+        asl_fs::Kind::Socket => 's',
+        asl_fs::Kind::CharDevice => 'c',
+        asl_fs::Kind::BlockDevice => 'b',
+        asl_fs::Kind::File => '-',
+        asl_fs::Kind::Unknown => '?',
+    }
+}
+
+fn cat(store: &Store, spec: &str) -> anyhow::Result<ExitCode> {
+    let (snap, root, path) = snapshot_path(store, spec)?;
+    if path.is_empty() {
+        return Err(fail(Code::Usage, "cat needs S:PATH naming a file"));
+    }
+    let reader = store.reader_at(snap);
+    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(browse_error)?;
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    asl_fs::cat(&reader, &entry, &mut lock).map_err(browse_error)?;
+    lock.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn diff(store: &Store, old: &str, new: &str, out: OutputArgs) -> anyhow::Result<ExitCode> {
+    let a = resolve(store, old)?;
+    let b = resolve(store, new)?;
+    let (Some(ra), Some(rb)) = (a.root, b.root) else {
+        return Err(fail(Code::Failure, "both snapshots need a tree"));
+    };
+    let changes = asl_fs::diff(&store.reader(), &ra, &rb).map_err(browse_error)?;
+    out.emit(&changes, || {
+        changes
+            .iter()
+            .map(|c| {
+                let mark = match c.kind {
+                    asl_fs::ChangeKind::Added => '+',
+                    asl_fs::ChangeKind::Removed => '-',
+                    asl_fs::ChangeKind::Modified => 'M',
+                    asl_fs::ChangeKind::Metadata => 'U',
+                };
+                format!("{mark} /{}\n", c.path.display())
+            })
+            .collect()
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+fn restore(
+    store: &Store,
+    spec: &str,
+    target: &std::path::Path,
+    no_owners: bool,
+    no_xattrs: bool,
+    out: OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    let (snap, root, path) = snapshot_path(store, spec)?;
+    let reader = store.reader_at(snap);
+    let opts = asl_fs::RestoreOptions {
+        owners: if no_owners { Some(false) } else { None },
+        no_xattrs,
+    };
+    let sub = (!path.is_empty()).then_some(path.as_bytes());
+    let summary = asl_fs::restore(&reader, &root, sub, target, &opts).map_err(|e| match e {
+        asl_fs::RestoreError::Browse(b) => browse_error(b),
+        other => fail(Code::Failure, other.to_string()),
+    })?;
+    out.emit(&summary, || {
+        let mut t = format!(
+            "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} special, {} hardlinks, {} in {:.2} s\n",
+            snap.id,
+            target.display(),
+            summary.files,
+            summary.dirs,
+            summary.symlinks,
+            summary.specials,
+            summary.hardlinks,
+            human_bytes(summary.bytes_written),
+            summary.seconds
+        );
+        for i in &summary.integrity_errors {
+            t.push_str(&format!("DAMAGED {}: {}\n", i.path.display(), i.message));
+        }
+        for i in &summary.errors {
+            t.push_str(&format!("error {}: {}\n", i.path.display(), i.message));
+        }
+        for i in &summary.not_taken_in {
+            t.push_str(&format!("not in snapshot (intake error) {}: {}\n", i.path.display(), i.message));
+        }
+        t
+    });
+    if !summary.integrity_errors.is_empty() {
+        return Ok(Code::Integrity.into());
+    }
+    if !summary.errors.is_empty() {
+        return Ok(Code::Failure.into());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {
+    let mut t = format!(
+        "checked {} log records, {} segments, {} index entries, {} blocks, {} snapshots{}\n",
+        rep.log_records,
+        rep.segments,
+        rep.index_entries,
+        rep.blocks,
+        rep.snapshots,
+        if rep.read_data {
+            format!(", {} of data read", human_bytes(rep.bytes_read))
+        } else {
+            String::new()
+        }
+    );
+    if let Some(torn) = &rep.torn_log_tail {
+        t.push_str(&format!("note: the log ends in an incomplete record ({torn}) left by a crash; the next writer cuts it\n"));
+    }
+    for p in &rep.problems {
+        t.push_str(&format!("DAMAGED {}: {}\n", p.object, p.reason));
+        if !p.artifacts.is_empty() {
+            let shown: Vec<_> = p.artifacts.iter().take(5).cloned().collect();
+            t.push_str(&format!(
+                "  artifacts: {}{}\n",
+                shown.join(" "),
+                if p.artifacts.len() > 5 {
+                    format!(" (+{} more)", p.artifacts.len() - 5)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if !p.snapshots.is_empty() {
+            t.push_str(&format!("  snapshots: {:?}\n", p.snapshots));
+        }
+    }
+    if rep.ok() {
+        t.push_str("no problems found\n");
+    } else {
+        t.push_str(&format!("{} problem(s) found\n", rep.problems.len()));
+    }
+    t
+}
+
+fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
+    let st = store.state();
+    let mut block_bytes = 0u64;
+    for b in &st.blocks {
+        block_bytes += std::fs::metadata(b.path(&store.layout().blocks()))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    }
+    let chunk_raw: u64 = st
+        .index
+        .values()
+        .filter(|l| l.kind == asl_store::block::RecordKind::Chunk)
+        .map(|l| u64::from(l.raw_len))
+        .sum();
+    let log_bytes = std::fs::metadata(store.layout().log())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let v = serde_json::json!({
+        "store": store.layout().root,
+        "hash": store.config().hash,
+        "domain_id": store.config().domain_id,
+        "snapshots": st.snapshots.len(),
+        "index_entries": st.index.len(),
+        "segments": st.segments.len(),
+        "blocks": st.blocks.len(),
+        "block_bytes": block_bytes,
+        "chunk_bytes_uncompressed": chunk_raw,
+        "log_records": st.last_logseq,
+        "log_bytes": log_bytes,
+    });
+    out.emit(&v, || {
+        format!(
+            "store {} ({} , domain {})\n  snapshots {}\n  index entries {} in {} segments\n  blocks {} holding {} ({} before compression)\n  log {} records, {}\n",
+            store.layout().root.display(),
+            store.config().hash,
+            store.config().domain_id,
+            st.snapshots.len(),
+            st.index.len(),
+            st.segments.len(),
+            st.blocks.len(),
+            human_bytes(block_bytes),
+            human_bytes(chunk_raw),
+            st.last_logseq,
+            human_bytes(log_bytes)
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
