@@ -135,6 +135,10 @@ impl Endpoint {
                 .split_once(']')
                 .ok_or_else(|| format!("endpoint '{s}' has an unterminated [IPv6] host"))?;
             (h.to_string(), after.strip_prefix(':'))
+        } else if authority.matches(':').count() > 1 {
+            return Err(format!(
+                "endpoint '{s}' has an IPv6 host without brackets; write it as http://[ADDR]:PORT"
+            ));
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h.to_string(), Some(p)),
@@ -926,6 +930,7 @@ mod tests {
         assert!(asl("remote.timeout = 2h\n").is_err());
         assert!(asl("remote.endpoint = https://user:pw@host\n").is_err());
         assert!(asl("remote.endpoint = https://host:0\n").is_err());
+        assert!(asl("remote.endpoint = http://::1:80\n").is_err());
         assert!(asl("local.pool = 9pool\n").is_err());
         assert!(asl("local.mount = /\n").is_err());
         assert!(asl("domain.id = has space\n").is_err());

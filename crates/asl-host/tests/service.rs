@@ -232,3 +232,25 @@ fn notify_supports_abstract_socket_names() {
     // Without a socket, notifying is a no-op rather than an error.
     Notifier::default().notify("STATUS=x").unwrap();
 }
+
+#[test]
+fn rerunning_preflight_after_the_operator_mounts_the_store_starts_local_intake() {
+    let fr = FakeRoot::new();
+    fr.conf("mode = local\n");
+    let first = asl_host::preflight::run(&fr.root(), &fr.env(), false).unwrap();
+    assert_eq!(first.decision, Decision::Operator);
+    let svc = Running::start(&fr, Notifier::default(), false);
+    match svc.next_status() {
+        Status::Operator(reason) => assert!(reason.contains("not mounted"), "{reason}"),
+        other => panic!("expected operator, got {other:?}"),
+    }
+    // The operator mounts the store and reruns preflight.
+    fr.mounted("/mnt/asl/local", "ext4", "/dev/sdb1", "rw");
+    let second = asl_host::preflight::run(&fr.root(), &fr.env(), false).unwrap();
+    assert_eq!(second.decision, Decision::Local);
+    let (dir, _) = svc
+        .calls
+        .recv_timeout(DEADLINE)
+        .expect("the new decision was not noticed");
+    assert_eq!(dir, fr.path().join("mnt/asl/local"));
+}
