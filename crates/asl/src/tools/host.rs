@@ -35,19 +35,13 @@ pub const TOOLS: &[Tool] = &[
 #[derive(Args, Debug)]
 struct RootArg {
     /// Work on the tree at DIR instead of / (config, /proc, /sys and /run are read below it).
-    /// Default: $ASL_ROOT, else /.
-    #[arg(long, value_name = "DIR")]
-    root: Option<PathBuf>,
+    #[arg(long, value_name = "DIR", env = "ASL_ROOT", default_value = "/")]
+    root: PathBuf,
 }
 
 impl RootArg {
     fn root(&self) -> Root {
-        let dir = self
-            .root
-            .clone()
-            .or_else(|| std::env::var_os("ASL_ROOT").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/"));
-        Root::new(dir)
+        Root::new(&self.root)
     }
 }
 
