@@ -480,3 +480,69 @@ fn real_detection_on_this_machine() {
     }
     assert!(!out.facts.network.links.iter().any(|l| l == "lo"));
 }
+
+/// Unmounts (lazily) on drop, so a failing test leaves no mount behind.
+struct MountGuard(std::ffi::CString);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn real_mounts_are_detected_with_type_source_and_writability() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test mounts a tmpfs: run it as root (CI does)"
+    );
+    let t = tempfile::tempdir().unwrap();
+    let target = t.path().canonicalize().unwrap().join("store");
+    std::fs::create_dir(&target).unwrap();
+    let conf = asl_host::config::AslConf {
+        local_mount: target.clone(),
+        ..Default::default()
+    };
+    let root = asl_host::Root::default();
+    let before = preflight::detect_local(&root, &conf);
+    assert!(before.exists && !before.mounted && !before.writable);
+
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let tgt = c(target.to_str().unwrap());
+    let src = c("asl-preflight-test");
+    let fstype = c("tmpfs");
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            c("size=1m").as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+    let _guard = MountGuard(tgt.clone());
+    let rw = preflight::detect_local(&root, &conf);
+    assert!(rw.mounted && rw.writable, "{rw:?}");
+    assert_eq!(rw.fstype.as_deref(), Some("tmpfs"));
+    assert_eq!(rw.source.as_deref(), Some("asl-preflight-test"));
+    assert_eq!(
+        std::fs::read_dir(&target).unwrap().count(),
+        0,
+        "detection wrote into the store"
+    );
+
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            tgt.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REMOUNT | libc::MS_RDONLY,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "remount ro: {}", std::io::Error::last_os_error());
+    let ro = preflight::detect_local(&root, &conf);
+    assert!(ro.mounted && !ro.writable, "{ro:?}");
+}
