@@ -10,7 +10,7 @@
 //! ```
 //! `reason` is always the last line. Values never contain a newline (preflight replaces
 //! them by spaces). Readers must ignore facts they do not know. The file is replaced
-//! atomically (written to a temporary file in the same directory, fsynced, renamed), so a
+//! atomically (written to a uniquely named temporary file in the same directory, fsynced, renamed), so a
 //! reader sees the old or the new file, never a mix.
 
 use std::fmt;
@@ -172,7 +172,10 @@ pub fn write_atomic(root: &Root, record: &ModeRecord) -> Result<PathBuf, ModeFil
         .parent()
         .ok_or_else(|| werr(std::io::Error::other("mode file has no parent directory")))?;
     std::fs::create_dir_all(dir).map_err(werr)?;
-    let tmp = dir.join(format!(".mode.{}.tmp", std::process::id()));
+    // Unique per process and call, so concurrent writers never share a temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".mode.{}.{seq}.tmp", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
