@@ -78,6 +78,8 @@ pub struct ZfsFacts {
     pub zfs: Option<PathBuf>,
     pub importable: Vec<String>,
     pub imported: Vec<String>,
+    /// The ZFS dataset mounted at `local.mount`, if that mount is ZFS.
+    pub dataset: Option<String>,
     /// A `zpool` command that failed for a reason other than "nothing to import".
     pub error: Option<String>,
 }
@@ -436,8 +438,11 @@ pub fn probe_endpoint(ep: &Endpoint, limit: Duration) -> Result<(), String> {
 /// Runs every detection for a configuration.
 pub fn detect(root: &Root, conf: &AslConf, env: &Env) -> Facts {
     let network = detect_network(root);
-    let zfs = detect_zfs(root, env);
+    let mut zfs = detect_zfs(root, env);
     let local = detect_local(root, conf);
+    if local.fstype.as_deref() == Some("zfs") {
+        zfs.dataset = local.source.clone();
+    }
     let mut remote = RemoteFacts {
         endpoint: conf.remote_endpoint.as_ref().map(|e| e.url.clone()),
         ..RemoteFacts::default()
@@ -597,6 +602,7 @@ pub fn fact_lines(f: &Facts) -> Vec<(String, String)> {
         ("zfs.zfs", opt_path(&f.zfs.zfs)),
         ("zfs.importable", list(&f.zfs.importable)),
         ("zfs.imported", list(&f.zfs.imported)),
+        ("zfs.dataset", f.zfs.dataset.clone().unwrap_or_default()),
         ("local.mount", f.local.mount.display().to_string()),
         ("local.mounted", yn(f.local.mounted)),
         ("local.fstype", f.local.fstype.clone().unwrap_or_default()),

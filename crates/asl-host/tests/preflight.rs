@@ -340,6 +340,13 @@ fn mode_file_lists_the_facts_after_the_decision() {
     assert_eq!(rec.fact("zfs.imported"), Some("other"));
     assert_eq!(rec.fact("local.mounted"), Some("no"));
     assert_eq!(rec.fact("remote.reachable"), Some("untested"));
+    assert_eq!(rec.fact("zfs.dataset"), Some(""));
+    // With a dataset mounted at local.mount, the fact names it.
+    fr.mounted("/mnt/asl/local", "zfs", "other/asl", "rw");
+    preflight::run(&fr.root(), &fr.env(), false).unwrap();
+    let rec = modefile::read(&fr.root()).unwrap().unwrap();
+    assert_eq!(rec.fact("zfs.dataset"), Some("other/asl"));
+    assert_eq!(rec.decision, Decision::Local);
 }
 
 #[test]
