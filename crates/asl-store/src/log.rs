@@ -8,9 +8,12 @@
 //! All integers little-endian; the first record's `prev_record_hash` is 32 zero bytes.
 //! `logseq` starts at 1 and increases by one per record.
 //!
-//! A *torn tail* — the last record running past the end of the file, or a tail made only of
-//! zero bytes — is what a crash during an append leaves; it is cut off when a writer opens the
-//! log. Anything else that fails the chain is damage and is reported, never silently cut.
+//! A *torn tail* is what a crash during an append leaves; it is cut off when a writer opens
+//! the log. It is recognised as: the last record running past the end of the file; a tail
+//! made only of zero bytes; or a last record that fails its checks while everything from a
+//! 512-byte sector boundary inside it to the end of the file is zero (the file grew but its
+//! last sectors never reached the disk). Anything else that fails the chain is damage and is
+//! reported, never silently cut.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -102,6 +105,20 @@ pub struct Scan {
     pub tail: Tail,
 }
 
+/// Sector size assumed for torn writes: a crash can leave the unsynced sectors of an append
+/// reading as zeros, but never part of a sector.
+pub const SECTOR: usize = 512;
+
+/// Whether the bytes from some sector boundary strictly inside `(start, end)` to the end of
+/// the file are all zero: the signature of an append whose last sectors were lost.
+fn zero_sectors_inside(bytes: &[u8], start: usize, end: usize) -> bool {
+    let Some(last_nonzero) = bytes.iter().rposition(|&b| b != 0) else {
+        return true;
+    };
+    let zeros_from = (last_nonzero + 1).div_ceil(SECTOR) * SECTOR;
+    zeros_from > start && zeros_from < end.min(bytes.len())
+}
+
 /// Decodes a log file's bytes. Never panics, whatever the input.
 pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, String> {
     if bytes.len() < HEADER_SIZE {
@@ -165,6 +182,14 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, String> {
         let mut stored = [0u8; 32];
         stored.copy_from_slice(&rest[16 + payload_len as usize..total]);
         let computed = chain_hash(&prev, logseq, record_type, payload);
+        if (computed != stored || logseq != expected_seq)
+            && zero_sectors_inside(bytes, pos, pos + total)
+        {
+            break Tail::Torn {
+                at: pos as u64,
+                reason: "last record ends in zeroed sectors (lost at a crash)".into(),
+            };
+        }
         if computed != stored || logseq != expected_seq {
             let reason = if logseq != expected_seq {
                 format!("logseq {logseq} where {expected_seq} was expected")
@@ -348,6 +373,26 @@ mod tests {
             assert!(s.records.len() < 3, "flip at {i} went unnoticed");
             assert!(!matches!(s.tail, Tail::Clean), "flip at {i} went unnoticed");
         }
+    }
+
+    #[test]
+    fn a_last_record_whose_final_sectors_read_as_zeros_is_torn() {
+        // Two records, the second one long enough to span a sector boundary.
+        let full = build(&[(1, vec![1; 8]), (0x20, vec![7; 1200])]);
+        let second = HEADER_SIZE + RECORD_OVERHEAD + 8;
+        for boundary in [512usize, 1024] {
+            assert!(boundary > second && boundary < full.len());
+            let mut b = full.clone();
+            b[boundary..].fill(0);
+            let s = scan(&b).unwrap();
+            assert_eq!(s.records.len(), 1);
+            assert!(matches!(s.tail, Tail::Torn { .. }), "{:?}", s.tail);
+        }
+        // Zeros that do not start at a sector boundary are damage, not a lost write.
+        let mut b = full.clone();
+        let n = b.len();
+        b[n - 5..].fill(0);
+        assert!(matches!(scan(&b).unwrap().tail, Tail::Damaged { .. }));
     }
 
     #[test]

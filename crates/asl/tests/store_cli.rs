@@ -1,0 +1,623 @@
+//! End-to-end tests of the store tools (asl-intake, asl-admin, asl-debug, asl-init-store)
+//! through the real binary, on real directories. Crash tests kill the real process.
+
+mod storetest;
+
+use std::path::Path;
+
+use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random};
+use storetest::*;
+
+#[test]
+fn round_trip_of_a_copy_of_usr_share_is_exact() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("share");
+    run_ok(
+        std::process::Command::new("cp")
+            .args(["-a", "/usr/share"])
+            .arg(&src),
+    );
+    let store = t.path().join("store");
+    let out = asl(&["intake", "--json", "--store"], &[&store, &src]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j = out.json();
+    assert!(j["files"].as_u64().unwrap() > 1000);
+    let target = t.path().join("restored");
+    let r = asl(
+        &["admin", "restore", "latest", "--store"],
+        &[&store, Path::new("--target"), &target],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let diffs = compare_trees(&src, &target);
+    assert!(
+        diffs.is_empty(),
+        "{} differences, first: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(10)]
+    );
+}
+
+#[test]
+fn round_trip_of_the_rescue_tree_keeps_every_odd_case() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("rescue");
+    let manifest = build_rescue_tree(&src, &RescueTreeOptions::default());
+    let store = t.path().join("store");
+    let out = asl(&["intake", "--json", "--store"], &[&store, &src]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let target = t.path().join("restored");
+    let r = asl(
+        &["admin", "restore", "latest", "--store"],
+        &[&store, Path::new("--target"), &target],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let diffs = compare_trees(&src, &target);
+    assert!(diffs.is_empty(), "{:?}", &diffs[..diffs.len().min(10)]);
+    assert!(manifest.big_dir_entries >= 10_000);
+    assert!(!manifest.non_utf8.is_empty() && !manifest.sparse_files.is_empty());
+}
+
+#[test]
+fn the_same_tree_gives_the_same_root_with_one_and_four_threads() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("rescue");
+    build_rescue_tree(
+        &src,
+        &RescueTreeOptions {
+            big_dir_entries: 3000,
+        },
+    );
+    let mut roots = Vec::new();
+    for threads in ["1", "4"] {
+        let store = t.path().join(format!("store{threads}"));
+        let out = asl(
+            &["intake", "--json", "--threads", threads, "--store"],
+            &[&store, &src],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        roots.push(out.json()["root"].as_str().unwrap().to_string());
+    }
+    assert_eq!(roots[0], roots[1]);
+}
+
+#[test]
+fn re_intake_adds_almost_nothing_and_one_changed_file_adds_about_its_size() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    make_files(&src, 40, 256 * 1024, 1);
+    let store = t.path().join("store");
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
+    let first = dir_size(&store);
+    // Unchanged, and with the stat cache off: content dedup alone must do it.
+    assert_eq!(
+        asl(
+            &["intake", "-q", "--no-stat-cache", "--store"],
+            &[&store, &src]
+        )
+        .code,
+        0
+    );
+    let second = dir_size(&store);
+    assert!(
+        (second - first) * 100 < first,
+        "re-intake grew the store by {} of {first} bytes",
+        second - first
+    );
+    // A copy with one file replaced by 1 MiB of new data.
+    let copy = t.path().join("copy");
+    run_ok(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&copy),
+    );
+    std::fs::write(copy.join("f7"), pseudo_random(777, 1 << 20)).unwrap();
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &copy]).code, 0);
+    let third = dir_size(&store);
+    let added = third - second;
+    assert!(
+        (1 << 20) / 2 < added && added < 2 * (1 << 20),
+        "one changed 1 MiB file added {added} bytes"
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_a_block_makes_verify_exit_3_naming_block_and_snapshot() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    make_files(&src, 5, 100_000, 2);
+    let store = t.path().join("store");
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
+    assert_eq!(
+        asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
+        0
+    );
+    let block = files_under(&store.join("blocks"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "blk"))
+        .unwrap();
+    flip_byte(&block, 200);
+    let quick = asl(&["admin", "verify", "--store"], &[&store]);
+    assert_eq!(
+        quick.code, 0,
+        "a data byte flip is invisible to a structural check"
+    );
+    let full = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
+    assert_eq!(full.code, 3, "{}", full.stdout);
+    let name = block.file_stem().unwrap().to_string_lossy().into_owned();
+    assert!(full.stdout.contains(&name), "{}", full.stdout);
+    assert!(full.stdout.contains("snapshots: [1]"), "{}", full.stdout);
+    // Restore reports the damaged file and exits 3 too.
+    let r = asl(
+        &["admin", "restore", "1", "--store"],
+        &[&store, Path::new("--target"), &t.path().join("r")],
+    );
+    assert_eq!(r.code, 3, "{}{}", r.stdout, r.stderr);
+}
+
+#[test]
+fn a_flipped_byte_in_a_segment_or_a_log_record_makes_verify_exit_3() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    make_files(&src, 3, 10_000, 3);
+    let store = t.path().join("store");
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
+    assert_eq!(
+        asl(
+            &["intake", "-q", "--label", "second", "--store"],
+            &[&store, &src]
+        )
+        .code,
+        0
+    );
+    let seg = store.join("segments/0000000000000001.seg");
+    let saved = std::fs::read(&seg).unwrap();
+    flip_byte(&seg, 100);
+    let v = asl(&["admin", "verify", "--store"], &[&store]);
+    assert_eq!(v.code, 3);
+    assert!(v.stdout.contains("0000000000000001.seg"), "{}", v.stdout);
+    std::fs::write(&seg, saved).unwrap();
+    assert_eq!(asl(&["admin", "verify", "--store"], &[&store]).code, 0);
+    flip_byte(&store.join("log/asl.log"), 40);
+    let v = asl(&["admin", "verify", "--store"], &[&store]);
+    assert_eq!(v.code, 3);
+    assert!(v.stdout.contains("log record 1"), "{}", v.stdout);
+}
+
+#[test]
+fn deleting_the_index_loses_nothing_after_reindex() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    make_files(&src, 10, 300_000, 4);
+    let store = t.path().join("store");
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
+    for f in files_under(&store.join("segments")) {
+        std::fs::remove_file(f).unwrap();
+    }
+    std::fs::remove_dir_all(store.join("cache")).unwrap();
+    assert_eq!(asl(&["admin", "verify", "--store"], &[&store]).code, 3);
+    let r = asl(&["admin", "reindex", "--store"], &[&store]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
+        0
+    );
+    let target = t.path().join("r");
+    assert_eq!(
+        asl(
+            &["admin", "restore", "latest", "--store"],
+            &[&store, Path::new("--target"), &target]
+        )
+        .code,
+        0
+    );
+    assert!(compare_trees(&src, &target).is_empty());
+}
+
+#[test]
+fn forget_and_gc_free_unreferenced_data_and_keep_retained_snapshots() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    make_files(&a, 8, 500_000, 10);
+    make_files(&b, 8, 500_000, 20);
+    assert_eq!(
+        asl(&["intake", "-q", "--label", "a", "--store"], &[&store, &a]).code,
+        0
+    );
+    assert_eq!(
+        asl(&["intake", "-q", "--label", "b", "--store"], &[&store, &b]).code,
+        0
+    );
+    let before = dir_size(&store.join("blocks"));
+    assert_eq!(asl(&["admin", "forget", "a", "--store"], &[&store]).code, 0);
+    let dry = asl(
+        &["admin", "gc", "--dry-run", "--json", "--store"],
+        &[&store],
+    );
+    assert_eq!(dry.code, 0);
+    assert_eq!(
+        dir_size(&store.join("blocks")),
+        before,
+        "dry run changed blocks"
+    );
+    assert_eq!(asl(&["admin", "gc", "--store"], &[&store]).code, 0);
+    let after = dir_size(&store.join("blocks"));
+    assert!(
+        after < before * 6 / 10,
+        "gc freed too little: {before} -> {after}"
+    );
+    assert_eq!(
+        asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
+        0
+    );
+    let target = t.path().join("r");
+    assert_eq!(
+        asl(
+            &["admin", "restore", "b", "--store"],
+            &[&store, Path::new("--target"), &target]
+        )
+        .code,
+        0
+    );
+    assert!(compare_trees(&b, &target).is_empty());
+    assert_ne!(
+        asl(&["admin", "show", "a", "--store"], &[&store]).code,
+        0,
+        "forgotten snapshot still listed"
+    );
+}
+
+#[test]
+fn sigkill_of_intake_at_20_points_leaves_a_store_that_verifies_and_restores() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_files(&src, 30, 1 << 20, 30);
+    let store = t.path().join("store");
+    let first = asl(&["intake", "-q", "--store"], &[&store, &src]);
+    assert_eq!(first.code, 0);
+    // Time an uninterrupted intake of fresh data to spread the kill points over it.
+    std::fs::write(src.join("extra-0"), pseudo_random(1000, 8 << 20)).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        asl(
+            &["intake", "-q", "--no-stat-cache", "--store"],
+            &[&store, &src]
+        )
+        .code,
+        0
+    );
+    let full = started.elapsed().as_secs_f64();
+    let mut rng = 0x9e3779b97f4a7c15u64;
+    let mut committed: Vec<(u64, Vec<String>)> = Vec::new(); // (snapshot, extra files in it)
+    let mut extras = vec!["extra-0".to_string()];
+    committed.push((2, extras.clone()));
+    for i in 1..=20 {
+        let name = format!("extra-{i}");
+        std::fs::write(src.join(&name), pseudo_random(1000 + i, 8 << 20)).unwrap();
+        extras.push(name);
+        let delay = full * 1.2 * (next(&mut rng) % 1000) as f64 / 1000.0;
+        let snaps_before = snapshot_ids(&store);
+        let killed = run_and_kill(
+            &["intake", "-q", "--no-stat-cache", "--store"],
+            &[&store, &src],
+            delay,
+        );
+        let v = asl(&["admin", "verify", "--store"], &[&store]);
+        assert_eq!(
+            v.code, 0,
+            "kill {i} after {delay:.3}s (killed: {killed}): {}",
+            v.stdout
+        );
+        let snaps = snapshot_ids(&store);
+        assert!(
+            snaps_before.iter().all(|s| snaps.contains(s)),
+            "kill {i}: a committed snapshot vanished"
+        );
+        if let Some(new) = snaps.iter().find(|s| !snaps_before.contains(s)) {
+            committed.push((*new, extras.clone()));
+        }
+    }
+    assert_eq!(
+        asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
+        0
+    );
+    for (snap, files) in &committed {
+        let target = t.path().join(format!("r{snap}"));
+        let r = asl(
+            &["admin", "restore", &snap.to_string(), "--store"],
+            &[&store, Path::new("--target"), &target],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_restored_prefix(&src, &target, files, &extras);
+        std::fs::remove_dir_all(&target).unwrap();
+    }
+    // And the store takes a new intake.
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
+}
+
+#[test]
+fn a_simulated_power_cut_loses_only_uncommitted_work() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_files(&src, 10, 1 << 20, 40);
+    let store = t.path().join("store");
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
+    let mut rng = 0x1234_5678_9abc_def1u64;
+    let mut committed = vec![(1u64, Vec::<String>::new())];
+    let mut extras: Vec<String> = Vec::new();
+    for i in 0..10u64 {
+        // What was durable: everything present after the last successful command.
+        let durable = DurableState::capture(&store);
+        let name = format!("extra-{i}");
+        std::fs::write(src.join(&name), pseudo_random(5000 + i, 6 << 20)).unwrap();
+        extras.push(name);
+        let delay = 0.05 + (next(&mut rng) % 1500) as f64 / 1000.0;
+        run_and_kill(
+            &["intake", "-q", "--no-stat-cache", "--store"],
+            &[&store, &src],
+            delay,
+        );
+        durable.lose_unsynced_writes(&store, &mut rng);
+        let v = asl(&["admin", "verify", "--store"], &[&store]);
+        assert_eq!(v.code, 0, "power cut {i}: {}", v.stdout);
+        for (s, _) in &committed {
+            assert!(
+                snapshot_ids(&store).contains(s),
+                "power cut {i}: snapshot {s} lost"
+            );
+        }
+        // The next intake must succeed; it becomes a committed snapshot.
+        let out = asl(&["intake", "--json", "--store"], &[&store, &src]);
+        assert_eq!(out.code, 0, "intake after power cut {i}: {}", out.stderr);
+        committed.push((out.json()["snapshot"].as_u64().unwrap(), extras.clone()));
+    }
+    assert_eq!(
+        asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
+        0
+    );
+    for (snap, files) in &committed {
+        let target = t.path().join(format!("r{snap}"));
+        let r = asl(
+            &["admin", "restore", &snap.to_string(), "--store"],
+            &[&store, Path::new("--target"), &target],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_restored_prefix(&src, &target, files, &extras);
+        std::fs::remove_dir_all(&target).unwrap();
+    }
+}
+
+#[test]
+fn sigkill_during_gc_leaves_a_store_that_verifies() {
+    let t = tempfile::tempdir().unwrap();
+    let template = t.path().join("template");
+    let a = t.path().join("a");
+    let b = t.path().join("b");
+    make_files(&a, 20, 1 << 20, 50);
+    make_files(&b, 20, 1 << 20, 60);
+    assert_eq!(
+        asl(
+            &["intake", "-q", "--label", "a", "--store"],
+            &[&template, &a]
+        )
+        .code,
+        0
+    );
+    assert_eq!(
+        asl(
+            &["intake", "-q", "--label", "b", "--store"],
+            &[&template, &b]
+        )
+        .code,
+        0
+    );
+    assert_eq!(
+        asl(&["admin", "forget", "a", "--store"], &[&template]).code,
+        0
+    );
+    let timing = t.path().join("timing");
+    run_ok(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&template)
+            .arg(&timing),
+    );
+    let started = std::time::Instant::now();
+    assert_eq!(asl(&["admin", "gc", "-q", "--store"], &[&timing]).code, 0);
+    let full = started.elapsed().as_secs_f64();
+    let mut rng = 77u64;
+    for i in 0..6 {
+        let store = t.path().join(format!("s{i}"));
+        run_ok(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&template)
+                .arg(&store),
+        );
+        let delay = full * (next(&mut rng) % 1000) as f64 / 1000.0;
+        run_and_kill(&["admin", "gc", "-q", "--store"], &[&store], delay);
+        let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
+        assert_eq!(v.code, 0, "gc killed after {delay:.3}s: {}", v.stdout);
+        let target = t.path().join(format!("r{i}"));
+        assert_eq!(
+            asl(
+                &["admin", "restore", "b", "--store"],
+                &[&store, Path::new("--target"), &target]
+            )
+            .code,
+            0
+        );
+        assert!(compare_trees(&b, &target).is_empty());
+        // A later gc completes the job.
+        assert_eq!(asl(&["admin", "gc", "-q", "--store"], &[&store]).code, 0);
+        assert_eq!(asl(&["admin", "verify", "--store"], &[&store]).code, 0);
+        std::fs::remove_dir_all(&store).unwrap();
+    }
+}
+
+#[test]
+fn bad_inputs_get_one_clear_line_the_right_exit_code_and_change_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    make_files(&src, 2, 1000, 70);
+    // A directory that is not a store.
+    let notstore = t.path().join("notstore");
+    std::fs::create_dir(&notstore).unwrap();
+    std::fs::write(notstore.join("precious"), b"keep").unwrap();
+    let r = asl(&["intake", "--store"], &[&notstore, &src]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("is not an ASL store"), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert_eq!(files_under(&notstore).len(), 1);
+    let r = asl(&["admin", "snapshots", "--store"], &[&notstore]);
+    assert_eq!(r.code, 1);
+
+    let store = t.path().join("store");
+    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
+    let before = tree_fingerprint(&store);
+
+    // A store of a newer format version.
+    let newer = t.path().join("newer");
+    run_ok(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&store)
+            .arg(&newer),
+    );
+    let cfg = std::fs::read_to_string(newer.join("config"))
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 99");
+    std::fs::write(newer.join("config"), cfg).unwrap();
+    let r = asl(&["admin", "snapshots", "--store"], &[&newer]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("newer than this binary"), "{}", r.stderr);
+    let r = asl(&["intake", "--store"], &[&newer, &src]);
+    assert_eq!(r.code, 1);
+
+    // A store locked by a live writer.
+    let w = asl_store::Writer::open(&store).unwrap();
+    let r = asl(&["intake", "--store"], &[&store, &src]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("locked by a running writer"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&std::process::id().to_string()),
+        "{}",
+        r.stderr
+    );
+    drop(w);
+
+    // A non-empty restore target.
+    let target = t.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("mine"), b"x").unwrap();
+    let r = asl(
+        &["admin", "restore", "latest", "--store"],
+        &[&store, Path::new("--target"), &target],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+    assert_eq!(files_under(&target).len(), 1);
+
+    // A path with `..`.
+    let r = asl(&["admin", "ls", "latest:/a/../..", "--store"], &[&store]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains(".."), "{}", r.stderr);
+    let r = asl(
+        &["admin", "restore", "latest:../etc", "--store"],
+        &[&store, Path::new("--target"), &t.path().join("t2")],
+    );
+    assert_eq!(r.code, 2);
+    assert!(!t.path().join("t2").exists());
+
+    // An unknown snapshot.
+    let r = asl(&["admin", "show", "nope", "--store"], &[&store]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("no snapshot matches 'nope'"),
+        "{}",
+        r.stderr
+    );
+
+    assert_eq!(
+        tree_fingerprint(&store),
+        before,
+        "a rejected command changed the store"
+    );
+}
+
+#[test]
+fn debug_decodes_the_log_segments_blocks_and_lookups() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("data");
+    make_files(&src, 3, 300_000, 80);
+    let store = t.path().join("store");
+    let out = asl(&["intake", "--json", "--store"], &[&store, &src]);
+    let root = out.json()["root"].as_str().unwrap().to_string();
+    let log = asl(&["debug", "log", "--json", "--store"], &[&store]);
+    assert_eq!(log.code, 0);
+    let recs = log.json()["records"].as_array().unwrap().clone();
+    assert_eq!(recs[0]["type_name"], "SEGMENT_SEAL");
+    assert_eq!(recs[1]["type_name"], "SNAPSHOT");
+    assert_eq!(recs[1]["payload"]["root"], root.as_str());
+    let seg = asl(&["debug", "segment", "1", "--json", "--store"], &[&store]);
+    assert_eq!(seg.code, 0, "{}", seg.stderr);
+    let segj = seg.json();
+    let block = segj["blocks"][0].as_str().unwrap().to_string();
+    let blk = asl(&["debug", "block", &block, "--json", "--store"], &[&store]);
+    assert_eq!(blk.json()["hash_matches_name"], true);
+    let look = asl(&["debug", "lookup", &root, "--json", "--store"], &[&store]);
+    assert_eq!(look.json()["type_tag"], 1);
+    let art = asl(&["debug", "artifact", &root, "--store"], &[&store]);
+    assert_eq!(art.code, 0);
+    let bad = asl(&["debug", "lookup", "b3:00", "--store"], &[&store]);
+    assert_eq!(bad.code, 2);
+}
+
+#[test]
+fn multicall_names_and_help_work() {
+    let t = tempfile::tempdir().unwrap();
+    let links = t.path().join("bin");
+    let r = asl(&["install-links", "--dir"], &[&links]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = std::process::Command::new(links.join("asl-intake"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Take one or more file trees"));
+    let none = std::process::Command::new(bin())
+        .arg("no-such-tool")
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+}
+
+/// Checks that `target` equals `src` restricted to the base files plus `present` extras.
+fn assert_restored_prefix(src: &Path, target: &Path, present: &[String], all_extras: &[String]) {
+    let diffs = compare_trees(src, target);
+    let unexpected: Vec<&String> = diffs
+        .iter()
+        .filter(|d| {
+            !all_extras
+                .iter()
+                .any(|e| !present.contains(e) && d.starts_with(&format!("{e}: only in")))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    for e in present {
+        assert!(target.join(e).exists(), "{e} missing from restore");
+    }
+}
+
+fn next(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
