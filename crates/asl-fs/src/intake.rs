@@ -1066,11 +1066,14 @@ fn read_file(shared: &Shared<'_>, job: &Job, buf: &mut Vec<u8>) -> FileOutcome {
 
 /// Reads a whole small file (at most `size` bytes: growth is caught by the stat check).
 fn read_small(fd: i32, size: u64, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    buf.clear();
-    buf.resize(size as usize, 0);
+    let size = size as usize;
+    // The buffer only grows (to SMALL_FILE at most): no zeroing per file.
+    if buf.len() < size {
+        buf.resize(size, 0);
+    }
     let mut n = 0usize;
-    while n < buf.len() {
-        let r = sys::pread(fd, &mut buf[n..], n as u64)?;
+    while n < size {
+        let r = sys::pread(fd, &mut buf[n..size], n as u64)?;
         if r == 0 {
             break;
         }

@@ -16,13 +16,16 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
+
+use crossbeam_channel as chan;
 
 use asl_store::{AccessError, ArtifactRead, Reference};
 
 use crate::browse::{BrowseError, lookup, read_tree};
 use crate::sys;
-use crate::tree::{Entry, Hole, Kind, validate_name};
+use crate::tree::{Entry, Hole, Kind, Tree, validate_name};
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -111,32 +114,72 @@ pub fn restore(
         path: target.to_path_buf(),
         source: e,
     })?;
-    let mut r = Restorer {
-        store,
+    let policy = Policy {
         owners: opts.owners.unwrap_or_else(sys::is_root),
         xattrs: !opts.no_xattrs,
         root: sys::is_root(),
-        target_fd: root.as_raw_fd(),
-        links: HashMap::new(),
-        s: RestoreSummary::default(),
     };
-    let mut rel = Vec::new();
-    if entry.kind == Kind::Dir && entry.name.is_empty() {
-        if let Some(t) = entry.content {
-            r.dir_contents(root.as_raw_fd(), &t, &mut rel);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let root = Arc::new(root);
+    let (job_tx, job_rx) = chan::bounded::<FileJob>(256);
+    let (res_tx, res_rx) = chan::unbounded::<Issues>();
+    let mut s = RestoreSummary::default();
+    let mut main_issues = Issues::default();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let rx = job_rx.clone();
+            let tx = res_tx.clone();
+            let policy = &policy;
+            scope.spawn(move || {
+                let mut issues = Issues::default();
+                for job in rx.iter() {
+                    write_file(store, policy, job, &mut issues);
+                }
+                let _ = tx.send(issues);
+            });
         }
-    } else if entry.kind == Kind::Dir {
-        // S:PATH naming a directory: its contents into the target, its metadata onto it.
-        match entry.content {
-            Some(t) => r.dir_contents(root.as_raw_fd(), &t, &mut rel),
-            None => r.not_taken_in(&rel, &entry),
+        drop(res_tx);
+        drop(job_rx);
+        let mut r = Restorer {
+            store,
+            policy: &policy,
+            target_fd: root.as_raw_fd(),
+            links: HashMap::new(),
+            s: &mut s,
+            issues: &mut main_issues,
+            jobs: job_tx,
+        };
+        let mut rel = Vec::new();
+        if entry.kind == Kind::Dir && entry.name.is_empty() {
+            if let Some(t) = entry.content {
+                r.dir_contents(&root, &t, &mut rel);
+            }
+        } else if entry.kind == Kind::Dir {
+            // S:PATH naming a directory: its contents into the target, its metadata onto it.
+            match entry.content {
+                Some(t) => r.dir_contents(&root, &t, &mut rel),
+                None => r.not_taken_in(&rel, &entry),
+            }
+            set_dir_metadata(r.policy, &root, &entry, &rel, r.issues);
+        } else {
+            let tree = Arc::new(Tree {
+                entries: vec![entry.clone()],
+            });
+            r.entry(&root, &tree, 0, &mut rel);
         }
-        r.set_dir_metadata(&root, &entry, &rel);
-    } else {
-        r.entry(root.as_raw_fd(), &entry, &mut rel);
-    }
-    r.s.seconds = started.elapsed().as_secs_f64();
-    Ok(r.s)
+        drop(r);
+        for issues in res_rx.iter() {
+            main_issues.merge(issues);
+        }
+    });
+    s.files = main_issues.files;
+    s.bytes_written = main_issues.bytes;
+    s.errors = main_issues.errors;
+    s.integrity_errors = main_issues.integrity;
+    s.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    s.integrity_errors.sort_by(|a, b| a.path.cmp(&b.path));
+    s.seconds = started.elapsed().as_secs_f64();
+    Ok(s)
 }
 
 fn prepare_target(target: &Path) -> Result<(), RestoreError> {
@@ -164,15 +207,147 @@ fn prepare_target(target: &Path) -> Result<(), RestoreError> {
     }
 }
 
-struct Restorer<'a> {
-    store: &'a dyn ArtifactRead,
+/// What may be restored besides contents and modes.
+struct Policy {
     owners: bool,
     xattrs: bool,
     root: bool,
+}
+
+impl Policy {
+    fn wanted_xattr(&self, name: &[u8]) -> bool {
+        // Without root only user.* can be set; other namespaces would fail on every entry.
+        self.xattrs && (self.root || name.starts_with(b"user."))
+    }
+}
+
+/// Problems and counts gathered by one thread, merged at the end.
+#[derive(Default)]
+struct Issues {
+    errors: Vec<RestoreIssue>,
+    integrity: Vec<RestoreIssue>,
+    files: u64,
+    bytes: u64,
+}
+
+impl Issues {
+    fn error(&mut self, rel: &[u8], what: &str, e: impl std::fmt::Display) {
+        self.errors.push(RestoreIssue {
+            path: rel_path(rel),
+            message: format!("{what}: {e}"),
+            reference: None,
+        });
+    }
+
+    fn integrity(&mut self, rel: &[u8], reference: Option<Reference>, e: impl std::fmt::Display) {
+        self.integrity.push(RestoreIssue {
+            path: rel_path(rel),
+            message: e.to_string(),
+            reference,
+        });
+    }
+
+    fn merge(&mut self, o: Issues) {
+        self.errors.extend(o.errors);
+        self.integrity.extend(o.integrity);
+        self.files += o.files;
+        self.bytes += o.bytes;
+    }
+}
+
+/// A created, still empty file whose content and metadata a worker writes.
+struct FileJob {
+    fd: OwnedFd,
+    /// Its directory, to remove the file again if its content turns out damaged.
+    dir: Arc<OwnedFd>,
+    tree: Arc<Tree>,
+    index: usize,
+    rel: Vec<u8>,
+}
+
+fn write_file(store: &dyn ArtifactRead, policy: &Policy, job: FileJob, out: &mut Issues) {
+    let e = &job.tree.entries[job.index];
+    let rel = &job.rel;
+    let Some(content) = e.content else { return };
+    let raw = job.fd.as_raw_fd();
+    let mut sink = FileSink {
+        fd: raw,
+        pos: 0,
+        holes: &e.holes,
+        hole_ix: 0,
+        written: 0,
+    };
+    if let Err(err) = store.read_to(&content, &mut sink) {
+        drop(job.fd);
+        // A partly written file must not look restored.
+        if let Ok(name) = sys::cstring(&e.name) {
+            let _ = sys::unlink_at(job.dir.as_raw_fd(), &name);
+        }
+        if is_integrity(&err) {
+            out.integrity(rel, Some(content), err);
+        } else {
+            out.error(rel, "writing content", err);
+        }
+        return;
+    }
+    out.bytes += sink.written;
+    if let Err(err) = sys::ftruncate(raw, e.size) {
+        out.error(rel, "set size", err);
+    }
+    if policy.owners
+        && let Err(err) = sys::fchown(raw, e.uid, e.gid)
+    {
+        out.error(rel, "chown", err);
+    }
+    set_xattrs_fd(policy, raw, e, rel, out);
+    if let Err(err) = sys::fchmod(raw, e.mode) {
+        out.error(rel, "chmod", err);
+    }
+    if let Err(err) = sys::futimens(raw, e.mtime_sec, e.mtime_nsec) {
+        out.error(rel, "set mtime", err);
+    }
+    out.files += 1;
+}
+
+/// Owner, xattrs, mode, then mtime — after the contents, so their creation does not
+/// change the directory's mtime afterwards.
+fn set_dir_metadata(policy: &Policy, fd: &OwnedFd, e: &Entry, rel: &[u8], out: &mut Issues) {
+    let raw = fd.as_raw_fd();
+    if policy.owners
+        && let Err(err) = sys::fchown(raw, e.uid, e.gid)
+    {
+        out.error(rel, "chown", err);
+    }
+    set_xattrs_fd(policy, raw, e, rel, out);
+    if let Err(err) = sys::fchmod(raw, e.mode) {
+        out.error(rel, "chmod", err);
+    }
+    if let Err(err) = sys::futimens(raw, e.mtime_sec, e.mtime_nsec) {
+        out.error(rel, "set mtime", err);
+    }
+}
+
+fn set_xattrs_fd(policy: &Policy, fd: RawFd, e: &Entry, rel: &[u8], out: &mut Issues) {
+    for (n, v) in &e.xattrs {
+        if policy.wanted_xattr(n)
+            && let Err(err) = sys::fsetxattr(fd, n, v)
+        {
+            out.error(rel, &format!("xattr {}", String::from_utf8_lossy(n)), err);
+        }
+    }
+}
+
+/// The walk of the tree: creates directories and non-file entries itself, creates each file
+/// empty and hands it to the workers for its content and metadata.
+struct Restorer<'a, 's> {
+    store: &'a dyn ArtifactRead,
+    policy: &'a Policy,
     target_fd: RawFd,
     /// Hardlink group → target-relative path of its first restored member.
     links: HashMap<u64, CString>,
-    s: RestoreSummary,
+    s: &'s mut RestoreSummary,
+    issues: &'s mut Issues,
+    jobs: chan::Sender<FileJob>,
 }
 
 fn rel_path(rel: &[u8]) -> PathBuf {
@@ -183,23 +358,7 @@ fn is_integrity(e: &AccessError) -> bool {
     matches!(e, AccessError::Corrupt { .. } | AccessError::NotFound(_))
 }
 
-impl Restorer<'_> {
-    fn error(&mut self, rel: &[u8], what: &str, e: impl std::fmt::Display) {
-        self.s.errors.push(RestoreIssue {
-            path: rel_path(rel),
-            message: format!("{what}: {e}"),
-            reference: None,
-        });
-    }
-
-    fn integrity(&mut self, rel: &[u8], reference: Reference, e: impl std::fmt::Display) {
-        self.s.integrity_errors.push(RestoreIssue {
-            path: rel_path(rel),
-            message: e.to_string(),
-            reference: Some(reference),
-        });
-    }
-
+impl Restorer<'_, '_> {
     fn not_taken_in(&mut self, rel: &[u8], e: &Entry) {
         let message = match &e.error {
             Some(err) => format!(
@@ -216,211 +375,141 @@ impl Restorer<'_> {
         });
     }
 
-    fn dir_contents(&mut self, dir: RawFd, tree: &Reference, rel: &mut Vec<u8>) {
+    fn dir_contents(&mut self, dir: &Arc<OwnedFd>, tree: &Reference, rel: &mut Vec<u8>) {
         let t = match read_tree(self.store, tree) {
-            Ok(t) => t,
+            Ok(t) => Arc::new(t),
             Err(BrowseError::Store { reference, source }) if !is_integrity(&source) => {
-                return self.error(rel, "reading tree", format!("{reference}: {source}"));
+                return self
+                    .issues
+                    .error(rel, "reading tree", format!("{reference}: {source}"));
             }
-            Err(e) => return self.integrity(rel, *tree, e),
+            Err(e) => return self.issues.integrity(rel, Some(*tree), e),
         };
         let base = rel.len();
-        for e in &t.entries {
+        for i in 0..t.entries.len() {
             rel.truncate(base);
             if !rel.is_empty() {
                 rel.push(b'/');
             }
-            rel.extend_from_slice(&e.name);
-            self.entry(dir, e, rel);
+            rel.extend_from_slice(&t.entries[i].name);
+            self.entry(dir, &t, i, rel);
         }
         rel.truncate(base);
     }
 
-    fn entry(&mut self, dir: RawFd, e: &Entry, rel: &mut Vec<u8>) {
+    fn entry(&mut self, dir: &Arc<OwnedFd>, tree: &Arc<Tree>, index: usize, rel: &mut Vec<u8>) {
+        let e = &tree.entries[index];
         // Decoded trees only hold valid names; checked again because this is the one place
         // where a bad name would write outside the target.
         if let Err(why) = validate_name(&e.name) {
-            return self.integrity_name(rel, why);
+            return self
+                .issues
+                .integrity(rel, None, format!("refused entry name: {why}"));
         }
         let Ok(name) = sys::cstring(&e.name) else {
             return;
         };
-        if e.kind != Kind::Dir && e.hardlink_group != 0 {
-            if let Some(first) = self.links.get(&e.hardlink_group) {
-                match sys::link_at(self.target_fd, first, dir, &name) {
-                    Ok(()) => {
-                        self.s.hardlinks += 1;
-                        return;
-                    }
-                    Err(err) => self.error(rel, "linking to its hardlink group", err),
+        let dfd = dir.as_raw_fd();
+        if e.kind != Kind::Dir
+            && e.hardlink_group != 0
+            && let Some(first) = self.links.get(&e.hardlink_group)
+        {
+            match sys::link_at(self.target_fd, first, dfd, &name) {
+                Ok(()) => {
+                    self.s.hardlinks += 1;
+                    return;
                 }
+                Err(err) => self.issues.error(rel, "linking to its hardlink group", err),
             }
         }
         let done = match e.kind {
             Kind::Dir => {
-                self.dir(dir, &name, e, rel);
+                self.dir(dfd, &name, e, rel);
                 false
             }
-            Kind::File => self.file(dir, &name, e, rel),
-            Kind::Symlink => self.symlink(dir, &name, e, rel),
+            Kind::File => self.file(dir, &name, tree, index, rel),
+            Kind::Symlink => self.symlink(dfd, &name, e, rel),
             Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
-                self.special(dir, &name, e, rel)
+                self.special(dfd, &name, e, rel)
             }
             Kind::Unknown => {
                 self.not_taken_in(rel, e);
                 false
             }
         };
-        if done && e.hardlink_group != 0 {
-            if let Ok(p) = sys::cstring(rel) {
-                self.links.insert(e.hardlink_group, p);
-            }
+        if done
+            && e.hardlink_group != 0
+            && let Ok(p) = sys::cstring(rel)
+        {
+            self.links.insert(e.hardlink_group, p);
         }
-    }
-
-    fn integrity_name(&mut self, rel: &[u8], why: &str) {
-        self.s.integrity_errors.push(RestoreIssue {
-            path: rel_path(rel),
-            message: format!("refused entry name: {why}"),
-            reference: None,
-        });
     }
 
     fn dir(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &mut Vec<u8>) {
         if let Err(err) = sys::mkdir_at(dir, name, 0o700) {
-            return self.error(rel, "mkdir", err);
+            return self.issues.error(rel, "mkdir", err);
         }
         let fd = match sys::open_at(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
-            Ok(fd) => fd,
-            Err(err) => return self.error(rel, "open directory", err),
+            Ok(fd) => Arc::new(fd),
+            Err(err) => return self.issues.error(rel, "open directory", err),
         };
         self.s.dirs += 1;
         match e.content {
-            Some(t) => self.dir_contents(fd.as_raw_fd(), &t, rel),
+            Some(t) => self.dir_contents(&fd, &t, rel),
             None => self.not_taken_in(rel, e),
         }
-        self.set_dir_metadata(&fd, e, rel);
+        set_dir_metadata(self.policy, &fd, e, rel, self.issues);
     }
 
-    /// Owner, xattrs, mode, then mtime — after the contents, so their creation does not
-    /// change the directory's mtime afterwards.
-    fn set_dir_metadata(&mut self, fd: &OwnedFd, e: &Entry, rel: &[u8]) {
-        let raw = fd.as_raw_fd();
-        if self.owners
-            && let Err(err) = sys::fchown(raw, e.uid, e.gid)
-        {
-            self.error(rel, "chown", err);
-        }
-        self.set_xattrs_fd(raw, e, rel);
-        if let Err(err) = sys::fchmod(raw, e.mode) {
-            self.error(rel, "chmod", err);
-        }
-        if let Err(err) = sys::futimens(raw, e.mtime_sec, e.mtime_nsec) {
-            self.error(rel, "set mtime", err);
-        }
-    }
-
-    fn wanted_xattr(&self, name: &[u8]) -> bool {
-        // Without root only user.* can be set; other namespaces would fail on every entry.
-        self.xattrs && (self.root || name.starts_with(b"user."))
-    }
-
-    fn set_xattrs_fd(&mut self, fd: RawFd, e: &Entry, rel: &[u8]) {
-        for (n, v) in &e.xattrs {
-            if self.wanted_xattr(n)
-                && let Err(err) = sys::fsetxattr(fd, n, v)
-            {
-                self.error(rel, &format!("xattr {}", String::from_utf8_lossy(n)), err);
-            }
-        }
-    }
-
-    fn set_xattrs_path(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &[u8]) {
-        if e.xattrs.is_empty() {
-            return;
-        }
-        // There is no lsetxattrat: reach the entry through our own directory fd.
-        let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
-        p.extend_from_slice(name.to_bytes());
-        let Ok(path) = sys::cstring(&p) else { return };
-        for (n, v) in &e.xattrs {
-            if self.wanted_xattr(n)
-                && let Err(err) = sys::lsetxattr(&path, n, v)
-            {
-                self.error(rel, &format!("xattr {}", String::from_utf8_lossy(n)), err);
-            }
-        }
-    }
-
-    fn file(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &[u8]) -> bool {
-        let Some(content) = e.content else {
+    fn file(
+        &mut self,
+        dir: &Arc<OwnedFd>,
+        name: &CStr,
+        tree: &Arc<Tree>,
+        index: usize,
+        rel: &[u8],
+    ) -> bool {
+        let e = &tree.entries[index];
+        if e.content.is_none() {
             self.not_taken_in(rel, e);
             return false;
-        };
+        }
         let fd = match sys::open_at(
-            dir,
+            dir.as_raw_fd(),
             name,
             libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
             0o600,
         ) {
             Ok(fd) => fd,
             Err(err) => {
-                self.error(rel, "create", err);
+                self.issues.error(rel, "create", err);
                 return false;
             }
         };
-        let raw = fd.as_raw_fd();
-        let mut sink = FileSink {
-            fd: raw,
-            pos: 0,
-            holes: &e.holes,
-            hole_ix: 0,
-            written: 0,
+        let job = FileJob {
+            fd,
+            dir: Arc::clone(dir),
+            tree: Arc::clone(tree),
+            index,
+            rel: rel.to_vec(),
         };
-        match self.store.read_to(&content, &mut sink) {
-            Ok(_) => {}
-            Err(err) => {
-                drop(fd);
-                // A partly written file must not look restored.
-                let _ = sys::unlink_at(dir, name);
-                if is_integrity(&err) {
-                    self.integrity(rel, content, err);
-                } else {
-                    self.error(rel, "writing content", err);
-                }
-                return false;
-            }
+        if let Err(chan::SendError(job)) = self.jobs.send(job) {
+            // No worker left (cannot happen while the scope runs): write it here.
+            write_file(self.store, self.policy, job, self.issues);
         }
-        self.s.bytes_written += sink.written;
-        if let Err(err) = sys::ftruncate(raw, e.size) {
-            self.error(rel, "set size", err);
-        }
-        if self.owners
-            && let Err(err) = sys::fchown(raw, e.uid, e.gid)
-        {
-            self.error(rel, "chown", err);
-        }
-        self.set_xattrs_fd(raw, e, rel);
-        if let Err(err) = sys::fchmod(raw, e.mode) {
-            self.error(rel, "chmod", err);
-        }
-        if let Err(err) = sys::futimens(raw, e.mtime_sec, e.mtime_nsec) {
-            self.error(rel, "set mtime", err);
-        }
-        self.s.files += 1;
         true
     }
 
     fn symlink(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &[u8]) -> bool {
-        let Ok(target) = sys::cstring(&e.link_target) else {
-            return false;
-        };
         if e.link_target.is_empty() {
             self.not_taken_in(rel, e);
             return false;
         }
+        let Ok(target) = sys::cstring(&e.link_target) else {
+            return false;
+        };
         if let Err(err) = sys::symlink_at(&target, dir, name) {
-            self.error(rel, "symlink", err);
+            self.issues.error(rel, "symlink", err);
             return false;
         }
         self.s.symlinks += 1;
@@ -436,7 +525,7 @@ impl Restorer<'_> {
             _ => (libc::S_IFBLK, sys::makedev(e.rdev_major, e.rdev_minor)),
         };
         if let Err(err) = sys::mknod_at(dir, name, fmt | (e.mode & 0o777), dev) {
-            self.error(rel, "mknod", err);
+            self.issues.error(rel, "mknod", err);
             return false;
         }
         self.s.specials += 1;
@@ -447,17 +536,31 @@ impl Restorer<'_> {
     /// Owner, xattrs, mode and mtime of an entry that cannot be opened safely (symlinks,
     /// FIFOs, sockets, devices), set through its directory without following it.
     fn finish_at(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &[u8], chmod: bool) {
-        if self.owners
+        if self.policy.owners
             && let Err(err) = sys::lchown_at(dir, name, e.uid, e.gid)
         {
-            self.error(rel, "chown", err);
+            self.issues.error(rel, "chown", err);
         }
-        self.set_xattrs_path(dir, name, e, rel);
+        if !e.xattrs.is_empty() {
+            // There is no lsetxattrat: reach the entry through our own directory fd.
+            let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
+            p.extend_from_slice(name.to_bytes());
+            if let Ok(path) = sys::cstring(&p) {
+                for (n, v) in &e.xattrs {
+                    if self.policy.wanted_xattr(n)
+                        && let Err(err) = sys::lsetxattr(&path, n, v)
+                    {
+                        self.issues
+                            .error(rel, &format!("xattr {}", String::from_utf8_lossy(n)), err);
+                    }
+                }
+            }
+        }
         if chmod && let Err(err) = sys::chmod_at(dir, name, e.mode) {
-            self.error(rel, "chmod", err);
+            self.issues.error(rel, "chmod", err);
         }
         if let Err(err) = sys::lutimens_at(dir, name, e.mtime_sec, e.mtime_nsec) {
-            self.error(rel, "set mtime", err);
+            self.issues.error(rel, "set mtime", err);
         }
     }
 }

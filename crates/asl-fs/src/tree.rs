@@ -353,6 +353,12 @@ fn check_entry(index: usize, e: &Entry) -> Result<(), TreeError> {
     if e.kind == Kind::Symlink && e.link_target.contains(&0) {
         return bad("symlink target contains NUL");
     }
+    if e.kind == Kind::Symlink && e.link_target.is_empty() && e.error.is_none() {
+        return bad("symlink without a target and without an error");
+    }
+    if !matches!(e.kind, Kind::File | Kind::Symlink) && e.size != 0 {
+        return bad("only files and symlinks have a size");
+    }
     if !e.kind.is_device() && (e.rdev_major != 0 || e.rdev_minor != 0) {
         return bad("only devices carry device numbers");
     }
