@@ -499,6 +499,7 @@ impl Overlays {
                 lower: lower.as_fd(),
                 upper: &rec.upper(),
                 work: &rec.work(),
+                passing: mount::LayerPassing::Fd,
             },
             !req.mode.is_writable(),
         )?;
@@ -610,6 +611,7 @@ impl Overlays {
                 lower: lower.as_fd(),
                 upper: &rec.upper(),
                 work: &rec.work(),
+                passing: mount::LayerPassing::Fd,
             },
             !rec.mode.is_writable(),
         )

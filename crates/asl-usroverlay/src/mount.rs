@@ -63,23 +63,41 @@ fn mount_error(op: &'static str, path: &Path, errno: Errno, fs: Option<BorrowedF
     }
 }
 
-/// Hands a layer to overlayfs by descriptor. Kernels before 6.13 do not take descriptors for
-/// layers; for them the same directory is named through `/proc/self/fd/N`, which resolves to
-/// exactly the opened directory and mount (not whatever the path shows now).
-fn set_layer(fs: BorrowedFd<'_>, key: &str, dir: BorrowedFd<'_>) -> std::result::Result<(), Errno> {
-    match fsconfig_set_fd(fs, key, dir) {
-        Ok(()) => Ok(()),
-        Err(Errno::INVAL) => {
-            let via_proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
-            match fsconfig_set_string(fs, key, &via_proc) {
-                // `lowerdir+` is 6.8+; older kernels know only the one-string `lowerdir`.
-                Err(Errno::INVAL) if key == "lowerdir+" => {
-                    fsconfig_set_string(fs, "lowerdir", &via_proc)
-                }
-                other => other,
-            }
-        }
-        Err(e) => Err(e),
+/// How layer directories reach overlayfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LayerPassing {
+    /// `FSCONFIG_SET_FD` (Linux 6.13+), falling back to [`LayerPassing::ProcPath`] when the
+    /// kernel refuses descriptors.
+    Fd,
+    /// The path `/proc/self/fd/N`, which resolves to exactly the opened directory and mount
+    /// (not to whatever its old path shows now); `lowerdir+` needs 6.8, else `lowerdir`.
+    ProcPath,
+}
+
+fn set_layer_by_path(
+    fs: BorrowedFd<'_>,
+    key: &str,
+    dir: BorrowedFd<'_>,
+) -> std::result::Result<(), Errno> {
+    let via_proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
+    match fsconfig_set_string(fs, key, &via_proc) {
+        Err(Errno::INVAL) if key == "lowerdir+" => fsconfig_set_string(fs, "lowerdir", &via_proc),
+        other => other,
+    }
+}
+
+fn set_layer(
+    fs: BorrowedFd<'_>,
+    key: &str,
+    dir: BorrowedFd<'_>,
+    how: LayerPassing,
+) -> std::result::Result<(), Errno> {
+    match how {
+        LayerPassing::ProcPath => set_layer_by_path(fs, key, dir),
+        LayerPassing::Fd => match fsconfig_set_fd(fs, key, dir) {
+            Err(Errno::INVAL) => set_layer_by_path(fs, key, dir),
+            other => other,
+        },
     }
 }
 
@@ -89,6 +107,7 @@ pub(crate) struct OverlayLayers<'a> {
     pub lower: BorrowedFd<'a>,
     pub upper: &'a Path,
     pub work: &'a Path,
+    pub passing: LayerPassing,
 }
 
 /// Builds an overlay (detached, tagged with `source`) and moves it onto `target`.
@@ -105,9 +124,9 @@ pub(crate) fn mount_overlay(
     let work = open_dir(layers.work)?;
     let configure = || -> std::result::Result<(), Errno> {
         fsconfig_set_string(fs.as_fd(), "source", source)?;
-        set_layer(fs.as_fd(), "lowerdir+", layers.lower)?;
-        set_layer(fs.as_fd(), "upperdir", upper.as_fd())?;
-        set_layer(fs.as_fd(), "workdir", work.as_fd())?;
+        set_layer(fs.as_fd(), "lowerdir+", layers.lower, layers.passing)?;
+        set_layer(fs.as_fd(), "upperdir", upper.as_fd(), layers.passing)?;
+        set_layer(fs.as_fd(), "workdir", work.as_fd(), layers.passing)?;
         // Fixed features so that `status --diff` can read the upper layer plainly (every
         // changed file is a full copy, every renamed directory a copy) and a hotfix upper
         // is mounted with the same options on every boot whatever the kernel defaults are.
@@ -208,4 +227,76 @@ pub(crate) fn in_private_namespace<T: Send>(f: impl FnOnce() -> Result<T> + Send
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::machine;
+    use std::fs;
+
+    /// The lower layer is the directory opened before, even when its path shows something
+    /// else by the time the overlay is mounted — with both ways of passing layers (the path
+    /// fallback is what kernels before 6.13 get).
+    fn lower_is_the_opened_directory(how: LayerPassing, test: &str) {
+        machine(test, |m| {
+            let (real, target) = (m.disk().join("real"), m.disk().join("target"));
+            let (upper, work) = (m.disk().join("u"), m.disk().join("w"));
+            for d in [&real, &target, &upper, &work] {
+                fs::create_dir_all(d).unwrap();
+            }
+            fs::write(real.join("file"), "from the real tree").unwrap();
+            let lower = open_dir(&real).unwrap();
+            // Cover the real tree: its path now shows an empty tmpfs.
+            mount_tmpfs("cover", &real, None).unwrap();
+            assert!(!real.join("file").exists());
+            let layers = OverlayLayers {
+                lower: lower.as_fd(),
+                upper: &upper,
+                work: &work,
+                passing: how,
+            };
+            mount_overlay("test-overlay", &target, &layers, false).unwrap();
+            assert_eq!(
+                fs::read_to_string(target.join("file")).unwrap(),
+                "from the real tree"
+            );
+            fs::write(target.join("new"), "n").unwrap();
+            assert!(
+                upper.join("new").is_file(),
+                "writes do not reach the upper dir"
+            );
+        });
+    }
+
+    #[test]
+    fn overlay_lower_is_the_opened_directory_when_passed_by_descriptor() {
+        lower_is_the_opened_directory(
+            LayerPassing::Fd,
+            "mount::tests::overlay_lower_is_the_opened_directory_when_passed_by_descriptor",
+        );
+    }
+
+    #[test]
+    fn overlay_lower_is_the_opened_directory_when_passed_by_proc_path() {
+        lower_is_the_opened_directory(
+            LayerPassing::ProcPath,
+            "mount::tests::overlay_lower_is_the_opened_directory_when_passed_by_proc_path",
+        );
+    }
+
+    #[test]
+    fn mount_failures_carry_the_kernel_reason() {
+        machine(
+            "mount::tests::mount_failures_carry_the_kernel_reason",
+            |m| {
+                let t = m.disk().join("t");
+                fs::create_dir_all(&t).unwrap();
+                let err = mount_tmpfs("bad", &t, Some("not-a-size"))
+                    .unwrap_err()
+                    .to_string();
+                assert!(err.contains("size"), "{err}");
+            },
+        );
+    }
 }
