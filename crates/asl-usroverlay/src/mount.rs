@@ -95,7 +95,7 @@ fn set_layer(
     match how {
         LayerPassing::ProcPath => set_layer_by_path(fs, key, dir),
         LayerPassing::Fd => match fsconfig_set_fd(fs, key, dir) {
-            Err(Errno::INVAL) => set_layer_by_path(fs, key, dir),
+            Err(Errno::INVAL) => set_layer(fs, key, dir, LayerPassing::ProcPath),
             other => other,
         },
     }
