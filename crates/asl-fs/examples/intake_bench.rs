@@ -14,7 +14,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(a) = args.next() {
         match a.to_str() {
             Some("--threads") => {
-                opts.threads = args.next().ok_or("--threads N")?.to_string_lossy().parse()?
+                opts.threads = args
+                    .next()
+                    .ok_or("--threads N")?
+                    .to_string_lossy()
+                    .parse()?
             }
             Some("--stat-cache") => opts.stat_cache = args.next().map(PathBuf::from),
             Some("--restore") => restore_to = args.next().map(PathBuf::from),
@@ -38,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let t = std::time::Instant::now();
     w.commit(Some(s.root), asl_store::SnapshotMeta::now("intake"))?;
-    println!("commit: {:.2} s; root {}", t.elapsed().as_secs_f64(), s.root);
+    println!(
+        "commit: {:.2} s; root {}",
+        t.elapsed().as_secs_f64(),
+        s.root
+    );
     drop(w);
     if let Some(target) = restore_to {
         let st = asl_store::Store::open(&store)?;

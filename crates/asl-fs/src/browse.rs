@@ -145,12 +145,10 @@ pub fn cat(
     let r = file.content.ok_or_else(|| BrowseError::NoContent {
         path: lossy(&file.name),
     })?;
-    store
-        .read_to(&r, out)
-        .map_err(|source| BrowseError::Store {
-            reference: r,
-            source,
-        })
+    store.read_to(&r, out).map_err(|source| BrowseError::Store {
+        reference: r,
+        source,
+    })
 }
 
 /// What changed at a path between two trees.

@@ -177,7 +177,11 @@ pub enum IntakeError {
     #[error(
         "{a} and {b} would both be named '{name}' in the snapshot's root; take them in separately"
     )]
-    DuplicateName { a: PathBuf, b: PathBuf, name: String },
+    DuplicateName {
+        a: PathBuf,
+        b: PathBuf,
+        name: String,
+    },
     #[error("invalid --exclude pattern '{pattern}': {message}")]
     BadExclude { pattern: String, message: String },
     #[error("the store failed while storing {path}: {source}")]
@@ -292,7 +296,8 @@ pub fn intake(
         dir_paths: HashMap::new(),
     };
     // Node 0: the synthetic root holding the given paths.
-    walk.nodes.push(Node::new(Entry::new(Vec::new(), Kind::Dir), 0));
+    walk.nodes
+        .push(Node::new(Entry::new(Vec::new(), Kind::Dir), 0));
     let tops = walk.top_level(paths)?;
 
     let shared = Shared {
@@ -476,7 +481,8 @@ impl<'a> Walk<'a> {
         let mut out = Vec::new();
         for (name, path, st) in tops {
             let idx = self.nodes.len() as u32;
-            self.nodes.push(Node::new(Entry::new(name, Kind::Unknown), 0));
+            self.nodes
+                .push(Node::new(Entry::new(name, Kind::Unknown), 0));
             self.dir_paths
                 .insert(idx, path.as_os_str().as_bytes().to_vec());
             out.push((idx, st));
@@ -675,7 +681,9 @@ impl<'a> Walk<'a> {
         match kind {
             Kind::Symlink => {
                 let target = match at {
-                    Some((dir, name)) => sys::readlink_at(dir.as_raw_fd(), name, st.st_size as usize),
+                    Some((dir, name)) => {
+                        sys::readlink_at(dir.as_raw_fd(), name, st.st_size as usize)
+                    }
                     None => sys::readlink_at(libc::AT_FDCWD, &cpath, st.st_size as usize),
                 };
                 match target {
@@ -796,7 +804,10 @@ impl<'a> Walk<'a> {
             let c = top.0 as usize;
             top.0 += 1;
             if let Some(key) = self.nodes[c].link_key
-                && self.links.get(&key).is_some_and(|&(_, members)| members >= 2)
+                && self
+                    .links
+                    .get(&key)
+                    .is_some_and(|&(_, members)| members >= 2)
             {
                 let id = *ids.entry(key).or_insert_with(|| {
                     next += 1;
@@ -1003,7 +1014,10 @@ fn read_file(shared: &Shared<'_>, job: &Job, buf: &mut Vec<u8>) -> FileOutcome {
             |e| Err(AccessError::Source(e)),
             |n| {
                 o.bytes_read = n as u64;
-                shared.progress.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
+                shared
+                    .progress
+                    .bytes_read
+                    .fetch_add(n as u64, Ordering::Relaxed);
                 shared.store.put_bytes(&buf[..n], TypeTag::BYTES)
             },
         )

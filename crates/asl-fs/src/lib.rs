@@ -27,9 +27,7 @@ pub mod testing;
 pub mod tree;
 
 pub use browse::{BrowseError, Change, ChangeKind, cat, diff, lookup, ls};
-pub use intake::{
-    IntakeError, IntakeErrorRecord, IntakeOptions, IntakeSummary, Progress, intake,
-};
+pub use intake::{IntakeError, IntakeErrorRecord, IntakeOptions, IntakeSummary, Progress, intake};
 pub use restore::{RestoreError, RestoreOptions, RestoreSummary, restore};
 pub use tree::{
     Entry, EntryError, Hole, Kind, Operation, Tree, TreeError, decode_tree, encode_tree,

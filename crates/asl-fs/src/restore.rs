@@ -100,10 +100,11 @@ pub fn restore(
     // Resolve first: a wrong path must not leave a created target behind.
     let entry = lookup(store, tree, subpath.unwrap_or(b""))?;
     prepare_target(target)?;
-    let ctarget = sys::cstring(target.as_os_str().as_bytes()).map_err(|e| RestoreError::Target {
-        path: target.to_path_buf(),
-        source: e,
-    })?;
+    let ctarget =
+        sys::cstring(target.as_os_str().as_bytes()).map_err(|e| RestoreError::Target {
+            path: target.to_path_buf(),
+            source: e,
+        })?;
     let root = sys::open_at(
         libc::AT_FDCWD,
         &ctarget,
@@ -550,8 +551,11 @@ impl Restorer<'_, '_> {
                     if self.policy.wanted_xattr(n)
                         && let Err(err) = sys::lsetxattr(&path, n, v)
                     {
-                        self.issues
-                            .error(rel, &format!("xattr {}", String::from_utf8_lossy(n)), err);
+                        self.issues.error(
+                            rel,
+                            &format!("xattr {}", String::from_utf8_lossy(n)),
+                            err,
+                        );
                     }
                 }
             }
@@ -588,9 +592,10 @@ impl Write for FileSink<'_> {
                 }
             }
             let (n, in_hole) = match self.holes.get(self.hole_ix) {
-                Some(h) if h.offset <= self.pos => {
-                    (((h.offset + h.len - self.pos) as usize).min(rest.len()), true)
-                }
+                Some(h) if h.offset <= self.pos => (
+                    ((h.offset + h.len - self.pos) as usize).min(rest.len()),
+                    true,
+                ),
                 Some(h) => (((h.offset - self.pos) as usize).min(rest.len()), false),
                 None => (rest.len(), false),
             };

@@ -99,7 +99,10 @@ pub fn build_rescue_tree(dir: &Path, opts: &RescueTreeOptions) -> RescueTreeMani
     write(&p(&root, b"plain/hello.txt"), b"hello, rescue\n");
     write(&p(&root, b"plain/empty"), b"");
     write(&p(&root, b"plain/medium.bin"), &pseudo_random(1, 3 << 20));
-    write(&p(&root, b"plain/copy-of-medium.bin"), &pseudo_random(1, 3 << 20));
+    write(
+        &p(&root, b"plain/copy-of-medium.bin"),
+        &pseudo_random(1, 3 << 20),
+    );
 
     // Names that are not UTF-8, or otherwise awkward.
     mkdir(b"names");
@@ -125,7 +128,10 @@ pub fn build_rescue_tree(dir: &Path, opts: &RescueTreeOptions) -> RescueTreeMani
     rel.extend_from_slice(&long);
     write(&p(&root, &rel), b"255-byte name");
     mkdir(b"names/\xc0\xaf-dir");
-    write(&p(&root, b"names/\xc0\xaf-dir/inside"), b"in a non-UTF-8 directory");
+    write(
+        &p(&root, b"names/\xc0\xaf-dir/inside"),
+        b"in a non-UTF-8 directory",
+    );
     non_utf8.push(p(&root, b"names/\xc0\xaf-dir"));
 
     // A big directory.
@@ -225,7 +231,10 @@ pub fn build_rescue_tree(dir: &Path, opts: &RescueTreeOptions) -> RescueTreeMani
     mkdir(b"modes/sticky");
     write(&p(&root, b"modes/no-perms"), b"mode 000\n");
     mkdir(b"modes/locked-dir");
-    write(&p(&root, b"modes/locked-dir/inside"), b"behind a mode 000 directory\n");
+    write(
+        &p(&root, b"modes/locked-dir/inside"),
+        b"behind a mode 000 directory\n",
+    );
     if as_root {
         write(&p(&root, b"modes/owned-1000"), b"uid 1000\n");
         write(&p(&root, b"modes/owned-nobody"), b"uid 65534\n");
@@ -266,10 +275,7 @@ pub fn build_rescue_tree(dir: &Path, opts: &RescueTreeOptions) -> RescueTreeMani
     set_mtime(&p(&root, b"modes/sticky"), 1_400_000_000, 2);
 
     RescueTreeManifest {
-        unreadable: vec![
-            p(&root, b"modes/no-perms"),
-            p(&root, b"modes/locked-dir"),
-        ],
+        unreadable: vec![p(&root, b"modes/no-perms"), p(&root, b"modes/locked-dir")],
         root,
         big_dir,
         big_dir_entries: opts.big_dir_entries,
@@ -409,14 +415,17 @@ fn observe(root: &Path) -> BTreeMap<Vec<u8>, Observed> {
                 size: if kind == libc::S_IFDIR { 0 } else { m.size() },
                 mtime: (m.mtime(), m.mtime_nsec()),
                 rdev: m.rdev(),
-                xattrs: sys::lxattrs(&cpath).unwrap_or_else(|e| panic!("xattrs {shown}: {e}", shown = path.display())),
+                xattrs: sys::lxattrs(&cpath)
+                    .unwrap_or_else(|e| panic!("xattrs {shown}: {e}", shown = path.display())),
                 link_target: None,
                 hardlink_first: None,
                 holes: Vec::new(),
                 content: None,
             };
             if kind != libc::S_IFDIR && m.nlink() > 1 {
-                let first = inodes.entry((m.dev(), m.ino())).or_insert_with(|| r.clone());
+                let first = inodes
+                    .entry((m.dev(), m.ino()))
+                    .or_insert_with(|| r.clone());
                 o.hardlink_first = Some(first.clone());
             }
             match kind {

@@ -677,7 +677,14 @@ mod tests {
 
     fn arb_ref() -> impl Strategy<Value = Reference> {
         (any::<bool>(), any::<[u8; 32]>()).prop_map(|(s, d)| {
-            Reference::new(if s { HashAlgo::Sha256 } else { HashAlgo::Blake3 }, d)
+            Reference::new(
+                if s {
+                    HashAlgo::Sha256
+                } else {
+                    HashAlgo::Blake3
+                },
+                d,
+            )
         })
     }
 
@@ -707,7 +714,17 @@ mod tests {
             proptest::collection::vec((1u64..100, 1u64..100), 0..4),
         )
             .prop_map(
-                |(name, k, (mode, uid, gid), (ms, mn, size), (hl, ch, r), x, (t, ma, mi), err, hs)| {
+                |(
+                    name,
+                    k,
+                    (mode, uid, gid),
+                    (ms, mn, size),
+                    (hl, ch, r),
+                    x,
+                    (t, ma, mi),
+                    err,
+                    hs,
+                )| {
                     let kind = Kind::from_code(k).unwrap_or(Kind::File);
                     let mut e = Entry::new(name, kind);
                     e.mode = mode;
@@ -802,11 +819,17 @@ mod tests {
     #[test]
     fn unsorted_or_duplicate_names_are_rejected_by_the_encoder() {
         let t = Tree {
-            entries: vec![Entry::new(b"b".to_vec(), Kind::Fifo), Entry::new(b"a".to_vec(), Kind::Fifo)],
+            entries: vec![
+                Entry::new(b"b".to_vec(), Kind::Fifo),
+                Entry::new(b"a".to_vec(), Kind::Fifo),
+            ],
         };
         assert_eq!(encode_tree(&t), Err(TreeError::Unsorted(1)));
         let t = Tree {
-            entries: vec![Entry::new(b"a".to_vec(), Kind::Fifo), Entry::new(b"a".to_vec(), Kind::Fifo)],
+            entries: vec![
+                Entry::new(b"a".to_vec(), Kind::Fifo),
+                Entry::new(b"a".to_vec(), Kind::Fifo),
+            ],
         };
         assert_eq!(encode_tree(&t), Err(TreeError::Unsorted(1)));
     }
@@ -814,8 +837,13 @@ mod tests {
     #[test]
     fn dot_dotdot_slash_and_nul_names_are_rejected() {
         for n in [&b"."[..], b"..", b"a/b", b"a\0", b""] {
-            let t = Tree { entries: vec![Entry::new(n.to_vec(), Kind::Fifo)] };
-            assert!(matches!(encode_tree(&t), Err(TreeError::InvalidName { .. })), "{n:?}");
+            let t = Tree {
+                entries: vec![Entry::new(n.to_vec(), Kind::Fifo)],
+            };
+            assert!(
+                matches!(encode_tree(&t), Err(TreeError::InvalidName { .. })),
+                "{n:?}"
+            );
         }
     }
 
@@ -847,9 +875,14 @@ mod tests {
             l.size = 1;
             l
         };
-        let t = Tree { entries: vec![a, d, l] };
+        let t = Tree {
+            entries: vec![a, d, l],
+        };
         let b = encode_tree(&t).unwrap();
         assert_eq!(tree_children(&b).unwrap(), vec![r1, r2]);
-        assert_eq!(tree_children_typed(&b).unwrap(), vec![(r1, false), (r2, true)]);
+        assert_eq!(
+            tree_children_typed(&b).unwrap(),
+            vec![(r1, false), (r2, true)]
+        );
     }
 }

@@ -40,7 +40,13 @@ fn rescue_tree_round_trips_exactly_through_intake_and_restore() {
     let src = tempfile::tempdir().unwrap();
     let m = build_rescue_tree(src.path(), &RescueTreeOptions::default());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[src.path().to_path_buf()], &opts(0), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(0),
+        &Progress::new(),
+    )
+    .unwrap();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert!(s.files > m.big_dir_entries as u64);
     let dst = tempfile::tempdir().unwrap();
@@ -48,11 +54,20 @@ fn rescue_tree_round_trips_exactly_through_intake_and_restore() {
     let r = restore(&store, &s.root, None, &target, &RestoreOptions::default()).unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.integrity_errors.is_empty());
-    assert!(r.hardlinks >= 4, "two file groups and one FIFO group: {r:?}");
+    assert!(
+        r.hardlinks >= 4,
+        "two file groups and one FIFO group: {r:?}"
+    );
     let diffs = compare_trees(src.path(), &target);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     // And the restored tree intakes to the very same root.
-    let again = intake(&store, &[target.clone()], &opts(2), &Progress::new()).unwrap();
+    let again = intake(
+        &store,
+        std::slice::from_ref(&target),
+        &opts(2),
+        &Progress::new(),
+    )
+    .unwrap();
     assert_eq!(again.root, s.root);
 }
 
@@ -63,8 +78,13 @@ fn same_tree_gives_same_root_reference_with_1_and_4_threads() {
     let mut roots = Vec::new();
     for threads in [1, 4] {
         let store = MemoryStore::new(HashAlgo::Blake3);
-        let s = intake(&store, &[src.path().to_path_buf()], &opts(threads), &Progress::new())
-            .unwrap();
+        let s = intake(
+            &store,
+            &[src.path().to_path_buf()],
+            &opts(threads),
+            &Progress::new(),
+        )
+        .unwrap();
         roots.push(s.root);
     }
     assert_eq!(roots[0], roots[1]);
@@ -131,10 +151,19 @@ fn unreadable_file_and_directory_are_recorded_and_intake_goes_on() {
     // As root, mode 000 stops nothing; without CAP_DAC_OVERRIDE it does (for real, in the
     // kernel's permission check).
     let s = without_dac_override(|| {
-        intake(&store, &[src.path().to_path_buf()], &opts(2), &Progress::new()).unwrap()
+        intake(
+            &store,
+            &[src.path().to_path_buf()],
+            &opts(2),
+            &Progress::new(),
+        )
+        .unwrap()
     });
-    let mut failed: Vec<(PathBuf, Operation, i32)> =
-        s.errors.iter().map(|e| (e.path.clone(), e.op, e.errno)).collect();
+    let mut failed: Vec<(PathBuf, Operation, i32)> = s
+        .errors
+        .iter()
+        .map(|e| (e.path.clone(), e.op, e.errno))
+        .collect();
     failed.sort();
     let mut expected = vec![
         (m.unreadable[1].clone(), Operation::Opendir, libc::EACCES),
@@ -145,12 +174,20 @@ fn unreadable_file_and_directory_are_recorded_and_intake_goes_on() {
     let file = lookup(&store, &s.root, b"modes/no-perms").unwrap();
     assert_eq!(file.kind, Kind::File);
     assert_eq!(file.content, None);
-    assert_eq!(file.error.map(|e| (e.op, e.errno)), Some((Operation::Open, libc::EACCES)));
+    assert_eq!(
+        file.error.map(|e| (e.op, e.errno)),
+        Some((Operation::Open, libc::EACCES))
+    );
     let dir = lookup(&store, &s.root, b"modes/locked-dir").unwrap();
     assert_eq!(dir.kind, Kind::Dir);
     assert_eq!(dir.error.map(|e| e.op), Some(Operation::Opendir));
     // Everything else was taken in.
-    assert!(lookup(&store, &s.root, b"plain/medium.bin").unwrap().content.is_some());
+    assert!(
+        lookup(&store, &s.root, b"plain/medium.bin")
+            .unwrap()
+            .content
+            .is_some()
+    );
     assert_eq!(s.files as usize, s.files as usize);
     // Restoring skips what was not taken in, says so, and restores the rest.
     let dst = tempfile::tempdir().unwrap();
@@ -187,8 +224,15 @@ fn file_changed_while_read_is_flagged_and_its_read_bytes_are_kept() {
     assert!(e.changed_during_read);
     // The bytes as they were when opened.
     assert_eq!(e.size, 2 << 20);
-    assert_eq!(e.content, Some(HashAlgo::Blake3.digest(&pseudo_random(9, 2 << 20))));
-    assert!(!lookup(&store, &s.root, b"stable").unwrap().changed_during_read);
+    assert_eq!(
+        e.content,
+        Some(HashAlgo::Blake3.digest(&pseudo_random(9, 2 << 20)))
+    );
+    assert!(
+        !lookup(&store, &s.root, b"stable")
+            .unwrap()
+            .changed_during_read
+    );
 }
 
 #[test]
@@ -196,7 +240,13 @@ fn sparse_file_holes_are_recorded_and_not_read() {
     let src = tempfile::tempdir().unwrap();
     let m = small_rescue_tree(src.path());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[m.sparse_files[0].clone()], &opts(2), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[m.sparse_files[0].clone()],
+        &opts(2),
+        &Progress::new(),
+    )
+    .unwrap();
     let e = lookup(&store, &s.root, b"islands.img").unwrap();
     assert_eq!(e.size, 64 << 20);
     assert!(e.holes.len() >= 2, "{:?}", e.holes);
@@ -213,9 +263,20 @@ fn hardlinks_share_one_content_and_a_group_number() {
     let src = tempfile::tempdir().unwrap();
     small_rescue_tree(src.path());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[src.path().to_path_buf()], &opts(2), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(2),
+        &Progress::new(),
+    )
+    .unwrap();
     let get = |p: &[u8]| lookup(&store, &s.root, p).unwrap();
-    let (a, b, c, x) = (get(b"links/a"), get(b"links/b"), get(b"links/sub/c"), get(b"links/x"));
+    let (a, b, c, x) = (
+        get(b"links/a"),
+        get(b"links/b"),
+        get(b"links/sub/c"),
+        get(b"links/x"),
+    );
     assert_ne!(a.hardlink_group, 0);
     assert_eq!(a.hardlink_group, b.hardlink_group);
     assert_eq!(a.hardlink_group, c.hardlink_group);
@@ -230,7 +291,13 @@ fn fifos_sockets_and_devices_are_recorded_without_being_opened() {
     let m = small_rescue_tree(src.path());
     let store = MemoryStore::new(HashAlgo::Blake3);
     // Opening the FIFO for reading would block forever: finishing at all shows it was not.
-    let s = intake(&store, &[src.path().join("special")], &opts(2), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().join("special")],
+        &opts(2),
+        &Progress::new(),
+    )
+    .unwrap();
     assert_eq!(s.files_opened, 0);
     let get = |p: &[u8]| lookup(&store, &s.root, p).unwrap();
     assert_eq!(get(b"fifo").kind, Kind::Fifo);
@@ -238,9 +305,15 @@ fn fifos_sockets_and_devices_are_recorded_without_being_opened() {
     assert_eq!(get(b"socket").kind, Kind::Socket);
     if m.as_root {
         let n = get(b"null");
-        assert_eq!((n.kind, n.rdev_major, n.rdev_minor), (Kind::CharDevice, 1, 3));
+        assert_eq!(
+            (n.kind, n.rdev_major, n.rdev_minor),
+            (Kind::CharDevice, 1, 3)
+        );
         let b = get(b"loop-blk");
-        assert_eq!((b.kind, b.rdev_major, b.rdev_minor), (Kind::BlockDevice, 7, 200));
+        assert_eq!(
+            (b.kind, b.rdev_major, b.rdev_minor),
+            (Kind::BlockDevice, 7, 200)
+        );
     }
 }
 
@@ -249,7 +322,13 @@ fn non_utf8_names_are_kept_byte_for_byte() {
     let src = tempfile::tempdir().unwrap();
     small_rescue_tree(src.path());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[src.path().join("names")], &opts(1), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().join("names")],
+        &opts(1),
+        &Progress::new(),
+    )
+    .unwrap();
     let e = lookup(&store, &s.root, b"\xff\xfe-invalid").unwrap();
     assert_eq!(e.name, b"\xff\xfe-invalid");
     let inside = lookup(&store, &s.root, b"\xc0\xaf-dir/inside").unwrap();
@@ -291,7 +370,10 @@ fn several_paths_make_a_synthetic_root_and_duplicate_names_are_refused() {
         &Progress::new(),
     )
     .unwrap_err();
-    assert!(matches!(err, asl_fs::IntakeError::DuplicateName { .. }), "{err}");
+    assert!(
+        matches!(err, asl_fs::IntakeError::DuplicateName { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("'etc'"));
 }
 
@@ -339,17 +421,39 @@ fn restore_refuses_a_non_empty_target_and_writes_nothing() {
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("a"), b"a").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[src.path().to_path_buf()], &opts(1), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(1),
+        &Progress::new(),
+    )
+    .unwrap();
     let dst = tempfile::tempdir().unwrap();
     std::fs::write(dst.path().join("existing"), b"keep me").unwrap();
-    let err = restore(&store, &s.root, None, dst.path(), &RestoreOptions::default()).unwrap_err();
+    let err = restore(
+        &store,
+        &s.root,
+        None,
+        dst.path(),
+        &RestoreOptions::default(),
+    )
+    .unwrap_err();
     assert!(matches!(err, asl_fs::RestoreError::TargetNotEmpty(_)));
     assert!(err.to_string().contains(&dst.path().display().to_string()));
     let names: Vec<_> = std::fs::read_dir(dst.path()).unwrap().collect();
     assert_eq!(names.len(), 1);
     // A path that does not exist in the tree creates no target either.
     let t = dst.path().join("new");
-    assert!(restore(&store, &s.root, Some(b"nope"), &t, &RestoreOptions::default()).is_err());
+    assert!(
+        restore(
+            &store,
+            &s.root,
+            Some(b"nope"),
+            &t,
+            &RestoreOptions::default()
+        )
+        .is_err()
+    );
     assert!(!t.exists());
 }
 
@@ -358,16 +462,38 @@ fn restore_of_a_subpath_restores_only_that_subtree_or_file() {
     let src = tempfile::tempdir().unwrap();
     small_rescue_tree(src.path());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[src.path().to_path_buf()], &opts(2), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(2),
+        &Progress::new(),
+    )
+    .unwrap();
     let dst = tempfile::tempdir().unwrap();
     let t = dst.path().join("sub");
-    restore(&store, &s.root, Some(b"symlinks"), &t, &RestoreOptions::default()).unwrap();
+    restore(
+        &store,
+        &s.root,
+        Some(b"symlinks"),
+        &t,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
     assert!(compare_trees(&src.path().join("symlinks"), &t).is_empty());
     let t2 = dst.path().join("one");
-    let r = restore(&store, &s.root, Some(b"plain/hello.txt"), &t2, &RestoreOptions::default())
-        .unwrap();
+    let r = restore(
+        &store,
+        &s.root,
+        Some(b"plain/hello.txt"),
+        &t2,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
     assert_eq!(r.files, 1);
-    assert_eq!(std::fs::read(t2.join("hello.txt")).unwrap(), b"hello, rescue\n");
+    assert_eq!(
+        std::fs::read(t2.join("hello.txt")).unwrap(),
+        b"hello, rescue\n"
+    );
     assert_eq!(std::fs::read_dir(&t2).unwrap().count(), 1);
 }
 
@@ -401,7 +527,13 @@ fn corrupt_file_artifact_is_reported_by_path_and_restore_goes_on() {
     std::fs::write(src.path().join("d/bad"), b"will be damaged").unwrap();
     std::fs::write(src.path().join("d/good"), b"fine").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[src.path().to_path_buf()], &opts(1), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(1),
+        &Progress::new(),
+    )
+    .unwrap();
     let damaged = HashAlgo::Blake3.digest(b"will be damaged");
     let ds = DamagedStore {
         inner: &store,
@@ -413,7 +545,10 @@ fn corrupt_file_artifact_is_reported_by_path_and_restore_goes_on() {
     assert_eq!(r.integrity_errors.len(), 1);
     assert_eq!(r.integrity_errors[0].path, PathBuf::from("d/bad"));
     assert_eq!(r.integrity_errors[0].reference, Some(damaged));
-    assert!(!t.join("d/bad").exists(), "a partly written file must be removed");
+    assert!(
+        !t.join("d/bad").exists(),
+        "a partly written file must be removed"
+    );
     assert_eq!(std::fs::read(t.join("d/good")).unwrap(), b"fine");
 }
 
@@ -433,10 +568,20 @@ fn a_tree_naming_dotdot_is_refused_and_nothing_is_written_outside_the_target() {
     let forged = store.put_bytes(&bytes, asl_store::TypeTag::TREE).unwrap();
     let dst = tempfile::tempdir().unwrap();
     let t = dst.path().join("inner/t");
-    let r = restore(&store, &forged.reference, None, &t, &RestoreOptions::default()).unwrap();
+    let r = restore(
+        &store,
+        &forged.reference,
+        None,
+        &t,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
     assert_eq!(r.integrity_errors.len(), 1, "{r:?}");
     assert_eq!(std::fs::read_dir(&t).unwrap().count(), 0);
-    assert_eq!(std::fs::read_dir(dst.path().join("inner")).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_dir(dst.path().join("inner")).unwrap().count(),
+        1
+    );
 }
 
 #[test]
@@ -446,7 +591,13 @@ fn restore_does_not_follow_a_symlink_planted_in_the_target() {
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("f"), b"data").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(&store, &[src.path().to_path_buf()], &opts(1), &Progress::new()).unwrap();
+    let s = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(1),
+        &Progress::new(),
+    )
+    .unwrap();
     let outside = tempfile::tempdir().unwrap();
     let victim = outside.path().join("victim");
     std::fs::write(&victim, b"original").unwrap();
@@ -491,13 +642,19 @@ fn browse_lookup_ls_cat_and_diff_work_on_stored_trees() {
         .into_iter()
         .map(|e| (e.name, e.kind))
         .collect();
-    assert_eq!(listed, vec![(b"e".to_vec(), Kind::Dir), (b"g".to_vec(), Kind::File)]);
+    assert_eq!(
+        listed,
+        vec![(b"e".to_vec(), Kind::Dir), (b"g".to_vec(), Kind::File)]
+    );
 
     std::fs::write(root.join("d/e/f"), b"two").unwrap();
     std::fs::remove_file(root.join("gone")).unwrap();
     std::fs::write(root.join("new"), b"n").unwrap();
-    std::fs::set_permissions(root.join("d/g"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(
+        root.join("d/g"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     let b = intake(&store, &[root.to_path_buf()], &opts(1), &Progress::new()).unwrap();
     let changes: Vec<(String, asl_fs::ChangeKind)> = asl_fs::diff(&store, &a.root, &b.root)
         .unwrap()
@@ -510,7 +667,10 @@ fn browse_lookup_ls_cat_and_diff_work_on_stored_trees() {
     assert!(has("d/g", Metadata), "{changes:?}");
     assert!(has("gone", Removed), "{changes:?}");
     assert!(has("new", Added), "{changes:?}");
-    assert!(!changes.iter().any(|(p, _)| p.starts_with("same")), "{changes:?}");
+    assert!(
+        !changes.iter().any(|(p, _)| p.starts_with("same")),
+        "{changes:?}"
+    );
     assert!(asl_fs::diff(&store, &a.root, &a.root).unwrap().is_empty());
 }
 

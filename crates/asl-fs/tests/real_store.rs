@@ -28,8 +28,18 @@ fn rescue_tree_round_trips_through_the_real_store() {
     let st = Store::open(store.path()).unwrap();
     let dst = tempfile::tempdir().unwrap();
     let target = dst.path().join("t");
-    let r = restore(&st.reader(), &s.root, None, &target, &RestoreOptions::default()).unwrap();
-    assert!(r.errors.is_empty() && r.integrity_errors.is_empty(), "{r:?}");
+    let r = restore(
+        &st.reader(),
+        &s.root,
+        None,
+        &target,
+        &RestoreOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        r.errors.is_empty() && r.integrity_errors.is_empty(),
+        "{r:?}"
+    );
     let diffs = compare_trees(src.path(), &target);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
 }
