@@ -263,6 +263,16 @@ impl Writer {
 
     /// Sealed block files that no visible index entry uses (left by a crashed writer).
     fn orphan_blocks(&self) -> Result<Vec<BlockId>> {
+        Ok(self
+            .sealed_block_files()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !self.state.block_numbers.contains_key(id))
+            .collect())
+    }
+
+    /// Every sealed block file under `blocks/<hh>/`, sorted by id.
+    fn sealed_block_files(&self) -> Result<Vec<(BlockId, std::path::PathBuf)>> {
         let mut out = Vec::new();
         let blocks = self.layout.blocks();
         for shard in std::fs::read_dir(&blocks).at(&blocks)? {
@@ -274,13 +284,12 @@ impl Writer {
             for f in std::fs::read_dir(shard.path()).at(shard.path())? {
                 let f = f.at(shard.path())?;
                 let fname = f.file_name().to_string_lossy().into_owned();
-                if let Some(id) = fname.strip_suffix(".blk").and_then(BlockId::parse)
-                    && !self.state.block_numbers.contains_key(&id)
-                {
-                    out.push(id);
+                if let Some(id) = fname.strip_suffix(".blk").and_then(BlockId::parse) {
+                    out.push((id, f.path()));
                 }
             }
         }
+        out.sort();
         Ok(out)
     }
 
@@ -328,23 +337,7 @@ impl Writer {
     pub fn reindex(&mut self) -> Result<ReindexReport> {
         let mut rep = ReindexReport::default();
         let mut records: HashMap<[u8; 32], (BlockId, IndexRecord)> = HashMap::new();
-        let blocks = self.layout.blocks();
-        let mut files: Vec<(BlockId, std::path::PathBuf)> = Vec::new();
-        for shard in std::fs::read_dir(&blocks).at(&blocks)? {
-            let shard = shard.at(&blocks)?;
-            let name = shard.file_name().to_string_lossy().into_owned();
-            if name.len() != 2 || !shard.path().is_dir() {
-                continue;
-            }
-            for f in std::fs::read_dir(shard.path()).at(shard.path())? {
-                let f = f.at(shard.path())?;
-                let fname = f.file_name().to_string_lossy().into_owned();
-                if let Some(id) = fname.strip_suffix(".blk").and_then(BlockId::parse) {
-                    files.push((id, f.path()));
-                }
-            }
-        }
-        files.sort();
+        let files = self.sealed_block_files()?;
         for (id, path) in files {
             rep.blocks_scanned += 1;
             let trailer = std::fs::read(&path)

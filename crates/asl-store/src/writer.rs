@@ -520,33 +520,34 @@ impl Writer {
 
     /// Hides `reference` (entries of this store's domain sealed before now).
     pub fn tombstone(&mut self, reference: Reference) -> Result<()> {
-        self.check_algo(&reference)?;
-        let domain_id = self.config.domain_id;
-        let seqs = self.append(&[Event::Tombstone {
-            domain_id,
-            reference,
-        }])?;
-        self.state
-            .tombstones
-            .entry(*reference.digest())
-            .or_default()
-            .push((seqs[0], domain_id, true));
-        Ok(())
+        self.tombstone_event(reference, true)
     }
 
     /// Lifts a tombstone of `reference`.
     pub fn lift_tombstone(&mut self, reference: Reference) -> Result<()> {
+        self.tombstone_event(reference, false)
+    }
+
+    fn tombstone_event(&mut self, reference: Reference, hide: bool) -> Result<()> {
         self.check_algo(&reference)?;
         let domain_id = self.config.domain_id;
-        let seqs = self.append(&[Event::TombstoneLift {
-            domain_id,
-            reference,
-        }])?;
+        let event = if hide {
+            Event::Tombstone {
+                domain_id,
+                reference,
+            }
+        } else {
+            Event::TombstoneLift {
+                domain_id,
+                reference,
+            }
+        };
+        let seqs = self.append(&[event])?;
         self.state
             .tombstones
             .entry(*reference.digest())
             .or_default()
-            .push((seqs[0], domain_id, false));
+            .push((seqs[0], domain_id, hide));
         Ok(())
     }
 

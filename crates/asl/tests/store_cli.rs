@@ -319,20 +319,7 @@ fn sigkill_of_intake_at_20_points_leaves_a_store_that_verifies_and_restores() {
             committed.push((*new, extras.clone()));
         }
     }
-    assert_eq!(
-        asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
-        0
-    );
-    for (snap, files) in &committed {
-        let target = t.path().join(format!("r{snap}"));
-        let r = asl(
-            &["admin", "restore", &snap.to_string(), "--store"],
-            &[&store, Path::new("--target"), &target],
-        );
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        assert_restored_prefix(&src, &target, files, &extras);
-        std::fs::remove_dir_all(&target).unwrap();
-    }
+    assert_every_snapshot_restores(&store, &src, &committed, &extras, t.path());
     // And the store takes a new intake.
     assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
 }
@@ -373,20 +360,7 @@ fn a_simulated_power_cut_loses_only_uncommitted_work() {
         assert_eq!(out.code, 0, "intake after power cut {i}: {}", out.stderr);
         committed.push((out.json()["snapshot"].as_u64().unwrap(), extras.clone()));
     }
-    assert_eq!(
-        asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
-        0
-    );
-    for (snap, files) in &committed {
-        let target = t.path().join(format!("r{snap}"));
-        let r = asl(
-            &["admin", "restore", &snap.to_string(), "--store"],
-            &[&store, Path::new("--target"), &target],
-        );
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        assert_restored_prefix(&src, &target, files, &extras);
-        std::fs::remove_dir_all(&target).unwrap();
-    }
+    assert_every_snapshot_restores(&store, &src, &committed, &extras, t.path());
 }
 
 #[test]
@@ -596,6 +570,31 @@ fn multicall_names_and_help_work() {
         .output()
         .unwrap();
     assert_eq!(none.status.code(), Some(2));
+}
+
+/// Verifies every byte, then restores each committed snapshot and checks it holds exactly the
+/// base files plus the extra files that existed when it was taken.
+fn assert_every_snapshot_restores(
+    store: &Path,
+    src: &Path,
+    committed: &[(u64, Vec<String>)],
+    extras: &[String],
+    scratch: &Path,
+) {
+    assert_eq!(
+        asl(&["admin", "verify", "--read-data", "--store"], &[store]).code,
+        0
+    );
+    for (snap, files) in committed {
+        let target = scratch.join(format!("r{snap}"));
+        let r = asl(
+            &["admin", "restore", &snap.to_string(), "--store"],
+            &[store, Path::new("--target"), &target],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert_restored_prefix(src, &target, files, extras);
+        std::fs::remove_dir_all(&target).unwrap();
+    }
 }
 
 /// Checks that `target` equals `src` restricted to the base files plus `present` extras.

@@ -168,7 +168,7 @@ impl DurableState {
         let mut new_log = bytes[..cut as usize].to_vec();
         // Records wholly inside what survives were written before the cut.
         let mut survives = cut;
-        if next(rng) % 3 == 0 && cut < bytes.len() as u64 {
+        if next(rng).is_multiple_of(3) && cut < bytes.len() as u64 {
             // The file kept its new length but the unsynced sectors never reached the disk
             // and read as zeros. Disks write whole 512-byte sectors atomically, so the zeros
             // start at a sector boundary past the durable data.
