@@ -1,7 +1,8 @@
 //! Intake (and optionally restore) of real directories into a real store, for profiling:
 //! `cargo run --release -p asl-fs --example intake_bench -- STORE [--threads N]
 //! [--stat-cache FILE] [--restore TARGET] PATH...`
-//! Prints the intake summary; commits one snapshot.
+//! Prints the intake summary; commits one snapshot. With `--restore`, restores it and
+//! compares the restored tree with the source (one PATH).
 
 use std::path::PathBuf;
 
@@ -59,6 +60,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             r.integrity_errors.len(),
             r.seconds
         );
+        if paths.len() == 1 {
+            let diffs = asl_fs::testing::compare_trees(&paths[0], &target);
+            println!("compare: {} differences", diffs.len());
+            for d in diffs.iter().take(20) {
+                println!("  {d}");
+            }
+        }
     }
     Ok(())
 }

@@ -690,3 +690,58 @@ fn progress_counters_match_the_summary() {
     assert_eq!(s.files, 50);
     let _ = Path::new(std::ffi::OsStr::from_bytes(b"x"));
 }
+
+/// Unmounts (lazily) on drop, so a failing test leaves no mount behind.
+struct MountGuard(PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(self.0.as_os_str().as_bytes()).unwrap();
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+#[test]
+fn one_file_system_records_a_mount_point_as_an_empty_directory() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("outer"), b"outer").unwrap();
+    let mnt = src.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let c = std::ffi::CString::new(mnt.as_os_str().as_bytes()).unwrap();
+    let r = unsafe {
+        libc::mount(
+            c"asl-fs-test".as_ptr(),
+            c.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            c"size=1m".as_ptr().cast(),
+        )
+    };
+    assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+    let _guard = MountGuard(mnt.clone());
+    std::fs::write(mnt.join("inner"), b"inner").unwrap();
+
+    let store = MemoryStore::new(HashAlgo::Blake3);
+    let one = IntakeOptions {
+        one_file_system: true,
+        ..Default::default()
+    };
+    let s = intake(&store, &[src.path().to_path_buf()], &one, &Progress::new()).unwrap();
+    let m = lookup(&store, &s.root, b"mnt").unwrap();
+    assert_eq!(m.kind, Kind::Dir);
+    assert!(asl_fs::ls(&store, &m).unwrap().is_empty());
+    assert!(lookup(&store, &s.root, b"outer").is_ok());
+
+    let all = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(1),
+        &Progress::new(),
+    )
+    .unwrap();
+    assert!(lookup(&store, &all.root, b"mnt/inner").is_ok());
+}
