@@ -1,0 +1,809 @@
+//! Capturing a command or a file import into a store: inputs, run, outputs, receipt, edge,
+//! one snapshot.
+//!
+//! Order matters for "nothing half-done": everything that can be refused (no store, command
+//! not found, unreadable input, bad key) is checked before the command runs, and nothing is
+//! visible before the final commit.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use asl_store::{ArtifactWrite, HashAlgo, Reference, SnapshotMeta, TypeTag, Writer};
+
+use crate::error::ProvError;
+use crate::launch::{self, RunSpec};
+use crate::receipt::*;
+use crate::sign::{Key, PerSignature};
+use crate::trace::{self, Access, TraceMode};
+
+/// Environment variables whose values enter the receipt and the action digest: the ones
+/// known to change what a build produces (Debian's .buildinfo list, trimmed).
+pub const ENV_ALLOW: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "LC_COLLATE",
+    "LC_MESSAGES",
+    "TZ",
+    "SOURCE_DATE_EPOCH",
+    "CC",
+    "CXX",
+    "CPP",
+    "CFLAGS",
+    "CXXFLAGS",
+    "CPPFLAGS",
+    "LDFLAGS",
+    "MAKEFLAGS",
+    "DEB_BUILD_OPTIONS",
+    "ARCH",
+];
+
+/// What to capture.
+pub struct CaptureOptions {
+    /// The command; argv[0] is looked up in `$PATH`.
+    pub argv: Vec<String>,
+    pub cwd: PathBuf,
+    pub inputs: Vec<PathBuf>,
+    pub outputs: Vec<PathBuf>,
+    pub trace: TraceMode,
+    /// More variable names whose values are recorded.
+    pub env_allow: Vec<String>,
+    pub sign: Option<Key>,
+    /// Copy the command's stdout/stderr to ours while it runs.
+    pub echo: bool,
+    pub label: Option<String>,
+}
+
+/// The result of a capture.
+pub struct Captured {
+    pub receipt: Receipt,
+    pub receipt_bytes: Vec<u8>,
+    pub receipt_ref: Reference,
+    pub edge_ref: Reference,
+    pub signature: Option<(Reference, PerSignature)>,
+    pub snapshot_id: u64,
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+fn now_rfc3339_ms() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let s = asl_store::snapshot::rfc3339(d.as_secs() as i64);
+    // "...SSZ" -> "...SS.mmmZ"
+    format!("{}.{:03}Z", s.trim_end_matches('Z'), d.subsec_millis())
+}
+
+/// Stores a declared input or output: a directory as a tree, anything else as its content.
+fn put_path(writer: &Writer, cache_dir: &Path, path: &Path) -> Result<FileRef, std::io::Error> {
+    let meta = std::fs::metadata(path)?;
+    let shown = path.to_string_lossy().into_owned();
+    if meta.is_dir() {
+        let key = blake3::hash(path.as_os_str().as_encoded_bytes()).to_hex();
+        let opts = asl_fs::IntakeOptions {
+            stat_cache: Some(cache_dir.join(format!("capture-tree-{}.statcache", &key[..16]))),
+            ..Default::default()
+        };
+        let s = asl_fs::intake(
+            writer,
+            &[path.to_path_buf()],
+            &opts,
+            &asl_fs::Progress::new(),
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if let Some(e) = s.errors.first() {
+            return Err(std::io::Error::other(format!(
+                "{} inside it could not be read: {}",
+                e.path.display(),
+                e.message
+            )));
+        }
+        return Ok(FileRef {
+            path: shown,
+            kind: "tree".into(),
+            reference: s.root.to_string(),
+            size: s.bytes_total,
+            mode: 0,
+        });
+    }
+    // A plain file: reuse the reference from the stat cache when the file is unchanged and
+    // the store still holds it (lazy hashing), otherwise read it.
+    let cache_path = cache_dir.join("capture-files.statcache");
+    let mut f = std::fs::File::open(path)?;
+    let st = f.metadata()?;
+    let id = asl_fs::statcache::FileIdentity {
+        dev: st.dev(),
+        ino: st.ino(),
+        size: st.size(),
+        mtime: (st.mtime(), st.mtime_nsec() as u32),
+        ctime: (st.ctime(), st.ctime_nsec() as u32),
+    };
+    let mut cache = asl_fs::statcache::StatCache::load(&cache_path);
+    if let Some(hit) = cache.get(&id)
+        && writer.contains(&hit.content)
+    {
+        return Ok(FileRef {
+            path: shown,
+            kind: "file".into(),
+            reference: hit.content.to_string(),
+            size: st.size(),
+            mode: st.mode() & 0o7777,
+        });
+    }
+    let put = writer
+        .put_reader(&mut f, TypeTag::BYTES)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    cache.insert(asl_fs::statcache::CachedContent {
+        identity: id,
+        content: put.reference,
+        holes: Vec::new(),
+    });
+    // The cache is derived: failing to save it only costs a re-read next time.
+    let _ = std::fs::create_dir_all(cache_dir).and_then(|_| cache.save(&cache_path));
+    Ok(FileRef {
+        path: shown,
+        kind: "file".into(),
+        reference: put.reference.to_string(),
+        size: put.len,
+        mode: st.mode() & 0o7777,
+    })
+}
+
+fn uname() -> (String, String) {
+    // SAFETY: utsname is plain data, filled by uname.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return (String::new(), String::new());
+    }
+    let s = |a: &[libc::c_char]| {
+        let b: Vec<u8> = a
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
+        String::from_utf8_lossy(&b).into_owned()
+    };
+    (s(&u.release), s(&u.machine))
+}
+
+fn distro() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_default()
+}
+
+fn user_name(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.get(2) == Some(&uid.to_string().as_str())).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Builds the context and the allow-listed environment.
+fn context(algo: HashAlgo, extra_allow: &[String]) -> (Context, BTreeMap<String, String>) {
+    let mut names = Vec::new();
+    let mut hashed = BTreeMap::new();
+    let mut allowed = BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        names.push(k.clone());
+        if ENV_ALLOW.contains(&k.as_str()) || extra_allow.contains(&k) {
+            allowed.insert(k, v.to_string_lossy().into_owned());
+        } else {
+            hashed.insert(k, algo.digest(v.as_encoded_bytes()).to_string());
+        }
+    }
+    names.sort();
+    // SAFETY: umask is read by setting and restoring it; no other thread creates files now.
+    let umask = unsafe {
+        let m = libc::umask(0o022);
+        libc::umask(m);
+        m
+    };
+    // SAFETY: no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (kernel, arch) = uname();
+    (
+        Context {
+            uid,
+            gid,
+            user: user_name(uid),
+            umask,
+            host: asl_store::snapshot::hostname(),
+            kernel,
+            arch,
+            distro: distro(),
+            env_names: names,
+            env_hashed: hashed,
+        },
+        allowed,
+    )
+}
+
+/// The mechanism `Auto` stands for here.
+pub fn effective_mode(mode: TraceMode) -> TraceMode {
+    match mode {
+        TraceMode::Auto if trace::fanotify::available() => TraceMode::Fanotify,
+        TraceMode::Auto if trace::ptrace::supported() => TraceMode::Ptrace,
+        TraceMode::Auto => TraceMode::None,
+        m => m,
+    }
+}
+
+fn abs(cwd: &Path, p: &Path) -> String {
+    trace::normalize(cwd, p).to_string_lossy().into_owned()
+}
+
+/// Deduplicates accesses and computes the declared-vs-observed difference.
+pub fn summarise(
+    mode: TraceMode,
+    raw: Vec<Access>,
+    gaps: Vec<String>,
+    cwd: &Path,
+    inputs: &[PathBuf],
+    outputs: &[PathBuf],
+) -> Observation {
+    let decl_in: Vec<String> = inputs.iter().map(|p| abs(cwd, p)).collect();
+    let decl_out: Vec<String> = outputs.iter().map(|p| abs(cwd, p)).collect();
+    // Paths the tree itself made before reading them are intermediates, not inputs.
+    let mut produced: BTreeSet<String> = BTreeSet::new();
+    let mut first_read_before_write: BTreeSet<String> = BTreeSet::new();
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    let mut created: BTreeSet<String> = BTreeSet::new();
+    let mut deleted: BTreeSet<String> = BTreeSet::new();
+    for a in &raw {
+        match a.op.as_str() {
+            "read" | "exec" => {
+                if !produced.contains(&a.path) {
+                    first_read_before_write.insert(a.path.clone());
+                }
+            }
+            "write" => {
+                produced.insert(a.path.clone());
+                written.insert(a.path.clone());
+            }
+            "create" => {
+                produced.insert(a.path.clone());
+                created.insert(a.path.clone());
+            }
+            "delete" => {
+                deleted.insert(a.path.clone());
+            }
+            "rename" => {
+                deleted.insert(a.path.clone());
+                if let Some(to) = &a.to {
+                    produced.insert(to.clone());
+                    created.insert(to.clone());
+                    written.insert(to.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    let is_declared = |p: &str, d: &[String]| d.iter().any(|x| trace::under(p, x));
+    let undeclared_inputs: Vec<String> = first_read_before_write
+        .iter()
+        .filter(|p| !trace::is_pseudo(p) && !is_declared(p, &decl_in) && !is_declared(p, &decl_out))
+        .cloned()
+        .collect();
+    // A file created and deleted again within the run is a temporary; so is a file written
+    // that is gone by the end (fanotify cannot see the delete).
+    let gone = |p: &String| std::fs::symlink_metadata(p).is_err();
+    let temporaries: BTreeSet<&String> = created
+        .intersection(&deleted)
+        .chain(
+            written
+                .iter()
+                .chain(&created)
+                .filter(|p| gone(p) && !deleted.contains(*p)),
+        )
+        .collect();
+    let undeclared_outputs: Vec<String> = written
+        .iter()
+        .chain(&created)
+        .chain(&deleted)
+        .filter(|p| !trace::is_pseudo(p) && !temporaries.contains(p) && !is_declared(p, &decl_out))
+        .cloned()
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect();
+    let mut seen: HashMap<(String, String, Option<String>), i32> = HashMap::new();
+    for a in raw {
+        seen.entry((a.path, a.op, a.to)).or_insert(a.pid);
+    }
+    let mut accesses: Vec<Access> = seen
+        .into_iter()
+        .map(|((path, op, to), pid)| Access { path, op, pid, to })
+        .collect();
+    accesses.sort_by(|a, b| (&a.path, &a.op, &a.to).cmp(&(&b.path, &b.op, &b.to)));
+    Observation {
+        mode: mode.name().into(),
+        blind_spots: mode.blind_spots(),
+        gaps,
+        accesses,
+        undeclared_inputs,
+        undeclared_outputs,
+    }
+}
+
+/// Copies everything from `r` to a file and, optionally, to one of our own streams.
+fn tee(
+    mut r: std::fs::File,
+    mut file: std::fs::File,
+    echo: Option<i32>,
+) -> std::thread::JoinHandle<std::io::Result<()>> {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => return file.flush(),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            file.write_all(&buf[..n])?;
+            match echo {
+                Some(1) => {
+                    let _ = std::io::stdout().write_all(&buf[..n]);
+                }
+                Some(_) => {
+                    let _ = std::io::stderr().write_all(&buf[..n]);
+                }
+                None => {}
+            }
+        }
+    })
+}
+
+fn os_pipe() -> Result<(std::fs::File, std::fs::File), ProvError> {
+    let mut fds = [0i32; 2];
+    // SAFETY: valid array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(ProvError::Os(
+            "pipe2".into(),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: fresh descriptors we own.
+    Ok(unsafe {
+        (
+            std::fs::File::from_raw_fd(fds[0]),
+            std::fs::File::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Runs and captures a command into the store at `store_dir` (which must exist).
+pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, ProvError> {
+    let started_at = now_rfc3339_ms();
+    let t0 = Instant::now();
+    if opts.argv.is_empty() {
+        return Err(ProvError::Usage(
+            "no command given: use --cmd \"...\" or -- PROGRAM ARGS...".into(),
+        ));
+    }
+    if !store_dir.join("config").exists() {
+        return Err(ProvError::NotFound(format!(
+            "no store at {}: create it with `asl-init-store --store {}`",
+            store_dir.display(),
+            store_dir.display()
+        )));
+    }
+    let program = launch::resolve_program(&opts.argv[0], &opts.cwd)?;
+    let mode = effective_mode(opts.trace);
+    if mode == TraceMode::Fanotify && !trace::fanotify::available() {
+        return Err(ProvError::Usage(
+            "--trace fanotify needs root (CAP_SYS_ADMIN); use --trace ptrace or auto".into(),
+        ));
+    }
+    if mode == TraceMode::Ptrace && !trace::ptrace::supported() {
+        return Err(ProvError::Usage(
+            "--trace ptrace is only supported on x86_64; use --trace none".into(),
+        ));
+    }
+    let mut writer = Writer::open(store_dir)?;
+    let algo = writer.algo();
+    let cache_dir = writer.layout().cache();
+    let domain_id = writer.config().domain_id;
+    let base_snapshot = writer
+        .state()
+        .snapshots
+        .values()
+        .next_back()
+        .map(|s| (s.id, s.logseq))
+        .unwrap_or((0, 0));
+
+    // Declared inputs, stored before the run (their state as the command found it).
+    let mut inputs = Vec::new();
+    for p in &opts.inputs {
+        let full = opts.cwd.join(p);
+        let mut r = put_path(&writer, &cache_dir, &full).map_err(|e| ProvError::Input {
+            path: p.clone(),
+            source: e,
+        })?;
+        r.path = p.to_string_lossy().into_owned();
+        inputs.push(r);
+    }
+    let hash_inputs_ms = ms(t0.elapsed());
+
+    let (ctx, env) = context(algo, &opts.env_allow);
+    let action = Action {
+        argv: opts.argv.clone(),
+        cwd: opts.cwd.to_string_lossy().into_owned(),
+        env,
+        inputs,
+    };
+    let action_digest = action_digest(algo, &action).map_err(ProvError::Fs)?;
+
+    // Run, teeing stdout/stderr into anonymous temporary files.
+    let out_file = tempfile::tempfile().map_err(|e| ProvError::Os("temporary file".into(), e))?;
+    let err_file = tempfile::tempfile().map_err(|e| ProvError::Os("temporary file".into(), e))?;
+    let (out_r, out_w) = os_pipe()?;
+    let (err_r, err_w) = os_pipe()?;
+    let clone = |f: &std::fs::File| f.try_clone().map_err(|e| ProvError::Os("dup".into(), e));
+    let t_out = tee(out_r, clone(&out_file)?, opts.echo.then_some(1));
+    let t_err = tee(err_r, clone(&err_file)?, opts.echo.then_some(2));
+    let t_run = Instant::now();
+    let outcome = {
+        let spec = RunSpec {
+            program: &program,
+            argv: &opts.argv,
+            cwd: &opts.cwd,
+            stdout: &out_w,
+            stderr: &err_w,
+        };
+        let r = launch::run(&spec, mode);
+        drop(out_w);
+        drop(err_w);
+        r
+    };
+    // The tee threads end when the last writer (the whole tree) has closed the pipes.
+    let tee_out = t_out.join();
+    let tee_err = t_err.join();
+    let outcome = outcome?;
+    for t in [tee_out, tee_err] {
+        match t {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ProvError::Os("saving the command's output".into(), e)),
+            Err(_) => return Err(ProvError::Fs("the output copier panicked".into())),
+        }
+    }
+    let run_ms = ms(t_run.elapsed());
+    let finished_at = now_rfc3339_ms();
+
+    let t_store = Instant::now();
+    let blob = |mut f: std::fs::File| -> Result<Blob, ProvError> {
+        use std::io::Seek;
+        f.rewind()
+            .map_err(|e| ProvError::Os("rewinding output".into(), e))?;
+        let p = writer.put_reader(&mut f, TypeTag::BYTES)?;
+        Ok(Blob {
+            reference: p.reference.to_string(),
+            size: p.len,
+        })
+    };
+    let stdout = blob(out_file)?;
+    let stderr = blob(err_file)?;
+    let mut outputs = Vec::new();
+    let mut missing_outputs = Vec::new();
+    for p in &opts.outputs {
+        let full = opts.cwd.join(p);
+        if std::fs::symlink_metadata(&full).is_err() {
+            missing_outputs.push(p.to_string_lossy().into_owned());
+            continue;
+        }
+        let mut r = put_path(&writer, &cache_dir, &full).map_err(|e| ProvError::Output {
+            path: p.clone(),
+            reason: e.to_string(),
+        })?;
+        r.path = p.to_string_lossy().into_owned();
+        outputs.push(r);
+    }
+    let store_outputs_ms = ms(t_store.elapsed());
+
+    let (exit_code, signal) = trace::split_status(outcome.status);
+    let ru = &outcome.rusage;
+    let tv_ms = |t: libc::timeval| (t.tv_sec as u64) * 1000 + (t.tv_usec as u64) / 1000;
+    let observed = summarise(
+        outcome.mode,
+        outcome.accesses,
+        outcome.gaps,
+        &opts.cwd,
+        &opts.inputs,
+        &opts.outputs,
+    );
+    let receipt = Receipt {
+        format: RECEIPT_FORMAT.into(),
+        kind: "command".into(),
+        action,
+        action_digest,
+        run: Some(RunRecord {
+            exit_code,
+            signal,
+            core_dumped: libc::WIFSIGNALED(outcome.status) && libc::WCOREDUMP(outcome.status),
+            success: exit_code == Some(0),
+            stdout,
+            stderr,
+            rusage: Rusage {
+                user_ms: tv_ms(ru.ru_utime),
+                sys_ms: tv_ms(ru.ru_stime),
+                max_rss_kib: ru.ru_maxrss.max(0) as u64,
+            },
+            processes: outcome.processes,
+            program: program.to_string_lossy().into_owned(),
+        }),
+        file: None,
+        outputs,
+        missing_outputs,
+        observed,
+        context: ctx,
+        timing: Timing {
+            started_at,
+            finished_at,
+            hash_inputs_ms,
+            run_ms,
+            store_outputs_ms,
+        },
+        tool: tool_info(),
+    };
+    finish(
+        &mut writer,
+        receipt,
+        "capture",
+        opts.sign.as_ref(),
+        domain_id,
+        base_snapshot,
+        opts.label.clone(),
+    )
+}
+
+pub fn tool_info() -> ToolInfo {
+    ToolInfo {
+        name: "asl-capture".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+/// Stores the receipt, its signature and the edge, and commits them as one snapshot whose
+/// root is the edge.
+fn finish(
+    writer: &mut Writer,
+    receipt: Receipt,
+    edge_type: &str,
+    key: Option<&Key>,
+    domain_id: u32,
+    base_snapshot: (u64, u64),
+    label: Option<String>,
+) -> Result<Captured, ProvError> {
+    let algo = writer.algo();
+    let receipt_bytes = receipt.encode().map_err(ProvError::Fs)?;
+    let receipt_ref = writer
+        .put_bytes(&receipt_bytes, TypeTag::RECEIPT)?
+        .reference;
+    let signature = match key {
+        Some(k) => {
+            let payload = crate::sign::payload_for(
+                &receipt,
+                &receipt_ref.to_string(),
+                domain_id,
+                base_snapshot,
+            );
+            let sig = PerSignature::create(k, algo, payload).map_err(ProvError::Fs)?;
+            let bytes = crate::canon::encode(&sig).map_err(ProvError::Fs)?;
+            let r = writer.put_bytes(&bytes, TypeTag::BYTES)?.reference;
+            Some((r, sig))
+        }
+        None => None,
+    };
+    let edge = Edge {
+        format: EDGE_FORMAT.into(),
+        edge_type: edge_type.into(),
+        from: receipt
+            .action
+            .inputs
+            .iter()
+            .map(|i| i.reference.clone())
+            .collect(),
+        to: receipt
+            .outputs
+            .iter()
+            .map(|o| o.reference.clone())
+            .collect(),
+        payload: receipt_ref.to_string(),
+        signatures: signature.iter().map(|(r, _)| r.to_string()).collect(),
+    };
+    let edge_ref = writer
+        .put_bytes(&edge.encode().map_err(ProvError::Fs)?, TypeTag::EDGE)?
+        .reference;
+    let mut meta = SnapshotMeta::now(edge_type);
+    meta.label = label;
+    meta.paths = receipt.outputs.iter().map(|o| o.path.clone()).collect();
+    meta.summary = serde_json::json!({
+        "receipt": receipt_ref.to_string(),
+        "action_digest": receipt.action_digest,
+        "exit_status": receipt.exit_status(),
+    });
+    let commit = writer.commit(Some(edge_ref), meta)?;
+    Ok(Captured {
+        receipt,
+        receipt_bytes,
+        receipt_ref,
+        edge_ref,
+        signature,
+        snapshot_id: commit.snapshot.id,
+    })
+}
+
+/// Imports one file (`asl-capture --file`): its identity, digests before and after storing
+/// it, and metadata.
+pub fn capture_file(
+    store_dir: &Path,
+    path: &Path,
+    key: Option<Key>,
+    label: Option<String>,
+) -> Result<Captured, ProvError> {
+    let started_at = now_rfc3339_ms();
+    let t0 = Instant::now();
+    if !store_dir.join("config").exists() {
+        return Err(ProvError::NotFound(format!(
+            "no store at {}: create it with `asl-init-store --store {}`",
+            store_dir.display(),
+            store_dir.display()
+        )));
+    }
+    let input_err = |e: std::io::Error| ProvError::Input {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let meta = std::fs::metadata(path).map_err(input_err)?;
+    if !meta.is_file() {
+        return Err(ProvError::Usage(format!(
+            "{} is not a regular file; --file imports one file (use --artifact-inputs for directories)",
+            path.display()
+        )));
+    }
+    let mut writer = Writer::open(store_dir)?;
+    let algo = writer.algo();
+    let domain_id = writer.config().domain_id;
+    let base_snapshot = writer
+        .state()
+        .snapshots
+        .values()
+        .next_back()
+        .map(|s| (s.id, s.logseq))
+        .unwrap_or((0, 0));
+    // Pass 1: digests before storing.
+    let (before, sha256) = {
+        use sha2::Digest;
+        let mut f = std::fs::File::open(path).map_err(input_err)?;
+        let mut h = algo.hasher();
+        let mut s = sha2::Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f.read(&mut buf).map_err(input_err)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            s.update(&buf[..n]);
+        }
+        (h.finish(), hex::encode(s.finalize()))
+    };
+    let mut f = std::fs::File::open(path).map_err(input_err)?;
+    let put = writer.put_reader(&mut f, TypeTag::BYTES)?;
+    let after_meta = std::fs::metadata(path).map_err(input_err)?;
+    let changed = put.reference != before
+        || after_meta.mtime() != meta.mtime()
+        || after_meta.mtime_nsec() != meta.mtime_nsec()
+        || after_meta.size() != meta.size();
+    let xattr_names = xattr_names(path);
+    let (ctx, env) = context(algo, &[]);
+    let shown = path.to_string_lossy().into_owned();
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let action = Action {
+        argv: vec!["asl-capture".into(), "--file".into(), shown.clone()],
+        cwd: cwd.to_string_lossy().into_owned(),
+        env,
+        inputs: Vec::new(),
+    };
+    let action_digest = action_digest(algo, &action).map_err(ProvError::Fs)?;
+    let elapsed = ms(t0.elapsed());
+    let receipt = Receipt {
+        format: RECEIPT_FORMAT.into(),
+        kind: "file".into(),
+        action,
+        action_digest,
+        run: None,
+        file: Some(FileImport {
+            source: trace::normalize(&cwd, path).to_string_lossy().into_owned(),
+            dev: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            digest_before: before.to_string(),
+            digest_after: put.reference.to_string(),
+            sha256,
+            xattr_names,
+            changed_during_import: changed,
+        }),
+        outputs: vec![FileRef {
+            path: shown,
+            kind: "file".into(),
+            reference: put.reference.to_string(),
+            size: put.len,
+            mode: meta.mode() & 0o7777,
+        }],
+        missing_outputs: Vec::new(),
+        observed: summarise(TraceMode::None, Vec::new(), Vec::new(), &cwd, &[], &[]),
+        context: ctx,
+        timing: Timing {
+            started_at,
+            finished_at: now_rfc3339_ms(),
+            hash_inputs_ms: elapsed,
+            run_ms: 0,
+            store_outputs_ms: 0,
+        },
+        tool: tool_info(),
+    };
+    if changed {
+        return Err(ProvError::Input {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(
+                "the file changed while it was being imported; retry when it is quiet",
+            ),
+        });
+    }
+    finish(
+        &mut writer,
+        receipt,
+        "import",
+        key.as_ref(),
+        domain_id,
+        base_snapshot,
+        label,
+    )
+}
+
+fn xattr_names(path: &Path) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return Vec::new();
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: valid C string and buffer.
+    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    let mut v: Vec<String> = buf[..n as usize]
+        .split(|b| *b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect();
+    v.sort();
+    v
+}

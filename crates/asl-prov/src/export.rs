@@ -1,0 +1,268 @@
+//! Exports for the in-toto ecosystem.
+//!
+//! * [`slsa_envelope`]: an in-toto v1 Statement whose predicate is SLSA Provenance v1,
+//!   wrapped in a DSSE envelope (signed over the DSSE pre-authentication encoding).
+//! * [`intoto_link`]: an in-toto v0.9 link (Metablock), signed over securesystemslib's
+//!   canonical JSON — what `in-toto-verify` and the Python API load.
+//!
+//! Subjects, materials and products carry SHA-256 (what in-toto checks) computed from the
+//! stored artifacts; directory trees are expanded to their files.
+
+use std::collections::BTreeMap;
+
+use asl_store::{ArtifactRead, Reference, Store};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+use crate::error::ProvError;
+use crate::receipt::{FileRef, Receipt, parse_ref};
+use crate::sign::Key;
+
+pub const BUILD_TYPE: &str = "https://asl.invalid/asl-capture/v1";
+pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
+
+/// Standard base64 with padding.
+pub fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        s.push(T[(n >> 18) as usize & 63] as char);
+        s.push(T[(n >> 12) as usize & 63] as char);
+        s.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        s.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    s
+}
+
+/// DSSE pre-authentication encoding.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut v = format!(
+        "DSSEv1 {} {} {} ",
+        payload_type.len(),
+        payload_type,
+        payload.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(payload);
+    v
+}
+
+fn sha256_of(reader: &dyn ArtifactRead, r: &Reference) -> Result<String, ProvError> {
+    struct H(sha2::Sha256);
+    impl std::io::Write for H {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = H(sha2::Sha256::new());
+    reader.read_to(r, &mut h)?;
+    Ok(hex::encode(h.0.finalize()))
+}
+
+/// path → sha256 for a declared file, or for every file of a declared tree.
+fn files_of(
+    reader: &dyn ArtifactRead,
+    f: &FileRef,
+    out: &mut BTreeMap<String, String>,
+) -> Result<(), ProvError> {
+    let r = parse_ref(&f.reference).map_err(ProvError::Fs)?;
+    if f.kind != "tree" {
+        out.insert(f.path.clone(), sha256_of(reader, &r)?);
+        return Ok(());
+    }
+    let mut stack = vec![(f.path.trim_end_matches('/').to_string(), r)];
+    while let Some((prefix, tr)) = stack.pop() {
+        let tree =
+            asl_fs::browse::read_tree(reader, &tr).map_err(|e| ProvError::Fs(e.to_string()))?;
+        for e in tree.entries {
+            let name = format!("{prefix}/{}", String::from_utf8_lossy(&e.name));
+            match (e.kind, e.content) {
+                (asl_fs::Kind::Dir, Some(c)) => stack.push((name, c)),
+                (asl_fs::Kind::File, Some(c)) => {
+                    out.insert(name, sha256_of(reader, &c)?);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load(store: &Store, r: &Reference) -> Result<Receipt, ProvError> {
+    Receipt::decode(&store.reader().read_all(r)?).map_err(|e| ProvError::Decode {
+        what: r.to_string(),
+        kind: "receipt",
+        reason: e,
+    })
+}
+
+/// The in-toto Statement with the SLSA v1 predicate.
+pub fn slsa_statement(store: &Store, r: &Reference) -> Result<Value, ProvError> {
+    let receipt = load(store, r)?;
+    let reader = store.reader();
+    let mut subjects = BTreeMap::new();
+    for o in &receipt.outputs {
+        files_of(&reader, o, &mut subjects)?;
+    }
+    let mut deps = BTreeMap::new();
+    for i in &receipt.action.inputs {
+        files_of(&reader, i, &mut deps)?;
+    }
+    let subject: Vec<Value> = subjects
+        .iter()
+        .map(|(n, d)| json!({"name": n, "digest": {"sha256": d}}))
+        .collect();
+    let resolved: Vec<Value> = deps
+        .iter()
+        .map(|(n, d)| json!({"name": n, "digest": {"sha256": d}}))
+        .collect();
+    let mut byproducts = Vec::new();
+    if let Some(run) = &receipt.run {
+        for (name, b) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+            let br = parse_ref(&b.reference).map_err(ProvError::Fs)?;
+            byproducts.push(json!({"name": name, "digest": {"sha256": sha256_of(&reader, &br)?}}));
+        }
+    }
+    Ok(json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": subject,
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": BUILD_TYPE,
+                "externalParameters": {
+                    "argv": receipt.action.argv,
+                    "cwd": receipt.action.cwd,
+                    "env": receipt.action.env,
+                },
+                "internalParameters": {
+                    "actionDigest": receipt.action_digest,
+                    "trace": receipt.observed.mode,
+                    "undeclaredInputs": receipt.observed.undeclared_inputs,
+                },
+                "resolvedDependencies": resolved,
+            },
+            "runDetails": {
+                "builder": {
+                    "id": format!("asl-capture://{}", receipt.context.host),
+                    "version": {"asl-capture": receipt.tool.version},
+                },
+                "metadata": {
+                    "invocationId": r.to_string(),
+                    "startedOn": receipt.timing.started_at,
+                    "finishedOn": receipt.timing.finished_at,
+                },
+                "byproducts": byproducts,
+            }
+        }
+    }))
+}
+
+/// The Statement in a DSSE envelope, signed when `key` is given.
+pub fn slsa_envelope(store: &Store, r: &Reference, key: Option<&Key>) -> Result<Value, ProvError> {
+    let statement = slsa_statement(store, r)?;
+    let payload = serde_json::to_vec(&statement).map_err(|e| ProvError::Fs(e.to_string()))?;
+    let signatures: Vec<Value> = key
+        .map(|k| {
+            let sig = hex::decode(k.sign(&pae(PAYLOAD_TYPE, &payload))).unwrap_or_default();
+            json!({"keyid": k.keyid(), "sig": base64(&sig)})
+        })
+        .into_iter()
+        .collect();
+    Ok(json!({
+        "payloadType": PAYLOAD_TYPE,
+        "payload": base64(&payload),
+        "signatures": signatures,
+    }))
+}
+
+/// An in-toto v0.9 link for the step.
+pub fn intoto_link(
+    store: &Store,
+    r: &Reference,
+    key: Option<&Key>,
+    name: Option<&str>,
+) -> Result<Value, ProvError> {
+    let receipt = load(store, r)?;
+    let reader = store.reader();
+    let mut materials = BTreeMap::new();
+    for i in &receipt.action.inputs {
+        files_of(&reader, i, &mut materials)?;
+    }
+    let mut products = BTreeMap::new();
+    for o in &receipt.outputs {
+        files_of(&reader, o, &mut products)?;
+    }
+    let digests = |m: BTreeMap<String, String>| -> Value {
+        Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k, json!({"sha256": v})))
+                .collect(),
+        )
+    };
+    let step = name.map(str::to_string).unwrap_or_else(|| {
+        receipt
+            .action
+            .argv
+            .iter()
+            .find(|a| !a.starts_with('-') && *a != "/bin/sh")
+            .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+            .unwrap_or_else(|| "step".into())
+    });
+    let mut byproducts = serde_json::Map::new();
+    byproducts.insert("return-value".into(), json!(receipt.exit_status()));
+    let signed = json!({
+        "_type": "link",
+        "name": step,
+        "command": receipt.action.argv,
+        "materials": digests(materials),
+        "products": digests(products),
+        "byproducts": byproducts,
+        "environment": {"workdir": receipt.action.cwd, "asl_receipt": r.to_string()},
+    });
+    let signatures: Vec<Value> = match key {
+        Some(k) => {
+            let bytes = crate::canon::olpc(&signed).map_err(ProvError::Fs)?;
+            vec![json!({"keyid": k.keyid(), "sig": k.sign(&bytes)})]
+        }
+        None => Vec::new(),
+    };
+    Ok(json!({"signed": signed, "signatures": signatures}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (i, o) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn pae_follows_the_dsse_spec() {
+        assert_eq!(pae("t", b"ab"), b"DSSEv1 1 t 2 ab".to_vec());
+    }
+}
