@@ -14,6 +14,7 @@ mod admin;
 mod debug;
 mod host;
 mod meta;
+mod prov;
 mod service;
 mod store;
 mod subhost;
@@ -31,8 +32,9 @@ pub struct Tool {
 
 /// Every tool, in the order `asl --help` lists them.
 pub fn all() -> Vec<&'static Tool> {
-    let groups: [&'static [Tool]; 5] = [
+    let groups: [&'static [Tool]; 6] = [
         store::TOOLS,
+        prov::TOOLS,
         host::TOOLS,
         subhost::TOOLS,
         usroverlay::TOOLS,

@@ -141,6 +141,7 @@ pub fn open_writer(arg: &StoreArg) -> anyhow::Result<Writer> {
 pub fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
     match tag {
         TypeTag::TREE => asl_fs::tree_children(bytes).map_err(|e| e.to_string()),
+        TypeTag::RECEIPT | TypeTag::EDGE => asl_prov::children(tag, bytes),
         _ => Ok(Vec::new()),
     }
 }
