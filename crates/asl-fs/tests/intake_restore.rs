@@ -745,3 +745,32 @@ fn one_file_system_records_a_mount_point_as_an_empty_directory() {
     .unwrap();
     assert!(lookup(&store, &all.root, b"mnt/inner").is_ok());
 }
+
+#[test]
+fn a_read_error_from_the_kernel_is_recorded_with_its_errno_and_intake_goes_on() {
+    // A real failing read: sysfs reports the loopback's link speed as a 4096-byte regular
+    // file whose read() fails with EINVAL (lo has no speed). Only read, never written.
+    let failing = PathBuf::from("/sys/devices/virtual/net/lo/speed");
+    if !failing.exists() {
+        eprintln!("skipped: {} is not available", failing.display());
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    let ok = src.path().join("ok");
+    std::fs::write(&ok, b"fine").unwrap();
+    let store = MemoryStore::new(HashAlgo::Blake3);
+    let s = intake(&store, &[ok, failing.clone()], &opts(2), &Progress::new()).unwrap();
+    assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
+    let err = &s.errors[0];
+    assert_eq!((err.op, err.errno), (Operation::Read, libc::EINVAL));
+    assert_eq!(err.path, failing);
+    let e = lookup(&store, &s.root, b"speed").unwrap();
+    assert_eq!(e.kind, Kind::File);
+    assert_eq!(e.content, None);
+    assert_eq!(
+        e.error.map(|x| (x.op, x.errno)),
+        Some((Operation::Read, libc::EINVAL))
+    );
+    let ok = lookup(&store, &s.root, b"ok").unwrap();
+    assert_eq!(ok.content, Some(HashAlgo::Blake3.digest(b"fine")));
+}
