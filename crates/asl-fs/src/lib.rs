@@ -10,6 +10,11 @@
 //! * [`restore()`]: writes a tree back under a target directory, never outside it, verifying
 //!   every artifact it reads.
 //! * [`browse`]: `lookup`, `ls`, `cat` and `diff` over stored trees, for the CLI.
+//! * [`statcache`]: the derived `(dev, ino, size, mtime, ctime) → content` cache that makes an
+//!   unchanged re-intake stat-only.
+//! * `testing` (cargo feature `testing`): the generated rescue tree, a comparison of two real
+//!   directories on everything restore must keep, and a helper that drops root's DAC override
+//!   on one thread — for this crate's tests and the CLI's.
 //!
 //! Contract: the same input tree gives the same root reference whatever the thread count;
 //! restore of an intake gives back type, mode, ownership (as root), mtime, xattrs, link

@@ -122,7 +122,9 @@ pub fn restore(
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let root = Arc::new(root);
-    let (job_tx, job_rx) = chan::bounded::<FileJob>(256);
+    // Each queued job holds an open file and its directory: 128 stays far below the usual
+    // 1024-descriptor limit while keeping the workers fed.
+    let (job_tx, job_rx) = chan::bounded::<FileJob>(128);
     let (res_tx, res_rx) = chan::unbounded::<Issues>();
     let mut s = RestoreSummary::default();
     let mut main_issues = Issues::default();
