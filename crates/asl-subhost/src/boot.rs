@@ -173,6 +173,16 @@ fn check_cables(cfg: &Config, nl: &mut Netlink) -> Result<()> {
     Ok(())
 }
 
+fn vlan_error(what: &str, e: std::io::Error) -> Error {
+    let hint = if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        " — this kernel has no VLAN (802.1q) support; load it (modprobe 8021q) or drop the \
+         `.N` cable"
+    } else {
+        ""
+    };
+    Error::Other(format!("create VLAN {what}: {e}{hint}"))
+}
+
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
@@ -183,11 +193,18 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Reads everything until EOF (the writer closes after one line).
-fn read_all(fd: OwnedFd) -> String {
-    let mut s = String::new();
-    let _ = std::fs::File::from(fd).read_to_string(&mut s);
-    s
+/// Reads one line (or up to EOF, when the writer died without writing one).
+fn read_line(fd: OwnedFd) -> String {
+    let mut f = std::fs::File::from(fd);
+    let mut out = Vec::new();
+    let mut b = [0u8; 1];
+    while let Ok(1) = f.read(&mut b) {
+        if b[0] == b'\n' {
+            break;
+        }
+        out.push(b[0]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[repr(C)]
@@ -282,6 +299,8 @@ struct Plan {
     init_script: Option<String>,
     logf: std::fs::File,
     started: Instant,
+    /// Descriptors of the boot command (its report pipe) that PID 1 must not keep open.
+    foreign_fds: Vec<RawFd>,
 }
 
 /// Boots the subhost described by `raw`. Detached: returns once it is ready, after calling
@@ -322,6 +341,7 @@ pub fn boot(raw: &RawConfig, opts: &BootOptions, on_ready: &mut dyn FnMut(&Boote
         init_script,
         logf,
         started,
+        foreign_fds: Vec::new(),
     };
     if opts.foreground {
         if let Ok(f) = plan.logf.try_clone() {
@@ -352,7 +372,7 @@ pub fn boot(raw: &RawConfig, opts: &BootOptions, on_ready: &mut dyn FnMut(&Boote
     }
     drop(w);
     drop(plan);
-    let reply = read_all(r);
+    let reply = read_line(r);
     // The supervisor stays running; it is not our child to wait for once we exit, but reap it
     // if it already failed so no zombie lingers while we print.
     let mut status = 0;
@@ -381,7 +401,8 @@ pub fn boot(raw: &RawConfig, opts: &BootOptions, on_ready: &mut dyn FnMut(&Boote
 }
 
 /// The detached supervisor: own session, stdio on LOG, report through `report`.
-fn detached_supervisor(plan: Plan, report: OwnedFd) -> i32 {
+fn detached_supervisor(mut plan: Plan, report: OwnedFd) -> i32 {
+    plan.foreign_fds.push(report.as_raw_fd());
     // SAFETY: setsid/dup2/open on descriptors we own, in the freshly forked child.
     unsafe {
         libc::setsid();
@@ -480,10 +501,11 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
         init_script,
         logf,
         started,
+        foreign_fds,
     } = plan;
     let name = cfg.name.clone();
     log::line(&name, &format!("booting from {}", cfg.conf.display()));
-    for (k, v) in &cfg.resolved {
+    for (k, v) in cfg.resolved.iter().filter(|(_, v)| !v.is_empty()) {
         log::line(&name, &format!("{k}={v}"));
     }
     let mut td = Teardown::new(&name);
@@ -530,14 +552,14 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
                     .need_index(&p.host)
                     .map_err(sys("find the VLAN's cable"))?;
                 host.add_vlan(&n.host, hp, *id)
-                    .map_err(sys(format!("create VLAN {}", n.host)))?;
+                    .map_err(|e| vlan_error(&n.host, e))?;
                 td.links.push(n.host.clone());
                 let ip = inner
                     .need_index(&p.inside)
                     .map_err(sys("find the VLAN's cable in the subhost"))?;
                 inner
                     .add_vlan(&n.inside, ip, *id)
-                    .map_err(sys(format!("create VLAN {} in the subhost", n.inside)))?;
+                    .map_err(|e| vlan_error(&format!("{} in the subhost", n.inside), e))?;
             }
         }
         let idx = host.need_index(&n.host).map_err(sys("find the new link"))?;
@@ -599,6 +621,7 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
             inner.raw_fd(),
         ];
         close.extend(cg_raw);
+        close.extend(foreign_fds);
         subhost_pid1(
             &root_plan,
             &spec,
@@ -614,7 +637,7 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
     let Some(pidfd) = pidfd else {
         return Err(Error::Other("clone3 returned no pidfd".into()));
     };
-    let reply = read_all(ready_r);
+    let reply = read_line(ready_r);
     let line = reply.lines().next().unwrap_or("").to_string();
     if line != "READY" {
         let status = wait_child(pid);
@@ -688,6 +711,10 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
         log::line(&name, &format!("cleanup: {p}"));
     }
     State::remove(&name)?;
+    // The lock file goes too, unless overlay-stop holds it (then it removes it).
+    if let Ok(lock) = Lock::take(&name, false) {
+        lock.remove();
+    }
     log::line(&name, "stopped");
     Ok(())
 }

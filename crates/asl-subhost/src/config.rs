@@ -47,6 +47,7 @@ pub const NEW_VARS: &[&str] = &[
     "NO_NEW_PRIVS",
     "READONLY_SYS",
     "SERVICE_TIMEOUT",
+    "OVERLAY_OPTIONS",
 ];
 
 /// Longest subhost name: NAME plus a cable index must fit the 15 characters of an interface name.
@@ -247,6 +248,8 @@ pub struct Config {
     pub limits: Limits,
     pub hardening: Hardening,
     pub service_timeout: Duration,
+    /// Extra overlayfs mount options (OVERLAY_OPTIONS, comma-separated), e.g. `volatile`.
+    pub overlay_options: Vec<String>,
     /// Every resolved `VAR=value`, for the log (overlay-boot echoed them too).
     pub resolved: Vec<(String, String)>,
 }
@@ -461,6 +464,7 @@ impl RawConfig {
         let (nnp, nnp_line) = get("NO_NEW_PRIVS", "no".into())?;
         let (rosys, rosys_line) = get("READONLY_SYS", "no".into())?;
         let (stop_t, stop_line) = get("SERVICE_TIMEOUT", "30".into())?;
+        let (ovl, ovl_line) = get("OVERLAY_OPTIONS", String::new())?;
 
         let cables =
             cable::parse_cables(&name, &cables_v).map_err(|m| r.err(cables_line, "CABLES", m))?;
@@ -580,6 +584,23 @@ impl RawConfig {
             .map(Duration::from_secs)
             .ok_or_else(|| r.err(stop_line, "SERVICE_TIMEOUT", "expected whole seconds > 0"))?;
 
+        let mut overlay_options = Vec::new();
+        for o in ovl.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let key = o.split('=').next().unwrap_or("");
+            if matches!(
+                key,
+                "lowerdir" | "upperdir" | "workdir" | "lowerdir+" | "datadir+"
+            ) || o.contains(char::is_whitespace)
+            {
+                return Err(r.err(
+                    ovl_line,
+                    "OVERLAY_OPTIONS",
+                    format!("`{o}` cannot be given here (layers come from LOWER, UPPER and WORK)"),
+                ));
+            }
+            overlay_options.push(o.to_string());
+        }
+
         Ok(Config {
             conf: std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()),
             name,
@@ -599,6 +620,7 @@ impl RawConfig {
             limits,
             hardening,
             service_timeout,
+            overlay_options,
             resolved,
         })
     }
@@ -961,6 +983,18 @@ mod tests {
             let e = raw(text).resolve().unwrap_err().to_string();
             assert!(e.contains(line), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn overlay_options_pass_through_but_not_layers() {
+        let c = raw("BASE=.\nOVERLAY_OPTIONS=volatile, metacopy=on\n")
+            .resolve()
+            .unwrap();
+        assert_eq!(c.overlay_options, ["volatile", "metacopy=on"]);
+        let e = raw("BASE=.\nOVERLAY_OPTIONS=upperdir=/x\n")
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains(":2:"));
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub struct RootPlan {
     pub postmount: Hook,
     pub ram_size: Option<String>,
     pub shares: Vec<Share>,
+    pub overlay_options: Vec<String>,
     pub readonly_sys: bool,
     /// Subhost-side interface names of the veth cables (for the default interfaces file).
     pub veth_inside: Vec<String>,
@@ -50,6 +51,7 @@ impl RootPlan {
             postmount: c.postmount.clone(),
             ram_size: c.ram_size.clone(),
             shares: c.shares.clone(),
+            overlay_options: c.overlay_options.clone(),
             readonly_sys: c.hardening.readonly_sys,
             veth_inside: c
                 .cables
@@ -151,12 +153,22 @@ fn mount_root(sys: &mut dyn Sys, plan: &RootPlan) -> Result<()> {
     match plan.kind {
         RootKind::Overlay => {
             let lower: Vec<String> = plan.lower.iter().map(|p| p.display().to_string()).collect();
-            let data = format!(
+            let mut data = format!(
                 "lowerdir={},upperdir={},workdir={}",
                 lower.join(":"),
                 plan.upper.display(),
                 plan.work.display()
             );
+            for o in &plan.overlay_options {
+                data.push(',');
+                data.push_str(o);
+            }
+            if plan.overlay_options.iter().any(|o| o == "volatile") {
+                // A volatile overlay leaves this marker and refuses to mount again while it
+                // exists; asking for `volatile` means accepting that a host crash may lose
+                // recent writes, so the marker of the previous run is cleared.
+                sys.remove_dir_all(&plan.work.join("work/incompat/volatile"))?;
+            }
             // The source is NAME, as in overlay-boot, so mount listings say which subhost it is.
             sys.mount(
                 Some(&plan.name),
@@ -359,6 +371,9 @@ mod tests {
         fn run_hook(&mut self, argv: &[String], _: &Path, _: &Path) -> Result<()> {
             self.push(format!("hook {}", argv.join(" ")))
         }
+        fn remove_dir_all(&mut self, p: &Path) -> Result<()> {
+            self.push(format!("rm -r {}", p.display()))
+        }
     }
 
     fn plan(kind: RootKind) -> RootPlan {
@@ -374,6 +389,7 @@ mod tests {
             premount: Hook::Builtin,
             postmount: Hook::Builtin,
             ram_size: Some("50M".into()),
+            overlay_options: Vec::new(),
             shares: vec![Share {
                 host: "/srv/data".into(),
                 inside: "/data".into(),
@@ -446,6 +462,19 @@ mod tests {
         let sysfs = &r.calls[r.index("mount sysfs")];
         assert!(sysfs.contains(" 0xf "), "{sysfs}");
         r.index("mount - - /proc/sys 0x1021");
+    }
+
+    #[test]
+    fn volatile_overlay_clears_the_previous_marker_before_mounting() {
+        let mut p = plan(RootKind::Overlay);
+        p.overlay_options = vec!["volatile".into()];
+        let mut r = Recorder::default();
+        prepare(&mut r, &p, None).unwrap();
+        let rm = r.index("rm -r /s/work/work/incompat/volatile");
+        let ov = r.index(
+            "mount overlay web /s/live 0x0 lowerdir=/,upperdir=/s/root,workdir=/s/work,volatile",
+        );
+        assert!(rm < ov);
     }
 
     #[test]

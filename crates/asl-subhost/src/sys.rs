@@ -50,6 +50,8 @@ pub trait Sys {
     fn is_dir(&self, path: &Path) -> Option<bool>;
     /// Runs a hook program and waits for it; non-zero exit is an error.
     fn run_hook(&mut self, argv: &[String], conf: &Path, cwd: &Path) -> Result<()>;
+    /// Removes a directory tree; a missing one is fine.
+    fn remove_dir_all(&mut self, path: &Path) -> Result<()>;
 }
 
 fn cstr(p: &Path) -> Result<CString> {
@@ -98,8 +100,13 @@ impl Sys for LinuxSys {
             )
         };
         if r != 0 {
+            let hint = if fstype == Some("overlay") {
+                "; the kernel log (dmesg) says why"
+            } else {
+                ""
+            };
             return Err(last(format!(
-                "mount {} on {}{}",
+                "mount {} on {}{}{hint}",
                 fstype.or(source).unwrap_or("(flags)"),
                 target.display(),
                 data.map(|d| format!(" ({d})")).unwrap_or_default()
@@ -200,6 +207,16 @@ impl Sys for LinuxSys {
 
     fn is_dir(&self, path: &Path) -> Option<bool> {
         std::fs::metadata(path).ok().map(|m| m.is_dir())
+    }
+
+    fn remove_dir_all(&mut self, path: &Path) -> Result<()> {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Sys {
+                what: format!("remove {}", path.display()),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn run_hook(&mut self, argv: &[String], conf: &Path, cwd: &Path) -> Result<()> {
