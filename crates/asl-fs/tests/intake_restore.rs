@@ -774,3 +774,92 @@ fn a_read_error_from_the_kernel_is_recorded_with_its_errno_and_intake_goes_on() 
     let ok = lookup(&store, &s.root, b"ok").unwrap();
     assert_eq!(ok.content, Some(HashAlgo::Blake3.digest(b"fine")));
 }
+
+fn set_mtime(p: &Path, sec: i64) {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let t = libc::timespec {
+        tv_sec: sec,
+        tv_nsec: 0,
+    };
+    let r = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            [t, t].as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    assert_eq!(r, 0);
+}
+
+#[test]
+fn creation_order_and_directory_order_do_not_change_the_root_reference() {
+    let names: Vec<String> = (0..300)
+        .map(|i| format!("n{:03}", (i * 7919) % 300))
+        .collect();
+    // On tmpfs, readdir returns entries in an order that depends on creation order (ext4's
+    // hashed directories would hide a missing sort), so build both trees there when root.
+    let base = tempfile::tempdir().unwrap();
+    let _guard = if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(base.path().as_os_str().as_bytes()).unwrap();
+        let r = unsafe {
+            libc::mount(
+                c"asl-fs-test".as_ptr(),
+                c.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                c"size=4m".as_ptr().cast(),
+            )
+        };
+        assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
+        Some(MountGuard(base.path().to_path_buf()))
+    } else {
+        None
+    };
+    let mut roots = Vec::new();
+    for reverse in [false, true] {
+        let d = tempfile::tempdir_in(base.path()).unwrap();
+        let sub = d.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let mut order = names.clone();
+        if reverse {
+            order.reverse();
+        }
+        for n in &order {
+            std::fs::write(sub.join(n), n.as_bytes()).unwrap();
+            set_mtime(&sub.join(n), 1_000_000);
+        }
+        set_mtime(&sub, 2_000_000);
+        let store = MemoryStore::new(HashAlgo::Blake3);
+        roots.push(
+            intake(
+                &store,
+                &[d.path().to_path_buf()],
+                &opts(3),
+                &Progress::new(),
+            )
+            .unwrap()
+            .root,
+        );
+    }
+    assert_eq!(roots[0], roots[1]);
+}
+
+#[test]
+fn a_file_whose_other_link_is_outside_the_intake_is_not_a_hardlink_group() {
+    let outside = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("inside"), b"shared inode").unwrap();
+    std::fs::hard_link(src.path().join("inside"), outside.path().join("other")).unwrap();
+    let store = MemoryStore::new(HashAlgo::Blake3);
+    let s = intake(
+        &store,
+        &[src.path().to_path_buf()],
+        &opts(1),
+        &Progress::new(),
+    )
+    .unwrap();
+    let e = lookup(&store, &s.root, b"inside").unwrap();
+    assert_eq!(e.hardlink_group, 0);
+    assert_eq!(e.content, Some(HashAlgo::Blake3.digest(b"shared inode")));
+}
