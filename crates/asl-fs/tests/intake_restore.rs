@@ -863,3 +863,33 @@ fn a_file_whose_other_link_is_outside_the_intake_is_not_a_hardlink_group() {
     assert_eq!(e.hardlink_group, 0);
     assert_eq!(e.content, Some(HashAlgo::Blake3.digest(b"shared inode")));
 }
+
+#[test]
+fn file_truncated_while_read_is_flagged_and_keeps_the_bytes_that_were_there() {
+    let src = tempfile::tempdir().unwrap();
+    let f = src.path().join("shrinking");
+    let data = pseudo_random(11, 3 << 20);
+    std::fs::write(&f, &data).unwrap();
+    let target = f.clone();
+    let o = IntakeOptions {
+        threads: 1,
+        after_open: Some(Arc::new(move |p: &Path| {
+            if p == target {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .unwrap()
+                    .set_len(1 << 20)
+                    .unwrap();
+            }
+        })),
+        ..Default::default()
+    };
+    let store = MemoryStore::new(HashAlgo::Blake3);
+    let s = intake(&store, &[src.path().to_path_buf()], &o, &Progress::new()).unwrap();
+    let e = lookup(&store, &s.root, b"shrinking").unwrap();
+    assert!(e.changed_during_read);
+    assert_eq!(e.size, 1 << 20);
+    assert_eq!(e.content, Some(HashAlgo::Blake3.digest(&data[..1 << 20])));
+    assert_eq!(s.changed_during_read, 1);
+}
