@@ -156,11 +156,14 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
                 continue;
             }
         };
-        let by_offset: HashMap<u64, &BlockEntry> = trailer.iter().map(|e| (e.offset, e)).collect();
+        // Keyed by offset *and* digest: an empty record shares its offset with the next one.
+        let listed: HashMap<(u64, [u8; 32]), &BlockEntry> = trailer
+            .iter()
+            .map(|e| ((e.offset, *e.reference.digest()), e))
+            .collect();
         for (d, loc) in &entries {
-            let ok = by_offset.get(&loc.offset).is_some_and(|e| {
-                e.reference.digest() == d
-                    && e.stored_len == loc.stored_len
+            let ok = listed.get(&(loc.offset, *d)).is_some_and(|e| {
+                e.stored_len == loc.stored_len
                     && e.raw_len == loc.raw_len
                     && e.codec == loc.codec
                     && e.kind == loc.kind

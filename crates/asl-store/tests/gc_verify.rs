@@ -246,7 +246,11 @@ fn deleting_every_segment_loses_nothing_after_reindex() {
             std::fs::remove_file(e.path()).unwrap();
         }
     }
-    let broken = verify(&Store::open(&path).unwrap(), &VerifyOptions::default(), &children);
+    let broken = verify(
+        &Store::open(&path).unwrap(),
+        &VerifyOptions::default(),
+        &children,
+    );
     assert!(!broken.ok(), "missing segments must be reported");
     let mut w = Writer::open(&path).unwrap();
     let rep = w.reindex().unwrap();
@@ -258,4 +262,18 @@ fn deleting_every_segment_loses_nothing_after_reindex() {
     let r = s.reader();
     assert_eq!(r.read_all(&a[0]).unwrap(), noise(700_000, 1));
     assert_eq!(r.read_all(&b[0]).unwrap(), noise(300_000, 3));
+}
+
+#[test]
+fn an_empty_artifact_sharing_its_offset_with_the_next_record_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+    // The empty chunk is a zero-length record: the next record starts at the same offset.
+    let refs = snapshot(&mut w, &[Vec::new(), noise(5_000, 1), noise(7_000, 2)]);
+    drop(w);
+    let s = Store::open(&path).unwrap();
+    let v = verify(&s, &VerifyOptions { read_data: true }, &children);
+    assert!(v.ok(), "{:#?}", v.problems);
+    assert_eq!(s.reader().read_all(&refs[0]).unwrap(), b"");
 }

@@ -22,6 +22,8 @@ fn round_trip_of_a_copy_of_usr_share_is_exact() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let j = out.json();
     assert!(j["files"].as_u64().unwrap() > 1000);
+    let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
+    assert_eq!(v.code, 0, "{}", v.stdout);
     let target = t.path().join("restored");
     let r = asl(
         &["admin", "restore", "latest", "--store"],

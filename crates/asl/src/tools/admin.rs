@@ -96,6 +96,27 @@ enum Cmd {
     Stats,
     /// Rebuild the index from the blocks alone and drop derived caches.
     Reindex,
+    /// Where an artifact came from: the steps that produced it (same as asl-why).
+    #[command(disable_help_flag = true)]
+    Why {
+        /// Arguments of asl-why (REF, --depth N ...; --help for all).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// What was made from an artifact (same as asl-used-by).
+    #[command(disable_help_flag = true)]
+    UsedBy {
+        /// Arguments of asl-used-by (REF ...; --help for all).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Signing keys for receipts: generate, show (same as asl-key).
+    #[command(disable_help_flag = true)]
+    Key {
+        /// Arguments of asl-key (generate FILE, show FILE ...; --help for all).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Check the host configuration files under /etc/asl.
     Config {
         #[command(subcommand)]
@@ -233,6 +254,9 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 Code::Integrity.into()
             })
         }
+        Cmd::Why { args } => delegate("asl-why", &a.store, args),
+        Cmd::UsedBy { args } => delegate("asl-used-by", &a.store, args),
+        Cmd::Key { args } => delegate("asl-key", &a.store, args),
         Cmd::Config {
             cmd: ConfigCmd::Check { root },
         } => match asl_host::config::check(&root) {
@@ -258,6 +282,31 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             Err(e) => Err(fail(Code::Failure, e.to_string())),
         },
     }
+}
+
+/// Runs another tool for an `asl-admin` subcommand that is that tool, passing on the store
+/// given to asl-admin.
+fn delegate(
+    tool: &str,
+    store: &StoreArg,
+    args: Vec<std::ffi::OsString>,
+) -> anyhow::Result<ExitCode> {
+    let t = super::find(tool).ok_or_else(|| {
+        fail(
+            Code::Failure,
+            format!("{tool} is not built into this binary"),
+        )
+    })?;
+    let mut argv: Vec<std::ffi::OsString> = vec![tool.into()];
+    // asl-key has no store.
+    if tool != "asl-key"
+        && let Some(s) = &store.store
+    {
+        argv.push("--store".into());
+        argv.push(s.into());
+    }
+    argv.extend(args);
+    Ok(super::run_tool(t, argv))
 }
 
 fn snapshots(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
