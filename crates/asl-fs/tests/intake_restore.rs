@@ -585,9 +585,11 @@ fn a_tree_naming_dotdot_is_refused_and_nothing_is_written_outside_the_target() {
 }
 
 #[test]
-fn restore_does_not_follow_a_symlink_planted_in_the_target() {
-    // The target is empty when restore starts; a symlink planted later at a name restore
-    // creates must make that creation fail (O_EXCL/O_NOFOLLOW), not write through it.
+fn restore_refuses_a_target_holding_a_planted_symlink_and_leaves_its_victim_alone() {
+    // A symlink waiting in the target under a name the restore will create: the target is
+    // not empty, so nothing is written — in particular not through the link. (During a
+    // restore, creations use O_CREAT|O_EXCL|O_NOFOLLOW relative to directory descriptors,
+    // which fail on an existing name instead of following it.)
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("f"), b"data").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
@@ -604,11 +606,11 @@ fn restore_does_not_follow_a_symlink_planted_in_the_target() {
     let dst = tempfile::tempdir().unwrap();
     let t = dst.path().join("t");
     std::fs::create_dir(&t).unwrap();
-    // Plant the symlink after the emptiness check by restoring a subpath into a fresh
-    // directory made non-empty only through the planted link: simulate by creating it
-    // before an O_EXCL create — restore must refuse the non-empty target outright.
     std::os::unix::fs::symlink(&victim, t.join("f")).unwrap();
-    assert!(restore(&store, &s.root, None, &t, &RestoreOptions::default()).is_err());
+    assert!(matches!(
+        restore(&store, &s.root, None, &t, &RestoreOptions::default()),
+        Err(asl_fs::RestoreError::TargetNotEmpty(_))
+    ));
     assert_eq!(std::fs::read(&victim).unwrap(), b"original");
 }
 
