@@ -315,7 +315,7 @@ pub(crate) fn observe(
     // Wait for the child's self-inflicted SIGSTOP.
     let mut status = 0;
     // SAFETY: waiting for our own child.
-    let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::__WNOTHREAD) };
     if r != pid || !libc::WIFSTOPPED(status) {
         let _ = crate::launch::check_exec(&err_r, pid, spec.program);
         return Err(ProvError::Trace(format!(
@@ -362,7 +362,7 @@ pub(crate) fn observe(
         // SAFETY: zero is a valid rusage.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
         // SAFETY: valid pointers to locals.
-        let p = unsafe { libc::wait4(-1, &mut status, libc::__WALL, &mut ru) };
+        let p = unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::__WNOTHREAD, &mut ru) };
         if p < 0 {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {

@@ -80,8 +80,7 @@ Examples:\n  asl-capture --store S --artifact-inputs src --output build/app -- m
 asl-capture --store S --cmd \"gcc -o hello hello.c\" --artifact-inputs hello.c --output hello --outdir per/hello\n  \
 asl-capture --store S --file ./tool.sh --outdir per/overlay\n  asl-capture --store S verify latest\n  \
 asl-capture --store S export latest --format slsa --sign key.json --out prov.dsse.json\n  \
-asl-capture --store S replay latest",
-    args_conflicts_with_subcommands = true
+asl-capture --store S replay latest"
 )]
 struct Capture {
     #[command(flatten)]
@@ -170,6 +169,19 @@ enum Sub {
 
 fn capture(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: Capture = super::args(m)?;
+    let r = &a.run;
+    if a.sub.is_some()
+        && (r.cmd.is_some()
+            || r.file.is_some()
+            || !r.argv.is_empty()
+            || !r.inputs.is_empty()
+            || !r.output.is_empty())
+    {
+        return Err(fail(
+            Code::Usage,
+            "verify/export/replay take no --cmd, --file, --artifact-inputs, --output or command",
+        ));
+    }
     match a.sub {
         Some(Sub::Verify { target, key }) => return verify(&a.store, &a.out, &target, &key),
         Some(Sub::Export {
