@@ -43,6 +43,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=21)
     ap.add_argument("--asl", default=os.environ.get("ASL_BIN", os.path.join(ROOT, "target/debug/asl")))
+    ap.add_argument("--runner", help="also time bench/subhost/runner (the same library calls, "
+                    "release build): cargo build --release in bench/subhost/runner")
     ap.add_argument("--out", help="write the Markdown table here (default: stdout)")
     a = ap.parse_args()
     minbase = subprocess.run(["bash", os.path.join(ROOT, "scripts/minbase.sh")], check=True,
@@ -56,6 +58,10 @@ def main():
     asl = a.asl
     res = {k: [] for k in ("overlay-boot", "overlay-go", "overlay-stop", "overlay-boot (volatile)",
                            "overlay-stop (volatile)", "bwrap", "nspawn")}
+    if a.runner:
+        for k in ("release: boot", "release: go", "release: stop", "release: boot (volatile)",
+                  "release: stop (volatile)"):
+            res[k] = []
     bwrap = ["bwrap", "--bind", minbase, "/", "--proc", "/proc", "--dev", "/dev", "--unshare-all", "/bin/true"]
     nspawn = ["systemd-nspawn", "-q", "-D", minbase, "--register=no", "--keep-unit", "--as-pid2", "/bin/true"]
     # One warm-up round, not recorded (page cache, first netns of the run).
@@ -68,6 +74,12 @@ def main():
             res["overlay-stop"].append(timed([asl, "overlay-stop", "-q", plain]))
             res["overlay-boot (volatile)"].append(timed([asl, "overlay-boot", "-q", vol]))
             res["overlay-stop (volatile)"].append(timed([asl, "overlay-stop", "-q", vol]))
+            if a.runner:
+                res["release: boot"].append(timed([a.runner, "boot", plain]))
+                res["release: go"].append(timed([a.runner, "go", "benchsync", "true"]))
+                res["release: stop"].append(timed([a.runner, "stop", plain]))
+                res["release: boot (volatile)"].append(timed([a.runner, "boot", vol]))
+                res["release: stop (volatile)"].append(timed([a.runner, "stop", vol]))
             res["bwrap"].append(timed(bwrap))
             res["nspawn"].append(timed(nspawn))
     finally:
@@ -81,7 +93,8 @@ def main():
         "",
         f"Machine: {platform.node()}, kernel {platform.release()}, {os.cpu_count()} CPUs, "
         f"load average at the end {' '.join(load)} (other builds were running: expect noise).",
-        f"Binary: `{asl}`. Root for all: debootstrap minbase bookworm ({minbase}). "
+        f"Binary: `{asl}`" + (f"; `release:` rows: `{a.runner}` (bench/subhost/runner, same "
+        "library calls, release build)" if a.runner else "") + ". Root for all: debootstrap minbase bookworm ({minbase}). "
         f"{a.runs} runs each, interleaved, after one warm-up round. Times in ms, wall clock of the command.",
         "",
         "| command | median | mean | min | max |",
@@ -89,7 +102,9 @@ def main():
     ]
     for k, v in res.items():
         lines.append(f"| {k} | **{statistics.median(v):.1f}** | {statistics.mean(v):.1f} | {min(v):.1f} | {max(v):.1f} |")
-    lines += ["", "Reproduce: `sudo bench/subhost/bench.py --runs 21 --asl target/debug/asl`."]
+    lines += ["", "Reproduce: `(cd bench/subhost/runner && cargo build --release)`, then "
+              "`sudo bench/subhost/bench.py --runs 21 --asl target/debug/asl "
+              "--runner bench/subhost/runner/target/release/subhost-bench-runner`."]
     text = "\n".join(lines) + "\n"
     if a.out:
         with open(a.out, "w") as f:

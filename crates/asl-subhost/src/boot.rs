@@ -207,58 +207,12 @@ fn read_line(fd: OwnedFd) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-
 /// Forks PID 1 of the subhost into new mount, PID, IPC and UTS namespaces (and straight into
 /// the cgroup when given). Returns 0 in the child, the child's PID and pidfd in the parent.
 fn clone_subhost(cgroup: Option<RawFd>) -> std::io::Result<(i32, Option<Pidfd>)> {
-    let mut pidfd: libc::c_int = -1;
     let ns =
         (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
-    let mut args = CloneArgs {
-        flags: ns | libc::CLONE_PIDFD as u64,
-        pidfd: &mut pidfd as *mut libc::c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
-        ..Default::default()
-    };
-    if let Some(cg) = cgroup {
-        args.flags |= CLONE_INTO_CGROUP;
-        args.cgroup = cg as u64;
-    }
-    // SAFETY: clone3 without a new stack behaves like fork; this process is single-threaded
-    // (the CLI never starts threads), so the child may run arbitrary code.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &args as *const CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    if r == 0 {
-        return Ok((0, None));
-    }
-    // SAFETY: the kernel filled pidfd with a new descriptor for the child.
-    let fd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok((r as i32, Some(Pidfd::from_owned(fd))))
+    crate::process::clone3(ns, cgroup)
 }
 
 fn block_signals(sigs: &[i32]) -> libc::sigset_t {

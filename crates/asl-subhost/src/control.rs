@@ -101,14 +101,15 @@ pub fn go(name: &str, argv: &[String]) -> Result<i32> {
         .filter(|p| !p.exited())
         .ok_or_else(|| Error::NotRunning { name: name.into() })?;
     // Opened before entering the mount namespace, where the host's cgroup tree is not visible.
-    let procs = match &st.cgroup {
-        Some(dir) => Some(
+    let (cgroup, procs) = match &st.cgroup {
+        Some(dir) => (
+            Some(std::fs::File::open(dir).map_err(sys(format!("open cgroup of {name}")))?),
             std::fs::OpenOptions::new()
                 .write(true)
                 .open(dir.join("cgroup.procs"))
-                .map_err(sys(format!("open cgroup of {name}")))?,
+                .ok(),
         ),
-        None => None,
+        None => (None, None),
     };
     let all = libc::CLONE_NEWNET
         | libc::CLONE_NEWNS
@@ -119,17 +120,24 @@ pub fn go(name: &str, argv: &[String]) -> Result<i32> {
     if unsafe { libc::setns(init.as_fd().as_raw_fd(), all) } != 0 {
         return Err(last(format!("enter the namespaces of subhost {name}")));
     }
-    // SAFETY: single-threaded; the child execs at once.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(last("fork"));
-    }
-    if pid == 0 {
-        use std::io::Write;
-        if let Some(mut f) = procs {
-            // "0" moves the writing process; done before exec so the command starts inside.
-            let _ = f.write_all(b"0");
+    // The command is born in the subhost's cgroup (and, through the PID namespace entered
+    // above, as a member of the subhost).
+    let cg = cgroup.as_ref().map(|f| f.as_raw_fd());
+    let (pid, _pidfd) = match crate::process::clone3(0, cg) {
+        Err(_) if cg.is_some() => {
+            let r = crate::process::clone3(0, None).map_err(sys("fork"))?;
+            if r.0 == 0
+                && let Some(mut f) = procs
+            {
+                // Fallback: migrate through cgroup.procs ("0" = the writing process).
+                use std::io::Write;
+                let _ = f.write_all(b"0");
+            }
+            r
         }
+        r => r.map_err(sys("fork"))?,
+    };
+    if pid == 0 {
         let _ = crate::caps::drop_bounding(&st.hardening.drop_caps);
         if st.hardening.no_new_privs {
             // SAFETY: prctl with integer arguments.
