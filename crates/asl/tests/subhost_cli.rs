@@ -645,3 +645,37 @@ fn install_unit_writes_the_template_for_this_binary() {
         "{unit}"
     );
 }
+
+#[test]
+fn cgroup_limits_are_applied_or_refused_clearly_when_the_controller_is_missing() {
+    let s = Subhost::new("aslt-cg", "MEMORY_MAX=64M\nPIDS_MAX=50\n");
+    let root = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .find(|r| Path::new(r).join("cgroup.controllers").exists())
+        .expect("a cgroup v2 hierarchy");
+    let controllers =
+        std::fs::read_to_string(Path::new(root).join("cgroup.controllers")).expect("read");
+    let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+    if !(has("memory") && has("pids")) {
+        // Hybrid hosts (memory and pids bound to cgroup v1): refused, nothing left behind.
+        assert_rejected(&s, "is not available on this host");
+        return;
+    }
+    ok(&s.boot(), "overlay-boot");
+    let cg = cgroup_dir("aslt-cg").expect("cgroup");
+    assert_eq!(
+        std::fs::read_to_string(cg.join("memory.max"))
+            .expect("memory.max")
+            .trim(),
+        "67108864"
+    );
+    assert_eq!(
+        std::fs::read_to_string(cg.join("pids.max"))
+            .expect("pids.max")
+            .trim(),
+        "50"
+    );
+    let pids = pids_of(&s);
+    ok(&s.stop(), "overlay-stop");
+    assert_gone("aslt-cg", &s.dir.path().join("live"), &pids);
+}
