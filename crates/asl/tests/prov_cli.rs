@@ -1,0 +1,472 @@
+//! Binary-level tests of the provenance tools: asl-capture (run, verify, export, replay),
+//! asl-dag, asl-why, asl-used-by, asl-key. Real processes, real tracing, the reference
+//! Python in-toto implementation.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn asl() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_asl"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("cannot start asl")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn init_store(store: &Path) {
+    let o = run(asl().args(["init-store", "--store"]).arg(store));
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+fn c_project(dir: &Path) {
+    std::fs::create_dir_all(dir.join("include")).unwrap();
+    std::fs::write(
+        dir.join("include/shared.h"),
+        "#define ANSWER 42\nint helper(void);\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("helper.c"),
+        "#include \"shared.h\"\nint helper(void) { return ANSWER; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("main.c"),
+        "#include \"shared.h\"\nint main(void) { return helper() - ANSWER; }\n",
+    )
+    .unwrap();
+}
+
+fn receipt(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// The unprivileged path: the capture runs as `nobody`, so `auto` must pick ptrace, and the
+/// gcc build's sources and shared header must all be observed.
+#[test]
+fn unprivileged_capture_of_a_gcc_build_uses_ptrace_and_observes_sources_and_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("w");
+    std::fs::create_dir(&work).unwrap();
+    c_project(&work);
+    // nobody must be able to write the project and create the store.
+    for p in [dir.path(), &work, &work.join("include")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let as_nobody = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_asl"))
+            .args(args)
+            .current_dir(&work)
+            .env("HOME", &work);
+        run(&mut c)
+    };
+    let o = as_nobody(&["init-store", "--store", "store"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mut digests = Vec::new();
+    for i in 0..2 {
+        for f in ["helper.o", "main.o", "app"] {
+            let _ = std::fs::remove_file(work.join(f));
+        }
+        let outdir = format!("per/{i}");
+        let o = as_nobody(&[
+            "capture",
+            "--store",
+            "store",
+            "--trace",
+            "auto",
+            "--outdir",
+            &outdir,
+            "--artifact-inputs",
+            "helper.c",
+            "--artifact-inputs",
+            "main.c",
+            "--artifact-inputs",
+            "include",
+            "--output",
+            "helper.o",
+            "--output",
+            "main.o",
+            "--output",
+            "app",
+            "--cmd",
+            "gcc -Iinclude -c helper.c && gcc -Iinclude -c main.c && gcc -o app helper.o main.o",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let r = receipt(&work.join(&outdir).join("receipt.json"));
+        assert_eq!(r["observed"]["mode"], "ptrace");
+        assert_eq!(r["context"]["uid"], 65534);
+        let reads: Vec<String> = r["observed"]["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["op"] == "read")
+            .map(|a| a["path"].as_str().unwrap().to_string())
+            .collect();
+        for f in ["helper.c", "main.c", "include/shared.h"] {
+            let p = work.join(f).to_string_lossy().into_owned();
+            assert!(reads.contains(&p), "{f} not observed: {reads:?}");
+        }
+        let outs: Vec<&str> = r["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(outs, ["helper.o", "main.o", "app"]);
+        digests.push(r["action_digest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn a_failing_command_passes_its_exit_status_through_and_its_receipt_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    init_store(&store);
+    let outdir = dir.path().join("per");
+    let o = run(asl()
+        .current_dir(dir.path())
+        .args(["capture", "--trace", "none", "--store"])
+        .arg(&store)
+        .arg("--outdir")
+        .arg(&outdir)
+        .args(["--cmd", "echo out; echo err >&2; exit 5"]));
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "out\n",
+        "the command's stdout is shown unchanged"
+    );
+    let r = receipt(&outdir.join("receipt.json"));
+    assert_eq!(r["run"]["exit_code"], 5);
+    assert_eq!(r["run"]["success"], false);
+    // receipt.json is the receipt's exact bytes: verify FILE finds it in the store.
+    let o = run(asl()
+        .args(["capture", "--store"])
+        .arg(&store)
+        .arg("verify")
+        .arg(outdir.join("receipt.json")));
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = std::fs::read_to_string(outdir.join("receipt.ref")).unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains(reference.trim()));
+    // A tampered receipt file no longer matches its action digest.
+    let tampered = dir.path().join("receipt.json");
+    let t = std::fs::read_to_string(outdir.join("receipt.json"))
+        .unwrap()
+        .replace("exit 5", "exit 0");
+    std::fs::write(&tampered, t).unwrap();
+    let o = run(asl()
+        .args(["capture", "--store"])
+        .arg(&store)
+        .arg("verify")
+        .arg(&tampered));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+}
+
+fn snapshots(store: &Path) -> usize {
+    let o = run(asl()
+        .args(["admin", "--json", "--store"])
+        .arg(store)
+        .arg("snapshots"));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v.as_array().map(|a| a.len()).unwrap_or(0)
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_commits_no_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    init_store(&store);
+    std::fs::write(dir.path().join("bad.key"), "garbage").unwrap();
+    let cases: [(&[&str], &str); 4] = [
+        (&["--", "no-such-program-xyz"], "no-such-program-xyz"),
+        (
+            &["--artifact-inputs", "missing.c", "--", "true"],
+            "missing.c",
+        ),
+        (&["--sign", "bad.key", "--", "true"], "bad.key"),
+        (&["--trace", "none"], "nothing to capture"),
+    ];
+    for (args, needle) in cases {
+        let o = run(asl()
+            .current_dir(dir.path())
+            .args(["capture", "--store"])
+            .arg(&store)
+            .args(args));
+        assert!(!o.status.success(), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(needle),
+            "{}",
+            text(&o)
+        );
+    }
+    let o = run(asl()
+        .current_dir(dir.path())
+        .args(["capture", "--store", "nostore", "--", "true"]));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("asl-init-store"),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join("nostore").exists());
+    assert_eq!(snapshots(&store), 0);
+}
+
+#[test]
+fn seed_003_workflow_renders_a_dag_whose_edges_chain_the_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let pre = dir.path().join("asl-preimage-store");
+    init_store(&pre);
+    let w = dir.path();
+    std::fs::create_dir_all(w.join("scripts")).unwrap();
+    std::fs::write(w.join("scripts/tool.sh"), "#!/bin/sh\necho tool\n").unwrap();
+    let cap = |args: &[&str]| {
+        let o = run(asl()
+            .current_dir(w)
+            .args(["capture", "-q", "--store"])
+            .arg(&pre)
+            .args(args));
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    cap(&["--file", "scripts/tool.sh", "--outdir", "per/overlay"]);
+    cap(&[
+        "--artifact-inputs",
+        "scripts",
+        "--output",
+        "stage1",
+        "--outdir",
+        "per/s1",
+        "--cmd",
+        "mkdir -p stage1 && cp scripts/tool.sh stage1/",
+    ]);
+    cap(&[
+        "--artifact-inputs",
+        "stage1",
+        "--output",
+        "stage2.tar",
+        "--outdir",
+        "per/s2",
+        "--cmd",
+        "tar --sort=name --mtime=@0 --owner=0 --group=0 -cf stage2.tar stage1",
+    ]);
+    cap(&[
+        "--artifact-inputs",
+        "stage2.tar",
+        "--output",
+        "image.sum",
+        "--outdir",
+        "per/s3",
+        "--cmd",
+        "sha256sum stage2.tar > image.sum",
+    ]);
+    let svg = w.join("preimage_dag.svg");
+    let o = run(asl()
+        .args(["dag", "--store"])
+        .arg(&pre)
+        .arg("--out")
+        .arg(&svg));
+    assert!(o.status.success(), "{}", text(&o));
+    let s = std::fs::read_to_string(&svg).unwrap();
+    assert!(s.contains("<svg"), "{s}");
+    let o = run(asl()
+        .args(["dag", "--store"])
+        .arg(&pre)
+        .args(["--format", "json"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let links = d["links"].as_array().unwrap();
+    let ids: Vec<String> = ["s1", "s2", "s3"]
+        .iter()
+        .map(|s| {
+            std::fs::read_to_string(w.join("per").join(s).join("receipt.ref"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    // step N's output artifact is step N+1's input artifact.
+    for pair in ids.windows(2) {
+        let out_of_first: Vec<&str> = links
+            .iter()
+            .filter(|l| l["from"] == pair[0].as_str() && l["kind"] == "output")
+            .map(|l| l["to"].as_str().unwrap())
+            .collect();
+        let into_second: Vec<&str> = links
+            .iter()
+            .filter(|l| l["to"] == pair[1].as_str() && l["kind"] == "input")
+            .map(|l| l["from"].as_str().unwrap())
+            .collect();
+        assert!(
+            out_of_first.iter().any(|a| into_second.contains(a)),
+            "{pair:?} not chained: {links:?}"
+        );
+    }
+    // why(final output) names every step; used-by(stage1 tree) names step 2.
+    let r3 = receipt(&w.join("per/s3/receipt.json"));
+    let last = r3["outputs"][0]["reference"].as_str().unwrap();
+    let o = run(asl().args(["why", "--store"]).arg(&pre).arg(last));
+    let why = String::from_utf8_lossy(&o.stdout).into_owned();
+    for id in &ids {
+        assert!(why.contains(id.as_str()), "{why}");
+    }
+    let r2 = receipt(&w.join("per/s2/receipt.json"));
+    let stage1 = r2["action"]["inputs"][0]["reference"].as_str().unwrap();
+    let o = run(asl().args(["used-by", "--store"]).arg(&pre).arg(stage1));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&ids[1]),
+        "{}",
+        text(&o)
+    );
+    // Store verification follows receipts and edges (no dangling references).
+    let o = run(asl().args(["admin", "--store"]).arg(&pre).arg("verify"));
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn exports_verify_with_the_reference_python_in_toto() {
+    let probe = Command::new("python3")
+        .args(["-c", "import in_toto, securesystemslib"])
+        .output();
+    assert!(
+        probe.map(|o| o.status.success()).unwrap_or(false),
+        "python3 with in-toto is required: pip install -r scripts/deps/prov.pip"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let store = w.join("store");
+    init_store(&store);
+    std::fs::write(w.join("in.txt"), "hello\nworld\n").unwrap();
+    let o = run(asl().current_dir(w).args(["key", "generate", "k.json"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(asl()
+        .current_dir(w)
+        .args(["key", "show", "--json", "k.json"]));
+    let k: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = run(asl()
+        .current_dir(w)
+        .args(["capture", "-q", "--sign", "k.json", "--store"])
+        .arg(&store)
+        .args([
+            "--artifact-inputs",
+            "in.txt",
+            "--output",
+            "out.txt",
+            "--cmd",
+            "sort -r in.txt > out.txt",
+        ]));
+    assert!(o.status.success(), "{}", text(&o));
+    for (fmt, file) in [("slsa", "prov.json"), ("in-toto-link", "step.link")] {
+        let o = run(asl()
+            .current_dir(w)
+            .args(["capture", "--store"])
+            .arg(&store)
+            .args([
+                "export", "latest", "--format", fmt, "--sign", "k.json", "--out", file,
+            ]));
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let script = r#"
+import base64, hashlib, json, sys
+from securesystemslib.signer import SSlibKey
+from in_toto.models.metadata import Envelope, Metablock
+pub, keyid = sys.argv[1], sys.argv[2]
+key = SSlibKey(keyid, "ed25519", "ed25519", {"public": pub})
+legacy = key.to_dict(); legacy["keyid"] = keyid
+link = Metablock.load("step.link")
+link.verify_signature(legacy)
+def sha(p): return hashlib.sha256(open(p, "rb").read()).hexdigest()
+assert link.signed.materials == {"in.txt": {"sha256": sha("in.txt")}}, link.signed.materials
+assert link.signed.products == {"out.txt": {"sha256": sha("out.txt")}}, link.signed.products
+env = Envelope.load("prov.json")
+env.verify([key], 1)
+st = json.loads(base64.b64decode(json.load(open("prov.json"))["payload"]))
+assert st["predicateType"] == "https://slsa.dev/provenance/v1"
+assert st["subject"] == [{"name": "out.txt", "digest": {"sha256": sha("out.txt")}}], st["subject"]
+deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+assert deps == [{"name": "in.txt", "digest": {"sha256": sha("in.txt")}}], deps
+# A changed product must be caught by the same check.
+open("out.txt", "a").write("x")
+assert link.signed.products["out.txt"]["sha256"] != sha("out.txt")
+print("in-toto verification ok")
+"#;
+    let o = run(Command::new("python3")
+        .current_dir(w)
+        .args(["-c", script])
+        .arg(k["public"].as_str().unwrap())
+        .arg(k["keyid"].as_str().unwrap()));
+    assert!(o.status.success(), "{}", text(&o));
+    // A different key must not verify the export.
+    let o = run(asl().current_dir(w).args(["key", "generate", "other.json"]));
+    assert!(o.status.success());
+    let o = run(asl()
+        .current_dir(w)
+        .args(["key", "show", "--json", "other.json"]));
+    let other: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let o = run(Command::new("python3")
+        .current_dir(w)
+        .args(["-c", script])
+        .arg(other["public"].as_str().unwrap())
+        .arg(k["keyid"].as_str().unwrap()));
+    assert!(
+        !o.status.success(),
+        "a foreign key verified the export: {}",
+        text(&o)
+    );
+}
+
+#[test]
+fn replay_reports_match_for_a_deterministic_step_and_names_the_output_that_embeds_the_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let store = w.join("store");
+    init_store(&store);
+    std::fs::write(w.join("in.txt"), "b\na\n").unwrap();
+    let cap = |cmd: &str, outs: &[&str]| {
+        let mut c = asl();
+        c.current_dir(w)
+            .args(["capture", "-q", "--trace", "none", "--store"])
+            .arg(&store)
+            .args(["--artifact-inputs", "in.txt"]);
+        for o in outs {
+            c.args(["--output", o]);
+        }
+        let o = run(c.args(["--cmd", cmd]));
+        assert!(o.status.success(), "{}", text(&o));
+    };
+    cap("sort in.txt > sorted.txt", &["sorted.txt"]);
+    let o = run(asl()
+        .args(["capture", "--store"])
+        .arg(&store)
+        .args(["replay", "latest"]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("MATCH"));
+    cap(
+        "sort in.txt > sorted.txt; date +%s%N > when.txt",
+        &["sorted.txt", "when.txt"],
+    );
+    let o = run(asl()
+        .args(["capture", "--store"])
+        .arg(&store)
+        .args(["replay", "latest"]));
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("MISMATCH") && out.contains("DIFFERS  when.txt"),
+        "{out}"
+    );
+    assert!(!out.contains("DIFFERS  sorted.txt"), "{out}");
+}
