@@ -253,8 +253,6 @@ struct Plan {
     init_script: Option<String>,
     logf: std::fs::File,
     started: Instant,
-    /// Descriptors of the boot command (its report pipe) that PID 1 must not keep open.
-    foreign_fds: Vec<RawFd>,
 }
 
 /// Boots the subhost described by `raw`. Detached: returns once it is ready, after calling
@@ -295,68 +293,25 @@ pub fn boot(raw: &RawConfig, opts: &BootOptions, on_ready: &mut dyn FnMut(&Boote
         init_script,
         logf,
         started,
-        foreign_fds: Vec::new(),
     };
+    if let Ok(f) = plan.logf.try_clone() {
+        log::tee(f);
+    }
     if opts.foreground {
-        if let Ok(f) = plan.logf.try_clone() {
-            log::tee(f);
-        }
-        return supervise(plan, &mut |b| {
+        return supervise(plan, true, &mut |b| {
             sd_notify_ready();
             on_ready(b)
         });
     }
-
-    let (r, w) = pipe()?;
-    let name = plan.cfg.name.clone();
-    let log_path = plan.cfg.log.clone();
-    // SAFETY: single-threaded process; the child only runs this crate's code and exits.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(last("fork the supervisor"));
-    }
-    if pid == 0 {
-        drop(r);
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            detached_supervisor(plan, w)
-        }))
-        .unwrap_or(1);
-        // SAFETY: leave without running the parent's destructors a second time.
-        unsafe { libc::_exit(code) };
-    }
-    drop(w);
-    drop(plan);
-    let reply = read_line(r);
-    // The supervisor stays running; it is not our child to wait for once we exit, but reap it
-    // if it already failed so no zombie lingers while we print.
-    let mut status = 0;
-    // SAFETY: waitpid on our own child, non-blocking.
-    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
-    let line = reply.lines().next().unwrap_or("");
-    if let Some(rest) = line.strip_prefix("READY ") {
-        let init_pid = rest.trim().parse().unwrap_or(0);
-        on_ready(&Booted {
-            name,
-            init_pid,
-            log: log_path,
-            boot_ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
-        return Ok(());
-    }
-    let reason = match line.strip_prefix("FAIL ") {
-        Some(r) => r.to_string(),
-        None => "the supervisor exited without reporting".to_string(),
-    };
-    Err(Error::BootFailed {
-        name,
-        reason,
-        log: log_path,
-    })
+    // Detached: this process boots the subhost itself (PID 1 is its child, so readiness takes
+    // one hand-over, not three) and leaves a watcher behind that cleans up when PID 1 ends.
+    log::echo(false);
+    supervise(plan, false, on_ready)
 }
 
-/// The detached supervisor: own session, stdio on LOG, report through `report`.
-fn detached_supervisor(mut plan: Plan, report: OwnedFd) -> i32 {
-    plan.foreign_fds.push(report.as_raw_fd());
+/// The detached watcher: own session, stdio on LOG; waits for PID 1 through its pidfd (it is
+/// not our child) and forwards SIGTERM/SIGINT to it as a graceful stop; then cleans up.
+fn watch_detached(state: &State, pidfd: &Pidfd, sigs: &libc::sigset_t, logfd: RawFd) -> i32 {
     // SAFETY: setsid/dup2/open on descriptors we own, in the freshly forked child.
     unsafe {
         libc::setsid();
@@ -365,25 +320,76 @@ fn detached_supervisor(mut plan: Plan, report: OwnedFd) -> i32 {
             libc::dup2(null, 0);
             libc::close(null);
         }
-        libc::dup2(plan.logf.as_raw_fd(), 1);
-        libc::dup2(plan.logf.as_raw_fd(), 2);
+        libc::dup2(logfd, 1);
+        libc::dup2(logfd, 2);
     }
+    log::untee();
+    log::echo(true);
     let _ = std::env::set_current_dir("/");
-    let mut report = Some(std::fs::File::from(report));
-    let r = supervise(plan, &mut |b| {
-        if let Some(mut f) = report.take() {
-            let _ = writeln!(f, "READY {}", b.init_pid);
-        }
-    });
-    match r {
-        Ok(()) => 0,
-        Err(e) => {
-            if let Some(mut f) = report.take() {
-                let _ = writeln!(f, "FAIL {e}");
+    let name = &state.name;
+    // SAFETY: signalfd on a valid set; the signals are blocked already.
+    let sfd = unsafe { libc::signalfd(-1, sigs, libc::SFD_CLOEXEC) };
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let n = if sfd >= 0 { 2 } else { 1 };
+        // SAFETY: valid array of `n` pollfds.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
+        if r < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
             }
-            1
+            break;
+        }
+        if fds[0].revents != 0 {
+            break;
+        }
+        if n == 2 && fds[1].revents != 0 {
+            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+            // SAFETY: reading one siginfo record into a buffer of its size.
+            let got = unsafe {
+                libc::read(
+                    sfd,
+                    (&mut info as *mut libc::signalfd_siginfo).cast(),
+                    std::mem::size_of::<libc::signalfd_siginfo>(),
+                )
+            };
+            let sig = info.ssi_signo as i32;
+            if got > 0 && (sig == libc::SIGTERM || sig == libc::SIGINT) {
+                log::line(name, "stop requested by a signal to the supervisor");
+                let _ = pidfd.signal(libc::SIGTERM);
+            }
         }
     }
+    log::line(name, "PID 1 ended");
+    finish(state);
+    0
+}
+
+/// Removes what a subhost whose PID 1 has ended leaves behind.
+fn finish(state: &State) {
+    let name = &state.name;
+    for p in Teardown::from_state(state).run() {
+        log::line(name, &format!("cleanup: {p}"));
+    }
+    if let Err(e) = State::remove(name) {
+        log::line(name, &format!("cleanup: {e}"));
+    }
+    // The lock file goes too, unless overlay-stop holds it (then it removes it).
+    if let Ok(lock) = Lock::take(name, false) {
+        lock.remove();
+    }
+    log::line(name, "stopped");
 }
 
 /// The body of PID 1 after clone: build the root, then be init. Never returns.
@@ -409,6 +415,9 @@ fn subhost_pid1(
         libc::dup2(logfd, 1);
         libc::dup2(logfd, 2);
     }
+    // Standard error is LOG now: write there only once.
+    log::untee();
+    log::echo(true);
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut sys = crate::sys::LinuxSys;
         if let Err(e) = crate::root::prepare(&mut sys, plan, Some(netns)) {
@@ -448,14 +457,15 @@ fn wait_child(pid: i32) -> i32 {
     }
 }
 
-fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
+/// Boots the subhost in this process. Foreground: then waits for PID 1 (our child) and cleans
+/// up. Detached: forks the watcher and returns once the subhost is ready.
+fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
     let Plan {
         cfg,
         lock,
         init_script,
         logf,
         started,
-        foreign_fds,
     } = plan;
     let name = cfg.name.clone();
     log::line(&name, &format!("booting from {}", cfg.conf.display()));
@@ -575,7 +585,6 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
             inner.raw_fd(),
         ];
         close.extend(cg_raw);
-        close.extend(foreign_fds);
         subhost_pid1(
             &root_plan,
             &spec,
@@ -603,7 +612,7 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
         return Err(Error::Other(reason));
     }
     let init = ProcId::of(pid).ok_or_else(|| Error::Other("PID 1 vanished after READY".into()))?;
-    let state = State {
+    let mut state = State {
         format: crate::state::FORMAT,
         name: name.clone(),
         conf: cfg.conf.clone(),
@@ -623,12 +632,34 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
         service_timeout_s: cfg.service_timeout.as_secs(),
         hardening: cfg.hardening.clone(),
     };
-    // From here on the state file describes what to remove; the supervisor removes it below.
+    if !foreground {
+        // SAFETY: single-threaded; the child only runs the watcher and exits.
+        let watcher = unsafe { libc::fork() };
+        if watcher < 0 {
+            let e = last("fork the supervisor");
+            let _ = pidfd.signal(libc::SIGKILL);
+            wait_child(pid);
+            return Err(e);
+        }
+        if watcher == 0 {
+            // SAFETY: the lock belongs to the boot command, which releases it when it exits.
+            unsafe { libc::close(lock.raw_fd()) };
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                watch_detached(&state, &pidfd, &sigs, logf.as_raw_fd())
+            }))
+            .unwrap_or(1);
+            // SAFETY: leave without running the boot command's destructors.
+            unsafe { libc::_exit(code) };
+        }
+        if let Some(w) = ProcId::of(watcher) {
+            state.supervisor = w;
+        }
+    }
+    // From here on the state file describes what to remove; the supervisor removes it.
     td.done = true;
     if let Err(e) = state.write() {
         td.done = false;
         let _ = pidfd.signal(libc::SIGKILL);
-        wait_child(pid);
         return Err(e);
     }
     let booted = Booted {
@@ -641,6 +672,10 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
         &name,
         &format!("ready in {:.1} ms, PID 1 is host pid {pid}", booted.boot_ms),
     );
+    if !foreground {
+        on_ready(&booted);
+        return Ok(());
+    }
     drop(lock);
     on_ready(&booted);
 
@@ -660,16 +695,7 @@ fn supervise(plan: Plan, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
         }
     };
     log::line(&name, &format!("PID 1 ended ({})", exit_text(status)));
-    let mut td = Teardown::from_state(&state);
-    for p in td.run() {
-        log::line(&name, &format!("cleanup: {p}"));
-    }
-    State::remove(&name)?;
-    // The lock file goes too, unless overlay-stop holds it (then it removes it).
-    if let Ok(lock) = Lock::take(&name, false) {
-        lock.remove();
-    }
-    log::line(&name, "stopped");
+    finish(&state);
     Ok(())
 }
 

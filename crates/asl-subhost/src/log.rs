@@ -9,9 +9,24 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static TEE: Mutex<Option<File>> = Mutex::new(None);
+static ECHO: AtomicBool = AtomicBool::new(true);
+
+/// Whether lines go to standard error (off for the detached boot command: its stderr is the
+/// user's terminal, which gets only the result).
+pub fn echo(on: bool) {
+    ECHO.store(on, Ordering::Relaxed);
+}
+
+/// Stops copying lines into the tee file.
+pub fn untee() {
+    if let Ok(mut t) = TEE.lock() {
+        *t = None;
+    }
+}
 
 /// Also writes every following line into `file`.
 pub fn tee(file: File) {
@@ -54,7 +69,9 @@ pub fn now_ms() -> u64 {
 /// Writes one log line for subhost `name`.
 pub fn line(name: &str, message: &str) {
     let text = format!("{} {name}: {message}\n", rfc3339_ms(now_ms()));
-    let _ = std::io::stderr().write_all(text.as_bytes());
+    if ECHO.load(Ordering::Relaxed) {
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
     if let Ok(mut t) = TEE.lock()
         && let Some(f) = t.as_mut()
     {
