@@ -125,7 +125,7 @@ impl Drop for Teardown {
 
 /// Runs a custom INIT on the host (cwd BASE, CONFIG set); its output is the init-phase script.
 fn run_init_command(cfg: &Config, argv: &[String]) -> Result<String> {
-    let out = Command::new(&argv[0])
+    let out = Command::new(crate::config::program_path(&cfg.base, &argv[0]))
         .args(&argv[1..])
         .current_dir(&cfg.base)
         .env("CONFIG", &cfg.conf)

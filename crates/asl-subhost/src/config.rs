@@ -301,13 +301,24 @@ fn normalize(p: &Path) -> PathBuf {
         .collect()
 }
 
+/// The program of a command line: a relative path with a `/` (`./mkimg`, `bin/x`) is taken
+/// from `dir` (BASE), as overlay-boot's `cd BASE` did; a bare name is looked up in PATH.
+pub fn program_path(dir: &Path, prog: &str) -> PathBuf {
+    let p = Path::new(prog);
+    if !p.is_absolute() && prog.contains('/') {
+        dir.join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
 /// Runs the command of a `!` value and returns the first line of its output.
 fn run_value_command(cmd: &str, cwd: &Path, conf: &Path) -> Result<String, String> {
     let argv: Vec<&str> = cmd.split_whitespace().collect();
     let Some((prog, args)) = argv.split_first() else {
         return Err("`!` is not followed by a command".into());
     };
-    let out = Command::new(prog)
+    let out = Command::new(program_path(cwd, prog))
         .args(args)
         .current_dir(cwd)
         .env("CONFIG", conf)

@@ -223,7 +223,7 @@ impl Sys for LinuxSys {
         let Some((prog, args)) = argv.split_first() else {
             return Ok(());
         };
-        let status = std::process::Command::new(prog)
+        let status = std::process::Command::new(crate::config::program_path(cwd, prog))
             .args(args)
             .env("CONFIG", conf)
             .current_dir(cwd)

@@ -679,3 +679,43 @@ fn cgroup_limits_are_applied_or_refused_clearly_when_the_controller_is_missing()
     ok(&s.stop(), "overlay-stop");
     assert_gone("aslt-cg", &s.dir.path().join("live"), &pids);
 }
+
+#[test]
+fn share_binds_a_host_directory_and_a_custom_init_script_runs_inside() {
+    let shared = tempfile::tempdir().expect("tempdir");
+    std::fs::write(shared.path().join("hello"), "from the host\n").expect("write");
+    let s = Subhost::with(
+        "aslt-share",
+        "INIT=./init.sh\nRAM_SIZE=none\n",
+        &format!("SHARE= {}:/mnt/shared\n", shared.path().display()),
+    );
+    // A classic overlay-init style generator: prints the init-phase script, which ends by
+    // exec'ing the reaper, as overlay-boot's scripts do.
+    let init = s.dir.path().join("init.sh");
+    std::fs::write(
+        &init,
+        "#!/bin/sh\necho 'echo \"init ran as $$ in $(hostname)\" > /var/tmp/init-marker'\n\
+         echo 'exec ${REAPER:-/.reaper} x'\n",
+    )
+    .expect("write");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    ok(&s.boot(), "overlay-boot");
+    assert_eq!(s.sh("cat /mnt/shared/hello"), "from the host\n");
+    s.sh("echo back > /mnt/shared/written-inside");
+    assert_eq!(
+        std::fs::read_to_string(shared.path().join("written-inside")).expect("read"),
+        "back\n"
+    );
+    let marker = std::fs::read_to_string(s.upper().join("var/tmp/init-marker")).expect("marker");
+    assert!(marker.contains("in aslt-share"), "{marker}");
+    // RAM_SIZE=none: no tmpfs on /run inside.
+    let mounts = s.sh("cat /proc/self/mounts");
+    assert!(
+        !mounts.lines().any(|l| l.split(' ').nth(1) == Some("/run")),
+        "{mounts}"
+    );
+    let pids = pids_of(&s);
+    ok(&s.stop(), "overlay-stop");
+    assert_gone("aslt-share", &s.dir.path().join("live"), &pids);
+}
