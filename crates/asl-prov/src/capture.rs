@@ -273,10 +273,8 @@ pub fn summarise(
     let mut deleted: BTreeSet<String> = BTreeSet::new();
     for a in &raw {
         match a.op.as_str() {
-            "read" | "exec" => {
-                if !produced.contains(&a.path) {
-                    first_read_before_write.insert(a.path.clone());
-                }
+            "read" | "exec" if !produced.contains(&a.path) => {
+                first_read_before_write.insert(a.path.clone());
             }
             "write" => {
                 produced.insert(a.path.clone());
