@@ -17,27 +17,46 @@ fn asl(args: &[&str]) -> Output {
 
 /// Runs a command with a generous deadline so a hung subhost fails the test instead of CI.
 fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd
+    run_within(cmd, Duration::from_secs(120))
+}
+
+fn run_within(cmd: &mut Command, limit: Duration) -> Output {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let pid = child.id() as i32;
+    let done = Arc::new(AtomicBool::new(false));
+    let killed = Arc::new(AtomicBool::new(false));
+    let (d, k) = (done.clone(), killed.clone());
+    // A watchdog instead of polling, so that output is read while the command runs.
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if d.load(Ordering::SeqCst) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "timed out: {cmd:?}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        if !d.load(Ordering::SeqCst) {
+            k.store(true, Ordering::SeqCst);
+            // SAFETY: killing the command this test started, which has not been waited for.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        std::thread::sleep(Duration::from_millis(10));
+    });
+    let out = child.wait_with_output().expect("output");
+    done.store(true, Ordering::SeqCst);
+    if killed.load(Ordering::SeqCst) {
+        panic!(
+            "timed out after {limit:?}: {cmd:?}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+    out
 }
 
 fn text(b: &[u8]) -> String {
@@ -576,7 +595,11 @@ fn foreground_supervisor_stops_the_subhost_gracefully_on_sigterm() {
 #[test]
 fn minbase_subhost_runs_start_services_in_order_and_stops_them_in_reverse() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/minbase.sh");
-    let out = run(Command::new("bash").arg(&script));
+    // The first run on a machine debootstraps (minutes); later runs reuse the cached tree.
+    let out = run_within(
+        Command::new("bash").arg(&script),
+        Duration::from_secs(20 * 60),
+    );
     let minbase = ok(&out, "scripts/minbase.sh").trim().to_string();
     let s = Subhost::with(
         "aslt-minb",
