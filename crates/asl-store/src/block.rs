@@ -271,9 +271,15 @@ pub fn decode_trailer(bytes: &[u8]) -> std::result::Result<Vec<BlockEntry>, Stri
     if version != VERSION {
         return Err(format!("block version {version} is not supported"));
     }
+    if u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) != HEADER_SIZE as u32 {
+        return Err("block header_size is not 16".into());
+    }
     let footer = &bytes[bytes.len() - FOOTER_SIZE..];
     if footer[16..] != TRAILER_MAGIC {
         return Err("block trailer magic ASLBLKT1 missing".into());
+    }
+    if footer[4..8] != [0, 0, 0, 0] {
+        return Err("block footer reserved field is not zero".into());
     }
     let count = u32::from_le_bytes(footer[0..4].try_into().unwrap_or_default()) as usize;
     let entries_offset = u64::from_le_bytes(footer[8..16].try_into().unwrap_or_default());

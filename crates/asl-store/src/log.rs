@@ -132,8 +132,10 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, String> {
         return Err(format!("log version {version} is not supported (1)"));
     }
     let header_size = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
-    if header_size < HEADER_SIZE || header_size > bytes.len() {
-        return Err(format!("log header_size {header_size} is invalid"));
+    if header_size != HEADER_SIZE {
+        return Err(format!(
+            "log header_size {header_size} is not {HEADER_SIZE}"
+        ));
     }
     let flags = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
     if flags != 0 {
@@ -352,6 +354,13 @@ mod tests {
                 s.tail
             );
         }
+    }
+
+    #[test]
+    fn a_header_size_other_than_24_is_refused() {
+        let mut b = build(&[(1, vec![1])]);
+        b[12] = 25;
+        assert!(scan(&b).is_err());
     }
 
     #[test]

@@ -90,7 +90,8 @@ fn arr32(b: &mut &[u8]) -> Option<[u8; 32]> {
 fn reference(b: &mut &[u8]) -> Option<Option<Reference>> {
     let raw = take(b, 2 + DIGEST_LEN)?;
     if raw[..2] == [0, 0] {
-        return Some(None);
+        // "No reference" is exactly 34 zero bytes; anything else with hash_id 0 is malformed.
+        return raw[2..].iter().all(|&x| x == 0).then_some(None);
     }
     Reference::from_bytes(raw).ok().map(Some)
 }
@@ -328,6 +329,19 @@ mod tests {
             Event::decode(0x7777, b"whatever"),
             Some(Event::Unknown(0x7777))
         );
+    }
+
+    #[test]
+    fn an_absent_root_must_be_all_zero_bytes() {
+        let (t, mut p) = Event::Snapshot {
+            snapshot_id: 1,
+            root: None,
+            meta: vec![],
+        }
+        .encode();
+        assert!(Event::decode(t, &p).is_some());
+        p[8 + 5] = 1; // a digest byte of the absent root
+        assert_eq!(Event::decode(t, &p), None);
     }
 
     #[test]

@@ -241,6 +241,9 @@ impl Segment {
         if footer[..32] != checksum {
             return Err("segment checksum does not match its bytes".into());
         }
+        if le16(10) != 0 || b[30..32] != [0, 0] || le32(36) != 0 {
+            return Err("shard_id or a reserved header field is not zero".into());
+        }
         let segment_id = le64(16);
         let domain_id = le32(24);
         let visibility = b[28];
@@ -293,8 +296,8 @@ impl Segment {
             blocks,
             records,
         };
-        if seg.visibility().code() > visibility {
-            return Err("header visibility is lower than a record's".into());
+        if seg.visibility().code() != visibility {
+            return Err("header visibility is not the highest visibility of its records".into());
         }
         Ok((seg, checksum))
     }
@@ -341,6 +344,21 @@ mod tests {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Segment::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn non_canonical_headers_are_refused_even_with_a_valid_checksum() {
+        let seg = Segment::build(1, 1, 0, vec![(BlockId([1; 32]), rec([9; 32], 16))]);
+        let (bytes, _) = seg.encode();
+        for (at, value) in [(10usize, 1u8), (28, 1), (31, 0xfa), (36, 1)] {
+            let mut b = bytes[..bytes.len() - FOOTER_SIZE].to_vec();
+            b[at] = value;
+            let sum: [u8; 32] = sha2::Sha256::digest(&b).into();
+            b.extend_from_slice(&sum);
+            b.extend_from_slice(&(seg.records.len() as u64).to_le_bytes());
+            b.extend_from_slice(&FOOTER_MAGIC);
+            assert!(Segment::decode(&b).is_err(), "byte {at} = {value} accepted");
         }
     }
 
