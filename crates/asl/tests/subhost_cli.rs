@@ -742,3 +742,33 @@ fn share_binds_a_host_directory_and_a_custom_init_script_runs_inside() {
     ok(&s.stop(), "overlay-stop");
     assert_gone("aslt-share", &s.dir.path().join("live"), &pids);
 }
+
+#[test]
+fn a_crashed_subhost_is_listed_dead_and_overlay_stop_removes_its_leftovers() {
+    let s = Subhost::new("aslt-crash", "CABLES= =\n");
+    ok(&s.boot(), "overlay-boot");
+    let pids = pids_of(&s);
+    // Kill the supervisor first so that nobody cleans up, then PID 1: a crash of both.
+    for pid in [pids[1], pids[0]] {
+        // SAFETY: processes of the subhost this test booted.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(netns_exists("aslt-crash"), "test premise: leftovers exist");
+    let out = ok(&asl(&["overlay-list", "--json"]), "overlay-list");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let me = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["name"] == "aslt-crash")
+        .expect("listed");
+    assert_eq!(me["status"], "dead");
+    let out = s.stop();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("not running"));
+    assert_gone("aslt-crash", &s.dir.path().join("live"), &pids);
+}
