@@ -4,7 +4,9 @@
 //! every mount. The parent marks those copies (reached through `/proc/PID/root/...`) and
 //! nothing else, so every event comes from the command's own process tree — no pid
 //! filtering, no race with short-lived processes. Events: open (read), open for exec, close
-//! after write.
+//! after write. Events name the parent directory by file handle plus the file name
+//! (FAN_REPORT_DFID_NAME), so no descriptor is opened per event and each directory's path is
+//! resolved once; mounts whose file system has no file handles use a classic group.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -108,26 +110,20 @@ pub(crate) fn observe(
             "the child exited before fanotify was set up".into(),
         ));
     }
-    // SAFETY: plain syscall; the returned descriptor is owned below.
-    let fan = unsafe {
-        libc::fanotify_init(
-            libc::FAN_CLASS_NOTIF
-                | libc::FAN_CLOEXEC
-                | libc::FAN_NONBLOCK
-                | libc::FAN_UNLIMITED_QUEUE,
-            (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
-        )
+    // Preferred group: events name the parent directory by file handle plus the file name, so
+    // no descriptor is opened per event and a directory's path is resolved once. Mounts whose
+    // file system has no file handles fall back to a classic group (a descriptor per event).
+    let fid_fan = init(libc::FAN_REPORT_DFID_NAME).ok();
+    let fd_fan = match init(0) {
+        Ok(f) => f,
+        Err(e) => {
+            kill_and_reap(pid);
+            return Err(ProvError::Os(
+                "fanotify_init (needs CAP_SYS_ADMIN)".into(),
+                e,
+            ));
+        }
     };
-    if fan < 0 {
-        let e = std::io::Error::last_os_error();
-        kill_and_reap(pid);
-        return Err(ProvError::Os(
-            "fanotify_init (needs CAP_SYS_ADMIN)".into(),
-            e,
-        ));
-    }
-    // SAFETY: fan is a fresh descriptor.
-    let fan = unsafe { OwnedFd::from_raw_fd(fan) };
     let mut gaps = Vec::new();
     let mounts = match mounts(pid) {
         Ok(m) => m,
@@ -138,29 +134,29 @@ pub(crate) fn observe(
     };
     let mask = libc::FAN_OPEN | libc::FAN_OPEN_EXEC | libc::FAN_CLOSE_WRITE;
     let mut marked = 0;
+    let mut fd_marks = 0;
+    // fsid -> a descriptor on that file system, for open_by_handle_at.
+    let mut mount_fds: HashMap<[i32; 2], OwnedFd> = HashMap::new();
     for (mp, fstype) in &mounts {
         if SKIP_FS.contains(&fstype.as_str()) {
             continue;
         }
         let path = format!("/proc/{pid}/root{}", if mp == "/" { "" } else { mp });
         let Ok(c) = CString::new(path) else { continue };
-        // SAFETY: valid C string; fan is ours.
-        let r = unsafe {
-            libc::fanotify_mark(
-                fan.as_raw_fd(),
-                libc::FAN_MARK_ADD | libc::FAN_MARK_MOUNT,
-                mask,
-                libc::AT_FDCWD,
-                c.as_ptr(),
-            )
-        };
-        if r == 0 {
+        if let Some(fid) = &fid_fan
+            && mark(fid, &c, mask).is_ok()
+            && let Some((fsid, fd)) = fs_handle_root(&c)
+        {
+            mount_fds.entry(fsid).or_insert(fd);
             marked += 1;
-        } else {
-            gaps.push(format!(
-                "mount {mp} ({fstype}) could not be marked: {}",
-                std::io::Error::last_os_error()
-            ));
+            continue;
+        }
+        match mark(&fd_fan, &c, mask) {
+            Ok(()) => {
+                marked += 1;
+                fd_marks += 1;
+            }
+            Err(e) => gaps.push(format!("mount {mp} ({fstype}) could not be marked: {e}")),
         }
     }
     if marked == 0 {
@@ -184,21 +180,36 @@ pub(crate) fn observe(
 
     let mut events: Vec<(i32, u64, String)> = Vec::new();
     let mut buf = vec![0u8; 256 * 1024];
+    let mut dirs: HashMap<Vec<u8>, String> = HashMap::new();
+    let fid_raw = fid_fan.as_ref().map(|f| f.as_raw_fd()).unwrap_or(-1);
+    let mut drain_all = |events: &mut Vec<(i32, u64, String)>, gaps: &mut Vec<String>| {
+        if let Some(f) = &fid_fan {
+            drain_fid(f, &mut buf, &mount_fds, &mut dirs, events, gaps);
+        }
+        if fd_marks > 0 {
+            drain(&fd_fan, &mut buf, events, gaps);
+        }
+    };
     loop {
         let mut fds = [
-            libc::pollfd {
-                fd: fan.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
             libc::pollfd {
                 fd: pidfd.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
+            libc::pollfd {
+                fd: fid_raw,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: fd_fan.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
         ];
-        // SAFETY: valid array of two pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        // SAFETY: valid array of pollfds (a negative fd is ignored by poll).
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), 3, -1) };
         if r < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::EINTR) {
@@ -207,14 +218,14 @@ pub(crate) fn observe(
             kill_and_reap(pid);
             return Err(ProvError::Os("poll".into(), e));
         }
-        drain(&fan, &mut buf, &mut events, &mut gaps);
-        if fds[1].revents != 0 {
+        drain_all(&mut events, &mut gaps);
+        if fds[0].revents != 0 {
             break;
         }
     }
     let (status, rusage) = wait_top(pid)?;
     // Every event of the finished tree is queued by now.
-    drain(&fan, &mut buf, &mut events, &mut gaps);
+    drain_all(&mut events, &mut gaps);
 
     let mut written: HashMap<String, ()> = HashMap::new();
     for (_, mask, path) in &events {
@@ -231,7 +242,7 @@ pub(crate) fn observe(
         } else if written.contains_key(&path) {
             // The open that preceded a write: not a read we can tell apart.
             continue;
-        } else if mask & libc::FAN_ONDIR != 0 || std::path::Path::new(&path).is_dir() {
+        } else if mask & libc::FAN_ONDIR != 0 {
             "open_dir"
         } else {
             "read"
@@ -291,6 +302,185 @@ fn drain(
                 }
             }
             off += m.event_len as usize;
+        }
+    }
+}
+
+fn init(report: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the returned descriptor is owned below.
+    let fan = unsafe {
+        libc::fanotify_init(
+            libc::FAN_CLASS_NOTIF
+                | libc::FAN_CLOEXEC
+                | libc::FAN_NONBLOCK
+                | libc::FAN_UNLIMITED_QUEUE
+                | report,
+            (libc::O_RDONLY | libc::O_LARGEFILE | libc::O_CLOEXEC) as u32,
+        )
+    };
+    if fan < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor.
+    Ok(unsafe { OwnedFd::from_raw_fd(fan) })
+}
+
+fn mark(fan: &OwnedFd, path: &CString, mask: u64) -> std::io::Result<()> {
+    // SAFETY: valid C string; fan is ours.
+    let r = unsafe {
+        libc::fanotify_mark(
+            fan.as_raw_fd(),
+            libc::FAN_MARK_ADD | libc::FAN_MARK_MOUNT,
+            mask,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The fsid of the file system at `path` and a descriptor on it.
+fn fs_handle_root(path: &CString) -> Option<([i32; 2], OwnedFd)> {
+    // SAFETY: valid C string.
+    // Not O_PATH: open_by_handle_at refuses path-only descriptors (EBADF).
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: statfs is plain data.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
+        return None;
+    }
+    // SAFETY: fsid_t is two i32 (its fields are private in libc).
+    let fsid: [i32; 2] = unsafe { std::mem::transmute(st.f_fsid) };
+    Some((fsid, fd))
+}
+
+/// Resolves a directory file handle to a path through the file system's descriptor.
+fn resolve_dir(mount_fd: &OwnedFd, handle_type: i32, handle: &[u8]) -> Option<String> {
+    // struct file_handle { u32 handle_bytes; i32 handle_type; u8 f_handle[]; }, 4-aligned.
+    let mut buf = vec![0u32; 2 + handle.len().div_ceil(4)];
+    buf[0] = handle.len() as u32;
+    buf[1] = handle_type as u32;
+    // SAFETY: the buffer holds 8 + handle.len() bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            handle.as_ptr(),
+            buf.as_mut_ptr().add(2).cast::<u8>(),
+            handle.len(),
+        );
+    }
+    // SAFETY: valid file_handle buffer; root has CAP_DAC_READ_SEARCH.
+    let fd = unsafe {
+        libc::open_by_handle_at(
+            mount_fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            libc::O_PATH | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fresh descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Reads the events of the file-handle group: (dir handle, name) per event, the directory's
+/// path resolved once and cached.
+fn drain_fid(
+    fan: &OwnedFd,
+    buf: &mut [u8],
+    mount_fds: &HashMap<[i32; 2], OwnedFd>,
+    dirs: &mut HashMap<Vec<u8>, String>,
+    events: &mut Vec<(i32, u64, String)>,
+    gaps: &mut Vec<String>,
+) {
+    let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
+    loop {
+        // SAFETY: reading into our buffer.
+        let n = unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            return;
+        }
+        let n = n as usize;
+        let mut off = 0;
+        while off + meta_len <= n {
+            // SAFETY: the kernel wrote whole records; read_unaligned copes with alignment.
+            let m: libc::fanotify_event_metadata =
+                unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
+            let len = m.event_len as usize;
+            if len < meta_len || off + len > n {
+                break;
+            }
+            if m.mask & libc::FAN_Q_OVERFLOW != 0 {
+                gaps.push("the fanotify queue overflowed: some accesses were lost".into());
+            }
+            let rec = &buf[off + m.metadata_len as usize..off + len];
+            // info header (type u8, pad u8, len u16), fsid (2 x i32), handle_bytes u32,
+            // handle_type i32, handle, then the NUL-terminated name.
+            if rec.len() >= 20 && rec[0] == libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
+                let rd =
+                    |o: usize| i32::from_ne_bytes([rec[o], rec[o + 1], rec[o + 2], rec[o + 3]]);
+                let fsid = [rd(4), rd(8)];
+                let hbytes = rd(12) as usize;
+                let htype = rd(16);
+                if 20 + hbytes <= rec.len() {
+                    let handle = &rec[20..20 + hbytes];
+                    let name_raw = &rec[20 + hbytes..];
+                    let name_end = name_raw
+                        .iter()
+                        .position(|b| *b == 0)
+                        .unwrap_or(name_raw.len());
+                    let name = String::from_utf8_lossy(&name_raw[..name_end]);
+                    let mut key = Vec::with_capacity(12 + hbytes);
+                    key.extend_from_slice(&rec[4..20]);
+                    key.extend_from_slice(handle);
+                    let dir = match dirs.get(&key) {
+                        Some(d) => Some(d.clone()),
+                        None => {
+                            let d = mount_fds
+                                .get(&fsid)
+                                .and_then(|mfd| resolve_dir(mfd, htype, handle));
+                            if let Some(d) = &d {
+                                dirs.insert(key, d.clone());
+                            }
+                            d
+                        }
+                    };
+                    match dir {
+                        Some(d) => {
+                            let path = if name.is_empty() || name == "." {
+                                d
+                            } else if d == "/" {
+                                format!("/{name}")
+                            } else {
+                                format!("{d}/{name}")
+                            };
+                            events.push((m.pid, m.mask, path));
+                        }
+                        None => gaps.push(format!(
+                            "an access to '{name}' in a directory that could not be resolved (removed during the run?)"
+                        )),
+                    }
+                }
+            }
+            off += len;
         }
     }
 }
