@@ -3,10 +3,21 @@
 # Each part of the project lists its needs in scripts/deps/<part>.{apt,pip,cargo}: one package per
 # line (`#` starts a comment); .cargo lines are NAME@VERSION (pinned: newer releases may need a
 # newer rustc than ours). Safe to re-run: what is installed already is skipped.
+#   bash scripts/install-deps.sh           what the tests need
+#   bash scripts/install-deps.sh --bench   also the anchor tools of the benchmarks (bench.*)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-list() { cat scripts/deps/*."$1" 2>/dev/null | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$' | sort -u || true; }
+with_bench=false
+[ "${1:-}" = "--bench" ] && with_bench=true
+
+list() {
+  for f in scripts/deps/*."$1"; do
+    [ -e "$f" ] || continue
+    case "$(basename "$f")" in bench.*) $with_bench || continue ;; esac
+    cat "$f"
+  done | sed -e 's/#.*//' -e 's/[[:space:]]//g' | grep -v '^$' | sort -u || true
+}
 
 mapfile -t apt < <(list apt)
 missing=()
