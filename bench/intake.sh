@@ -18,6 +18,8 @@
 #   OUT    [bench/results/<UTC date>-intake.md]  the report; raw rows go to the same name .csv
 #          (rows of the datasets measured now replace older rows of those datasets; others stay)
 #   KEEP   [0]     1: keep the scratch directory of the last run
+#   FIRST_RUN [1]  number of the first run; with FIRST_RUN > 1 the rows of earlier runs of the
+#                  same datasets are kept (to add runs to an interrupted series)
 #
 # Phases, per run: init (not measured) -> first intake -> unchanged re-intake -> mutation
 # (D1/D3/D4: bench/intake/mutate.py, anchors-store.md Appendix B; D2: the minbase root becomes
@@ -36,6 +38,7 @@ OUT=${OUT:-$REPO/bench/results/$(date -u +%Y-%m-%d)-intake.md}
 CSV=${OUT%.md}.csv
 META=${OUT%.md}.meta
 KEEP=${KEEP:-0}
+FIRST_RUN=${FIRST_RUN:-1}
 if [ -z "${ASL:-}" ]; then
   ASL=$REPO/target/release/asl
   [ -x "$ASL" ] || ASL=${CARGO_TARGET_DIR:-$REPO/target}/release/asl
@@ -109,8 +112,8 @@ prepare_cache() { # dirs...
 }
 
 [ -f "$CSV" ] || echo "dataset,run,tool,phase,rc,wall_s,user_s,sys_s,maxrss_kib,src_bytes,store_bytes,aux_bytes,out_bytes,load1,utc,note" > "$CSV"
-for d in "${DSETS[@]}"; do  # re-measuring a dataset replaces its old rows
-  awk -F, -v d="$d" 'NR==1 || $1!=d' "$CSV" > "$CSV.tmp" && mv "$CSV.tmp" "$CSV"
+for d in "${DSETS[@]}"; do  # re-measuring a dataset replaces its old rows (from FIRST_RUN on)
+  awk -F, -v d="$d" -v f="$FIRST_RUN" 'NR==1 || $1!=d || $2<f' "$CSV" > "$CSV.tmp" && mv "$CSV.tmp" "$CSV"
 done
 {
   for k in "${!C[@]}"; do printf 'cmd.%s\t%s\n' "$k" "${C[$k]}"; done
@@ -156,13 +159,13 @@ measure() { # dataset run tool phase rundir
 
 for d in "${DSETS[@]}"; do
   printf 'start.%s\t%s\n' "$d" "$(date -u +%FT%TZ)" >> "$META"
-  printf 'cmdline.%s\t%s\n' "$d" "RUNS=$RUNS TOOLS=\"$TOOLS\" CACHE=$CACHE bench/intake.sh $*" >> "$META"
+  printf 'cmdline.%s.%s\t%s\n' "$d" "$FIRST_RUN" "FIRST_RUN=$FIRST_RUN RUNS=$RUNS TOOLS=\"$TOOLS\" CACHE=$CACHE bench/intake.sh $*" >> "$META"
   printf 'cache.%s\t%s\n' "$d" "$CACHE" >> "$META"
   read -ra tools <<< "$TOOLS"
-  for run in $(seq 1 "$RUNS"); do
+  for run in $(seq "$FIRST_RUN" $((FIRST_RUN + RUNS - 1))); do
     rd=$WORK/$d-run$run
     rm -rf "$rd"; mkdir -p "$rd/logs"
-    echo "== $d run $run/$RUNS ($(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg))"
+    echo "== $d run $run (runs $FIRST_RUN..$((FIRST_RUN + RUNS - 1))) ($(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg))"
     cp -a "$DATA/$d" "$rd/src"
     for t in "${tools[@]}"; do
       R=$rd/repo-$t RESTIC_CACHE_DIR=$rd/aux-restic BORG_BASE_DIR=$rd/aux-borg sh -c "${C[$t.init]}" > "$rd/logs/$t-init.log" 2>&1
@@ -180,7 +183,7 @@ for d in "${DSETS[@]}"; do
       fi
       for t in "${order[@]}"; do measure "$d" "$run" "$t" "$phase" "$rd"; done
     done
-    if [ "$KEEP" = 1 ] && [ "$run" = "$RUNS" ]; then echo "kept $rd"; else rm -rf "$rd"; fi
+    if [ "$KEEP" = 1 ] && [ "$run" = $((FIRST_RUN + RUNS - 1)) ]; then echo "kept $rd"; else rm -rf "$rd"; fi
   done
   printf 'end.%s\t%s\n' "$d" "$(date -u +%FT%TZ)" >> "$META"
 done

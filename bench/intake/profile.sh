@@ -31,4 +31,10 @@ echo "# by shared object"
 grep -E '^ +[0-9]' "$P/dso.txt" | head -8
 echo "# inclusive time (children), >= 2 %"
 grep -E '^ +[0-9]' "$P/children.txt" | head -n "$TOP"
+# Floors for the same data and cache state: reading everything, and zstd -3 on both cores
+# (what asl's compression alone costs at the least).
+T() { /usr/bin/time -f "%e s wall, %U+%S s CPU" "$@" 2>&1 >/dev/null | tail -1; }
+echo "# floors (warm cache)"
+echo "read all (tar | cat):        $(T sh -c "tar -cf - -C '$DATA/$d' . | cat")"
+echo "tar | zstd -T2 -3:           $(T sh -c "tar -cf - -C '$DATA/$d' . | zstd -T2 -3 -q -c | wc -c")"
 echo "(full reports in $P)"

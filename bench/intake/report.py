@@ -14,9 +14,11 @@ import sys
 csv_path, meta_path = sys.argv[1], sys.argv[2]
 rows = list(csv.DictReader(open(csv_path)))
 meta = {}
+allmeta = {}
 for line in open(meta_path):
     k, _, v = line.rstrip('\n').partition('\t')
     meta[k] = v  # later lines win
+    allmeta.setdefault(k, []).append(v)
 
 TOOLS = ['asl', 'restic', 'borg', 'casync', 'ostree']
 PHASES = ['first', 'unchanged', 'incremental', 'verify', 'restore']
@@ -142,8 +144,10 @@ for d in datasets:
     first_src = med([fnum(r['src_bytes']) for r in drows if r['phase'] == 'first'])
     last_src = med([fnum(r['src_bytes']) for r in drows if r['phase'] == 'incremental'])
     w(f"## {NAMES.get(d, d)}\n")
-    w(f"* `{meta.get('cmdline.' + d, '?')}` — started {meta.get('start.' + d, '?')}, "
-      f"ended {meta.get('end.' + d, '?')}; {len(runs)} run(s); caches "
+    cmds = sorted({v for k, vs in allmeta.items() if k.startswith('cmdline.' + d) for v in vs})
+    w(f"* {' then '.join('`' + c + '`' for c in cmds)} — started "
+      f"{min(allmeta.get('start.' + d, ['?']))}, ended {max(allmeta.get('end.' + d, ['?']))}; "
+      f"{len(runs)} run(s); caches "
       f"**{meta.get('cache.' + d, '?')}** "
       f"({'dropped before every measured command' if meta.get('cache.' + d) == 'cold' else 'source and repository pre-read before every measured command'}); "
       f"median load average {fmt(med(loads), 1)} (range {fmt(min(x for x in loads if x is not None), 1)}–"
