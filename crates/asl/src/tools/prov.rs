@@ -324,7 +324,12 @@ fn report(out: &OutputArgs, c: &Captured) {
             let _ = writeln!(e, "  ... ({} more; -v lists all)", v.len() - n);
         }
     };
-    show(&mut e, "inputs read but not declared", &o.undeclared_inputs);
+    // The command's own tree first: those are the likely missing declarations; system files
+    // (compilers, libraries, locale data) follow.
+    let cwd = format!("{}/", r.action.cwd.trim_end_matches('/'));
+    let mut undeclared = o.undeclared_inputs.clone();
+    undeclared.sort_by_key(|p| !p.starts_with(&cwd));
+    show(&mut e, "inputs read but not declared", &undeclared);
     show(
         &mut e,
         "paths written outside the declared outputs",
