@@ -8,8 +8,7 @@
 #   ASL_FUZZ_SANITIZER  none (default: works on stable) or address (ASan; needs nightly
 #                       features, enabled on stable through RUSTC_BOOTSTRAP=1)
 #   ASL_FUZZ_ARGS       extra libFuzzer flags, e.g. "-max_len=65536"
-#   ASL_FUZZ_FEATURES   features of the fuzz crate, e.g. tolerate-known-findings (see
-#                       docs/FUZZING.md: only while a reported finding awaits its fix)
+#   ASL_FUZZ_FEATURES   features to build the fuzz crate with (none are defined today)
 #
 # The corpus grows in fuzz/corpus/<target> (not committed); fuzz/seeds/<target> (committed,
 # written by `cargo run --manifest-path fuzz/Cargo.toml --example seeds -- fuzz/seeds`) is

@@ -55,9 +55,8 @@ fn check_log_scan(data: &[u8]) -> bool {
         check_event(r.record_type, &r.payload);
     }
     assert_eq!(prev, scan.last_hash, "last_hash is the last record's hash");
-    let expected = known::log_prefix(data, valid);
     assert!(
-        rebuilt == *expected,
+        rebuilt == data[..valid],
         "re-encoded records differ from the valid prefix ({} vs {valid} bytes, tail {:?})",
         rebuilt.len(),
         scan.tail
@@ -118,7 +117,7 @@ fn check_event(record_type: u32, payload: &[u8]) {
         let (t, p) = ev.encode();
         assert_eq!(t, record_type, "event type");
         assert!(
-            p == *known::event_payload(&ev, payload),
+            p == payload,
             "event {ev:?} re-encodes to different bytes: {} vs {}",
             hex(&p),
             hex(payload)
@@ -145,16 +144,13 @@ fn check_segment(data: &[u8]) -> bool {
         return false;
     };
     let (bytes, sum2) = seg.encode();
-    let expected = known::segment(&seg, data);
     assert!(
-        bytes == *expected,
+        bytes == data,
         "decoded segment re-encodes to different bytes:\n in  {}\n out {}",
         hex(data),
         hex(&bytes)
     );
-    if *expected == *data {
-        assert_eq!(sum, sum2, "checksum");
-    }
+    assert_eq!(sum, sum2, "checksum");
     for r in &seg.records {
         // block_index was checked by decode, so this lookup must not panic.
         let _ = seg.block_of(r);
@@ -217,11 +213,10 @@ fn check_block_layout(data: &[u8], entries: &[block::BlockEntry]) {
     expected.extend_from_slice(&0u32.to_le_bytes());
     expected.extend_from_slice(&(entries_offset as u64).to_le_bytes());
     expected.extend_from_slice(&block::TRAILER_MAGIC);
-    let data = known::block(data);
     assert!(
         expected == *data,
         "block re-encodes to different bytes:\n in  {}\n out {}",
-        hex(&data),
+        hex(data),
         hex(&expected)
     );
 }
@@ -264,90 +259,4 @@ pub fn tree(data: &[u8]) -> bool {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Non-canonical encodings the decoders accept today (docs/FUZZING.md, "Findings"). Without
-/// the `tolerate-known-findings` feature (the default) these functions return the input
-/// unchanged, so the targets report every one of them. With it, they rewrite the fields the
-/// decoders ignore to the values the encoders write, so that a run can look for other
-/// defects while a fix is pending. Remove each case once its decoder rejects the input.
-mod known {
-    use std::borrow::Cow;
-
-    #[cfg(feature = "tolerate-known-findings")]
-    use {
-        asl_store::records::Event,
-        asl_store::segment::{FOOTER_SIZE, Segment},
-        sha2::Digest,
-    };
-
-    /// F2: `log::scan` accepts header_size > 24 and skips the extra header bytes.
-    pub fn log_prefix(data: &[u8], valid: usize) -> Cow<'_, [u8]> {
-        #[cfg(feature = "tolerate-known-findings")]
-        {
-            let header_size = u32::from_le_bytes(data[12..16].try_into().unwrap_or_default());
-            let header_size = header_size as usize;
-            if header_size > 24 {
-                let mut v = data[..12].to_vec();
-                v.extend_from_slice(&24u32.to_le_bytes());
-                v.extend_from_slice(&data[16..24]);
-                v.extend_from_slice(&data[header_size..valid]);
-                return Cow::Owned(v);
-            }
-        }
-        Cow::Borrowed(&data[..valid])
-    }
-
-    /// F1: a SNAPSHOT payload whose root has hash_id 0 but a non-zero digest decodes as
-    /// "no root".
-    #[cfg(feature = "tolerate-known-findings")]
-    pub fn event_payload<'a>(ev: &Event, payload: &'a [u8]) -> Cow<'a, [u8]> {
-        if let Event::Snapshot { root: None, .. } = ev {
-            let mut v = payload.to_vec();
-            v[10..42].fill(0);
-            return Cow::Owned(v);
-        }
-        Cow::Borrowed(payload)
-    }
-    #[cfg(not(feature = "tolerate-known-findings"))]
-    pub fn event_payload<'a>(_: &asl_store::records::Event, payload: &'a [u8]) -> Cow<'a, [u8]> {
-        Cow::Borrowed(payload)
-    }
-
-    /// F3: `Segment::decode` ignores shard_id, both reserved header fields, and accepts any
-    /// header visibility at least the records' highest.
-    #[cfg(feature = "tolerate-known-findings")]
-    pub fn segment<'a>(seg: &Segment, data: &'a [u8]) -> Cow<'a, [u8]> {
-        let mut v = data.to_vec();
-        v[10..12].fill(0);
-        v[28] = seg.visibility().code();
-        v[30..32].fill(0);
-        v[36..40].fill(0);
-        if v == data {
-            return Cow::Borrowed(data);
-        }
-        let body = v.len() - FOOTER_SIZE;
-        let sum: [u8; 32] = sha2::Sha256::digest(&v[..body]).into();
-        v[body..body + 32].copy_from_slice(&sum);
-        Cow::Owned(v)
-    }
-    #[cfg(not(feature = "tolerate-known-findings"))]
-    pub fn segment<'a>(_: &asl_store::segment::Segment, data: &'a [u8]) -> Cow<'a, [u8]> {
-        Cow::Borrowed(data)
-    }
-
-    /// F4: `block::decode_trailer` ignores the header's header_size and the footer's
-    /// reserved field.
-    pub fn block(data: &[u8]) -> Cow<'_, [u8]> {
-        #[cfg(feature = "tolerate-known-findings")]
-        {
-            let mut v = data.to_vec();
-            v[12..16].copy_from_slice(&16u32.to_le_bytes());
-            let footer = v.len() - 24;
-            v[footer + 4..footer + 8].fill(0);
-            return Cow::Owned(v);
-        }
-        #[allow(unreachable_code)]
-        Cow::Borrowed(data)
-    }
 }
