@@ -38,7 +38,9 @@ fn every_tool_has_a_page_in_docs() {
     let help = String::from_utf8_lossy(&out.stdout);
     let mut missing = Vec::new();
     for line in help.lines().filter(|l| l.starts_with("  ")) {
-        let Some(tool) = line.split_whitespace().next() else { continue };
+        let Some(tool) = line.split_whitespace().next() else {
+            continue;
+        };
         // Tools documented together with a sibling, and the binary's own helpers.
         let page = match tool {
             "overlay-go" | "overlay-stop" | "overlay-list" => tool,
@@ -50,5 +52,8 @@ fn every_tool_has_a_page_in_docs() {
             missing.push(tool.to_string());
         }
     }
-    assert!(missing.is_empty(), "tools without a page in docs/: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "tools without a page in docs/: {missing:?}"
+    );
 }
