@@ -24,19 +24,7 @@ fn round_trip_of_a_copy_of_usr_share_is_exact() {
     assert!(j["files"].as_u64().unwrap() > 1000);
     let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
     assert_eq!(v.code, 0, "{}", v.stdout);
-    let target = t.path().join("restored");
-    let r = asl(
-        &["admin", "restore", "latest", "--store"],
-        &[&store, Path::new("--target"), &target],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let diffs = compare_trees(&src, &target);
-    assert!(
-        diffs.is_empty(),
-        "{} differences, first: {:?}",
-        diffs.len(),
-        &diffs[..diffs.len().min(10)]
-    );
+    assert_restores_to(&store, "latest", &src, &t.path().join("restored"));
 }
 
 #[test]
@@ -47,14 +35,7 @@ fn round_trip_of_the_rescue_tree_keeps_every_odd_case() {
     let store = t.path().join("store");
     let out = asl(&["intake", "--json", "--store"], &[&store, &src]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let target = t.path().join("restored");
-    let r = asl(
-        &["admin", "restore", "latest", "--store"],
-        &[&store, Path::new("--target"), &target],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let diffs = compare_trees(&src, &target);
-    assert!(diffs.is_empty(), "{:?}", &diffs[..diffs.len().min(10)]);
+    assert_restores_to(&store, "latest", &src, &t.path().join("restored"));
     assert!(manifest.big_dir_entries >= 10_000);
     assert!(!manifest.non_utf8.is_empty() && !manifest.sparse_files.is_empty());
 }
@@ -204,16 +185,7 @@ fn deleting_the_index_loses_nothing_after_reindex() {
         asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
         0
     );
-    let target = t.path().join("r");
-    assert_eq!(
-        asl(
-            &["admin", "restore", "latest", "--store"],
-            &[&store, Path::new("--target"), &target]
-        )
-        .code,
-        0
-    );
-    assert!(compare_trees(&src, &target).is_empty());
+    assert_restores_to(&store, "latest", &src, &t.path().join("r"));
 }
 
 #[test]
@@ -254,16 +226,7 @@ fn forget_and_gc_free_unreferenced_data_and_keep_retained_snapshots() {
         asl(&["admin", "verify", "--read-data", "--store"], &[&store]).code,
         0
     );
-    let target = t.path().join("r");
-    assert_eq!(
-        asl(
-            &["admin", "restore", "b", "--store"],
-            &[&store, Path::new("--target"), &target]
-        )
-        .code,
-        0
-    );
-    assert!(compare_trees(&b, &target).is_empty());
+    assert_restores_to(&store, "b", &b, &t.path().join("r"));
     assert_ne!(
         asl(&["admin", "show", "a", "--store"], &[&store]).code,
         0,
@@ -416,16 +379,7 @@ fn sigkill_during_gc_leaves_a_store_that_verifies() {
         run_and_kill(&["admin", "gc", "-q", "--store"], &[&store], delay);
         let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
         assert_eq!(v.code, 0, "gc killed after {delay:.3}s: {}", v.stdout);
-        let target = t.path().join(format!("r{i}"));
-        assert_eq!(
-            asl(
-                &["admin", "restore", "b", "--store"],
-                &[&store, Path::new("--target"), &target]
-            )
-            .code,
-            0
-        );
-        assert!(compare_trees(&b, &target).is_empty());
+        assert_restores_to(&store, "b", &b, &t.path().join(format!("r{i}")));
         // A later gc completes the job.
         assert_eq!(asl(&["admin", "gc", "-q", "--store"], &[&store]).code, 0);
         assert_eq!(asl(&["admin", "verify", "--store"], &[&store]).code, 0);
@@ -572,6 +526,17 @@ fn multicall_names_and_help_work() {
         .output()
         .unwrap();
     assert_eq!(none.status.code(), Some(2));
+}
+
+/// Restores snapshot `snap` into `target` and checks it equals `src` exactly.
+fn assert_restores_to(store: &Path, snap: &str, src: &Path, target: &Path) {
+    let r = asl(
+        &["admin", "restore", snap, "--store"],
+        &[store, Path::new("--target"), target],
+    );
+    assert_eq!(r.code, 0, "restore of {snap}: {}", r.stderr);
+    let diffs = compare_trees(src, target);
+    assert!(diffs.is_empty(), "{:?}", &diffs[..diffs.len().min(10)]);
 }
 
 /// Verifies every byte, then restores each committed snapshot and checks it holds exactly the
