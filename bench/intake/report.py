@@ -161,6 +161,9 @@ for d in datasets:
         base, _, _ = stat(d, 'asl', ph)
         for t in tools:
             s, n_all, bad = stat(d, t, ph)
+            if ph in ('verify', 'restore') and n_all and stat(d, t, 'first')[0] is None:
+                w(f"| {ph} | {t} | n/a (no snapshot was taken) | | | | | | | | | 0/{n_all} |")
+                continue
             if s is None:
                 if n_all:
                     w(f"| {ph} | {t} | failed (rc {','.join(bad)}) | | | | | | | | | 0/{n_all} |")
