@@ -50,7 +50,7 @@ if [ "$CACHE" = cold ] && ! { [ -w /proc/sys/vm/drop_caches ] && [ "$(id -u)" = 
   echo "intake.sh: CACHE=cold needs root (drop_caches); run as root or with CACHE=warm" >&2; exit 1
 fi
 for t in $TOOLS; do
-  case $t in asl) ;; *) command -v "$t" >/dev/null || { echo "intake.sh: $t missing: scripts/install-deps.sh (scripts/deps/bench.apt)" >&2; exit 1; } ;; esac
+  case $t in asl) ;; *) command -v "$t" >/dev/null || { echo "intake.sh: $t missing: bash scripts/install-deps.sh --bench (scripts/deps/bench.apt)" >&2; exit 1; } ;; esac
 done
 command -v rsync >/dev/null || { echo "intake.sh: rsync missing (scripts/deps/bench.apt)" >&2; exit 1; }
 [ $# -gt 0 ] || set -- D1
