@@ -18,6 +18,11 @@
 #   OUT    [bench/results/<UTC date>-intake.md]  the report; raw rows go to the same name .csv
 #          (rows of the datasets measured now replace older rows of those datasets; others stay)
 #   KEEP   [0]     1: keep the scratch directory of the last run
+#   RESTORE_FS [fresh]  fresh: every restore goes to a new, empty ext4 file system (a loop image
+#                  under WORK, made and removed around the measured command), so no tool inherits
+#                  the inode tables the previous tool's restore left behind (ext4 scans past
+#                  recently freed inodes: that kernel time swung restores by 2-5x); same: restore
+#                  into WORK itself
 #   FIRST_RUN [1]  number of the first run; with FIRST_RUN > 1 the rows of earlier runs of the
 #                  same datasets are kept (to add runs to an interrupted series)
 #
@@ -39,6 +44,11 @@ CSV=${OUT%.md}.csv
 META=${OUT%.md}.meta
 KEEP=${KEEP:-0}
 FIRST_RUN=${FIRST_RUN:-1}
+RESTORE_FS=${RESTORE_FS:-fresh}
+case $RESTORE_FS in fresh|same) ;; *) echo "RESTORE_FS must be fresh or same" >&2; exit 2 ;; esac
+if [ "$RESTORE_FS" = fresh ] && { [ "$(id -u)" != 0 ] || ! command -v mkfs.ext4 >/dev/null; }; then
+  echo "intake.sh: RESTORE_FS=fresh needs root and mkfs.ext4; run as root or with RESTORE_FS=same" >&2; exit 1
+fi
 if [ -z "${ASL:-}" ]; then
   ASL=$REPO/target/release/asl
   [ -x "$ASL" ] || ASL=${CARGO_TARGET_DIR:-$REPO/target}/release/asl
@@ -130,11 +140,32 @@ done
 mkdir -p "$WORK"
 printf 'machine.fs\t%s\n' "$(df -T "$WORK" | awk 'NR==2{print $2" ("$1")"}')" >> "$META"
 
+# A new ext4 file system mounted at $1 (image $1.img, sparse, sized for the dataset), and its
+# removal. Every mount left by an interrupted run is removed on exit.
+fresh_fs() { # mountpoint src_bytes
+  local size=$(( $2 * 2 + (1 << 30) ))
+  truncate -s "$size" "$1.img" && mkfs.ext4 -q -F "$1.img" && mkdir -p "$1" && mount -o loop "$1.img" "$1"
+}
+drop_fs() { # mountpoint
+  umount "$1" 2>/dev/null || true
+  rm -f "$1.img"; rmdir "$1" 2>/dev/null || true
+}
+drop_all_fs() {
+  local m
+  for m in "$WORK"/*/rstfs-*; do [ -e "$m.img" ] && drop_fs "$m"; done
+  return 0
+}
+trap drop_all_fs EXIT
+
 measure() { # dataset run tool phase rundir
   local d=$1 run=$2 tool=$3 phase=$4 rd=$5 key=$3.$4 rc=0
   case $phase in first|unchanged|incremental) key=$tool.intake ;; esac
   export R=$rd/repo-$tool SRC=$rd/src RST=$rd/rst-$tool PHASE=$phase
   export RESTIC_CACHE_DIR=$rd/aux-restic BORG_BASE_DIR=$rd/aux-borg
+  if [ "$phase" = restore ] && [ "$RESTORE_FS" = fresh ]; then
+    fresh_fs "$rd/rstfs-$tool" "$(du -sb "$SRC" | cut -f1)"
+    export RST=$rd/rstfs-$tool/t
+  fi
   if [ "$phase" = verify ] || [ "$phase" = restore ]; then prepare_cache "$R"; else prepare_cache "$SRC" "$R"; fi
   local load1; load1=$(cut -d' ' -f1 /proc/loadavg)
   ( cd "$rd" && /usr/bin/time -f '%e %U %S %M' -o "$rd/logs/$tool-$phase.time" \
@@ -154,13 +185,16 @@ measure() { # dataset run tool phase rundir
   printf '  %-7s %-12s rc=%-2s wall=%6ss cpu=%6ss rss=%6s MiB store=%s MB\n' "$tool" "$phase" "$rc" "$wall" \
     "$(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u + s}')" "$((rss / 1024))" "$((sb / 1000000))"
   if [ "$rc" != 0 ]; then tail -3 "$rd/logs/$tool-$phase.log" | sed 's/^/      | /'; fi
-  if [ "$phase" = restore ]; then rm -rf "$RST"; fi
+  if [ "$phase" = restore ]; then
+    if [ "$RESTORE_FS" = fresh ]; then drop_fs "$rd/rstfs-$tool"; else rm -rf "$RST"; fi
+  fi
 }
 
 for d in "${DSETS[@]}"; do
   printf 'start.%s\t%s\n' "$d" "$(date -u +%FT%TZ)" >> "$META"
-  printf 'cmdline.%s.%s\t%s\n' "$d" "$FIRST_RUN" "FIRST_RUN=$FIRST_RUN RUNS=$RUNS TOOLS=\"$TOOLS\" CACHE=$CACHE bench/intake.sh $*" >> "$META"
+  printf 'cmdline.%s.%s\t%s\n' "$d" "$FIRST_RUN" "FIRST_RUN=$FIRST_RUN RUNS=$RUNS TOOLS=\"$TOOLS\" CACHE=$CACHE RESTORE_FS=$RESTORE_FS bench/intake.sh $*" >> "$META"
   printf 'cache.%s\t%s\n' "$d" "$CACHE" >> "$META"
+  printf 'restore_fs.%s\t%s\n' "$d" "$RESTORE_FS" >> "$META"
   read -ra tools <<< "$TOOLS"
   for run in $(seq "$FIRST_RUN" $((FIRST_RUN + RUNS - 1))); do
     rd=$WORK/$d-run$run

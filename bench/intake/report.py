@@ -150,6 +150,7 @@ for d in datasets:
       f"{len(runs)} run(s); caches "
       f"**{meta.get('cache.' + d, '?')}** "
       f"({'dropped before every measured command' if meta.get('cache.' + d) == 'cold' else 'source and repository pre-read before every measured command'}); "
+      f"restores into {'a fresh ext4 file system each' if meta.get('restore_fs.' + d) == 'fresh' else 'the work directory'}; "
       f"median load average {fmt(med(loads), 1)} (range {fmt(min(x for x in loads if x is not None), 1)}–"
       f"{fmt(max(x for x in loads if x is not None), 1)}).")
     w(f"* Source: {fmt(first_src / MB if first_src else None)} MB before the mutation, "

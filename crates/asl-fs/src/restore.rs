@@ -119,6 +119,8 @@ pub fn restore(
         owners: opts.owners.unwrap_or_else(sys::is_root),
         xattrs: !opts.no_xattrs,
         root: sys::is_root(),
+        creator: creator_ids(&root),
+        umask: sys::current_umask(),
     };
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let root = Arc::new(root);
@@ -215,6 +217,45 @@ struct Policy {
     owners: bool,
     xattrs: bool,
     root: bool,
+    /// The (uid, gid) a file created during this restore gets, when that is known: then a
+    /// `chown` to the same ids is skipped. `None` when the target directory is set-group-ID
+    /// (new files would take its group instead).
+    creator: Option<(u32, u32)>,
+    /// The process umask, when it could be read: a file created with its mode's permission
+    /// bits and no special bits the umask clears needs no `chmod` afterwards.
+    umask: Option<u32>,
+}
+
+/// The owner of files this process creates under `target`. Directories made by the restore
+/// are `0700` until their contents are done, so only the target's own set-group-ID bit could
+/// hand new files another group.
+fn creator_ids(target: &OwnedFd) -> Option<(u32, u32)> {
+    let st = sys::fstat(target.as_raw_fd()).ok()?;
+    if st.st_mode & libc::S_ISGID != 0 {
+        return None;
+    }
+    Some(sys::effective_ids())
+}
+
+impl Policy {
+    /// Whether a file created with `create_mode(e)` still needs `chown`.
+    fn needs_chown(&self, e: &Entry) -> bool {
+        self.owners && self.creator != Some((e.uid, e.gid))
+    }
+
+    /// Whether a file created with `create_mode(e)` still needs `chmod`.
+    fn needs_chmod(&self, e: &Entry) -> bool {
+        match self.umask {
+            Some(umask) => e.mode & 0o7777 != create_mode(e) & !umask,
+            None => true,
+        }
+    }
+}
+
+/// The mode a regular file is created with: its permission bits, never the special ones
+/// (set-user-ID and set-group-ID are set last, after `chown` would have cleared them).
+fn create_mode(e: &Entry) -> u32 {
+    e.mode & 0o777
 }
 
 impl Policy {
@@ -258,7 +299,9 @@ impl Issues {
     }
 }
 
-/// A created, still empty file whose content and metadata a worker writes.
+/// A created, still empty file whose content and metadata a worker writes. Files are created
+/// by the walking thread: a hardlink group's other names are linked right after, and a
+/// directory's own metadata, set once its walk is done, is not changed by a later creation.
 struct FileJob {
     fd: OwnedFd,
     /// Its directory, to remove the file again if its content turns out damaged.
@@ -268,20 +311,31 @@ struct FileJob {
     rel: Vec<u8>,
 }
 
+fn create_file(dir: RawFd, name: &CStr, e: &Entry) -> std::io::Result<OwnedFd> {
+    sys::open_at(
+        dir,
+        name,
+        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        create_mode(e),
+    )
+}
+
 fn write_file(store: &dyn ArtifactRead, policy: &Policy, job: FileJob, out: &mut Issues) {
     let e = &job.tree.entries[job.index];
     let rel = &job.rel;
     let Some(content) = e.content else { return };
-    let raw = job.fd.as_raw_fd();
+    let fd = job.fd;
+    let raw = fd.as_raw_fd();
     let mut sink = FileSink {
         fd: raw,
         pos: 0,
         holes: &e.holes,
         hole_ix: 0,
         written: 0,
+        end: 0,
     };
     if let Err(err) = store.read_to(&content, &mut sink) {
-        drop(job.fd);
+        drop(fd);
         // A partly written file must not look restored.
         if let Ok(name) = sys::cstring(&e.name) {
             let _ = sys::unlink_at(job.dir.as_raw_fd(), &name);
@@ -294,16 +348,22 @@ fn write_file(store: &dyn ArtifactRead, policy: &Policy, job: FileJob, out: &mut
         return;
     }
     out.bytes += sink.written;
-    if let Err(err) = sys::ftruncate(raw, e.size) {
+    // Only a file that ends in a hole (or whose content is shorter than recorded) is not
+    // already at its size.
+    if sink.end != e.size
+        && let Err(err) = sys::ftruncate(raw, e.size)
+    {
         out.error(rel, "set size", err);
     }
-    if policy.owners
+    if policy.needs_chown(e)
         && let Err(err) = sys::fchown(raw, e.uid, e.gid)
     {
         out.error(rel, "chown", err);
     }
     set_xattrs_fd(policy, raw, e, rel, out);
-    if let Err(err) = sys::fchmod(raw, e.mode) {
+    if policy.needs_chmod(e)
+        && let Err(err) = sys::fchmod(raw, e.mode)
+    {
         out.error(rel, "chmod", err);
     }
     if let Err(err) = sys::futimens(raw, e.mtime_sec, e.mtime_nsec) {
@@ -477,12 +537,7 @@ impl Restorer<'_, '_> {
             self.not_taken_in(rel, e);
             return false;
         }
-        let fd = match sys::open_at(
-            dir.as_raw_fd(),
-            name,
-            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
-            0o600,
-        ) {
+        let fd = match create_file(dir.as_raw_fd(), name, e) {
             Ok(fd) => fd,
             Err(err) => {
                 self.issues.error(rel, "create", err);
@@ -580,6 +635,8 @@ struct FileSink<'a> {
     holes: &'a [Hole],
     hole_ix: usize,
     written: u64,
+    /// Where the last byte actually written ends: the file's size so far.
+    end: u64,
 }
 
 impl Write for FileSink<'_> {
@@ -605,6 +662,7 @@ impl Write for FileSink<'_> {
             if !in_hole || part.iter().any(|&b| b != 0) {
                 sys::pwrite_all(self.fd, part, self.pos)?;
                 self.written += n as u64;
+                self.end = self.pos + n as u64;
             }
             self.pos += n as u64;
             rest = &rest[n..];

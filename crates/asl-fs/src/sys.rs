@@ -347,3 +347,17 @@ pub fn makedev(major: u32, minor: u32) -> u64 {
 pub fn strerror(errno: i32) -> String {
     io::Error::from_raw_os_error(errno).to_string()
 }
+
+/// The effective user and group ids: the owner of files this process creates.
+pub fn effective_ids() -> (u32, u32) {
+    // SAFETY: geteuid and getegid cannot fail.
+    unsafe { (libc::geteuid(), libc::getegid()) }
+}
+
+/// The process umask, read from `/proc/self/status` (`umask(2)` can only read it by
+/// changing it, which would race with other threads creating files). `None` when unknown.
+pub fn current_umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+    u32::from_str_radix(line["Umask:".len()..].trim(), 8).ok()
+}

@@ -53,6 +53,8 @@ impl Layout {
 pub struct InitOptions {
     pub hash: crate::HashAlgo,
     pub domain_id: u32,
+    /// FastCDC `(min, avg, max)` chunk sizes; `None`: the defaults of [`crate::config::ChunkerParams`].
+    pub chunk_sizes: Option<(u32, u32, u32)>,
 }
 
 impl Default for InitOptions {
@@ -60,6 +62,7 @@ impl Default for InitOptions {
         InitOptions {
             hash: crate::HashAlgo::Blake3,
             domain_id: 1,
+            chunk_sizes: None,
         }
     }
 }
@@ -83,7 +86,16 @@ impl Store {
             }
         }
         let layout = Layout::new(dir);
-        let config = StoreConfig::new(opts.hash, opts.domain_id);
+        let mut config = StoreConfig::new(opts.hash, opts.domain_id);
+        if let Some((min, avg, max)) = opts.chunk_sizes {
+            config.chunker.min_size = min;
+            config.chunker.avg_size = avg;
+            config.chunker.max_size = max;
+        }
+        config.validate().map_err(|reason| StoreError::BadConfig {
+            path: layout.config(),
+            reason,
+        })?;
         for d in [
             layout.root.join("log"),
             layout.blocks_open(),

@@ -99,165 +99,52 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
     }
 
     // Index entries grouped by block.
-    let mut by_block: HashMap<u32, Vec<([u8; 32], crate::state::Location)>> = HashMap::new();
+    let mut by_block: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
     for (d, l) in &st.index {
         by_block.entry(l.block).or_default().push((*d, *l));
     }
     let algo = store.config().algo();
+    // Blocks are independent: every worker takes the next unchecked one. With `read_data`
+    // this is hashing and decompression, so it scales with the cores.
+    let blocks: Vec<(usize, &crate::block::BlockId, Vec<IndexEntry>)> = st
+        .blocks
+        .iter()
+        .enumerate()
+        .map(|(n, id)| (n, id, by_block.remove(&(n as u32)).unwrap_or_default()))
+        .collect();
+    let found = parallel_map(&blocks, |(_, id, entries)| {
+        check_block(store, id, entries, opts.read_data)
+    });
     // Chunks found damaged, for composite attribution.
     let mut bad_chunks: HashSet<[u8; 32]> = HashSet::new();
-    for (n, id) in st.blocks.iter().enumerate() {
-        let entries = by_block.remove(&(n as u32)).unwrap_or_default();
-        let affected: HashSet<[u8; 32]> = entries.iter().map(|(d, _)| *d).collect();
-        let mut fail =
-            |reason: String, affected: HashSet<[u8; 32]>, bad: &mut HashSet<[u8; 32]>| {
-                bad.extend(affected.iter().copied());
-                damaged.push((
-                    Problem {
-                        object: format!("block {id}"),
-                        reason,
-                        artifacts: vec![],
-                        snapshots: vec![],
-                    },
-                    affected,
-                ));
-            };
-        let path = id.path(&store.layout().blocks());
-        let bytes = match read_block(&path, opts.read_data) {
-            Ok(b) => b,
-            Err(e) => {
-                fail(format!("cannot be read: {e}"), affected, &mut bad_chunks);
-                continue;
-            }
-        };
-        if opts.read_data {
-            rep.bytes_read += bytes.len() as u64;
-            let actual = algo.digest(&bytes);
-            if actual.digest() != &id.0 {
-                fail(
-                    format!(
-                        "file content hashes to {}, not to its name",
-                        hex::encode(actual.digest())
-                    ),
-                    affected.clone(),
-                    &mut bad_chunks,
-                );
-                // Go on: the per-record checks below narrow the damage down.
-            }
-        }
-        let trailer = match block::decode_trailer(&bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                fail(
-                    format!("trailer unreadable: {e}"),
-                    affected,
-                    &mut bad_chunks,
-                );
-                continue;
-            }
-        };
-        // Keyed by offset *and* digest: an empty record shares its offset with the next one.
-        let listed: HashMap<(u64, [u8; 32]), &BlockEntry> = trailer
-            .iter()
-            .map(|e| ((e.offset, *e.reference.digest()), e))
-            .collect();
-        for (d, loc) in &entries {
-            let ok = listed.get(&(loc.offset, *d)).is_some_and(|e| {
-                e.stored_len == loc.stored_len
-                    && e.raw_len == loc.raw_len
-                    && e.codec == loc.codec
-                    && e.kind == loc.kind
-            });
-            if !ok {
-                fail(
-                    format!(
-                        "the index places {} at offset {}, but the block's trailer does not list it there",
-                        Reference::new(algo, *d),
-                        loc.offset
-                    ),
-                    HashSet::from([*d]),
-                    &mut bad_chunks,
-                );
-                continue;
-            }
-            if opts.read_data {
-                let start = loc.offset as usize;
-                let stored = bytes
-                    .get(start..start + loc.stored_len as usize)
-                    .unwrap_or(&[]);
-                let problem = match block::decode_record(loc.codec, stored, loc.raw_len) {
-                    Err(e) => Some(format!(
-                        "record of {} does not decode: {e}",
-                        Reference::new(algo, *d)
-                    )),
-                    Ok(raw) => match loc.kind {
-                        RecordKind::Chunk => {
-                            let actual = algo.digest(&raw);
-                            (actual.digest() != d).then(|| {
-                                format!("record of {} hashes to {actual}", Reference::new(algo, *d))
-                            })
-                        }
-                        RecordKind::Parts => block::PartList::decode(&raw)
-                            .err()
-                            .map(|e| format!("part list of {}: {e}", Reference::new(algo, *d))),
-                    },
-                };
-                if let Some(reason) = problem {
-                    fail(reason, HashSet::from([*d]), &mut bad_chunks);
-                }
-            }
+    for (problems, bytes_read) in found {
+        rep.bytes_read += bytes_read;
+        for (p, affected) in problems {
+            bad_chunks.extend(affected.iter().copied());
+            damaged.push((p, affected));
         }
     }
 
     // Composite artifacts: parts present, and with read_data the whole hash.
-    let reader = store.reader();
-    for (d, loc) in &st.index {
-        if loc.kind != RecordKind::Parts || bad_chunks.contains(d) {
-            continue;
-        }
-        let r = Reference::new(algo, *d);
-        let problem = match reader.part_list(loc) {
-            Err(e) => Some(e.to_string()),
-            Ok(list) => {
-                let missing: Vec<_> = list
-                    .parts
-                    .iter()
-                    .filter(|(_, p)| !st.index.contains_key(p))
-                    .collect();
-                let bad: Vec<_> = list
-                    .parts
-                    .iter()
-                    .filter(|(_, p)| bad_chunks.contains(p))
-                    .collect();
-                if !missing.is_empty() {
-                    Some(format!(
-                        "{} of its parts are missing from the index",
-                        missing.len()
-                    ))
-                } else if !bad.is_empty() {
-                    Some(format!("{} of its parts are damaged", bad.len()))
-                } else if opts.read_data {
-                    match reader.read_to(&r, &mut std::io::sink()) {
-                        Ok(_) => None,
-                        Err(e) => Some(e.to_string()),
-                    }
-                } else {
-                    None
-                }
-            }
-        };
-        if let Some(reason) = problem {
-            damaged.push((
+    let composites: Vec<(&[u8; 32], &crate::state::Location)> = st
+        .index
+        .iter()
+        .filter(|(d, loc)| loc.kind == RecordKind::Parts && !bad_chunks.contains(*d))
+        .collect();
+    let found = parallel_map(&composites, |(d, loc)| {
+        check_composite(store, &bad_chunks, d, loc, opts.read_data).map(|reason| {
+            (
                 Problem {
-                    object: format!("artifact {r}"),
+                    object: format!("artifact {}", Reference::new(algo, **d)),
                     reason,
                     artifacts: vec![],
                     snapshots: vec![],
                 },
-                HashSet::from([*d]),
-            ));
-        }
-    }
+                HashSet::from([**d]),
+            )
+        })
+    });
+    damaged.extend(found.into_iter().flatten());
 
     // Snapshots: complete trees, and which snapshots each damage touches.
     let all_bad: HashSet<[u8; 32]> = damaged
@@ -323,6 +210,190 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
         rep.problems.push(p);
     }
     rep
+}
+
+/// An index entry: the digest and where the index says its record is.
+type IndexEntry = ([u8; 32], crate::state::Location);
+
+/// Problems found in one place, each with the digests whose bytes it affects.
+type Found = Vec<(Problem, HashSet<[u8; 32]>)>;
+
+/// `f` over `items` on every core (items taken in turn, so a slow block does not hold up the
+/// rest); results in the order of `items`.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(items.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| match w.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// One block: readable, named by its hash (with `read_data`), its trailer listing every
+/// index entry that points into it, and (with `read_data`) every record decoding to its
+/// digest. Returns the problems and the bytes read.
+fn check_block(
+    store: &Store,
+    id: &crate::block::BlockId,
+    entries: &[IndexEntry],
+    read_data: bool,
+) -> (Found, u64) {
+    let algo = store.config().algo();
+    let mut found: Found = Vec::new();
+    let affected: HashSet<[u8; 32]> = entries.iter().map(|(d, _)| *d).collect();
+    let mut fail = |reason: String, affected: HashSet<[u8; 32]>| {
+        found.push((
+            Problem {
+                object: format!("block {id}"),
+                reason,
+                artifacts: vec![],
+                snapshots: vec![],
+            },
+            affected,
+        ));
+    };
+    let path = id.path(&store.layout().blocks());
+    let bytes = match read_block(&path, read_data) {
+        Ok(b) => b,
+        Err(e) => {
+            fail(format!("cannot be read: {e}"), affected);
+            return (found, 0);
+        }
+    };
+    let bytes_read = if read_data { bytes.len() as u64 } else { 0 };
+    if read_data {
+        let actual = algo.digest(&bytes);
+        if actual.digest() != &id.0 {
+            fail(
+                format!(
+                    "file content hashes to {}, not to its name",
+                    hex::encode(actual.digest())
+                ),
+                affected.clone(),
+            );
+            // Go on: the per-record checks below narrow the damage down.
+        }
+    }
+    let trailer = match block::decode_trailer(&bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            fail(format!("trailer unreadable: {e}"), affected);
+            return (found, bytes_read);
+        }
+    };
+    // Keyed by offset *and* digest: an empty record shares its offset with the next one.
+    let listed: HashMap<(u64, [u8; 32]), &BlockEntry> = trailer
+        .iter()
+        .map(|e| ((e.offset, *e.reference.digest()), e))
+        .collect();
+    for (d, loc) in entries {
+        let ok = listed.get(&(loc.offset, *d)).is_some_and(|e| {
+            e.stored_len == loc.stored_len
+                && e.raw_len == loc.raw_len
+                && e.codec == loc.codec
+                && e.kind == loc.kind
+        });
+        if !ok {
+            fail(
+                format!(
+                    "the index places {} at offset {}, but the block's trailer does not list it there",
+                    Reference::new(algo, *d),
+                    loc.offset
+                ),
+                HashSet::from([*d]),
+            );
+            continue;
+        }
+        if read_data {
+            let start = loc.offset as usize;
+            let stored = bytes
+                .get(start..start + loc.stored_len as usize)
+                .unwrap_or(&[]);
+            let problem = match block::decode_record(loc.codec, stored, loc.raw_len) {
+                Err(e) => Some(format!(
+                    "record of {} does not decode: {e}",
+                    Reference::new(algo, *d)
+                )),
+                Ok(raw) => match loc.kind {
+                    RecordKind::Chunk => {
+                        let actual = algo.digest(&raw);
+                        (actual.digest() != d).then(|| {
+                            format!("record of {} hashes to {actual}", Reference::new(algo, *d))
+                        })
+                    }
+                    RecordKind::Parts => block::PartList::decode(&raw)
+                        .err()
+                        .map(|e| format!("part list of {}: {e}", Reference::new(algo, *d))),
+                },
+            };
+            if let Some(reason) = problem {
+                fail(reason, HashSet::from([*d]));
+            }
+        }
+    }
+    (found, bytes_read)
+}
+
+/// One composite artifact: every part in the index and undamaged, and (with `read_data`)
+/// its parts' bytes hashing to its reference. `None` when it is sound.
+fn check_composite(
+    store: &Store,
+    bad_chunks: &HashSet<[u8; 32]>,
+    d: &[u8; 32],
+    loc: &crate::state::Location,
+    read_data: bool,
+) -> Option<String> {
+    let st = store.state();
+    let reader = store.reader();
+    let list = match reader.part_list(loc) {
+        Err(e) => return Some(e.to_string()),
+        Ok(list) => list,
+    };
+    let missing = list
+        .parts
+        .iter()
+        .filter(|(_, p)| !st.index.contains_key(p))
+        .count();
+    let bad = list
+        .parts
+        .iter()
+        .filter(|(_, p)| bad_chunks.contains(p))
+        .count();
+    if missing > 0 {
+        Some(format!("{missing} of its parts are missing from the index"))
+    } else if bad > 0 {
+        Some(format!("{bad} of its parts are damaged"))
+    } else if read_data {
+        let r = Reference::new(store.config().algo(), *d);
+        reader
+            .read_to(&r, &mut std::io::sink())
+            .err()
+            .map(|e| e.to_string())
+    } else {
+        None
+    }
 }
 
 /// Reads a whole block, or just enough of its end for the trailer.

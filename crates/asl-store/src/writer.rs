@@ -186,7 +186,7 @@ impl Writer {
 
     /// Compresses `raw` when that saves space.
     fn encode(&self, raw: &[u8]) -> Result<(Codec, Vec<u8>)> {
-        if raw.len() < 64 {
+        if raw.len() < 64 || looks_incompressible(raw) {
             return Ok((Codec::None, raw.to_vec()));
         }
         let level = self.config.compression_level;
@@ -570,6 +570,52 @@ impl Writer {
     }
 }
 
+/// Whether `raw` is already compressed (or random) so that zstd would only spend time on it:
+/// the order-0 entropy of a sample of its bytes is within a hair of 8 bits per byte.
+///
+/// Why: a fifth of a typical /usr is gzip, PNG or other compressed data, which zstd scans at
+/// full cost to save ~0.4 %. Order-0 entropy cannot see repeats, so data made of repeated
+/// random blocks would be stored raw; within one chunk that is rare, and the record stays
+/// correct either way (the codec is per record).
+fn looks_incompressible(raw: &[u8]) -> bool {
+    // Below 1 KiB a sample says too little, and zstd's attempt is cheap anyway.
+    const MIN: usize = 1024;
+    // Four windows spread over the record: a header or a stored tail does not decide alone.
+    const WINDOW: usize = 2048;
+    if raw.len() < MIN {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    let mut n = 0usize;
+    if raw.len() <= 4 * WINDOW {
+        for &b in raw {
+            counts[b as usize] += 1;
+        }
+        n = raw.len();
+    } else {
+        let step = (raw.len() - WINDOW) / 3;
+        for w in 0..4 {
+            for &b in &raw[w * step..w * step + WINDOW] {
+                counts[b as usize] += 1;
+            }
+            n += WINDOW;
+        }
+    }
+    let total = n as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / total;
+            -p * p.log2()
+        })
+        .sum();
+    // A sample of n uniformly random bytes falls short of 8 bits by about 255 / (2 n ln 2)
+    // (the estimator's bias); allow that plus a margin for gzip's headers and tables.
+    let expected_random = 8.0 - 255.0 / (2.0 * total * std::f64::consts::LN_2);
+    entropy > expected_random - 0.03
+}
+
 fn store_err(e: StoreError) -> AccessError {
     AccessError::Store(Box::new(e))
 }
@@ -652,13 +698,55 @@ mod tests {
     }
 
     #[test]
-    fn chunk_cut_points_match_the_golden_vector() {
-        // Pinned cut points for the default parameters (16/64/256 KiB, level 1) over a fixed
-        // xorshift stream. If this changes, every existing store would dedup against
-        // different chunks: a chunker upgrade must not pass unnoticed.
+    fn compressed_and_random_data_is_not_recompressed() {
+        let random = pseudo_random(300_000, 7);
+        assert!(looks_incompressible(&random));
+        assert!(looks_incompressible(&random[..1500]), "short random record");
+        let text: Vec<u8> = b"The quick brown fox jumps over the lazy dog, again and again. "
+            .iter()
+            .copied()
+            .cycle()
+            .take(200_000)
+            .collect();
+        let packed_random = zstd::bulk::compress(&random, 3).unwrap();
+        assert!(
+            looks_incompressible(&packed_random),
+            "zstd output of random data"
+        );
+        assert!(!looks_incompressible(&text));
+        assert!(!looks_incompressible(&vec![0u8; 100_000]));
+        // Six bits of entropy per byte: compressible by a quarter, so it must be tried.
+        let b64: Vec<u8> = random
+            .iter()
+            .map(|b| {
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                    [(*b & 63) as usize]
+            })
+            .collect();
+        assert!(!looks_incompressible(&b64));
+        // Too short to judge: left to zstd.
+        assert!(!looks_incompressible(&random[..1000]));
+        // A compressible stretch in the middle of random data is seen by the sample.
+        let mut mixed = random.clone();
+        mixed[100_000..250_000].fill(b'a');
+        assert!(!looks_incompressible(&mixed));
+    }
+
+    /// A store with the small chunks of format version 1's first default (16/64/256 KiB), so
+    /// that tests see several chunks in a few hundred KiB.
+    fn small_chunks() -> crate::InitOptions {
+        crate::InitOptions {
+            chunk_sizes: Some((16 * 1024, 64 * 1024, 256 * 1024)),
+            ..Default::default()
+        }
+    }
+
+    /// The cut points of a fixed xorshift stream with `opts`' chunker, checked against
+    /// fastcdc's own whole-buffer iterator.
+    fn cuts_of_fixed_stream(opts: &crate::InitOptions) -> Vec<usize> {
         let dir = tempfile::tempdir().unwrap();
-        let w = Writer::open_or_init(&dir.path().join("s"), &Default::default()).unwrap();
-        let data = pseudo_random(2 << 20, 42);
+        let w = Writer::open_or_init(&dir.path().join("s"), opts).unwrap();
+        let data = pseudo_random(8 << 20, 42);
         let mut rest = &data[..];
         let mut cuts = Vec::new();
         while !rest.is_empty() {
@@ -666,25 +754,54 @@ mod tests {
             cuts.push(n);
             rest = &rest[n..];
         }
-        assert_eq!(cuts, GOLDEN_CUTS, "FastCDC cut points changed");
         // Our incremental cutting must agree with fastcdc's own whole-buffer iterator.
-        let reference: Vec<usize> =
-            fastcdc::v2020::FastCDC::new(&data, 16 * 1024, 64 * 1024, 256 * 1024)
-                .map(|c| c.length)
-                .collect();
+        let c = &w.config().chunker;
+        let reference: Vec<usize> = fastcdc::v2020::FastCDC::new(
+            &data,
+            c.min_size as usize,
+            c.avg_size as usize,
+            c.max_size as usize,
+        )
+        .map(|c| c.length)
+        .collect();
         assert_eq!(cuts, reference);
+        cuts
     }
 
-    const GOLDEN_CUTS: &[usize] = &[
+    #[test]
+    fn chunk_cut_points_match_the_golden_vectors() {
+        // Pinned cut points (normalisation level 1) over a fixed xorshift stream. If these
+        // change, every existing store would dedup against different chunks: a chunker
+        // upgrade must not pass unnoticed.
+        let small = cuts_of_fixed_stream(&small_chunks());
+        assert_eq!(
+            &small[..GOLDEN_CUTS_SMALL.len()],
+            GOLDEN_CUTS_SMALL,
+            "FastCDC cut points changed (16/64/256 KiB)"
+        );
+        let default = cuts_of_fixed_stream(&Default::default());
+        assert_eq!(
+            default, GOLDEN_CUTS_DEFAULT,
+            "FastCDC cut points changed (128/512/2048 KiB)"
+        );
+    }
+
+    /// The first 2 MiB of the stream with 16/64/256 KiB chunks.
+    const GOLDEN_CUTS_SMALL: &[usize] = &[
         34625, 89372, 16949, 119607, 145954, 104697, 106705, 109539, 32775, 82218, 107730, 78326,
         88558, 76689, 70132, 42713, 61604, 119608, 129674, 34152, 76973, 68810, 144286, 67925,
-        87531,
+    ];
+
+    /// The whole 8 MiB stream with the default 128/512/2048 KiB chunks.
+    const GOLDEN_CUTS_DEFAULT: &[usize] = &[
+        727448, 640745, 916484, 644141, 185818, 660464, 618954, 522961, 544348, 263984, 426743,
+        528743, 287988, 337800, 773416, 308571,
     ];
 
     #[test]
     fn streaming_and_in_memory_puts_give_the_same_reference_and_chunks() {
         let dir = tempfile::tempdir().unwrap();
-        let w = Writer::open_or_init(&dir.path().join("s"), &Default::default()).unwrap();
+        let w = Writer::open_or_init(&dir.path().join("s"), &small_chunks()).unwrap();
         let data = pseudo_random(1 << 20, 7);
         let a = w.put_bytes(&data, TypeTag::BYTES).unwrap();
         // A reader that returns odd-sized pieces must not change the chunking.
@@ -799,7 +916,7 @@ mod tests {
     fn puts_from_many_threads_store_each_chunk_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+        let mut w = Writer::open_or_init(&path, &small_chunks()).unwrap();
         let data = pseudo_random(600_000, 11);
         let puts: Vec<Put> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)

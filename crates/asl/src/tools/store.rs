@@ -168,7 +168,7 @@ pub fn human_bytes(n: u64) -> String {
     long_about = "Create a new, empty ASL store: a content-addressed, deduplicated, verifiable store of \
 artifacts (see docs/FORMAT.md). The directory must not exist or be empty.\n\n\
 The hash algorithm and domain are fixed for the store's lifetime.",
-    after_help = "Examples:\n  asl-init-store --store /mnt/asl/local\n  asl-init-store --store ./pre-image --hash sha256 --domain 7"
+    after_help = "Examples:\n  asl-init-store --store /mnt/asl/local\n  asl-init-store --store ./pre-image --hash sha256 --domain 7\n  asl-init-store --store ./vm-images --chunk-sizes 16K,64K,256K"
 )]
 pub struct InitStore {
     #[command(flatten)]
@@ -179,8 +179,34 @@ pub struct InitStore {
     /// The domain id this store belongs to.
     #[arg(long, default_value_t = 1)]
     domain: u32,
+    /// FastCDC chunk sizes MIN,AVG,MAX: powers of two, with a K or M suffix for KiB or MiB
+    /// (default 128K,512K,2M). Smaller chunks find more duplicates in files edited in place
+    /// and compress worse; fixed for the store's lifetime.
+    #[arg(long, value_name = "MIN,AVG,MAX", value_parser = parse_chunk_sizes)]
+    chunk_sizes: Option<(u32, u32, u32)>,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+/// `16K,64K,256K` -> (16384, 65536, 262144). Range and power-of-two rules are the store's.
+fn parse_chunk_sizes(s: &str) -> Result<(u32, u32, u32), String> {
+    let one = |v: &str| -> Result<u32, String> {
+        let v = v.trim();
+        let (digits, unit) = match v.char_indices().last() {
+            Some((i, 'K' | 'k')) => (&v[..i], 1024),
+            Some((i, 'M' | 'm')) => (&v[..i], 1024 * 1024),
+            _ => (v, 1),
+        };
+        digits
+            .parse::<u32>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .ok_or_else(|| format!("'{v}' is not a size (e.g. 64K, 2M or 65536)"))
+    };
+    match s.split(',').collect::<Vec<_>>()[..] {
+        [a, b, c] => Ok((one(a)?, one(b)?, one(c)?)),
+        _ => Err(format!("'{s}': expected MIN,AVG,MAX, e.g. 16K,64K,256K")),
+    }
 }
 
 fn init_store(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
@@ -192,6 +218,7 @@ fn init_store(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         &InitOptions {
             hash,
             domain_id: a.domain,
+            chunk_sizes: a.chunk_sizes,
         },
     )
     .map_err(store_error)?;
