@@ -111,9 +111,14 @@ w("## Machine and tools\n")
 w(f"* {meta.get('machine.nproc', '?')} CPUs ({meta.get('machine.cpu', '?')}), "
   f"{meta.get('machine.mem', '?')} RAM, kernel {meta.get('machine.kernel', '?')}, "
   f"scratch on {meta.get('machine.fs', '?')}.")
-w("* **Shared and noisy**: other engineers compile on the same 2 CPUs during the runs; the "
-  "1-minute load average when each command started is in the CSV (median per dataset below). "
-  "Compare medians and ratios within one run, not absolute seconds across days.")
+all_loads = [x for x in (fnum(r['load1']) for r in rows) if x is not None]
+busy = bool(all_loads) and med(all_loads) > float(meta.get('machine.nproc', '2') or 2)
+w("* " + ("**Shared and busy**: other jobs ran on the same CPUs during the runs (median load "
+          "above the CPU count); " if busy else
+          "A virtual machine with other tenants: even with a low load average, the same command "
+          "varies by ±15 % from run to run; ")
+  + "the 1-minute load average when each command started is in the CSV (median per dataset "
+  "below). Compare medians and ratios within one run, not absolute seconds across days.")
 for t in tools:
     w(f"* {t}: {meta.get(t + '.version', '?')}")
 w("* Configurations are the tools' defaults as in anchors-store.md §3: restic (always "

@@ -57,7 +57,14 @@ pub struct CaptureOptions {
     /// Copy the command's stdout/stderr to ours while it runs.
     pub echo: bool,
     pub label: Option<String>,
+    /// zstd level of everything this capture stores; `None`: [`CAPTURE_COMPRESSION_LEVEL`].
+    pub compression_level: Option<i32>,
 }
+
+/// The zstd level a capture stores at unless told otherwise. A capture sits on the critical
+/// path of the build step it wraps, and storing its declared inputs is most of its cost: level
+/// 1 is ~20 % cheaper than the store's default 3 on /usr-like input for ~4 % more bytes.
+pub const CAPTURE_COMPRESSION_LEVEL: i32 = 1;
 
 /// The result of a capture.
 pub struct Captured {
@@ -421,6 +428,7 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
         ));
     }
     let mut writer = Writer::open(store_dir)?;
+    writer.set_compression_level(opts.compression_level.unwrap_or(CAPTURE_COMPRESSION_LEVEL))?;
     let algo = writer.algo();
     let cache_dir = writer.layout().cache();
     let domain_id = writer.config().domain_id;

@@ -32,6 +32,7 @@ fn opts(
         sign: None,
         echo: false,
         label: None,
+        compression_level: None,
     }
 }
 

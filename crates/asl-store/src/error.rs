@@ -53,6 +53,8 @@ pub enum StoreError {
     AmbiguousSnapshot { name: String, ids: String },
     #[error("the store has no snapshots yet")]
     NoSnapshots,
+    #[error("zstd level {0} is not in 1..=19")]
+    BadCompressionLevel(i32),
 }
 
 impl StoreError {

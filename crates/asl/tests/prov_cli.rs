@@ -185,14 +185,90 @@ fn snapshots(store: &Path) -> usize {
     v.as_array().expect("snapshots --json is an array").len()
 }
 
+/// Bytes under a store's `blocks/`.
+fn block_bytes(store: &Path) -> u64 {
+    let mut total = 0;
+    let mut dirs = vec![store.join("blocks")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            if m.is_dir() {
+                dirs.push(e.path());
+            } else {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+/// A capture stores at its own zstd level (default 1, on the build's critical path), not at
+/// the store's 3: the same input costs about what an explicit level 1 costs, and more than
+/// levels 3 and 19.
+#[test]
+fn a_capture_stores_at_its_own_compression_level() {
+    let dir = tempfile::tempdir().unwrap();
+    // Varied, compressible text: pseudo-random words.
+    let words = [
+        "store", "block", "chunk", "receipt", "edge", "snapshot", "log", "seal",
+    ];
+    let mut x = 12345u64;
+    let mut doc = String::new();
+    while doc.len() < 3 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        doc.push_str(words[(x % 8) as usize]);
+        doc.push(if x.is_multiple_of(11) { '\n' } else { ' ' });
+    }
+    std::fs::write(dir.path().join("input.txt"), &doc).unwrap();
+    let stored = |name: &str, level: Option<&str>| {
+        let store = dir.path().join(name);
+        init_store(&store);
+        let mut c = asl();
+        c.current_dir(dir.path())
+            .args(["capture", "-q", "--trace", "none", "--store"])
+            .arg(&store)
+            .args(["--artifact-inputs", "input.txt"]);
+        if let Some(l) = level {
+            c.args(["--compression-level", l]);
+        }
+        let o = run(c.args(["--", "true"]));
+        assert!(o.status.success(), "{}", text(&o));
+        block_bytes(&store)
+    };
+    let default = stored("default", None);
+    let one = stored("one", Some("1"));
+    let nineteen = stored("nineteen", Some("19"));
+    // The receipts differ by a few bytes (timings); the 3 MiB input decides.
+    assert!(
+        default.abs_diff(one) < 1000,
+        "the default capture level is 1: {default} vs {one} bytes"
+    );
+    let three = stored("three", Some("3"));
+    assert!(
+        three + 1000 < default,
+        "level 3 stored {three} bytes, the default {default}"
+    );
+    assert!(
+        nineteen < default,
+        "level 19 stored {nineteen} bytes, the default {default}"
+    );
+}
+
 #[test]
 fn bad_input_gives_a_clear_error_and_commits_no_receipt() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     init_store(&store);
     std::fs::write(dir.path().join("bad.key"), "garbage").unwrap();
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["--", "no-such-program-xyz"], "no-such-program-xyz"),
+        (
+            &["--compression-level", "0", "--", "true"],
+            "--compression-level",
+        ),
         (
             &["--artifact-inputs", "missing.c", "--", "true"],
             "missing.c",

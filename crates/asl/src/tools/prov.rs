@@ -125,6 +125,10 @@ struct RunArgs {
     /// Label for the snapshot.
     #[arg(long)]
     label: Option<String>,
+    /// zstd level (1-19) of what this capture stores. Default 1: a capture runs on the build's
+    /// critical path; the store's own level (asl-intake's) is usually 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(1..=19))]
+    compression_level: Option<i32>,
     /// The command as separate arguments, after `--`.
     #[arg(last = true, value_name = "ARGV")]
     argv: Vec<String>,
@@ -236,6 +240,7 @@ fn capture(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             sign: key,
             echo: !a.out.json,
             label: r.label,
+            compression_level: r.compression_level,
         };
         asl_prov::capture::capture(&store_dir, &opts).map_err(perr)?
     };
