@@ -174,10 +174,18 @@ fn segment_seeds() -> Vec<(&'static str, Vec<u8>)> {
     ];
     published[1].1.visible_since = 42;
     let compacted = Segment::build(7, 3, FLAG_COMPACTED, published);
+    let v1 = asl_store::segment::VERSION_PLAIN;
     vec![
         ("empty.seg", Segment::build(2, 0, 0, Vec::new()).encode().0),
         ("two-blocks.seg", two.encode().0),
         ("compacted.seg", compacted.encode().0),
+        // Version 1 (uncompressed records), still read.
+        (
+            "v1-empty.seg",
+            Segment::build(2, 0, 0, Vec::new()).encode_version(v1).0,
+        ),
+        ("v1-two-blocks.seg", two.encode_version(v1).0),
+        ("v1-compacted.seg", compacted.encode_version(v1).0),
     ]
 }
 

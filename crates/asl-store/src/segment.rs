@@ -2,10 +2,15 @@
 //!
 //! ```text
 //! SegmentHeader (64 bytes) | BlockTable (block_count × 32-byte block ids, ascending)
-//! | IndexRecord[record_count] (88 bytes each, ascending by (hash_id, digest))
+//! | Records: version 1: IndexRecord[record_count] (88 bytes each, ascending by
+//!            (hash_id, digest)); version 2: the same bytes transposed into byte planes
+//!            (byte k of record i at k × record_count + i) as one zstd frame
 //! | SegmentFooter (48 bytes) = checksum [32] (SHA-256 of every byte before the footer)
 //!                              | record_count u64 | magic "ASLSEGF1"
 //! ```
+//! Version 2 is what this code writes: the planes of lengths, offsets, kinds and zero fields
+//! compress well, so a segment costs about 40 instead of 88 bytes per entry (the 32-byte
+//! digest is the floor). Both versions are read.
 //! A segment file is written under `segments/open/`, fsynced and renamed to
 //! `segments/<id as 16 hex>.seg`; its entries become visible only when a `SEGMENT_SEAL`
 //! record naming its id and checksum is in the log.
@@ -17,7 +22,17 @@ use crate::reference::{DIGEST_LEN, HashAlgo, Reference};
 
 pub const MAGIC: [u8; 8] = *b"ASLSEG01";
 pub const FOOTER_MAGIC: [u8; 8] = *b"ASLSEGF1";
-pub const VERSION: u16 = 1;
+/// The segment version this code writes; it also reads [`VERSION_PLAIN`].
+pub const VERSION: u16 = 2;
+/// Version 1: records stored as they are.
+pub const VERSION_PLAIN: u16 = 1;
+/// zstd level of version-2 record planes (fixed, so a segment's bytes are a function of
+/// its records for a given zstd release).
+const PLANES_LEVEL: i32 = 3;
+/// A version-2 records frame may not claim more than this many decoded bytes per stored
+/// byte: real segments stay under 3 (the digests do not compress), and the bound keeps a
+/// crafted file from making the decoder allocate without limit.
+const MAX_PLANES_RATIO: u64 = 88;
 pub const HEADER_SIZE: usize = 64;
 pub const RECORD_SIZE: usize = 88;
 pub const FOOTER_SIZE: usize = 48;
@@ -176,15 +191,21 @@ impl Segment {
             .unwrap_or(Visibility::Internal)
     }
 
-    /// Encodes the file; returns the bytes and the checksum the log's seal record carries.
+    /// Encodes the file in the current [`VERSION`]; returns the bytes and the checksum the
+    /// log's seal record carries.
     pub fn encode(&self) -> (Vec<u8>, [u8; 32]) {
+        self.encode_version(VERSION)
+    }
+
+    /// Encodes the file in `version` (1 or 2).
+    pub fn encode_version(&self, version: u16) -> (Vec<u8>, [u8; 32]) {
         let blocks_offset = HEADER_SIZE as u64;
         let records_offset = blocks_offset + (self.blocks.len() * 32) as u64;
         let mut out = Vec::with_capacity(
             records_offset as usize + self.records.len() * RECORD_SIZE + FOOTER_SIZE,
         );
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes()); // shard_id
         out.extend_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
         out.extend_from_slice(&self.segment_id.to_le_bytes());
@@ -201,8 +222,19 @@ impl Segment {
         for b in &self.blocks {
             out.extend_from_slice(&b.0);
         }
+        let mut plain = Vec::with_capacity(self.records.len() * RECORD_SIZE);
         for r in &self.records {
-            r.encode(&mut out);
+            r.encode(&mut plain);
+        }
+        if version == VERSION_PLAIN {
+            out.extend_from_slice(&plain);
+        } else {
+            let planes = to_planes(&plain, self.records.len());
+            // Compressing bytes in memory only fails on allocation failure.
+            let frame = zstd::bulk::compress(&planes, PLANES_LEVEL).unwrap_or_else(|e| {
+                panic!("zstd could not compress a segment's records in memory: {e}")
+            });
+            out.extend_from_slice(&frame);
         }
         let checksum: [u8; 32] = sha2::Sha256::digest(&out).into();
         out.extend_from_slice(&checksum);
@@ -223,7 +255,7 @@ impl Segment {
         let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
         let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
         let version = le16(8);
-        if version != VERSION {
+        if version != VERSION && version != VERSION_PLAIN {
             return Err(format!("segment version {version} is not supported"));
         }
         if le32(12) as usize != HEADER_SIZE {
@@ -256,13 +288,35 @@ impl Segment {
             return Err("footer and header disagree on record_count".into());
         }
         let body_len = body.len() as u64;
+        let records_len = record_count.saturating_mul(RECORD_SIZE as u64);
+        let stored_len = body_len.saturating_sub(records_offset);
+        let lengths_fit = if version == VERSION_PLAIN {
+            records_offset.saturating_add(records_len) == body_len
+        } else {
+            records_offset < body_len && records_len <= stored_len.saturating_mul(MAX_PLANES_RATIO)
+        };
         if blocks_offset != HEADER_SIZE as u64
             || records_offset != blocks_offset + block_count.saturating_mul(32)
-            || records_offset.saturating_add(record_count.saturating_mul(RECORD_SIZE as u64))
-                != body_len
+            || !lengths_fit
         {
             return Err("segment offsets and counts do not match its length".into());
         }
+        let planes_decoded;
+        let plain: &[u8] = if version == VERSION_PLAIN {
+            &b[records_offset as usize..body.len()]
+        } else {
+            let planes =
+                zstd::bulk::decompress(&body[records_offset as usize..], records_len as usize)
+                    .map_err(|e| format!("records frame: {e}"))?;
+            if planes.len() as u64 != records_len {
+                return Err(format!(
+                    "records frame holds {} bytes, not {record_count} records",
+                    planes.len()
+                ));
+            }
+            planes_decoded = from_planes(&planes, record_count as usize);
+            &planes_decoded
+        };
         let mut blocks = Vec::with_capacity(block_count as usize);
         for i in 0..block_count as usize {
             let s = blocks_offset as usize + i * 32;
@@ -275,8 +329,8 @@ impl Segment {
         }
         let mut records = Vec::with_capacity(record_count as usize);
         for i in 0..record_count as usize {
-            let s = records_offset as usize + i * RECORD_SIZE;
-            let r = IndexRecord::decode(&b[s..s + RECORD_SIZE])
+            let s = i * RECORD_SIZE;
+            let r = IndexRecord::decode(&plain[s..s + RECORD_SIZE])
                 .map_err(|e| format!("record {i}: {e}"))?;
             if r.block_index as u64 >= block_count {
                 return Err(format!(
@@ -301,6 +355,29 @@ impl Segment {
         }
         Ok((seg, checksum))
     }
+}
+
+/// Records (`n` × [`RECORD_SIZE`] bytes) as byte planes: byte k of record i goes to
+/// `k * n + i`, so equal fields of neighbouring records sit side by side for zstd.
+fn to_planes(plain: &[u8], n: usize) -> Vec<u8> {
+    let mut planes = vec![0u8; plain.len()];
+    for (i, rec) in plain.chunks_exact(RECORD_SIZE).enumerate() {
+        for (k, &byte) in rec.iter().enumerate() {
+            planes[k * n + i] = byte;
+        }
+    }
+    planes
+}
+
+/// The inverse of [`to_planes`]; `planes` holds exactly `n` × [`RECORD_SIZE`] bytes.
+fn from_planes(planes: &[u8], n: usize) -> Vec<u8> {
+    let mut plain = vec![0u8; planes.len()];
+    for (i, rec) in plain.chunks_exact_mut(RECORD_SIZE).enumerate() {
+        for (k, byte) in rec.iter_mut().enumerate() {
+            *byte = planes[k * n + i];
+        }
+    }
+    plain
 }
 
 /// File name of a sealed segment.
@@ -335,16 +412,71 @@ mod tests {
         fn segments_round_trip(entries in proptest::collection::vec((any::<[u8; 32]>(), any::<u8>(), any::<u64>()), 0..30)) {
             let records = entries.iter().map(|(d, b, o)| (BlockId([*b; 32]), rec(*d, *o))).collect();
             let seg = Segment::build(5, 7, 0, records);
-            let (bytes, sum) = seg.encode();
-            let (back, sum2) = Segment::decode(&bytes).unwrap();
-            prop_assert_eq!(back, seg);
-            prop_assert_eq!(sum, sum2);
+            for version in [VERSION, VERSION_PLAIN] {
+                let (bytes, sum) = seg.encode_version(version);
+                let (back, sum2) = Segment::decode(&bytes).unwrap();
+                prop_assert_eq!(&back, &seg);
+                prop_assert_eq!(sum, sum2);
+            }
         }
 
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = Segment::decode(&bytes);
         }
+    }
+
+    #[test]
+    fn version_2_records_take_under_half_the_bytes_of_version_1() {
+        let records: Vec<_> = (0..2000u32)
+            .map(|i| {
+                let d: [u8; 32] = sha2::Sha256::digest(i.to_le_bytes()).into();
+                let mut r = rec(d, u64::from(i) * 40_000);
+                r.stored_len = 20_000 + i % 977;
+                r.raw_len = 50_000 + i % 1931;
+                r.artifact_len = u64::from(r.raw_len);
+                (BlockId([(i % 7) as u8; 32]), r)
+            })
+            .collect();
+        let seg = Segment::build(3, 1, 0, records);
+        let (v2, _) = seg.encode();
+        let (v1, _) = seg.encode_version(VERSION_PLAIN);
+        assert_eq!(u16::from_le_bytes([v2[8], v2[9]]), 2);
+        assert!(
+            v2.len() * 2 < v1.len(),
+            "v2 {} bytes, v1 {}",
+            v2.len(),
+            v1.len()
+        );
+        assert_eq!(Segment::decode(&v2).unwrap().0, seg);
+        assert_eq!(Segment::decode(&v1).unwrap().0, seg);
+    }
+
+    #[test]
+    fn a_records_frame_claiming_too_many_records_is_refused() {
+        // 100 million zero records compress to a few KiB; the ratio bound refuses them
+        // before anything is allocated.
+        let mut b = Vec::new();
+        b.extend_from_slice(&MAGIC);
+        b.extend_from_slice(&VERSION.to_le_bytes());
+        b.extend_from_slice(&0u16.to_le_bytes());
+        b.extend_from_slice(&(HEADER_SIZE as u32).to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0]);
+        b.extend_from_slice(&0u32.to_le_bytes()); // block_count
+        b.extend_from_slice(&0u32.to_le_bytes());
+        let n = 100_000_000u64;
+        b.extend_from_slice(&n.to_le_bytes());
+        b.extend_from_slice(&(HEADER_SIZE as u64).to_le_bytes());
+        b.extend_from_slice(&(HEADER_SIZE as u64).to_le_bytes());
+        b.extend_from_slice(&zstd::bulk::compress(&vec![0u8; 1 << 20], 19).unwrap());
+        let sum: [u8; 32] = sha2::Sha256::digest(&b).into();
+        b.extend_from_slice(&sum);
+        b.extend_from_slice(&n.to_le_bytes());
+        b.extend_from_slice(&FOOTER_MAGIC);
+        let err = Segment::decode(&b).unwrap_err();
+        assert!(err.contains("do not match its length"), "{err}");
     }
 
     #[test]
