@@ -371,10 +371,14 @@ impl Writer {
         let (reference, chunks) = if tally.parts.is_empty() {
             // Zero or one chunk: the artifact is that chunk (the empty artifact is stored as
             // one empty chunk) and carries the tag.
+            // Its hash is the whole artifact's, already computed: not hashed a second time.
             let only = held.take().unwrap_or_default();
-            let r = self.store_chunk(&only, tag).map_err(store_err)?;
-            tally.add(&only, r);
-            (r.0, 1)
+            let r = whole.finish();
+            let new = self
+                .store_record(r, RecordKind::Chunk, tag, &only, only.len() as u64)
+                .map_err(store_err)?;
+            tally.add(&only, (r, new));
+            (r, 1)
         } else {
             let r = whole.finish();
             let list = PartList {
@@ -638,15 +642,22 @@ fn looks_incompressible(raw: &[u8]) -> bool {
             n += WINDOW;
         }
     }
+    // H = log2(n) - sum(c log2 c) / n, with c log2 c from a table (n <= 4 windows).
+    static C_LOG2_C: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    let table = C_LOG2_C.get_or_init(|| {
+        (0..=4 * WINDOW)
+            .map(|c| {
+                if c == 0 {
+                    0.0
+                } else {
+                    c as f64 * (c as f64).log2()
+                }
+            })
+            .collect()
+    });
     let total = n as f64;
-    let entropy: f64 = counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = c as f64 / total;
-            -p * p.log2()
-        })
-        .sum();
+    let sum: f64 = counts.iter().map(|&c| table[c as usize]).sum();
+    let entropy = total.log2() - sum / total;
     // A sample of n uniformly random bytes falls short of 8 bits by about 255 / (2 n ln 2)
     // (the estimator's bias); allow that plus a margin for gzip's headers and tables.
     let expected_random = 8.0 - 255.0 / (2.0 * total * std::f64::consts::LN_2);
