@@ -22,15 +22,16 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
 
 fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     match value {
-        Value::Null | Value::Bool(_) | Value::String(_) => {
-            // serde_json's own encoding of scalars is already minimal and deterministic.
-            out.extend_from_slice(&serde_json::to_vec(value).map_err(|e| e.to_string())?);
-        }
+        // serde_json's own encoding of scalars is already minimal and deterministic; written
+        // straight into `out` (receipts of file-heavy commands hold ~10^5 strings).
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::String(s) => serde_json::to_writer(&mut *out, s).map_err(|e| e.to_string())?,
         Value::Number(n) => {
             if n.is_f64() {
                 return Err(format!("canonical JSON has no floats (got {n})"));
             }
-            out.extend_from_slice(n.to_string().as_bytes());
+            serde_json::to_writer(&mut *out, n).map_err(|e| e.to_string())?;
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -50,9 +51,7 @@ fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend_from_slice(
-                    &serde_json::to_vec(&Value::String((*k).clone())).map_err(|e| e.to_string())?,
-                );
+                serde_json::to_writer(&mut *out, k.as_str()).map_err(|e| e.to_string())?;
                 out.push(b':');
                 write(&map[*k], out)?;
             }
