@@ -498,6 +498,9 @@ fn debug_decodes_the_log_segments_blocks_and_lookups() {
     let seg = asl(&["debug", "segment", "1", "--json", "--store"], &[&store]);
     assert_eq!(seg.code, 0, "{}", seg.stderr);
     let segj = seg.json();
+    assert_eq!(segj["version"], 2, "new segments are written in version 2");
+    let on_disk = std::fs::metadata(store.join("segments/0000000000000001.seg")).unwrap();
+    assert_eq!(segj["size"], on_disk.len());
     let block = segj["blocks"][0].as_str().unwrap().to_string();
     let blk = asl(&["debug", "block", &block, "--json", "--store"], &[&store]);
     assert_eq!(blk.json()["hash_matches_name"], true);

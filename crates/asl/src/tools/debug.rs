@@ -96,7 +96,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 .map_err(|e| fail(Code::Failure, format!("{}: {e}", path.display())))?;
             let (seg, checksum) = Segment::decode(&bytes)
                 .map_err(|e| fail(Code::Integrity, format!("segment {}: {e}", path.display())))?;
-            let v = segment_json(&seg, &checksum, store.state().segments.get(&n));
+            let v = segment_json(&seg, &bytes, &checksum, store.state().segments.get(&n));
             out.emit(&v, || serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Cmd::Block { id } => {
@@ -254,10 +254,14 @@ fn event_json(t: u32, payload: &[u8]) -> serde_json::Value {
 
 fn segment_json(
     seg: &Segment,
+    bytes: &[u8],
     checksum: &[u8; 32],
     sealed: Option<&asl_store::state::SegmentInfo>,
 ) -> serde_json::Value {
     json!({
+        // 2: records stored as zstd-compressed byte planes; 1: as they are (FORMAT.md §7).
+        "version": u16::from_le_bytes([bytes[8], bytes[9]]),
+        "size": bytes.len(),
         "segment_id": seg.segment_id,
         "domain_id": seg.domain_id,
         "flags": seg.flags,
