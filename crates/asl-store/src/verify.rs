@@ -106,13 +106,13 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
     let algo = store.config().algo();
     // Blocks are independent: every worker takes the next unchecked one. With `read_data`
     // this is hashing and decompression, so it scales with the cores.
-    let blocks: Vec<(usize, &crate::block::BlockId, Vec<IndexEntry>)> = st
+    let blocks: Vec<(&crate::block::BlockId, Vec<IndexEntry>)> = st
         .blocks
         .iter()
         .enumerate()
-        .map(|(n, id)| (n, id, by_block.remove(&(n as u32)).unwrap_or_default()))
+        .map(|(n, id)| (id, by_block.remove(&(n as u32)).unwrap_or_default()))
         .collect();
-    let found = parallel_map(&blocks, |(_, id, entries)| {
+    let found = parallel_map(&blocks, |(id, entries)| {
         check_block(store, id, entries, opts.read_data)
     });
     // Chunks found damaged, for composite attribution.

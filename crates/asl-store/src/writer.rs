@@ -368,34 +368,39 @@ impl Writer {
                 break;
             }
         }
-        let (reference, chunks) = if tally.parts.is_empty() {
+        let reference = whole.finish();
+        if tally.parts.is_empty() {
             // Zero or one chunk: the artifact is that chunk (the empty artifact is stored as
-            // one empty chunk) and carries the tag.
-            // Its hash is the whole artifact's, already computed: not hashed a second time.
+            // one empty chunk); its hash is the whole artifact's, already computed.
             let only = held.take().unwrap_or_default();
-            let r = whole.finish();
-            let new = self
-                .store_record(r, RecordKind::Chunk, tag, &only, only.len() as u64)
-                .map_err(store_err)?;
-            tally.add(&only, (r, new));
-            (r, 1)
-        } else {
-            let r = whole.finish();
-            let list = PartList {
-                total_len: total,
-                parts: tally.parts.clone(),
-            }
-            .encode();
-            self.store_record(r, RecordKind::Parts, tag, &list, total)
-                .map_err(store_err)?;
-            (r, tally.parts.len() as u32)
-        };
+            return self.put_one(reference, &only, tag).map_err(store_err);
+        }
+        let list = PartList {
+            total_len: total,
+            parts: tally.parts.clone(),
+        }
+        .encode();
+        self.store_record(reference, RecordKind::Parts, tag, &list, total)
+            .map_err(store_err)?;
         Ok(Put {
             reference,
             len: total,
             new_bytes: tally.new_bytes,
-            chunks,
+            chunks: tally.parts.len() as u32,
             new_chunks: tally.new_chunks,
+        })
+    }
+
+    /// Stores a one-chunk artifact whose hash is `reference`: one chunk record carrying the
+    /// artifact's type tag.
+    fn put_one(&self, reference: Reference, data: &[u8], tag: TypeTag) -> Result<Put> {
+        let new = self.store_record(reference, RecordKind::Chunk, tag, data, data.len() as u64)?;
+        Ok(Put {
+            reference,
+            len: data.len() as u64,
+            new_bytes: if new { data.len() as u64 } else { 0 },
+            chunks: 1,
+            new_chunks: u32::from(new),
         })
     }
 
@@ -676,17 +681,9 @@ impl ArtifactWrite for Writer {
     fn put_bytes(&self, data: &[u8], tag: TypeTag) -> Result<Put, AccessError> {
         if data.len() <= self.config.chunker.min_size as usize {
             // One chunk for certain (most files): hashed once, stored without a copy.
-            let reference = self.algo.digest(data);
-            let new = self
-                .store_record(reference, RecordKind::Chunk, tag, data, data.len() as u64)
-                .map_err(store_err)?;
-            return Ok(Put {
-                reference,
-                len: data.len() as u64,
-                new_bytes: if new { data.len() as u64 } else { 0 },
-                chunks: 1,
-                new_chunks: u32::from(new),
-            });
+            return self
+                .put_one(self.algo.digest(data), data, tag)
+                .map_err(store_err);
         }
         let mut rest = data;
         self.put_chunks(tag, |on_chunk| {
