@@ -10,6 +10,8 @@ use crate::reference::HashAlgo;
 
 /// The newest store format this code reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
+/// The zstd levels a store's `compression_level` (and a writer's session level) may take.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=19;
 /// The value of the `format` field, to recognise a store's config among other JSON files.
 pub const FORMAT_NAME: &str = "asl-store";
 
@@ -147,7 +149,7 @@ impl StoreConfig {
         if self.compression != "zstd" {
             return Err(format!("unknown compression '{}'", self.compression));
         }
-        if !(1..=19).contains(&self.compression_level) {
+        if !ZSTD_LEVELS.contains(&self.compression_level) {
             return Err("compression_level must be 1..=19".into());
         }
         if !(1 << 16..=1 << 30).contains(&self.block_target_size) {

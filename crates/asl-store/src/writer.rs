@@ -179,7 +179,7 @@ impl Writer {
     /// decode any zstd frame), so a writer on a latency-critical path, such as a capture
     /// inside a build, may trade some store size for speed.
     pub fn set_compression_level(&mut self, level: i32) -> Result<()> {
-        if !(1..=19).contains(&level) {
+        if !crate::config::ZSTD_LEVELS.contains(&level) {
             return Err(StoreError::BadCompressionLevel(level));
         }
         self.level = level;
