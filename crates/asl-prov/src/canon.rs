@@ -7,6 +7,8 @@
 
 use serde_json::Value;
 
+mod direct;
+
 /// Encodes `value` canonically. Fails only on a float, which the formats never contain.
 pub fn to_vec(value: &Value) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(1024);
@@ -14,10 +16,14 @@ pub fn to_vec(value: &Value) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Serializes any serde value, then encodes it canonically.
-pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, String> {
-    let v = serde_json::to_value(value).map_err(|e| e.to_string())?;
-    to_vec(&v)
+/// Encodes any serde value canonically, straight from its `Serialize` implementation: the
+/// same bytes as [`to_vec`] of `serde_json::to_value(value)`, without building the value tree
+/// (a receipt of a file-heavy command holds ~10^5 strings; the tree cost more than the run's
+/// observation). See [`direct`] for how object keys get sorted.
+pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    let mut ser = direct::Canon::default();
+    value.serialize(&mut ser).map_err(|e| e.to_string())?;
+    Ok(ser.into_bytes())
 }
 
 fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
@@ -80,6 +86,129 @@ mod tests {
     fn floats_are_refused() {
         let v: Value = serde_json::from_str(r#"{"t": 1.5}"#).unwrap();
         assert!(to_vec(&v).is_err());
+        assert!(encode(&v).is_err());
+        assert!(encode(&[1.5f32]).is_err());
+    }
+
+    /// Fields declared out of order, renamed, skipped, optional, nested, and enums of every
+    /// shape: the direct encoder must give the bytes of the value-tree path.
+    #[derive(serde::Serialize)]
+    struct Shapes {
+        zeta: u64,
+        #[serde(rename = "type")]
+        kind: String,
+        alpha: Option<i32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        skipped: Option<String>,
+        mid: Vec<Inner>,
+        map: std::collections::HashMap<String, Vec<u8>>,
+        int_keys: std::collections::BTreeMap<u32, bool>,
+        e: Vec<E>,
+        t: (i8, char, ()),
+        bytes: serde_bytes_like::Bytes,
+    }
+
+    #[derive(serde::Serialize)]
+    struct Inner {
+        b: &'static str,
+        a: i64,
+    }
+
+    #[derive(serde::Serialize)]
+    enum E {
+        Unit,
+        New(u16),
+        Tuple(u8, String),
+        Struct { y: u8, x: u8 },
+    }
+
+    mod serde_bytes_like {
+        pub struct Bytes(pub Vec<u8>);
+        impl serde::Serialize for Bytes {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
+    }
+
+    #[test]
+    fn direct_encoding_equals_the_value_tree_encoding_for_every_serde_shape() {
+        let v = Shapes {
+            zeta: u64::MAX,
+            kind: "a \"quoted\" \\ \u{1} é".into(),
+            alpha: None,
+            skipped: None,
+            mid: vec![
+                Inner {
+                    b: "x",
+                    a: i64::MIN,
+                },
+                Inner { b: "", a: 0 },
+            ],
+            map: [("zz".to_string(), vec![1, 2]), ("\n".to_string(), vec![])]
+                .into_iter()
+                .collect(),
+            int_keys: [(10, true), (9, false)].into_iter().collect(),
+            e: vec![
+                E::Unit,
+                E::New(7),
+                E::Tuple(1, "t".into()),
+                E::Struct { y: 2, x: 1 },
+            ],
+            t: (-1, '"', ()),
+            bytes: serde_bytes_like::Bytes(vec![0, 255]),
+        };
+        let tree = to_vec(&serde_json::to_value(&v).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(encode(&v).unwrap()).unwrap(),
+            String::from_utf8(tree).unwrap()
+        );
+    }
+
+    /// A repeated key (possible with `#[serde(flatten)]`) keeps its last value, as in a
+    /// `serde_json::Map`.
+    #[test]
+    fn a_repeated_key_keeps_its_last_value_like_the_value_tree() {
+        struct Dup;
+        impl serde::Serialize for Dup {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry("b", &1)?;
+                m.serialize_entry("a", &2)?;
+                m.serialize_entry("b", &3)?;
+                m.end()
+            }
+        }
+        let tree = to_vec(&serde_json::to_value(Dup).unwrap()).unwrap();
+        assert_eq!(tree, br#"{"a":2,"b":3}"#.to_vec());
+        assert_eq!(encode(&Dup).unwrap(), tree);
+    }
+
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                // Short keys over a small alphabet: collisions, prefixes and escapes.
+                proptest::collection::vec(("[ab\"\\\n\u{e9}]{0,3}", inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn direct_encoding_equals_the_value_tree_encoding(v in arb_value()) {
+            proptest::prop_assert_eq!(encode(&v).unwrap(), to_vec(&v).unwrap());
+        }
     }
 }
 

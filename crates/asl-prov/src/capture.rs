@@ -272,75 +272,96 @@ pub fn summarise(
 ) -> Observation {
     let decl_in: Vec<String> = inputs.iter().map(|p| abs(cwd, p)).collect();
     let decl_out: Vec<String> = outputs.iter().map(|p| abs(cwd, p)).collect();
-    // Paths the tree itself made before reading them are intermediates, not inputs.
-    let mut produced: BTreeSet<String> = BTreeSet::new();
-    let mut first_read_before_write: BTreeSet<String> = BTreeSet::new();
-    let mut written: BTreeSet<String> = BTreeSet::new();
-    let mut created: BTreeSet<String> = BTreeSet::new();
-    let mut deleted: BTreeSet<String> = BTreeSet::new();
-    for a in &raw {
+    let is_declared = |p: &str, d: &[String]| d.iter().any(|x| trace::under(p, x));
+    // Borrowed paths and one sort of positions: a file-heavy command yields ~10^5 accesses,
+    // and this runs after the command has ended, on the capture's critical path.
+    let mut written: BTreeSet<&str> = BTreeSet::new();
+    let mut created: BTreeSet<&str> = BTreeSet::new();
+    let mut deleted: BTreeSet<&str> = BTreeSet::new();
+    // Where the tree itself first made each path (write, create, rename target).
+    let mut first_made: HashMap<&str, usize> = HashMap::new();
+    for (pos, a) in raw.iter().enumerate() {
+        let path = a.path.as_str();
         match a.op.as_str() {
-            "read" | "exec" if !produced.contains(&a.path) => {
-                first_read_before_write.insert(a.path.clone());
-            }
             "write" => {
-                produced.insert(a.path.clone());
-                written.insert(a.path.clone());
+                written.insert(path);
+                first_made.entry(path).or_insert(pos);
             }
             "create" => {
-                produced.insert(a.path.clone());
-                created.insert(a.path.clone());
+                created.insert(path);
+                first_made.entry(path).or_insert(pos);
             }
             "delete" => {
-                deleted.insert(a.path.clone());
+                deleted.insert(path);
             }
             "rename" => {
-                deleted.insert(a.path.clone());
-                if let Some(to) = &a.to {
-                    produced.insert(to.clone());
-                    created.insert(to.clone());
-                    written.insert(to.clone());
+                deleted.insert(path);
+                if let Some(to) = a.to.as_deref() {
+                    created.insert(to);
+                    written.insert(to);
+                    first_made.entry(to).or_insert(pos);
                 }
             }
             _ => {}
         }
     }
-    let is_declared = |p: &str, d: &[String]| d.iter().any(|x| trace::under(p, x));
-    let undeclared_inputs: Vec<String> = first_read_before_write
-        .iter()
-        .filter(|p| !trace::is_pseudo(p) && !is_declared(p, &decl_in) && !is_declared(p, &decl_out))
-        .cloned()
-        .collect();
+    let key = |i: usize| {
+        let a = &raw[i];
+        (a.path.as_str(), a.op.as_str(), a.to.as_deref())
+    };
+    let mut order: Vec<usize> = (0..raw.len()).collect();
+    order.sort_unstable_by(|&x, &y| key(x).cmp(&key(y)).then(x.cmp(&y)));
+    // One access per (path, op, to): its earliest occurrence, whose pid is kept.
+    let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+    for &i in &order {
+        if kept.last().is_none_or(|&k| key(k) != key(i)) {
+            kept.push(i);
+        }
+    }
+    // Inputs are paths read (or executed) before the tree made them itself; paths made first
+    // and read afterwards are intermediates.
+    let mut undeclared_inputs: Vec<String> = Vec::new();
+    for &i in &kept {
+        let a = &raw[i];
+        if !matches!(a.op.as_str(), "read" | "exec")
+            || first_made
+                .get(a.path.as_str())
+                .is_some_and(|&made| made < i)
+            || trace::is_pseudo(&a.path)
+            || is_declared(&a.path, &decl_in)
+            || is_declared(&a.path, &decl_out)
+            || undeclared_inputs.last() == Some(&a.path)
+        {
+            continue;
+        }
+        undeclared_inputs.push(a.path.clone());
+    }
     // A file created and deleted again within the run is a temporary; so is a file written
     // that is gone by the end (fanotify cannot see the delete).
-    let gone = |p: &String| std::fs::symlink_metadata(p).is_err();
-    let temporaries: BTreeSet<&String> = created
+    let gone = |p: &str| std::fs::symlink_metadata(p).is_err();
+    let temporaries: BTreeSet<&str> = created
         .intersection(&deleted)
+        .copied()
         .chain(
             written
                 .iter()
                 .chain(&created)
-                .filter(|p| gone(p) && !deleted.contains(*p)),
+                .copied()
+                .filter(|p| gone(p) && !deleted.contains(p)),
         )
         .collect();
     let undeclared_outputs: Vec<String> = written
         .iter()
         .chain(&created)
         .chain(&deleted)
+        .copied()
         .filter(|p| !trace::is_pseudo(p) && !temporaries.contains(p) && !is_declared(p, &decl_out))
-        .cloned()
-        .collect::<BTreeSet<String>>()
+        .collect::<BTreeSet<&str>>()
         .into_iter()
+        .map(str::to_string)
         .collect();
-    let mut seen: HashMap<(String, String, Option<String>), i32> = HashMap::new();
-    for a in raw {
-        seen.entry((a.path, a.op, a.to)).or_insert(a.pid);
-    }
-    let mut accesses: Vec<Access> = seen
-        .into_iter()
-        .map(|((path, op, to), pid)| Access { path, op, pid, to })
-        .collect();
-    accesses.sort_by(|a, b| (&a.path, &a.op, &a.to).cmp(&(&b.path, &b.op, &b.to)));
+    let mut slots: Vec<Option<Access>> = raw.into_iter().map(Some).collect();
+    let accesses: Vec<Access> = kept.iter().filter_map(|&i| slots[i].take()).collect();
     Observation {
         mode: mode.name().into(),
         blind_spots: mode.blind_spots(),
@@ -812,4 +833,85 @@ fn xattr_names(path: &Path) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acc(op: &str, path: &str, pid: i32, to: Option<&str>) -> Access {
+        Access {
+            op: op.into(),
+            path: path.into(),
+            pid,
+            to: to.map(str::to_string),
+        }
+    }
+
+    /// The observation's rules, on a hand-made run in chronological order: intermediates are
+    /// not inputs, a read before the write is, duplicates keep the first pid, temporaries are
+    /// not outputs, pseudo files and declared paths are not flagged.
+    #[test]
+    fn summarise_separates_inputs_intermediates_and_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let p = |name: &str| format!("{d}/{name}");
+        for f in ["obj.o", "late", "to"] {
+            std::fs::write(p(f), b"x").unwrap();
+        }
+        let raw = vec![
+            acc("read", "/in/a.h", 10, None),
+            acc("write", &p("obj.o"), 11, None),
+            acc("read", &p("obj.o"), 12, None),
+            acc("read", "/in/a.h", 13, None),
+            acc("read", "/in/b.h", 14, None),
+            acc("exec", "/usr/bin/cc", 15, None),
+            acc("read", "/proc/self/stat", 15, None),
+            acc("create", &p("tmpfile"), 16, None),
+            acc("delete", &p("tmpfile"), 16, None),
+            acc("read", &p("late"), 17, None),
+            acc("write", &p("late"), 18, None),
+            acc("rename", &p("from"), 19, Some(&p("to"))),
+            acc("read", &p("to"), 20, None),
+        ];
+        let o = summarise(
+            TraceMode::Ptrace,
+            raw,
+            Vec::new(),
+            Path::new("/"),
+            &[PathBuf::from("/in/b.h")],
+            &[],
+        );
+        let mut inputs = vec!["/in/a.h".to_string(), "/usr/bin/cc".into(), p("late")];
+        inputs.sort();
+        assert_eq!(o.undeclared_inputs, inputs);
+        let mut outputs = vec![p("obj.o"), p("late"), p("from"), p("to")];
+        outputs.sort();
+        assert_eq!(o.undeclared_outputs, outputs);
+        // Sorted by path, then op; one entry per (path, op, to), with the first pid.
+        let keys: Vec<(&str, &str, i32)> = o
+            .accesses
+            .iter()
+            .map(|a| (a.path.as_str(), a.op.as_str(), a.pid))
+            .collect();
+        let mut expected = vec![
+            ("/in/a.h", "read", 10),
+            ("/in/b.h", "read", 14),
+            ("/proc/self/stat", "read", 15),
+            ("/usr/bin/cc", "exec", 15),
+        ];
+        let owned: Vec<(String, &str, i32)> = vec![
+            (p("from"), "rename", 19),
+            (p("late"), "read", 17),
+            (p("late"), "write", 18),
+            (p("obj.o"), "read", 12),
+            (p("obj.o"), "write", 11),
+            (p("tmpfile"), "create", 16),
+            (p("tmpfile"), "delete", 16),
+            (p("to"), "read", 20),
+        ];
+        expected.extend(owned.iter().map(|(a, b, c)| (a.as_str(), *b, *c)));
+        expected.sort();
+        assert_eq!(keys, expected);
+    }
 }
