@@ -338,16 +338,24 @@ pub fn intake(
         return Err(e);
     }
     walk.resolve_hardlinks();
-    let root = walk.build_trees(&tops, &mut totals)?;
-
-    let stat_cache_warning = match &opts.stat_cache {
-        Some(p) => walk
-            .new_cache
-            .save(p)
-            .err()
-            .map(|e| format!("cannot write the stat cache {}: {e}", p.display())),
-        None => None,
-    };
+    // The stat cache is complete once every outcome is in; writing it (megabytes and an
+    // fsync) happens beside the tree building, the single-threaded tail of an intake.
+    let new_cache = std::mem::take(&mut walk.new_cache);
+    let (root, stat_cache_warning) = std::thread::scope(|scope| {
+        let saver = scope.spawn(|| {
+            let p = opts.stat_cache.as_ref()?;
+            new_cache
+                .save(p)
+                .err()
+                .map(|e| format!("cannot write the stat cache {}: {e}", p.display()))
+        });
+        let root = walk.build_trees(&tops, &mut totals);
+        let warning = saver
+            .join()
+            .unwrap_or_else(|_| Some("the stat cache writer panicked".into()));
+        (root, warning)
+    });
+    let root = root?;
     let mut s = IntakeSummary {
         root,
         files: 0,
