@@ -5,6 +5,10 @@
 //! environment, declared input references); `action_digest` is the hash of that part alone,
 //! so two runs of the same step have the same action digest however their timings,
 //! pids or observations differ.
+//!
+//! Every struct here declares its fields in canonical (sorted) key order. The encoding does
+//! not depend on it, but the canonical encoder then writes a receipt in one pass instead of
+//! rearranging megabytes of observed accesses; a test keeps the order.
 
 use std::collections::BTreeMap;
 
@@ -19,15 +23,15 @@ pub const EDGE_FORMAT: &str = "asl-tgk-edge/1";
 /// A declared input or output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileRef {
-    /// The path as given on the command line.
-    pub path: String,
     /// `file` (content artifact) or `tree` (directory tree artifact).
     pub kind: String,
-    pub reference: String,
-    pub size: u64,
     /// Permission bits of a file (`st_mode & 0o7777`); trees carry their own.
     #[serde(default)]
     pub mode: u32,
+    /// The path as given on the command line.
+    pub path: String,
+    pub reference: String,
+    pub size: u64,
 }
 
 /// What defines the step. Its digest is the action digest.
@@ -50,74 +54,74 @@ pub struct Blob {
 /// Who ran it where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Context {
-    pub uid: u32,
-    pub gid: u32,
-    pub user: String,
-    pub umask: u32,
-    pub host: String,
-    pub kernel: String,
     pub arch: String,
     pub distro: String,
-    /// Every environment variable name.
-    pub env_names: Vec<String>,
     /// Variables not on the allow-list: name → hash of the value.
     pub env_hashed: BTreeMap<String, String>,
+    /// Every environment variable name.
+    pub env_names: Vec<String>,
+    pub gid: u32,
+    pub host: String,
+    pub kernel: String,
+    pub uid: u32,
+    pub umask: u32,
+    pub user: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rusage {
-    pub user_ms: u64,
-    pub sys_ms: u64,
     pub max_rss_kib: u64,
+    pub sys_ms: u64,
+    pub user_ms: u64,
 }
 
 /// The outcome of a command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunRecord {
+    pub core_dumped: bool,
     /// Exit code, when the command exited.
     pub exit_code: Option<i32>,
-    /// Terminating signal, when it was killed.
-    pub signal: Option<i32>,
-    pub core_dumped: bool,
-    pub success: bool,
-    pub stdout: Blob,
-    pub stderr: Blob,
-    pub rusage: Rusage,
     pub processes: Vec<ProcessRecord>,
     /// The program argv[0] resolved to.
     pub program: String,
+    pub rusage: Rusage,
+    /// Terminating signal, when it was killed.
+    pub signal: Option<i32>,
+    pub stderr: Blob,
+    pub stdout: Blob,
+    pub success: bool,
 }
 
 /// A file import (`asl-capture --file`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileImport {
-    pub source: String,
-    pub dev: u64,
-    pub inode: u64,
-    pub size: u64,
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-    pub mtime_ns: i64,
-    /// Content digest read before storing, and again after.
-    pub digest_before: String,
-    pub digest_after: String,
-    pub sha256: String,
-    pub xattr_names: Vec<String>,
     /// The file changed while it was being imported.
     pub changed_during_import: bool,
+    pub dev: u64,
+    pub digest_after: String,
+    /// Content digest read before storing, and again after.
+    pub digest_before: String,
+    pub gid: u32,
+    pub inode: u64,
+    pub mode: u32,
+    pub mtime_ns: i64,
+    pub sha256: String,
+    pub size: u64,
+    pub source: String,
+    pub uid: u32,
+    pub xattr_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
-    /// `fanotify`, `ptrace` or `none`.
-    pub mode: String,
+    /// Deduplicated accesses, sorted by path then operation.
+    pub accesses: Vec<Access>,
     /// What the mechanism cannot see.
     pub blind_spots: Vec<String>,
     /// What went missing in this very run.
     pub gaps: Vec<String>,
-    /// Deduplicated accesses, sorted by path then operation.
-    pub accesses: Vec<Access>,
+    /// `fanotify`, `ptrace` or `none`.
+    pub mode: String,
     /// Files read (or executed) that are not under a declared input and were not produced
     /// by the command itself (pseudo file systems excluded).
     pub undeclared_inputs: Vec<String>,
@@ -128,10 +132,10 @@ pub struct Observation {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Timing {
-    pub started_at: String,
     pub finished_at: String,
     pub hash_inputs_ms: u64,
     pub run_ms: u64,
+    pub started_at: String,
     pub store_outputs_ms: u64,
 }
 
@@ -144,20 +148,20 @@ pub struct ToolInfo {
 /// An execution receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
+    pub action: Action,
+    pub action_digest: String,
+    pub context: Context,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileImport>,
     pub format: String,
     /// `command` or `file`.
     pub kind: String,
-    pub action: Action,
-    pub action_digest: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<RunRecord>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileImport>,
-    pub outputs: Vec<FileRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_outputs: Vec<String>,
     pub observed: Observation,
-    pub context: Context,
+    pub outputs: Vec<FileRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunRecord>,
     pub timing: Timing,
     pub tool: ToolInfo,
 }
@@ -215,15 +219,15 @@ pub fn parse_ref(s: &str) -> Result<Reference, String> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Edge {
     pub format: String,
-    /// `capture` (a command) or `import` (a file import).
-    #[serde(rename = "type")]
-    pub edge_type: String,
     pub from: Vec<String>,
-    pub to: Vec<String>,
     pub payload: String,
     /// Signature artifacts over the receipt (PER/SIGNATURE/1).
     #[serde(default)]
     pub signatures: Vec<String>,
+    pub to: Vec<String>,
+    /// `capture` (a command) or `import` (a file import).
+    #[serde(rename = "type")]
+    pub edge_type: String,
 }
 
 impl Edge {
@@ -256,5 +260,132 @@ pub fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
         TypeTag::RECEIPT => Receipt::decode(bytes)?.references(),
         TypeTag::EDGE => Edge::decode(bytes)?.references(),
         _ => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::{Access, ProcessRecord};
+
+    fn file_ref(path: &str) -> FileRef {
+        FileRef {
+            kind: "file".into(),
+            mode: 0o644,
+            path: path.into(),
+            reference: "blake3:00".into(),
+            size: 1,
+        }
+    }
+
+    /// serde writes fields in declaration order; for these structs that order must already be
+    /// the canonical one (see the module documentation).
+    #[test]
+    fn receipt_and_edge_fields_are_declared_in_canonical_order() {
+        let blob = Blob {
+            reference: "blake3:01".into(),
+            size: 2,
+        };
+        let receipt = Receipt {
+            action: Action {
+                argv: vec!["cc".into()],
+                cwd: "/src".into(),
+                env: [("LANG".to_string(), "C".to_string())]
+                    .into_iter()
+                    .collect(),
+                inputs: vec![file_ref("a.c")],
+            },
+            action_digest: "blake3:02".into(),
+            context: Context {
+                arch: "x86_64".into(),
+                distro: "d".into(),
+                env_hashed: [("K".to_string(), "h".to_string())].into_iter().collect(),
+                env_names: vec!["K".into()],
+                gid: 0,
+                host: "h".into(),
+                kernel: "k".into(),
+                uid: 0,
+                umask: 0o22,
+                user: "root".into(),
+            },
+            file: Some(FileImport {
+                changed_during_import: false,
+                dev: 1,
+                digest_after: "a".into(),
+                digest_before: "b".into(),
+                gid: 0,
+                inode: 2,
+                mode: 0o755,
+                mtime_ns: -1,
+                sha256: "s".into(),
+                size: 3,
+                source: "/f".into(),
+                uid: 0,
+                xattr_names: vec!["user.x".into()],
+            }),
+            format: RECEIPT_FORMAT.into(),
+            kind: "command".into(),
+            missing_outputs: vec!["gone".into()],
+            observed: Observation {
+                accesses: vec![Access {
+                    op: "rename".into(),
+                    path: "/a".into(),
+                    pid: 7,
+                    to: Some("/b".into()),
+                }],
+                blind_spots: vec!["x".into()],
+                gaps: vec!["y".into()],
+                mode: "ptrace".into(),
+                undeclared_inputs: vec!["/i".into()],
+                undeclared_outputs: vec!["/o".into()],
+            },
+            outputs: vec![file_ref("a.o")],
+            run: Some(RunRecord {
+                core_dumped: false,
+                exit_code: Some(0),
+                processes: vec![ProcessRecord {
+                    argv: vec!["cc".into()],
+                    exe: Some("/usr/bin/cc".into()),
+                    exit_code: Some(0),
+                    pid: 7,
+                    ppid: 1,
+                    signal: Some(9),
+                }],
+                program: "/usr/bin/cc".into(),
+                rusage: Rusage {
+                    max_rss_kib: 1,
+                    sys_ms: 2,
+                    user_ms: 3,
+                },
+                signal: None,
+                stderr: blob.clone(),
+                stdout: blob,
+                success: true,
+            }),
+            timing: Timing {
+                finished_at: "t1".into(),
+                hash_inputs_ms: 1,
+                run_ms: 2,
+                started_at: "t0".into(),
+                store_outputs_ms: 3,
+            },
+            tool: ToolInfo {
+                name: "asl-capture".into(),
+                version: "0".into(),
+            },
+        };
+        assert_eq!(
+            String::from_utf8(serde_json::to_vec(&receipt).unwrap()).unwrap(),
+            String::from_utf8(receipt.encode().unwrap()).unwrap()
+        );
+        let edge = Edge {
+            edge_type: "capture".into(),
+            format: EDGE_FORMAT.into(),
+            from: vec!["blake3:00".into()],
+            payload: "blake3:01".into(),
+            signatures: vec![],
+            to: vec!["blake3:02".into()],
+        };
+        assert_eq!(serde_json::to_vec(&edge).unwrap(), edge.encode().unwrap());
     }
 }

@@ -14,7 +14,6 @@
 //! allocates nothing per object.
 
 use std::fmt::Display;
-use std::io::Write;
 
 use serde::ser::{self, Serialize};
 
@@ -72,7 +71,11 @@ impl Canon {
         // serde_json's escaping is the canonical one, and it escapes exactly the control
         // characters, '"' and '\\'. Most strings (paths, references) hold none of them and
         // are copied as they are.
-        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        // A fold without early exit, so that the check runs on whole vectors of bytes.
+        let plain = !s.bytes().fold(false, |bad, b| {
+            bad | (b < 0x20) | (b == b'"') | (b == b'\\')
+        });
+        if plain {
             self.out.reserve(s.len() + 2);
             self.out.push(b'"');
             self.out.extend_from_slice(s.as_bytes());
@@ -83,8 +86,9 @@ impl Canon {
         }
     }
 
-    fn integer(&mut self, v: impl Display) {
-        let _ = write!(self.out, "{v}");
+    fn integer(&mut self, v: impl Serialize) {
+        // serde_json's integer formatting (itoa), as `to_value` then `to_vec` would give.
+        let _ = serde_json::to_writer(&mut self.out, &v);
     }
 
     fn open_object(&mut self) -> Object<'_> {
@@ -141,10 +145,11 @@ impl<'a> ser::Serializer for &'a mut Canon {
     }
     fn serialize_i128(self, v: i128) -> Res {
         // to_value accepts what fits a u64 or an i64.
-        if i64::try_from(v).is_err() && u64::try_from(v).is_err() {
-            return Err(Error(format!("integer {v} is out of range")));
+        match (i64::try_from(v), u64::try_from(v)) {
+            (Ok(i), _) => self.integer(i),
+            (_, Ok(u)) => self.integer(u),
+            _ => return Err(Error(format!("integer {v} is out of range"))),
         }
-        self.integer(v);
         Ok(())
     }
     fn serialize_u8(self, v: u8) -> Res {
@@ -164,9 +169,7 @@ impl<'a> ser::Serializer for &'a mut Canon {
         Ok(())
     }
     fn serialize_u128(self, v: u128) -> Res {
-        if u64::try_from(v).is_err() {
-            return Err(Error(format!("integer {v} is out of range")));
-        }
+        let v = u64::try_from(v).map_err(|_| Error(format!("integer {v} is out of range")))?;
         self.integer(v);
         Ok(())
     }

@@ -73,7 +73,7 @@ impl TraceMode {
 ///
 /// Fields are declared in their canonical (sorted) key order, so the canonical encoder writes
 /// the ~10^5 accesses of a file-heavy command without rearranging any of them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     /// `read`, `write`, `create`, `delete`, `rename`, `exec`, `stat`, `probe_absent`, `open_dir`.
     pub op: String,
@@ -88,15 +88,15 @@ pub struct Access {
 /// One process of the tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessRecord {
-    pub pid: i32,
-    pub ppid: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub argv: Vec<String>,
     /// The last program the process executed, if seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exe: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    pub pid: i32,
+    pub ppid: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<i32>,
 }
