@@ -316,9 +316,18 @@ pub fn decode_trailer(bytes: &[u8]) -> std::result::Result<Vec<BlockEntry>, Stri
 
 thread_local! {
     /// One decompression context per thread: creating one per record showed in restore
-    /// profiles (it allocates and clears the context's tables every time).
+    /// profiles, and one per segment in the opening of a store with many small commits (it
+    /// allocates and clears the context's tables every time).
     static DECOMPRESSOR: std::cell::RefCell<std::io::Result<zstd::bulk::Decompressor<'static>>> =
         std::cell::RefCell::new(zstd::bulk::Decompressor::new());
+}
+
+/// Decompresses one zstd frame of at most `capacity` bytes with this thread's context.
+pub(crate) fn zstd_decompress(frame: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| match d.borrow_mut().as_mut() {
+        Ok(d) => d.decompress(frame, capacity),
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    })
 }
 
 /// Decodes a record's stored bytes into its raw bytes, checking the length.
@@ -329,12 +338,9 @@ pub fn decode_record(
 ) -> std::result::Result<Vec<u8>, String> {
     let raw = match codec {
         Codec::None => stored.to_vec(),
-        Codec::Zstd => DECOMPRESSOR
-            .with(|d| match d.borrow_mut().as_mut() {
-                Ok(d) => d.decompress(stored, raw_len as usize),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            })
-            .map_err(|e| format!("zstd: {e}"))?,
+        Codec::Zstd => {
+            zstd_decompress(stored, raw_len as usize).map_err(|e| format!("zstd: {e}"))?
+        }
     };
     if raw.len() != raw_len as usize {
         return Err(format!("decoded {} bytes, expected {raw_len}", raw.len()));

@@ -305,9 +305,11 @@ impl Segment {
         let plain: &[u8] = if version == VERSION_PLAIN {
             &b[records_offset as usize..body.len()]
         } else {
-            let planes =
-                zstd::bulk::decompress(&body[records_offset as usize..], records_len as usize)
-                    .map_err(|e| format!("records frame: {e}"))?;
+            let planes = crate::block::zstd_decompress(
+                &body[records_offset as usize..],
+                records_len as usize,
+            )
+            .map_err(|e| format!("records frame: {e}"))?;
             if planes.len() as u64 != records_len {
                 return Err(format!(
                     "records frame holds {} bytes, not {record_count} records",

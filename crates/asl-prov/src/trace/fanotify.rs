@@ -178,17 +178,21 @@ pub(crate) fn observe(
     drop(go_w);
     check_exec(&err_r, pid, spec.program)?;
 
-    let mut events: Vec<(i32, u64, String)> = Vec::new();
+    let mut events = EventLog::default();
     let mut buf = vec![0u8; 256 * 1024];
-    let mut dirs: HashMap<Vec<u8>, String> = HashMap::new();
-    let mut drain_all = |events: &mut Vec<(i32, u64, String)>, gaps: &mut Vec<String>| {
+    let mut drain_all = |events: &mut EventLog, gaps: &mut Vec<String>| {
         if let Some(f) = &fid_fan {
-            drain_fid(f, &mut buf, &mount_fds, &mut dirs, events, gaps);
+            drain_fid(f, &mut buf, &mount_fds, events, gaps);
         }
         if fd_marks > 0 {
             drain(&fd_fan, &mut buf, events, gaps);
         }
     };
+    // While the command runs, this thread reads events only on a core the command leaves idle:
+    // woken every BATCH_MS at normal priority it preempted the command (a `tar | cat` of
+    // /usr/share: 1.52x the plain run, 1.15x with SCHED_IDLE). Nothing is lost meanwhile: the
+    // queue is unlimited, and the last events are read after the normal policy is back.
+    set_policy(libc::SCHED_IDLE);
     // Wait on the child only, and read the queues every few milliseconds. Waiting on the
     // fanotify descriptors would have the kernel wake this thread for every single event
     // (an inter-processor wakeup charged to the traced command: ~4 % of a `tar` of
@@ -206,6 +210,7 @@ pub(crate) fn observe(
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
+            set_policy(libc::SCHED_OTHER);
             kill_and_reap(pid);
             return Err(ProvError::Os("poll".into(), e));
         }
@@ -214,6 +219,7 @@ pub(crate) fn observe(
             break;
         }
     }
+    set_policy(libc::SCHED_OTHER);
     let (status, rusage) = wait_top(pid)?;
     // Every event of the finished tree is queued by now.
     drain_all(&mut events, &mut gaps);
@@ -221,21 +227,28 @@ pub(crate) fn observe(
     // depends on it being over, so it happens beside the receipt's assembly.
     std::thread::spawn(move || drop((fid_fan, fd_fan, mount_fds)));
 
-    let mut written: HashMap<String, ()> = HashMap::new();
-    for (_, mask, path) in &events {
-        if mask & libc::FAN_CLOSE_WRITE != 0 {
-            written.insert(path.clone(), ());
-        }
+    let events = events.into_paths();
+    let written: std::collections::HashSet<&str> = events
+        .iter()
+        .filter(|(_, mask, _)| mask & libc::FAN_CLOSE_WRITE != 0)
+        .map(|(_, _, path)| path.as_str())
+        .collect();
+    let mut skip = vec![false; events.len()];
+    for (i, (_, mask, path)) in events.iter().enumerate() {
+        // The open that preceded a write: not a read we can tell apart.
+        skip[i] = mask & (libc::FAN_CLOSE_WRITE | libc::FAN_OPEN_EXEC) == 0
+            && written.contains(path.as_str());
     }
-    let mut accesses = Vec::new();
-    for (p, mask, path) in events {
+    drop(written);
+    let mut accesses = Vec::with_capacity(events.len());
+    for ((p, mask, path), skip) in events.into_iter().zip(skip) {
+        if skip {
+            continue;
+        }
         let op = if mask & libc::FAN_CLOSE_WRITE != 0 {
             "write"
         } else if mask & libc::FAN_OPEN_EXEC != 0 {
             "exec"
-        } else if written.contains_key(&path) {
-            // The open that preceded a write: not a read we can tell apart.
-            continue;
         } else if mask & libc::FAN_ONDIR != 0 {
             "open_dir"
         } else {
@@ -258,13 +271,95 @@ pub(crate) fn observe(
     })
 }
 
+/// The events read while the command runs, kept compact: the observer shares the cores with
+/// the command, so per event it appends a record and the name's bytes (no allocation, and no
+/// hashing when the directory is the previous event's); paths are assembled once the
+/// command has ended.
+#[derive(Default)]
+struct EventLog {
+    /// Resolved directories (and, from the classic group, whole paths).
+    dirs: Vec<String>,
+    /// A directory's identity (fsid, handle size and type, handle) → its index in `dirs`.
+    dir_index: HashMap<Vec<u8>, u32>,
+    /// The identity and index of the last event's directory.
+    last_key: Vec<u8>,
+    last_dir: Option<u32>,
+    /// Every event's name, back to back.
+    names: Vec<u8>,
+    list: Vec<RawEvent>,
+}
+
+struct RawEvent {
+    pid: i32,
+    mask: u64,
+    dir: u32,
+    name: std::ops::Range<usize>,
+}
+
+impl EventLog {
+    /// The index of the directory with identity `key`, resolving it on first sight.
+    fn dir(&mut self, key: &[u8], resolve: impl FnOnce() -> Option<String>) -> Option<u32> {
+        if let Some(d) = self.last_dir
+            && self.last_key == key
+        {
+            return Some(d);
+        }
+        let d = match self.dir_index.get(key) {
+            Some(&d) => d,
+            None => {
+                let d = self.dirs.len() as u32;
+                self.dirs.push(resolve()?);
+                self.dir_index.insert(key.to_vec(), d);
+                d
+            }
+        };
+        self.last_key.clear();
+        self.last_key.extend_from_slice(key);
+        self.last_dir = Some(d);
+        Some(d)
+    }
+
+    fn push(&mut self, pid: i32, mask: u64, dir: u32, name: &[u8]) {
+        let start = self.names.len();
+        self.names.extend_from_slice(name);
+        self.list.push(RawEvent {
+            pid,
+            mask,
+            dir,
+            name: start..self.names.len(),
+        });
+    }
+
+    /// A whole path (classic group): a directory entry of its own, with no name.
+    fn push_path(&mut self, pid: i32, mask: u64, path: String) {
+        let d = self.dirs.len() as u32;
+        self.dirs.push(path);
+        self.push(pid, mask, d, b"");
+    }
+
+    /// (pid, mask, path) of every event, in the order read.
+    fn into_paths(self) -> Vec<(i32, u64, String)> {
+        self.list
+            .into_iter()
+            .map(|e| {
+                let d = &self.dirs[e.dir as usize];
+                let name = String::from_utf8_lossy(&self.names[e.name]);
+                let mut path = String::with_capacity(d.len() + 1 + name.len());
+                path.push_str(d);
+                if !(name.is_empty() || name == ".") {
+                    if d != "/" {
+                        path.push('/');
+                    }
+                    path.push_str(&name);
+                }
+                (e.pid, e.mask, path)
+            })
+            .collect()
+    }
+}
+
 /// Reads every queued event; resolves each event's descriptor to a path and closes it.
-fn drain(
-    fan: &OwnedFd,
-    buf: &mut [u8],
-    events: &mut Vec<(i32, u64, String)>,
-    gaps: &mut Vec<String>,
-) {
+fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<String>) {
     let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
     loop {
         // SAFETY: reading into our buffer.
@@ -292,12 +387,20 @@ fn drain(
                 // SAFETY: the event's descriptor is ours to close.
                 unsafe { libc::close(m.fd) };
                 if !path.is_empty() {
-                    events.push((m.pid, m.mask, path));
+                    events.push_path(m.pid, m.mask, path);
                 }
             }
             off += m.event_len as usize;
         }
     }
+}
+
+/// Sets the scheduling policy of the calling thread (best effort: a thread that cannot
+/// change it keeps the normal one, which costs only speed).
+fn set_policy(policy: i32) {
+    let p = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `p` is a valid sched_param.
+    unsafe { libc::sched_setscheduler(0, policy, &p) };
 }
 
 /// How long events may queue before they are read (see the wait loop in `observe`).
@@ -404,8 +507,7 @@ fn drain_fid(
     fan: &OwnedFd,
     buf: &mut [u8],
     mount_fds: &HashMap<[i32; 2], OwnedFd>,
-    dirs: &mut HashMap<Vec<u8>, String>,
-    events: &mut Vec<(i32, u64, String)>,
+    events: &mut EventLog,
     gaps: &mut Vec<String>,
 ) {
     let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
@@ -444,32 +546,19 @@ fn drain_fid(
                         .iter()
                         .position(|b| *b == 0)
                         .unwrap_or(name_raw.len());
-                    let name = String::from_utf8_lossy(&name_raw[..name_end]);
+                    let name = &name_raw[..name_end];
                     // fsid, handle size, type and handle: the directory's identity.
                     let key = &rec[4..20 + hbytes];
-                    if !dirs.contains_key(key)
-                        && let Some(d) = mount_fds
+                    let dir = events.dir(key, || {
+                        mount_fds
                             .get(&fsid)
                             .and_then(|mfd| resolve_dir(mfd, htype, handle))
-                    {
-                        dirs.insert(key.to_vec(), d);
-                    }
-                    match dirs.get(key) {
-                        Some(d) => {
-                            // One allocation per event: this runs beside the command, on
-                            // the core it would otherwise have to itself.
-                            let mut path = String::with_capacity(d.len() + 1 + name.len());
-                            path.push_str(d);
-                            if !(name.is_empty() || name == ".") {
-                                if d != "/" {
-                                    path.push('/');
-                                }
-                                path.push_str(&name);
-                            }
-                            events.push((m.pid, m.mask, path));
-                        }
+                    });
+                    match dir {
+                        Some(d) => events.push(m.pid, m.mask, d, name),
                         None => gaps.push(format!(
-                            "an access to '{name}' in a directory that could not be resolved (removed during the run?)"
+                            "an access to '{}' in a directory that could not be resolved (removed during the run?)",
+                            String::from_utf8_lossy(name)
                         )),
                     }
                 }
