@@ -2,8 +2,11 @@
 """Medians of the hyperfine runs of bench/prov/run.sh and the issue-4 targets they decide.
 (hyperfine's markdown tables give means; the targets are judged on medians.)
 
-usage: medians.py WORKDIR   (reads w1.json, w1b.json, hash.json, warm.json)
+usage: medians.py WORKDIR table w1|w1b   the times of every round of one workload
+       medians.py WORKDIR targets        medians, ratios and the targets
+W1 and W1b ran in rounds (w1-1.json, w1-2.json, ...); their times are pooled per command.
 """
+import glob
 import json
 import os
 import statistics
@@ -12,12 +15,34 @@ import sys
 work = sys.argv[1]
 
 
+def times(name):
+    """Command -> every run's time (s), pooled over the rounds `name-N.json` or from `name.json`."""
+    files = sorted(glob.glob(os.path.join(work, name + '-*.json'))) or [os.path.join(work, name + '.json')]
+    pooled = {}
+    for path in files:
+        with open(path) as f:
+            for r in json.load(f)['results']:
+                pooled.setdefault(r['command'], []).extend(r['times'])
+    return pooled, len(files)
+
+
 def medians(name):
-    with open(os.path.join(work, name)) as f:
-        return {r['command']: statistics.median(r['times']) for r in json.load(f)['results']}
+    return {cmd: statistics.median(t) for cmd, t in times(name)[0].items()}
 
 
-w1, w1b, h, warm = (medians(n) for n in ('w1.json', 'w1b.json', 'hash.json', 'warm.json'))
+if sys.argv[2] == 'table':
+    pooled, rounds = times(sys.argv[3])
+    base = statistics.median(pooled['plain'])
+    print(f'{rounds} round(s); runs pooled over the rounds.')
+    print()
+    print('| command | runs | median ms | min ms | max ms | median ÷ plain |')
+    print('|---|---|---|---|---|---|')
+    for cmd, t in pooled.items():
+        m = statistics.median(t)
+        print(f'| `{cmd}` | {len(t)} | {m * 1000:.1f} | {min(t) * 1000:.1f} | {max(t) * 1000:.1f} | {m / base:.2f}× |')
+    sys.exit(0)
+
+w1, w1b, h, warm = (medians(n) for n in ('w1', 'w1b', 'hash', 'warm'))
 print('| measurement | median | ratio |')
 print('|---|---|---|')
 for label, table, base in (('W1', w1, 'plain'), ('W1b', w1b, 'plain')):

@@ -17,19 +17,23 @@ openssl genpkey -algorithm ed25519 -out "$WORK/key.pem" 2>/dev/null
 
 # W1: the file-heavy command of research/anchors-store.md A.3 (one process, ~5k files).
 W1="tar -cf - /usr/share/doc | cat > /dev/null"
-# Enough runs for a median: one run of W1 takes ~0.1 s (ptrace ~1 s).
-hyperfine -N --warmup 2 --runs "${W1_RUNS:-30}" --export-markdown "$WORK/w1.md" --export-json "$WORK/w1.json" \
-  -n plain "sh -c '$W1'" \
-  -n "capture --trace none" "$ASL capture -q --store $WORK/store --trace none --cmd '$W1'" \
-  -n "capture --trace fanotify" "$ASL capture -q --store $WORK/store --trace fanotify --cmd '$W1'" \
-  -n "capture --trace ptrace" "$ASL capture -q --store $WORK/store --trace ptrace --cmd '$W1'"
-
 # W1b: the same over all of /usr/share (~43k files), where the capture's fixed cost (store
 # open, commit) is amortised.
 W1B="tar -cf - /usr/share | cat > /dev/null"
-hyperfine -N --warmup 1 --runs "${W1B_RUNS:-10}" --export-markdown "$WORK/w1b.md" --export-json "$WORK/w1b.json" \
-  -n plain "sh -c '$W1B'" \
-  -n "capture --trace fanotify" "$ASL capture -q --store $WORK/store --trace fanotify --cmd '$W1B'"
+# In ROUNDS rounds: hyperfine runs all runs of one command before the next, and this VM drifts
+# by ±15 % within minutes, so the plain and captured runs alternate in short blocks and the
+# medians are taken over all rounds (bench/prov/medians.py).
+ROUNDS=${ROUNDS:-5}
+for r in $(seq 1 "$ROUNDS"); do
+  hyperfine -N --warmup 1 --runs "${W1_RUNS:-6}" --export-json "$WORK/w1-$r.json" \
+    -n plain "sh -c '$W1'" \
+    -n "capture --trace none" "$ASL capture -q --store $WORK/store --trace none --cmd '$W1'" \
+    -n "capture --trace fanotify" "$ASL capture -q --store $WORK/store --trace fanotify --cmd '$W1'" \
+    -n "capture --trace ptrace" "$ASL capture -q --store $WORK/store --trace ptrace --cmd '$W1'"
+  hyperfine -N --warmup 1 --runs "${W1B_RUNS:-4}" --export-json "$WORK/w1b-$r.json" \
+    -n plain "sh -c '$W1B'" \
+    -n "capture --trace fanotify" "$ASL capture -q --store $WORK/store --trace fanotify --cmd '$W1B'"
+done
 
 # Hashing the input set. asl-capture cold: a fresh store each run; warm: the stat cache of
 # the previous run is reused (unchanged files are not read again).
@@ -47,13 +51,13 @@ hyperfine -N --warmup 1 --runs "${HASH_RUNS:-5}" --export-markdown "$WORK/warm.m
   echo "Machine: $(nproc) cores, $(uname -r). Binary: $ASL. Input set: ${SET[*]} ($files files, $bytes bytes)."
   echo
   echo "## Observation cost, W1 = \`$W1\`"
-  echo; cat "$WORK/w1.md"; echo
+  echo; python3 "$(dirname "$0")/medians.py" "$WORK" table w1; echo
   echo "## Observation cost, W1b = \`$W1B\`"
-  echo; cat "$WORK/w1b.md"; echo
+  echo; python3 "$(dirname "$0")/medians.py" "$WORK" table w1b; echo
   echo "## Hashing the input set"
   echo; cat "$WORK/hash.md"; echo; cat "$WORK/warm.md"; echo
   echo "## Medians and the targets of issue 4"
   echo
-  python3 "$(dirname "$0")/medians.py" "$WORK"
+  python3 "$(dirname "$0")/medians.py" "$WORK" targets
 } > "$OUT"
 echo "wrote $OUT"
