@@ -235,6 +235,12 @@ fn fork_child(
         ChildSetup::Ptrace { filter } => (filter.as_ptr(), filter.len()),
         _ => (std::ptr::null(), 0),
     };
+    // Descriptors the child keeps besides 0-2; every other one is closed right after fork.
+    let mut keep: Vec<u32> = vec![err_w as u32];
+    if let ChildSetup::Fanotify { ready, go } = setup {
+        keep.extend([*ready as u32, *go as u32]);
+    }
+    keep.sort_unstable();
     // SAFETY: fork in a process whose other threads we do not rely on in the child; the
     // child only makes raw syscalls on memory prepared above, then execs or _exits.
     let pid = unsafe { libc::fork() };
@@ -259,6 +265,18 @@ fn fork_child(
         if libc::dup2(out_fd, 1) < 0 || libc::dup2(err_fd, 2) < 0 {
             die(errno());
         }
+        // Until exec, the child holds a copy of every descriptor of this (multi-threaded)
+        // process, including a store's flock(2)ed lock file, whose lock is shared by every
+        // copy: another thread's writer could find its store locked while this child waits
+        // to be observed. Close them now, not at exec.
+        let mut from = 3u32;
+        for &k in &keep {
+            if k > from {
+                libc::syscall(libc::SYS_close_range, from, k - 1, 0);
+            }
+            from = from.max(k + 1);
+        }
+        libc::syscall(libc::SYS_close_range, from, u32::MAX, 0);
         if libc::chdir(cwd.as_ptr()) != 0 {
             die(errno());
         }

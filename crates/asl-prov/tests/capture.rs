@@ -483,3 +483,47 @@ fn a_file_import_records_identity_and_digests() {
     assert_eq!(imp.size, 18);
     assert_eq!(c.receipt.outputs[0].reference, imp.digest_after);
 }
+
+/// The command gets no descriptor of the capturing process besides stdin, stdout and stderr,
+/// not even one without close-on-exec. (Before its exec the child used to hold a copy of every
+/// descriptor, among them a store's flock(2)ed lock file, whose lock every copy shares: a
+/// writer in another thread then found its own store locked.)
+#[test]
+fn the_command_inherits_no_descriptor_of_the_capturing_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let held = std::ffi::CString::new(dir.path().join("held").to_str().unwrap()).unwrap();
+    // SAFETY: plain open/fcntl/close on a path we own; the descriptor is closed below.
+    let fd = unsafe { libc::open(held.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o600) };
+    assert!(fd >= 0);
+    // Well above what `ls` opens itself, and without FD_CLOEXEC, so only closing it in the
+    // child keeps it out of the command.
+    let high = unsafe { libc::fcntl(fd, libc::F_DUPFD, 200) };
+    assert!(high >= 200);
+    unsafe { libc::close(fd) };
+    for trace in [TraceMode::None, TraceMode::Ptrace, TraceMode::Fanotify] {
+        let c = capture(
+            &store,
+            &opts(dir.path(), &["/bin/ls", "/proc/self/fd"], &[], &[], trace),
+        )
+        .unwrap();
+        let run = c.receipt.run.as_ref().unwrap();
+        let st = Store::open(&store).unwrap();
+        let out = asl_store::ArtifactRead::read_all(
+            &st.reader(),
+            &run.stdout.reference.parse::<Reference>().unwrap(),
+        )
+        .unwrap();
+        let fds: Vec<i32> = String::from_utf8(out)
+            .unwrap()
+            .split_whitespace()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        assert!(fds.contains(&1), "{trace:?}: {fds:?}");
+        assert!(
+            !fds.contains(&high),
+            "{trace:?}: descriptor {high} leaked: {fds:?}"
+        );
+    }
+    unsafe { libc::close(high) };
+}
