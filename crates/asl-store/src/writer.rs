@@ -271,7 +271,7 @@ impl Writer {
         }
         let (codec, stored) = self.encode(raw)?;
         let mut full = None;
-        let (block_seq, offset) = {
+        let placed = {
             let mut slot = self.block.lock().unwrap_or_else(|p| p.into_inner());
             let is_full = slot.block.as_ref().is_some_and(|b| {
                 b.data_len() + stored.len() as u64 > u64::from(self.config.block_target_size)
@@ -282,25 +282,31 @@ impl Writer {
                 full = Some((slot.seq, b));
                 slot.seq += 1;
             }
-            if slot.block.is_none() {
-                let name = format!("{}-{}", std::process::id(), slot.seq);
-                slot.block = Some(OpenBlock::create(
-                    &self.layout.blocks_open(),
-                    self.algo,
-                    &name,
-                )?);
-            }
-            let seq = slot.seq;
-            let block = slot
-                .block
-                .as_mut()
-                .ok_or_else(|| StoreError::corrupt("open block", "vanished"))?;
-            let offset = block.append(reference, kind, codec, tag.0, &stored, raw.len() as u32)?;
-            (seq, offset)
+            (|| -> Result<(u32, u64)> {
+                if slot.block.is_none() {
+                    let name = format!("{}-{}", std::process::id(), slot.seq);
+                    slot.block = Some(OpenBlock::create(
+                        &self.layout.blocks_open(),
+                        self.algo,
+                        &name,
+                    )?);
+                }
+                let seq = slot.seq;
+                let block = slot
+                    .block
+                    .as_mut()
+                    .ok_or_else(|| StoreError::corrupt("open block", "vanished"))?;
+                let offset =
+                    block.append(reference, kind, codec, tag.0, &stored, raw.len() as u32)?;
+                Ok((seq, offset))
+            })()
         };
+        // The full block holds records of puts that have returned: it is sealed whatever
+        // became of this put's own record.
         if let Some((seq, b)) = full {
             self.seal_in_background(seq, b)?;
         }
+        let (block_seq, offset) = placed?;
         let mut s = self.lock_session();
         s.new_raw_bytes += raw.len() as u64;
         s.new_stored_bytes += stored.len() as u64;
@@ -323,9 +329,12 @@ impl Writer {
     /// Seals the open block (if any) and records its id.
     fn seal_block(&self, slot: &mut BlockSlot) -> Result<()> {
         if let Some(b) = slot.block.take() {
-            let (id, _) = b.seal(&self.layout.blocks())?;
-            self.record_sealed(slot.seq, id);
+            // The number is used up even if sealing fails: the records of a block that could
+            // not be sealed must never resolve to the next block, which would reuse it.
+            let seq = slot.seq;
             slot.seq += 1;
+            let (id, _) = b.seal(&self.layout.blocks())?;
+            self.record_sealed(seq, id);
         }
         Ok(())
     }
@@ -339,25 +348,41 @@ impl Writer {
         s.sealed[seq] = Some(id);
     }
 
-    /// Seals a full block on a thread of its own; [`Writer::join_sealing`] collects it.
+    /// Seals a full block on a thread of its own ([`Writer::join_sealing`] collects it), or
+    /// here when no thread can be had; then waits for the oldest sealing if too many are.
     fn seal_in_background(&self, seq: u32, block: OpenBlock) -> Result<()> {
+        let dir = self.layout.blocks();
+        // Shared so that the block is still ours if the thread cannot be started.
+        let cell = std::sync::Arc::new(Mutex::new(Some(block)));
+        let theirs = cell.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("asl-seal-{seq}"))
+            .spawn(move || {
+                let block = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match block {
+                    Some(b) => b.seal(&dir).map(|(id, _)| id),
+                    None => Err(StoreError::corrupt("open block", "sealed twice")),
+                }
+            });
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(_) => {
+                let block = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let b = block.ok_or_else(|| StoreError::corrupt("open block", "vanished"))?;
+                let (id, _) = b.seal(&self.layout.blocks())?;
+                self.record_sealed(seq, id);
+                return Ok(());
+            }
+        };
         let oldest = {
             let mut sealing = self.sealing.lock().unwrap_or_else(|p| p.into_inner());
-            (sealing.len() >= MAX_SEALING).then(|| sealing.remove(0))
+            sealing.push((seq, handle));
+            (sealing.len() > MAX_SEALING).then(|| sealing.remove(0))
         };
-        if let Some(s) = oldest {
-            self.finish_sealing(s)?;
+        match oldest {
+            Some(s) => self.finish_sealing(s),
+            None => Ok(()),
         }
-        let dir = self.layout.blocks();
-        let handle = std::thread::Builder::new()
-            .name(format!("asl-seal-{seq}"))
-            .spawn(move || block.seal(&dir).map(|(id, _)| id))
-            .map_err(|e| StoreError::io(self.layout.blocks_open(), e))?;
-        self.sealing
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((seq, handle));
-        Ok(())
     }
 
     fn finish_sealing(&self, (seq, handle): Sealing) -> Result<()> {
@@ -1070,6 +1095,38 @@ mod tests {
         let s = crate::Store::open(&path).unwrap();
         for (r, d) in refs.iter().zip(&data) {
             assert_eq!(&s.reader().read_all(r).unwrap(), d);
+        }
+    }
+
+    /// A block that could not be sealed keeps its number: the next block gets a new one, so
+    /// the records of the lost block never resolve to it and no later commit indexes them.
+    #[test]
+    fn a_block_that_fails_to_seal_never_lends_its_records_to_the_next_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+        let a = w
+            .put_bytes(&pseudo_random(5_000, 11), TypeTag::BYTES)
+            .unwrap();
+        // The open block disappears: sealing it (its rename) fails.
+        for f in std::fs::read_dir(path.join("blocks/open")).unwrap() {
+            std::fs::remove_file(f.unwrap().path()).unwrap();
+        }
+        assert!(w.commit(None, SnapshotMeta::now("test")).is_err());
+        let b = w
+            .put_bytes(&pseudo_random(5_000, 13), TypeTag::BYTES)
+            .unwrap();
+        match w.commit(Some(b.reference), SnapshotMeta::now("test")) {
+            Err(e) => assert!(e.to_string().contains("unsealed"), "{e}"),
+            Ok(_) => {
+                // Had it committed, `a` would have to read back as itself, not as `b`'s bytes.
+                drop(w);
+                let s = crate::Store::open(&path).unwrap();
+                assert_eq!(
+                    s.reader().read_all(&a.reference).unwrap(),
+                    pseudo_random(5_000, 11)
+                );
+            }
         }
     }
 
