@@ -42,6 +42,19 @@ pub struct Put {
     pub new_chunks: u32,
 }
 
+impl Put {
+    /// An artifact stored as one chunk, `new` when that chunk was not in the store yet.
+    pub fn one_chunk(reference: Reference, len: u64, new: bool) -> Put {
+        Put {
+            reference,
+            len,
+            new_bytes: if new { len } else { 0 },
+            chunks: 1,
+            new_chunks: u32::from(new),
+        }
+    }
+}
+
 /// Errors of the access traits.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
@@ -143,13 +156,7 @@ impl ArtifactWrite for MemoryStore {
         if new {
             map.insert(reference, (tag, data.to_vec()));
         }
-        Ok(Put {
-            reference,
-            len: data.len() as u64,
-            new_bytes: if new { data.len() as u64 } else { 0 },
-            chunks: 1,
-            new_chunks: u32::from(new),
-        })
+        Ok(Put::one_chunk(reference, data.len() as u64, new))
     }
 
     fn put_reader(&self, source: &mut dyn Read, tag: TypeTag) -> Result<Put, AccessError> {

@@ -493,13 +493,7 @@ impl Writer {
     /// artifact's type tag.
     fn put_one(&self, reference: Reference, data: &[u8], tag: TypeTag) -> Result<Put> {
         let new = self.store_record(reference, RecordKind::Chunk, tag, data, data.len() as u64)?;
-        Ok(Put {
-            reference,
-            len: data.len() as u64,
-            new_bytes: if new { data.len() as u64 } else { 0 },
-            chunks: 1,
-            new_chunks: u32::from(new),
-        })
+        Ok(Put::one_chunk(reference, data.len() as u64, new))
     }
 
     /// Commits everything put so far as a new snapshot.

@@ -240,27 +240,21 @@ pub(crate) fn observe(
     std::thread::spawn(move || drop((fid_fan, fd_fan, mount_fds)));
 
     let events = events.into_paths();
-    let written: std::collections::HashSet<&str> = events
+    // Written paths are few: cloned, so that the events can be consumed below.
+    let written: std::collections::HashSet<String> = events
         .iter()
         .filter(|(_, mask, _)| mask & libc::FAN_CLOSE_WRITE != 0)
-        .map(|(_, _, path)| path.as_str())
+        .map(|(_, _, path)| path.clone())
         .collect();
-    let mut skip = vec![false; events.len()];
-    for (i, (_, mask, path)) in events.iter().enumerate() {
-        // The open that preceded a write: not a read we can tell apart.
-        skip[i] = mask & (libc::FAN_CLOSE_WRITE | libc::FAN_OPEN_EXEC) == 0
-            && written.contains(path.as_str());
-    }
-    drop(written);
     let mut accesses = Vec::with_capacity(events.len());
-    for ((p, mask, path), skip) in events.into_iter().zip(skip) {
-        if skip {
-            continue;
-        }
+    for (p, mask, path) in events {
         let op = if mask & libc::FAN_CLOSE_WRITE != 0 {
             "write"
         } else if mask & libc::FAN_OPEN_EXEC != 0 {
             "exec"
+        } else if written.contains(&path) {
+            // The open that preceded a write: not a read we can tell apart.
+            continue;
         } else if mask & libc::FAN_ONDIR != 0 {
             "open_dir"
         } else {
