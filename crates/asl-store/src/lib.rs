@@ -25,6 +25,7 @@ mod fsutil;
 pub mod gc;
 mod lock;
 pub mod log;
+pub mod merge;
 pub mod reach;
 pub mod reader;
 pub mod records;

@@ -6,7 +6,7 @@
 //! index is a derived structure: it is rebuilt on every open and never written anywhere.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::block::{BlockId, Codec, RecordKind};
 use crate::error::{Result, StoreError};
@@ -302,7 +302,11 @@ impl State {
     }
 }
 
-fn load_segment(path: &PathBuf, info: &SegmentInfo) -> std::result::Result<Segment, String> {
+/// Reads a segment file and checks it against what its seal record logged.
+pub(crate) fn load_segment(
+    path: &Path,
+    info: &SegmentInfo,
+) -> std::result::Result<Segment, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let (seg, checksum) = Segment::decode(&bytes)?;
     if checksum != info.checksum {

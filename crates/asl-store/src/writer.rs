@@ -107,6 +107,9 @@ impl Drop for Writer {
     }
 }
 
+/// The chunk buffer's first size; it doubles while a source fills it, up to two chunks.
+const FIRST_READ: usize = 64 * 1024;
+
 thread_local! {
     static CHUNK_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
@@ -539,16 +542,41 @@ impl Writer {
             ));
         }
         let new_records = records.len() as u64;
+        // Small segments folded into this commit's own (crate::merge): only when there are
+        // new entries, so that a commit of nothing stays a log append.
+        let (entries, merged) = if records.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.entries_to_merge(&crate::merge::plan(&self.state.segments))
+        };
+        // Stable sort in Segment::build: the new entries (visible from this commit) come
+        // after the older ones they might repeat.
+        records.splice(0..0, entries);
+        let flags = if merged.is_empty() {
+            0
+        } else {
+            segment::FLAG_COMPACTED
+        };
         let mut events = Vec::new();
         let mut segment = None;
         if !records.is_empty() {
             let id = self.state.max_segment_id + 1;
-            let seg = Segment::build(id, self.config.domain_id, 0, records);
+            let seg = Segment::build(id, self.config.domain_id, flags, records);
             let checksum = self.write_segment(&seg)?;
-            events.push(Event::SegmentSeal {
-                segment_id: id,
-                record_count: seg.records.len() as u64,
-                checksum,
+            events.push(if merged.is_empty() {
+                Event::SegmentSeal {
+                    segment_id: id,
+                    record_count: seg.records.len() as u64,
+                    checksum,
+                }
+            } else {
+                Event::GcCommit {
+                    segment_id: id,
+                    record_count: seg.records.len() as u64,
+                    checksum,
+                    retired: merged.clone(),
+                    deleted_blocks: Vec::new(),
+                }
             });
             segment = Some(seg);
         }
@@ -562,6 +590,11 @@ impl Writer {
         let seqs = self.append(&events)?;
         // The log is durable: update the in-memory state to match it.
         if let Some(seg) = &segment {
+            // The retired files stay until the next writer opens the store (crate::merge).
+            for id in &merged {
+                self.state.segments.remove(id);
+                self.state.retired_segments.insert(*id);
+            }
             self.state.max_segment_id = seg.segment_id;
             self.state.segments.insert(
                 seg.segment_id,
@@ -570,7 +603,9 @@ impl Writer {
                     sealed_at: seqs[0],
                     record_count: seg.records.len() as u64,
                     checksum: match &events[0] {
-                        Event::SegmentSeal { checksum, .. } => *checksum,
+                        Event::SegmentSeal { checksum, .. } | Event::GcCommit { checksum, .. } => {
+                            *checksum
+                        }
                         _ => [0; 32],
                     },
                 },
@@ -806,8 +841,10 @@ impl ArtifactWrite for Writer {
                 Some(b) => b,
                 None => &mut own,
             };
-            if buf.len() < cap {
-                buf.resize(cap, 0);
+            // Grown only as far as the source fills it: a capture's empty stdout would
+            // otherwise zero and fault in 4 MiB (~2 ms, a tenth of a small capture's cost).
+            if buf.is_empty() {
+                buf.resize(FIRST_READ.min(cap), 0);
             }
             // buf[start..filled] is read and not yet cut.
             let mut start = 0usize;
@@ -821,7 +858,11 @@ impl ArtifactWrite for Writer {
                     start = 0;
                 }
                 while !eof && filled - start < max {
-                    match source.read(&mut buf[filled..cap]) {
+                    if filled == buf.len() {
+                        let to = (2 * buf.len()).clamp(FIRST_READ, cap);
+                        buf.resize(to, 0);
+                    }
+                    match source.read(&mut buf[filled..]) {
                         Ok(0) => eof = true,
                         Ok(n) => filled += n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -1029,6 +1070,17 @@ mod tests {
             );
             assert_eq!(a.reference, HashAlgo::Blake3.digest(&small));
         }
+        // A small stream leaves a thread's read buffer small (not zeroed to two chunks).
+        let buffered = std::thread::scope(|s| {
+            s.spawn(|| {
+                w.put_reader(&mut Dribble(&data[..5000]), TypeTag::BYTES)
+                    .unwrap();
+                CHUNK_BUF.with(|b| b.borrow().len())
+            })
+            .join()
+            .unwrap()
+        });
+        assert!(buffered <= FIRST_READ, "{buffered} bytes buffered");
         // Streams longer than the read buffer (twice max_size) are cut as in memory.
         let long = pseudo_random(3 << 20, 13);
         let a = w.put_bytes(&long, TypeTag::BYTES).unwrap();
