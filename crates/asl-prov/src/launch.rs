@@ -91,7 +91,7 @@ fn cstr(b: &[u8], what: &str) -> Result<CString, ProvError> {
     CString::new(b).map_err(|_| ProvError::Usage(format!("{what} contains a NUL byte")))
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), ProvError> {
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), ProvError> {
     let mut fds = [0i32; 2];
     // SAFETY: fds is a valid array of two ints.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {

@@ -235,9 +235,8 @@ pub(crate) fn observe(
     let (status, rusage) = wait_top(pid)?;
     // Every event of the finished tree is queued by now.
     drain_all(&mut events, &mut gaps);
-    // Closing a group that has marks waits for an SRCU grace period (~10 ms here); nothing
-    // depends on it being over, so it happens beside the receipt's assembly.
-    std::thread::spawn(move || drop((fid_fan, fd_fan, mount_fds)));
+    drop(mount_fds);
+    close_groups_elsewhere(fid_fan.into_iter().chain([fd_fan]).collect());
 
     let events = events.into_paths();
     // Written paths are few: cloned, so that the events can be consumed below.
@@ -436,6 +435,71 @@ impl Policy {
     }
 }
 
+/// Closes the fanotify groups without making this process wait for it.
+///
+/// The last close of a group that had marks waits for the kernel's mark reaper, which waits
+/// for an SRCU grace period: 0.1 ms to over 10 ms here. Closed on a thread of ours, that wait
+/// often outlasted the receipt's assembly, and the process's exit then waited for the thread
+/// (a capture of W1 ended 2–12 ms later than one with `--trace none`). So the last reference
+/// goes to a short-lived child process: this thread forks it, drops its own copies, and only
+/// then lets the child close its copies and exit; this thread reaps it, and if the process
+/// exits first, init does. Forked from its own thread, the child is invisible to a ptrace
+/// observer's `wait4(-1, __WNOTHREAD)` on another thread.
+fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
+    std::thread::spawn(move || {
+        let Ok((go_r, go_w)) = crate::launch::pipe() else {
+            return;
+        };
+        // Descriptors the child keeps, ascending, prepared before the fork (no allocation
+        // after it).
+        let mut keep = [-1i32; 4];
+        for (k, fd) in keep.iter_mut().zip(
+            groups
+                .iter()
+                .map(AsRawFd::as_raw_fd)
+                .chain([go_r.as_raw_fd()]),
+        ) {
+            *k = fd;
+        }
+        let keep_len = groups.len() + 1;
+        keep[..keep_len].sort_unstable();
+        // SAFETY: the child calls only async-signal-safe system calls and then _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: raw system calls on descriptor numbers; no Rust state is touched.
+            unsafe {
+                let mut lo = 0u32;
+                for &fd in &keep[..keep_len] {
+                    if fd as u32 > lo {
+                        libc::syscall(libc::SYS_close_range, lo, fd as u32 - 1, 0);
+                    }
+                    lo = fd as u32 + 1;
+                }
+                libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0);
+                // EOF once the parent thread has dropped its copies of the groups.
+                let mut b = 0u8;
+                while libc::read(go_r.as_raw_fd(), (&raw mut b).cast(), 1) != 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
+                for &fd in &keep[..keep_len] {
+                    libc::close(fd);
+                }
+                libc::_exit(0);
+            }
+        }
+        drop(groups);
+        drop(go_w);
+        drop(go_r);
+        if pid > 0 {
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+    });
+}
+
 /// How long events may queue before they are read (see the wait loop in `observe`).
 const BATCH_MS: i32 = 10;
 
@@ -597,6 +661,50 @@ fn drain_fid(
                 }
             }
             off += len;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Children of every thread of this process.
+    fn children() -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    }
+
+    #[test]
+    fn groups_closed_elsewhere_are_closed_everywhere_and_the_closer_is_reaped() {
+        // Pipe write ends stand in for the groups: the read ends see EOF only once every
+        // copy, the closer process's included, is closed.
+        let (r1, w1) = crate::launch::pipe().unwrap();
+        let (r2, w2) = crate::launch::pipe().unwrap();
+        let before = children();
+        close_groups_elsewhere(vec![w1, w2]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for r in [r1, r2] {
+                let mut rest = Vec::new();
+                std::io::Read::read_to_end(&mut std::fs::File::from(r), &mut rest).unwrap();
+            }
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a copy of a group stayed open");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while children().iter().any(|c| !before.contains(c)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the closer process was not reaped: {:?}",
+                children()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
 }
