@@ -156,8 +156,9 @@ impl DurableState {
     /// Simulates a power cut after a writer was killed: every write that no fsync made
     /// durable is dropped or cut short at random. Durable means: in the state captured
     /// before the writer started, or named (directly, or as a sealed segment's block) by a
-    /// log record that survives the cut — the store fsyncs a segment and its blocks before
-    /// it appends the seal record, so those cannot be lost while the record survives.
+    /// log record that survives the cut (SEGMENT_SEAL, or GC_COMMIT of a commit that merged
+    /// segments) — the store fsyncs a segment and its blocks before it appends the record,
+    /// so those cannot be lost while the record survives.
     pub fn lose_unsynced_writes(&self, store: &Path, rng: &mut u64) {
         let log_path = store.join("log/asl.log");
         let bytes = std::fs::read(&log_path).unwrap();
@@ -186,9 +187,15 @@ impl DurableState {
             .iter()
             .filter(|r| r.offset + 48 + r.payload.len() as u64 <= survives)
         {
-            if let Some(asl_store::records::Event::SegmentSeal { segment_id, .. }) =
-                asl_store::records::Event::decode(rec.record_type, &rec.payload)
-            {
+            // A commit that folds small segments into its own names it in GC_COMMIT.
+            let sealed = match asl_store::records::Event::decode(rec.record_type, &rec.payload) {
+                Some(asl_store::records::Event::SegmentSeal { segment_id, .. }) => Some(segment_id),
+                Some(asl_store::records::Event::GcCommit { segment_id, .. }) if segment_id != 0 => {
+                    Some(segment_id)
+                }
+                _ => None,
+            };
+            if let Some(segment_id) = sealed {
                 let seg = store
                     .join("segments")
                     .join(asl_store::segment::file_name(segment_id));
