@@ -261,6 +261,9 @@ fn abs(cwd: &Path, p: &Path) -> String {
     trace::normalize(cwd, p).to_string_lossy().into_owned()
 }
 
+/// What makes two accesses the same: path, operation, rename target.
+type AccessKey<'a> = (&'a str, &'a str, Option<&'a str>);
+
 /// Deduplicates accesses and computes the declared-vs-observed difference.
 pub fn summarise(
     mode: TraceMode,
@@ -307,7 +310,7 @@ pub fn summarise(
     }
     // Sorted as (key, position) tuples: comparing them reads no `Access`, only the strings'
     // bytes (sorting positions and looking the keys up cost twice the cache misses).
-    let mut order: Vec<((&str, &str, Option<&str>), usize)> = raw
+    let mut order: Vec<(AccessKey, usize)> = raw
         .iter()
         .enumerate()
         .map(|(i, a)| ((a.path.as_str(), a.op.as_str(), a.to.as_deref()), i))
