@@ -14,7 +14,17 @@ use crate::error::{IoContext, Result, StoreError};
 /// Held while a writer is open; dropping it releases the lock.
 #[derive(Debug)]
 pub struct WriterLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for WriterLock {
+    /// Unlocks explicitly: a process forked meanwhile (a capture's command before its exec, a
+    /// helper that closes descriptors late) shares the locked open file, and closing our own
+    /// descriptor would leave the lock held until that copy is closed too.
+    fn drop(&mut self) {
+        // SAFETY: flock on a valid, owned descriptor.
+        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+    }
 }
 
 impl WriterLock {
@@ -48,6 +58,28 @@ impl WriterLock {
         file.set_len(0).at(lock_path)?;
         file.seek(SeekFrom::Start(0)).at(lock_path)?;
         file.write_all(me.as_bytes()).at(lock_path)?;
-        Ok(WriterLock { _file: file })
+        Ok(WriterLock { file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_lock_releases_it_even_while_a_copy_of_its_file_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("writer.lock");
+        let lock = WriterLock::acquire(dir.path(), &path).unwrap();
+        assert!(matches!(
+            WriterLock::acquire(dir.path(), &path),
+            Err(StoreError::Locked { .. })
+        ));
+        // What a forked child that has not closed its descriptors yet holds.
+        let copy = lock.file.try_clone().unwrap();
+        drop(lock);
+        let again = WriterLock::acquire(dir.path(), &path);
+        assert!(again.is_ok(), "{again:?}");
+        drop(copy);
     }
 }

@@ -10,14 +10,15 @@
 //! [`SMALL_SEGMENT_RECORDS`] entries is in tier ⌊log₈ record_count⌋. When a tier holds
 //! [`MERGE_FANIN`] segments, the next commit folds them all into its own segment, which then
 //! belongs to a higher tier. An entry is rewritten at most once per tier (four times), and at
-//! most 4 × 7 small segments stay visible. Larger segments (an intake's) are never merged
-//! here; `asl-admin gc` compacts everything.
+//! most 4 × 8 healthy small segments are visible at any time. Larger segments (an intake's)
+//! are never merged here; `asl-admin gc` compacts everything.
 //!
 //! Folded entries keep their visibility position, so a reader opened at an older snapshot
-//! sees exactly what it saw. A segment that does not load (missing, damaged) is never folded:
-//! retiring it would hide the damage from `verify`; the others of its tier still are. The retired files are deleted by the next
-//! writer to open the store, not by this commit, so that a reader that replayed the log just
-//! before this commit still finds them.
+//! sees exactly what it saw. A segment that does not load (missing, damaged) is never folded,
+//! and does not count towards its tier: retiring it would hide the damage from `verify`.
+//! The retired files are deleted by the next writer to open the store, not by this commit;
+//! a reader that read the log before the commit and finds a segment file gone reads the log
+//! again (`Store::open`).
 
 use crate::block::BlockId;
 use crate::segment::IndexRecord;
@@ -34,10 +35,17 @@ fn tier(record_count: u64) -> Option<u32> {
 }
 
 /// The visible segments a commit should fold into its own, lowest tier first; empty when no
-/// tier is full.
-pub(crate) fn plan(segments: &std::collections::BTreeMap<u64, SegmentInfo>) -> Vec<SegmentInfo> {
+/// tier is full. Segments known to be damaged do not count: eight of them in one tier would
+/// otherwise stop every higher tier from merging.
+pub(crate) fn plan(
+    segments: &std::collections::BTreeMap<u64, SegmentInfo>,
+    damaged: &std::collections::HashSet<u64>,
+) -> Vec<SegmentInfo> {
     let mut tiers: std::collections::BTreeMap<u32, Vec<SegmentInfo>> = Default::default();
-    for info in segments.values() {
+    for info in segments
+        .values()
+        .filter(|i| !damaged.contains(&i.segment_id))
+    {
         if let Some(t) = tier(info.record_count) {
             tiers.entry(t).or_default().push(*info);
         }
@@ -108,6 +116,7 @@ mod tests {
 
     #[test]
     fn the_lowest_full_tier_is_merged_and_large_segments_never() {
+        let none = std::collections::HashSet::new();
         let mut segs: std::collections::BTreeMap<u64, SegmentInfo> = Default::default();
         for id in 1..=7 {
             segs.insert(id, info(id, 5));
@@ -116,16 +125,23 @@ mod tests {
             segs.insert(id, info(id, 100_000));
         }
         assert!(
-            plan(&segs).is_empty(),
+            plan(&segs, &none).is_empty(),
             "seven small and many large: nothing"
         );
         for id in 30..=37 {
             segs.insert(id, info(id, 20));
         }
-        let p: Vec<u64> = plan(&segs).iter().map(|i| i.segment_id).collect();
+        let p: Vec<u64> = plan(&segs, &none).iter().map(|i| i.segment_id).collect();
         assert_eq!(p, (30..=37).collect::<Vec<_>>());
         segs.insert(8, info(8, 1));
-        let p: Vec<u64> = plan(&segs).iter().map(|i| i.segment_id).collect();
+        let p: Vec<u64> = plan(&segs, &none).iter().map(|i| i.segment_id).collect();
         assert_eq!(p, (1..=8).collect::<Vec<_>>(), "tier 0 first");
+        let damaged: std::collections::HashSet<u64> = [3].into();
+        let p: Vec<u64> = plan(&segs, &damaged).iter().map(|i| i.segment_id).collect();
+        assert_eq!(
+            p,
+            (30..=37).collect::<Vec<_>>(),
+            "a damaged one does not count"
+        );
     }
 }

@@ -69,6 +69,8 @@ pub struct State {
     /// Damage found while replaying (a missing or corrupt segment, an undecodable record).
     /// Reads still work for everything else; `verify` reports these.
     pub damage: Vec<Damage>,
+    /// Visible segments that did not load (their damage is in `damage`).
+    pub damaged_segments: HashSet<u64>,
     /// How the log scan ended.
     pub log_tail: Option<Tail>,
 }
@@ -193,10 +195,13 @@ impl State {
             let path = segments_dir.join(segment::file_name(info.segment_id));
             match load_segment(&path, &info) {
                 Ok(seg) => st.add_segment(&seg, info.sealed_at),
-                Err(reason) => st.damage.push(Damage {
-                    object: format!("segment {}", path.display()),
-                    reason,
-                }),
+                Err(reason) => {
+                    st.damaged_segments.insert(info.segment_id);
+                    st.damage.push(Damage {
+                        object: format!("segment {}", path.display()),
+                        reason,
+                    })
+                }
             }
         }
         Ok(st)

@@ -115,16 +115,39 @@ impl Store {
 
     /// Opens a store read-only. A torn log tail is ignored (not cut); damage is recorded in
     /// the state for `verify` to report.
+    ///
+    /// Readers take no lock, so a writer may retire and delete segments between this reading
+    /// the log and reading the segments (garbage collection, or a merging commit followed by
+    /// the next writer's open). A visible segment whose file is gone while the log has grown
+    /// meanwhile is that race, not damage: the log is read again (a few times at most).
     pub fn open(dir: &Path) -> Result<Store> {
         let layout = Layout::new(dir);
         let config = load_config(&layout)?;
-        let scan = log::read(&layout.log())?;
-        let state = State::replay(&layout.segments(), config.algo(), &scan)?;
-        Ok(Store {
-            layout,
-            config,
-            state,
-        })
+        let mut attempts = 0;
+        loop {
+            let scan = log::read(&layout.log())?;
+            let state = State::replay(&layout.segments(), config.algo(), &scan)?;
+            attempts += 1;
+            let vanished = state.damaged_segments.iter().any(|id| {
+                !layout
+                    .segments()
+                    .join(crate::segment::file_name(*id))
+                    .exists()
+            });
+            let grown = || {
+                std::fs::metadata(layout.log())
+                    .map(|m| m.len())
+                    .unwrap_or(0)
+                    > scan.valid_len
+            };
+            if attempts >= 3 || !vanished || !grown() {
+                return Ok(Store {
+                    layout,
+                    config,
+                    state,
+                });
+            }
+        }
     }
 
     pub fn layout(&self) -> &Layout {

@@ -547,7 +547,10 @@ impl Writer {
         let (entries, merged) = if records.is_empty() {
             (Vec::new(), Vec::new())
         } else {
-            self.entries_to_merge(&crate::merge::plan(&self.state.segments))
+            self.entries_to_merge(&crate::merge::plan(
+                &self.state.segments,
+                &self.state.damaged_segments,
+            ))
         };
         // Stable sort in Segment::build: the new entries (visible from this commit) come
         // after the older ones they might repeat.
@@ -846,6 +849,8 @@ impl ArtifactWrite for Writer {
             if buf.is_empty() {
                 buf.resize(FIRST_READ.min(cap), 0);
             }
+            // Left by a store with larger chunks: `filled` must stay within `cap`.
+            buf.truncate(cap);
             // buf[start..filled] is read and not yet cut.
             let mut start = 0usize;
             let mut filled = 0usize;
@@ -859,7 +864,7 @@ impl ArtifactWrite for Writer {
                 }
                 while !eof && filled - start < max {
                     if filled == buf.len() {
-                        let to = (2 * buf.len()).clamp(FIRST_READ, cap);
+                        let to = (2 * buf.len()).max(FIRST_READ).min(cap);
                         buf.resize(to, 0);
                     }
                     match source.read(&mut buf[filled..]) {
@@ -1036,6 +1041,34 @@ mod tests {
         727448, 640745, 916484, 644141, 185818, 660464, 618954, 522961, 544348, 263984, 426743,
         528743, 287988, 337800, 773416, 308571,
     ];
+
+    /// One thread's read buffer serves stores of any chunk sizes in turn (larger, then
+    /// smaller, then between the two and under the buffer's first size).
+    #[test]
+    fn one_thread_streams_into_stores_of_different_chunk_sizes() {
+        let data = pseudo_random(3 << 20, 21);
+        for sizes in [
+            None,
+            Some((1024, 2048, 4096)),
+            Some((4096, 8192, 16384)),
+            Some((16 * 1024, 64 * 1024, 256 * 1024)),
+            Some((1024, 2048, 4096)),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = crate::InitOptions {
+                chunk_sizes: sizes,
+                ..Default::default()
+            };
+            let w = Writer::open_or_init(&dir.path().join("s"), &opts).unwrap();
+            let a = w.put_bytes(&data, TypeTag::BYTES).unwrap();
+            let b = w.put_reader(&mut &data[..], TypeTag::BYTES).unwrap();
+            assert_eq!(
+                (a.reference, a.chunks),
+                (b.reference, b.chunks),
+                "{sizes:?}"
+            );
+        }
+    }
 
     #[test]
     fn streaming_and_in_memory_puts_give_the_same_reference_and_chunks() {

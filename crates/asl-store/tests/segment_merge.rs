@@ -42,7 +42,7 @@ fn merging_keeps_what_every_snapshot_sees_and_bounds_the_segment_count() {
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
     let commits = small_commits(&mut w, 300, 0);
-    // Tiers of 1-7, 8-63, 64-511 and 512-4095 entries, at most 7 segments each.
+    // Tiers of 1-7, 8-63, 64-511 and 512-4095 entries, at most 8 segments each.
     let visible = w.state().segments.len();
     assert!(
         visible <= 28,

@@ -443,8 +443,10 @@ impl Policy {
 /// (a capture of W1 ended 2–12 ms later than one with `--trace none`). So the last reference
 /// goes to a short-lived child process: this thread forks it, drops its own copies, and only
 /// then lets the child close its copies and exit; this thread reaps it, and if the process
-/// exits first, init does. Forked from its own thread, the child is invisible to a ptrace
-/// observer's `wait4(-1, __WNOTHREAD)` on another thread.
+/// exits first, init (or the nearest subreaper) does. Forked from its own thread, the child
+/// is invisible to a ptrace observer's `wait4(-1, __WNOTHREAD)` on another thread. The fork
+/// copies this process's page tables (~0.1 ms here; more with a store index of millions of
+/// entries), on this thread, while the receipt is assembled on the other core.
 fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
     std::thread::spawn(move || {
         let Ok((go_r, go_w)) = crate::launch::pipe() else {
@@ -462,20 +464,35 @@ fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
             *k = fd;
         }
         let keep_len = groups.len() + 1;
+        debug_assert!(keep_len <= keep.len());
         keep[..keep_len].sort_unstable();
+        let go_w_fd = go_w.as_raw_fd();
+        // Where closing one by one stops if close_range is missing (Linux < 5.9) or refused.
+        // SAFETY: sysconf has no preconditions.
+        let open_max = unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as u32;
         // SAFETY: the child calls only async-signal-safe system calls and then _exit.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
             // SAFETY: raw system calls on descriptor numbers; no Rust state is touched.
             unsafe {
+                // The pipe's write end first: EOF must not depend on close_range.
+                libc::close(go_w_fd);
+                // Everything else but `keep`: the store's lock, the caller's pipes.
+                let close_range = |lo: u32, hi: u32| {
+                    if libc::syscall(libc::SYS_close_range, lo, hi, 0) != 0 {
+                        for fd in lo..=hi.min(open_max) {
+                            libc::close(fd as i32);
+                        }
+                    }
+                };
                 let mut lo = 0u32;
                 for &fd in &keep[..keep_len] {
                     if fd as u32 > lo {
-                        libc::syscall(libc::SYS_close_range, lo, fd as u32 - 1, 0);
+                        close_range(lo, fd as u32 - 1);
                     }
                     lo = fd as u32 + 1;
                 }
-                libc::syscall(libc::SYS_close_range, lo, u32::MAX, 0);
+                close_range(lo, u32::MAX);
                 // EOF once the parent thread has dropped its copies of the groups.
                 let mut b = 0u8;
                 while libc::read(go_r.as_raw_fd(), (&raw mut b).cast(), 1) != 0
