@@ -184,24 +184,6 @@ pub fn run(spec: &RunSpec<'_>, mode: TraceMode) -> Result<RunOutcome, ProvError>
     }
 }
 
-/// This process's descriptors above 2 that are close-on-exec, except `keep`. A descriptor
-/// another thread opens after this scan is still closed at exec, only not earlier.
-fn close_on_exec_fds(keep: &[i32]) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|fd| *fd > 2 && !keep.contains(fd))
-        .filter(|fd| {
-            // SAFETY: F_GETFD only reads the descriptor's flags (-1 if it is closed by now,
-            // like the one that listed the directory).
-            let flags = unsafe { libc::fcntl(*fd, libc::F_GETFD) };
-            flags >= 0 && flags & libc::FD_CLOEXEC != 0
-        })
-        .collect()
-}
-
 /// Reads the exec-failure pipe: EOF means exec succeeded (the pipe closed on exec).
 pub(crate) fn check_exec(err_r: &OwnedFd, pid: i32, program: &Path) -> Result<(), ProvError> {
     let mut buf = [0u8; 4];
@@ -253,12 +235,6 @@ fn fork_child(
         ChildSetup::Ptrace { filter } => (filter.as_ptr(), filter.len()),
         _ => (std::ptr::null(), 0),
     };
-    // The child's own pipes; every other close-on-exec descriptor is closed right after fork.
-    let mut keep = vec![err_w];
-    if let ChildSetup::Fanotify { ready, go } = setup {
-        keep.extend([*ready, *go]);
-    }
-    let close = close_on_exec_fds(&keep);
     // SAFETY: fork in a process whose other threads we do not rely on in the child; the
     // child only makes raw syscalls on memory prepared above, then execs or _exits.
     let pid = unsafe { libc::fork() };
@@ -282,14 +258,6 @@ fn fork_child(
         let errno = || *libc::__errno_location();
         if libc::dup2(out_fd, 1) < 0 || libc::dup2(err_fd, 2) < 0 {
             die(errno());
-        }
-        // Until exec, the child holds a copy of every descriptor of this (multi-threaded)
-        // process, including a store's flock(2)ed lock file, whose lock is shared by every
-        // copy: another thread's writer could find its store locked while this child waits
-        // to be observed. Close them now rather than at exec. Descriptors without
-        // close-on-exec were passed in for the command (a jobserver pipe, `<(...)`) and stay.
-        for &fd in &close {
-            libc::close(fd);
         }
         if libc::chdir(cwd.as_ptr()) != 0 {
             die(errno());
@@ -346,29 +314,5 @@ fn fork_child(
         }
         libc::execve(program.as_ptr(), argv.as_ptr(), env.as_ptr());
         die(errno());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::os::fd::AsRawFd;
-
-    /// Close-on-exec descriptors are closed in the child before exec; the others were passed
-    /// in for the command and are kept, and so are the child's own pipes.
-    #[test]
-    fn only_close_on_exec_descriptors_are_closed_before_exec() {
-        let dir = tempfile::tempdir().unwrap();
-        let own = std::fs::File::create(dir.path().join("own")).unwrap(); // close-on-exec
-        let pipe = std::fs::File::create(dir.path().join("pipe")).unwrap();
-        // SAFETY: duplicating a descriptor we own, without FD_CLOEXEC; closed below.
-        let passed = unsafe { libc::fcntl(own.as_raw_fd(), libc::F_DUPFD, 100) };
-        assert!(passed >= 100);
-        let close = super::close_on_exec_fds(&[pipe.as_raw_fd()]);
-        assert!(close.contains(&own.as_raw_fd()), "{close:?}");
-        assert!(!close.contains(&pipe.as_raw_fd()), "{close:?}");
-        assert!(!close.contains(&passed), "{close:?}");
-        assert!(close.iter().all(|fd| *fd > 2), "{close:?}");
-        // SAFETY: our own descriptor.
-        unsafe { libc::close(passed) };
     }
 }

@@ -485,9 +485,9 @@ fn a_file_import_records_identity_and_digests() {
 }
 
 /// The command gets the descriptors its caller passed (those without close-on-exec, like a
-/// shell would) and none that the capturing process opened for itself. (That a close-on-exec
-/// descriptor is already closed *before* exec is the unit test of `close_on_exec_fds`; here
-/// exec would close it anyway.)
+/// shell would) and none that the capturing process opened for itself. (A forked child holds
+/// the close-on-exec ones until its exec; the store's lock is unlocked explicitly for that
+/// reason, see `asl_store::lock`.)
 #[test]
 fn the_command_gets_passed_descriptors_and_none_of_the_capturing_process() {
     let dir = tempfile::tempdir().unwrap();

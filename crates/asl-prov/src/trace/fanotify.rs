@@ -477,7 +477,7 @@ fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
             unsafe {
                 // The pipe's write end first: EOF must not depend on close_range.
                 libc::close(go_w_fd);
-                // Everything else but `keep`: the store's lock, the caller's pipes.
+                // Everything else but `keep`: the caller's pipes above all.
                 let close_range = |lo: u32, hi: u32| {
                     if libc::syscall(libc::SYS_close_range, lo, hi, 0) != 0 {
                         for fd in lo..=hi.min(open_max) {
