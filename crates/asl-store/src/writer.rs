@@ -5,9 +5,10 @@
 //! 2. a full block is fsynced and renamed to its sealed name (and the directory fsynced) by a
 //!    thread of its own, so that no put waits for the disk;
 //! 3. at commit every sealing thread is joined and the last block sealed, then the new index
-//!    entries are written as a
+//!    entries (and those of small segments merged in, see [`crate::merge`]) are written as a
 //!    segment (fsync, rename, directory fsync);
-//! 4. one log append of `SEGMENT_SEAL` + `SNAPSHOT`, then fsync of the log.
+//! 4. one log append of `SEGMENT_SEAL` (`GC_COMMIT` when segments were merged) + `SNAPSHOT`,
+//!    then fsync of the log.
 //!
 //! Nothing is visible before step 4; a crash before it leaves only unreferenced files, which
 //! the next writer or GC removes.

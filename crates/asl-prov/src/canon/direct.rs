@@ -409,27 +409,26 @@ impl ser::SerializeMap for Object<'_> {
     }
 }
 
-impl ser::SerializeStruct for Object<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Res {
-        self.member(Key::Static(key), value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
+macro_rules! struct_shaped {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Object<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn serialize_field<T: ?Sized + Serialize>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Res {
+                self.member(Key::Static(key), value)
+            }
+            fn end(self) -> Res {
+                self.close()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeStructVariant for Object<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: ?Sized + Serialize>(&mut self, key: &'static str, value: &T) -> Res {
-        self.member(Key::Static(key), value)
-    }
-    fn end(self) -> Res {
-        self.close()
-    }
-}
+struct_shaped!(SerializeStruct, SerializeStructVariant);
 
 /// Turns a map key into its string, as serde_json does: strings and chars as they are,
 /// integers and booleans in decimal or `true`/`false`, unit variants by name.
