@@ -281,18 +281,19 @@ pub fn summarise(
     let mut written: BTreeSet<&str> = BTreeSet::new();
     let mut created: BTreeSet<&str> = BTreeSet::new();
     let mut deleted: BTreeSet<&str> = BTreeSet::new();
-    // Where the tree itself first made each path (write, create, rename target).
-    let mut first_made: HashMap<&str, usize> = HashMap::new();
+    // Where the tree itself first made each path (write, create, rename target). Owned
+    // keys (there are few): the accesses are moved out of `raw` while this is consulted.
+    let mut first_made: HashMap<String, usize> = HashMap::new();
     for (pos, a) in raw.iter().enumerate() {
         let path = a.path.as_str();
-        match a.op.as_str() {
+        match &*a.op {
             "write" => {
                 written.insert(path);
-                first_made.entry(path).or_insert(pos);
+                first_made.entry(path.to_string()).or_insert(pos);
             }
             "create" => {
                 created.insert(path);
-                first_made.entry(path).or_insert(pos);
+                first_made.entry(path.to_string()).or_insert(pos);
             }
             "delete" => {
                 deleted.insert(path);
@@ -302,47 +303,38 @@ pub fn summarise(
                 if let Some(to) = a.to.as_deref() {
                     created.insert(to);
                     written.insert(to);
-                    first_made.entry(to).or_insert(pos);
+                    first_made.entry(to.to_string()).or_insert(pos);
                 }
             }
             _ => {}
         }
     }
-    // Sorted as (key, position) tuples: comparing them reads no `Access`, only the strings'
-    // bytes (sorting positions and looking the keys up cost twice the cache misses).
-    let mut order: Vec<(AccessKey, usize)> = raw
+    // Positions sorted by (path, op, to), equal keys by position. Each position carries the
+    // 16 path bytes that follow the part all paths share, so that most comparisons read no
+    // string: the strings lie all over the heap, and following one costs a cache miss.
+    let shared = common_prefix_len(raw.iter().map(|a| a.path.as_bytes()));
+    let mut order: Vec<(u128, u32)> = raw
         .iter()
         .enumerate()
-        .map(|(i, a)| ((a.path.as_str(), a.op.as_str(), a.to.as_deref()), i))
+        .map(|(i, a)| (sort_prefix(&a.path.as_bytes()[shared..]), i as u32))
         .collect();
-    sort_on_two_cores(&mut order, |x, y| x.cmp(y));
+    let key = |i: u32| -> AccessKey {
+        let a = &raw[i as usize];
+        (a.path.as_str(), &*a.op, a.to.as_deref())
+    };
+    sort_on_two_cores(&mut order, |x, y| {
+        x.0.cmp(&y.0)
+            .then_with(|| key(x.1).cmp(&key(y.1)))
+            .then(x.1.cmp(&y.1))
+    });
     // One access per (path, op, to): its earliest occurrence, whose pid is kept.
     let mut kept: Vec<usize> = Vec::with_capacity(order.len());
-    let mut last_key = None;
-    for &(k, i) in &order {
-        if last_key != Some(k) {
-            kept.push(i);
-            last_key = Some(k);
+    let mut last: Option<(u128, u32)> = None;
+    for &(prefix, i) in &order {
+        if last.is_none_or(|(p, l)| p != prefix || key(l) != key(i)) {
+            kept.push(i as usize);
         }
-    }
-    // Inputs are paths read (or executed) before the tree made them itself; paths made first
-    // and read afterwards are intermediates.
-    let mut undeclared_inputs: Vec<String> = Vec::new();
-    for &i in &kept {
-        let a = &raw[i];
-        if !matches!(a.op.as_str(), "read" | "exec")
-            || (!first_made.is_empty()
-                && first_made
-                    .get(a.path.as_str())
-                    .is_some_and(|&made| made < i))
-            || trace::is_pseudo(&a.path)
-            || is_declared(&a.path, &decl_in)
-            || is_declared(&a.path, &decl_out)
-            || undeclared_inputs.last() == Some(&a.path)
-        {
-            continue;
-        }
-        undeclared_inputs.push(a.path.clone());
+        last = Some((prefix, i));
     }
     // A file created and deleted again within the run is a temporary; so is a file written
     // that is gone by the end (fanotify cannot see the delete).
@@ -368,8 +360,27 @@ pub fn summarise(
         .into_iter()
         .map(str::to_string)
         .collect();
+    // One pass over the kept accesses, in order, moving each out of `raw` (one cache miss
+    // per access instead of one per pass). Inputs are paths read (or executed) before the
+    // tree made them itself; paths made first and read afterwards are intermediates.
     let mut raw = raw;
-    let accesses: Vec<Access> = kept.iter().map(|&i| std::mem::take(&mut raw[i])).collect();
+    let mut accesses: Vec<Access> = Vec::with_capacity(kept.len());
+    let mut undeclared_inputs: Vec<String> = Vec::new();
+    for &i in &kept {
+        let a = std::mem::take(&mut raw[i]);
+        let input = matches!(&*a.op, "read" | "exec")
+            && first_made
+                .get(a.path.as_str())
+                .is_none_or(|&made| made >= i)
+            && !trace::is_pseudo(&a.path)
+            && !is_declared(&a.path, &decl_in)
+            && !is_declared(&a.path, &decl_out)
+            && undeclared_inputs.last() != Some(&a.path);
+        if input {
+            undeclared_inputs.push(a.path.clone());
+        }
+        accesses.push(a);
+    }
     Observation {
         mode: mode.name().into(),
         blind_spots: mode.blind_spots(),
@@ -378,6 +389,32 @@ pub fn summarise(
         undeclared_inputs,
         undeclared_outputs,
     }
+}
+
+/// The length of the longest prefix all of `paths` share.
+fn common_prefix_len<'a>(mut paths: impl Iterator<Item = &'a [u8]>) -> usize {
+    let Some(first) = paths.next() else {
+        return 0;
+    };
+    let mut len = first.len();
+    for p in paths {
+        len = first[..len]
+            .iter()
+            .zip(p)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    len
+}
+
+/// The first 16 bytes of `rest`, zero-padded, as a big-endian number: where two of these
+/// differ, they order as the byte strings do. Paths hold no NUL byte, so a path that ends
+/// within the 16 bytes still orders before every longer path it begins.
+fn sort_prefix(rest: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = rest.len().min(16);
+    b[..n].copy_from_slice(&rest[..n]);
+    u128::from_be_bytes(b)
 }
 
 /// Sorts `v` by a total order, each half on its own core and then one merge: the observation
@@ -902,7 +939,7 @@ mod tests {
 
     fn acc(op: &str, path: &str, pid: i32, to: Option<&str>) -> Access {
         Access {
-            op: op.into(),
+            op: op.to_string().into(),
             path: path.into(),
             pid,
             to: to.map(str::to_string),
@@ -953,7 +990,7 @@ mod tests {
         let keys: Vec<(&str, &str, i32)> = o
             .accesses
             .iter()
-            .map(|a| (a.path.as_str(), a.op.as_str(), a.pid))
+            .map(|a| (a.path.as_str(), &*a.op, a.pid))
             .collect();
         let mut expected = vec![
             ("/in/a.h", "read", 10),
@@ -974,5 +1011,81 @@ mod tests {
         expected.extend(owned.iter().map(|(a, b, c)| (a.as_str(), *b, *c)));
         expected.sort();
         assert_eq!(keys, expected);
+    }
+
+    proptest::proptest! {
+        /// Against a plain model (a map from (path, op, to) to the first occurrence): the
+        /// same accesses in the same order, with the same pids, and the same undeclared
+        /// inputs. Paths share long prefixes and differ around '/', '-' and '0' (the bytes
+        /// on either side of '/'), and many are longer than the 16-byte sort prefix, so that
+        /// its ties and edges are exercised.
+        #[test]
+        fn summarise_matches_a_plain_dedup_and_sort(
+            picks in proptest::collection::vec(
+                (0usize..6, proptest::collection::vec(0usize..5, 1..6), 0usize..3, 0i32..4),
+                0..300,
+            ),
+            prefix in "(/[a-c]{0,3}){0,3}",
+        ) {
+            const PARTS: [&str; 5] = ["a", "a-b", "a0", "aaaaaaaaaaaaaaaaaaaaaaaa", "a/b"];
+            const OPS: [&str; 3] = ["read", "exec", "open_dir"];
+            let raw: Vec<Access> = picks
+                .iter()
+                .map(|(root, parts, op, pid)| {
+                    let mut path = format!("/r{root}{prefix}");
+                    for p in parts {
+                        path.push('/');
+                        path.push_str(PARTS[*p]);
+                    }
+                    acc(OPS[*op], &path, *pid, None)
+                })
+                .collect();
+            let mut model: BTreeMap<(String, String), i32> = BTreeMap::new();
+            for a in &raw {
+                model.entry((a.path.clone(), a.op.to_string())).or_insert(a.pid);
+            }
+            let o = summarise(TraceMode::Fanotify, raw, Vec::new(), Path::new("/"), &[], &[]);
+            let got: Vec<((String, String), i32)> = o
+                .accesses
+                .iter()
+                .map(|a| ((a.path.clone(), a.op.to_string()), a.pid))
+                .collect();
+            let want: Vec<((String, String), i32)> = model.clone().into_iter().collect();
+            proptest::prop_assert_eq!(got, want);
+            let mut inputs: Vec<String> = model
+                .keys()
+                .filter(|(_, op)| op != "open_dir")
+                .map(|(p, _)| p.clone())
+                .collect();
+            inputs.dedup();
+            proptest::prop_assert_eq!(o.undeclared_inputs, inputs);
+        }
+    }
+
+    #[test]
+    fn sort_prefixes_order_as_the_paths_do() {
+        let paths = [
+            "",
+            "a",
+            "a/",
+            "a-",
+            "a0",
+            "aaaaaaaaaaaaaaaa",
+            "aaaaaaaaaaaaaaaab",
+            "b",
+        ];
+        for x in paths {
+            for y in paths {
+                let (px, py) = (sort_prefix(x.as_bytes()), sort_prefix(y.as_bytes()));
+                if px != py {
+                    assert_eq!(px.cmp(&py), x.cmp(y), "{x:?} vs {y:?}");
+                }
+            }
+        }
+        assert_eq!(
+            common_prefix_len(["/usr/a", "/usr/b", "/u"].iter().map(|p| p.as_bytes())),
+            2
+        );
+        assert_eq!(common_prefix_len(std::iter::empty()), 0);
     }
 }

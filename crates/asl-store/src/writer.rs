@@ -477,6 +477,17 @@ impl Writer {
             let only = held.take().unwrap_or_default();
             return self.put_one(reference, &only, tag).map_err(store_err);
         }
+        self.put_part_list(reference, tally, total, tag)
+    }
+
+    /// Stores a composite artifact's part list, its chunks being stored already.
+    fn put_part_list(
+        &self,
+        reference: Reference,
+        tally: Tally,
+        total: u64,
+        tag: TypeTag,
+    ) -> Result<Put, AccessError> {
         let list = PartList {
             total_len: total,
             parts: tally.parts.clone(),
@@ -491,6 +502,56 @@ impl Writer {
             chunks: tally.parts.len() as u32,
             new_chunks: tally.new_chunks,
         })
+    }
+
+    /// Stores a large in-memory artifact on two cores: the cut points are found first (the
+    /// chunker is sequential by nature) while another thread hashes the whole artifact, then
+    /// each half of the chunks is hashed, compressed and stored on its own thread. The
+    /// records are those of the sequential path; only their order within the block may
+    /// differ.
+    ///
+    /// Why: a capture's receipt of a file-heavy command is several MB of JSON, stored after
+    /// the command has ended, on the capture's critical path, when the cores are free.
+    fn put_bytes_on_two_cores(&self, data: &[u8], tag: TypeTag) -> Result<Put, AccessError> {
+        let store_all = |part: &[&[u8]]| -> Result<Vec<(Reference, bool)>> {
+            part.iter()
+                .map(|c| self.store_chunk(c, TypeTag::BYTES))
+                .collect()
+        };
+        let mut chunks = Vec::new();
+        let reference = std::thread::scope(|s| {
+            let whole = s.spawn(|| self.algo.digest(data));
+            let mut rest = data;
+            while !rest.is_empty() {
+                let n = self.cut_point(rest);
+                chunks.push(&rest[..n]);
+                rest = &rest[n..];
+            }
+            whole.join()
+        });
+        let panicked = || store_err(StoreError::corrupt("writer", "a put thread panicked"));
+        let reference = reference.map_err(|_| panicked())?;
+        if let [only] = chunks[..] {
+            // One chunk (a configured maximum chunk size above this artifact's size): stored
+            // as the sequential path stores it, one record carrying the artifact's tag.
+            return self.put_one(reference, only, tag).map_err(store_err);
+        }
+        let (first, second) = chunks.split_at(chunks.len() / 2);
+        let (first, second) = std::thread::scope(|s| {
+            let other = s.spawn(|| store_all(second));
+            (store_all(first), other.join())
+        });
+        let second = second.map_err(|_| panicked())?;
+        let mut tally = Tally::default();
+        for (chunk, r) in chunks.iter().zip(
+            first
+                .map_err(store_err)?
+                .into_iter()
+                .chain(second.map_err(store_err)?),
+        ) {
+            tally.add(chunk, r);
+        }
+        self.put_part_list(reference, tally, data.len() as u64, tag)
     }
 
     /// Stores a one-chunk artifact whose hash is `reference`: one chunk record carrying the
@@ -728,6 +789,10 @@ impl Writer {
     }
 }
 
+/// From this size on, `put_bytes` stores the chunks on two threads: about four chunks at the
+/// default chunk sizes, so that each thread has work worth its start.
+const PARALLEL_PUT_MIN: usize = 2 << 20;
+
 /// The chunks of one artifact as they are stored: its part list and what was new.
 #[derive(Default)]
 struct Tally {
@@ -818,6 +883,9 @@ impl ArtifactWrite for Writer {
             return self
                 .put_one(self.algo.digest(data), data, tag)
                 .map_err(store_err);
+        }
+        if data.len() >= PARALLEL_PUT_MIN {
+            return self.put_bytes_on_two_cores(data, tag);
         }
         let mut rest = data;
         self.put_chunks(tag, |on_chunk| {
@@ -1042,6 +1110,66 @@ mod tests {
         727448, 640745, 916484, 644141, 185818, 660464, 618954, 522961, 544348, 263984, 426743,
         528743, 287988, 337800, 773416, 308571,
     ];
+
+    /// A large in-memory artifact, stored on two threads, is the artifact the streaming
+    /// (sequential) path stores: same reference, same part list, same chunk records, and it
+    /// reads back. A second put of it adds nothing; one that fits one chunk of a store with
+    /// larger chunks is one record carrying the tag, as on the sequential path.
+    #[test]
+    fn two_core_put_stores_what_the_streaming_put_stores() {
+        let put = |data: &[u8], bytes: bool, opts: &crate::InitOptions| {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = Writer::open_or_init(&dir.path().join("s"), opts).unwrap();
+            let p = if bytes {
+                w.put_bytes(data, TypeTag::RECEIPT).unwrap()
+            } else {
+                w.put_reader(&mut &data[..], TypeTag::RECEIPT).unwrap()
+            };
+            let again = w.put_bytes(data, TypeTag::RECEIPT).unwrap();
+            w.commit(Some(p.reference), SnapshotMeta::now("t")).unwrap();
+            let r = crate::Store::open(&dir.path().join("s")).unwrap();
+            assert_eq!(r.reader().read_all(&p.reference).unwrap(), data);
+            let rec = *r.state().lookup(&p.reference, None).unwrap();
+            (p, again, rec.kind, rec.type_tag, r.state().index.len())
+        };
+        let data = pseudo_random(PARALLEL_PUT_MIN + (3 << 20), 5);
+        let small = small_chunks();
+        let (par, par_again, par_kind, par_tag, par_entries) = put(&data, true, &small);
+        let (seq, _, seq_kind, seq_tag, seq_entries) = put(&data, false, &small);
+        assert!(par.chunks > 2, "{} chunks", par.chunks);
+        assert_eq!(
+            (
+                par.reference,
+                par.len,
+                par.chunks,
+                par.new_chunks,
+                par.new_bytes
+            ),
+            (
+                seq.reference,
+                seq.len,
+                seq.chunks,
+                seq.new_chunks,
+                seq.new_bytes
+            )
+        );
+        assert_eq!(
+            (par_kind, par_tag, par_entries),
+            (seq_kind, seq_tag, seq_entries)
+        );
+        assert_eq!(par_kind, RecordKind::Parts);
+        assert_eq!((par_again.new_chunks, par_again.new_bytes), (0, 0));
+        // In a store whose chunks may reach 16 MiB, this one is a single chunk: one record.
+        let large = crate::InitOptions {
+            chunk_sizes: Some((1 << 20, 4 << 20, 16 << 20)),
+            ..Default::default()
+        };
+        let (one, _, kind, tag, _) = put(&data[..PARALLEL_PUT_MIN], true, &large);
+        assert_eq!(
+            (one.chunks, kind, tag),
+            (1, RecordKind::Chunk, TypeTag::RECEIPT.0)
+        );
+    }
 
     /// One thread's read buffer serves stores of any chunk sizes in turn (larger, then
     /// smaller, then between the two and under the buffer's first size).

@@ -232,7 +232,7 @@ fn classify(p: &Pending, ret: i64, pid: i32, out: &mut Vec<Access>) {
     use nr::*;
     let absent = ret == -(libc::ENOENT as i64) || ret == -(libc::ENOTDIR as i64);
     let ok = ret >= 0;
-    let mut push = |path: &Option<String>, op: &str, to: Option<String>| {
+    let mut push = |path: &Option<String>, op: &'static str, to: Option<String>| {
         if let Some(path) = path {
             out.push(Access {
                 path: path.clone(),
