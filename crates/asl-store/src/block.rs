@@ -115,9 +115,11 @@ impl BlockEntry {
         let le64 =
             |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().unwrap_or_default());
         let hash_id = u16::from_le_bytes([b[0], b[1]]);
-        let algo = HashAlgo::from_id(hash_id).ok_or(format!("unknown hash_id {hash_id:#06x}"))?;
-        let kind = RecordKind::from_code(b[2]).ok_or(format!("unknown record kind {}", b[2]))?;
-        let codec = Codec::from_code(b[3]).ok_or(format!("unknown codec {}", b[3]))?;
+        let algo =
+            HashAlgo::from_id(hash_id).ok_or_else(|| format!("unknown hash_id {hash_id:#06x}"))?;
+        let kind =
+            RecordKind::from_code(b[2]).ok_or_else(|| format!("unknown record kind {}", b[2]))?;
+        let codec = Codec::from_code(b[3]).ok_or_else(|| format!("unknown codec {}", b[3]))?;
         let mut digest = [0u8; DIGEST_LEN];
         digest.copy_from_slice(&b[24 + 8..]);
         if le64(24..32) != 0 {

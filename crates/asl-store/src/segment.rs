@@ -107,11 +107,12 @@ impl IndexRecord {
         let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
         let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
         let hash_id = u16::from_le_bytes([b[0], b[1]]);
-        let algo = HashAlgo::from_id(hash_id).ok_or(format!("unknown hash_id {hash_id:#06x}"))?;
-        let kind = RecordKind::from_code(b[2]).ok_or(format!("unknown kind {}", b[2]))?;
-        let codec = Codec::from_code(b[3]).ok_or(format!("unknown codec {}", b[3]))?;
+        let algo =
+            HashAlgo::from_id(hash_id).ok_or_else(|| format!("unknown hash_id {hash_id:#06x}"))?;
+        let kind = RecordKind::from_code(b[2]).ok_or_else(|| format!("unknown kind {}", b[2]))?;
+        let codec = Codec::from_code(b[3]).ok_or_else(|| format!("unknown codec {}", b[3]))?;
         let visibility =
-            Visibility::from_code(b[4]).ok_or(format!("unknown visibility {}", b[4]))?;
+            Visibility::from_code(b[4]).ok_or_else(|| format!("unknown visibility {}", b[4]))?;
         if b[5..8] != [0, 0, 0] || le32(28) != 0 {
             return Err("reserved bytes are not zero".into());
         }
