@@ -501,6 +501,24 @@ fn os_pipe() -> Result<(std::fs::File, std::fs::File), ProvError> {
     })
 }
 
+/// The capture's writer: open already, or being opened on another thread.
+enum Opening {
+    Ready(Box<Writer>),
+    Reading(std::thread::JoinHandle<asl_store::Result<Writer>>),
+}
+
+impl Opening {
+    fn finish(self) -> Result<Writer, String> {
+        match self {
+            Opening::Ready(w) => Ok(*w),
+            Opening::Reading(h) => match h.join() {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(_) => Err("the thread reading the store panicked".into()),
+            },
+        }
+    }
+}
+
 /// Runs and captures a command into the store at `store_dir` (which must exist).
 pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, ProvError> {
     let started_at = now_rfc3339_ms();
@@ -529,30 +547,34 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
             "--trace ptrace is only supported on x86_64; use --trace none".into(),
         ));
     }
-    let mut writer = Writer::open(store_dir)?;
-    writer.set_compression_level(opts.compression_level.unwrap_or(CAPTURE_COMPRESSION_LEVEL))?;
-    let algo = writer.algo();
-    let cache_dir = writer.layout().cache();
-    let domain_id = writer.config().domain_id;
-    let base_snapshot = writer
-        .state()
-        .snapshots
-        .values()
-        .next_back()
-        .map(|s| (s.id, s.logseq))
-        .unwrap_or((0, 0));
-
-    // Declared inputs, stored before the run (their state as the command found it).
-    let mut inputs = Vec::new();
-    for p in &opts.inputs {
-        let full = opts.cwd.join(p);
-        let mut r = put_path(&writer, &cache_dir, &full).map_err(|e| ProvError::Input {
-            path: p.clone(),
-            source: e,
-        })?;
-        r.path = p.to_string_lossy().into_owned();
-        inputs.push(r);
+    let level = opts.compression_level.unwrap_or(CAPTURE_COMPRESSION_LEVEL);
+    if !asl_store::config::ZSTD_LEVELS.contains(&level) {
+        return Err(asl_store::StoreError::BadCompressionLevel(level).into());
     }
+    // The lock first: another writer may hold it, and then nothing must run.
+    let locked = Writer::lock(store_dir)?;
+    let algo = locked.config().algo();
+    let cache_dir = locked.layout().cache();
+    let domain_id = locked.config().domain_id;
+    // The log and index are read before the run when declared inputs are to be stored (their
+    // state as the command found it), and otherwise on another thread while the command
+    // runs: on a store of a few hundred captures, a millisecond or two off every capture.
+    let mut inputs = Vec::new();
+    let opening = if opts.inputs.is_empty() {
+        Opening::Reading(std::thread::spawn(move || locked.open()))
+    } else {
+        let writer = locked.open()?;
+        for p in &opts.inputs {
+            let full = opts.cwd.join(p);
+            let mut r = put_path(&writer, &cache_dir, &full).map_err(|e| ProvError::Input {
+                path: p.clone(),
+                source: e,
+            })?;
+            r.path = p.to_string_lossy().into_owned();
+            inputs.push(r);
+        }
+        Opening::Ready(Box::new(writer))
+    };
     let hash_inputs_ms = ms(t0.elapsed());
 
     let (ctx, env) = context(algo, &opts.env_allow);
@@ -599,6 +621,26 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
     }
     let run_ms = ms(t_run.elapsed());
     let finished_at = now_rfc3339_ms();
+    let mut writer = opening.finish().map_err(|e| {
+        let (code, signal) = trace::split_status(outcome.status);
+        let ended = match (code, signal) {
+            (Some(c), _) => format!("exited with {c}"),
+            (None, Some(s)) => format!("was killed by signal {s}"),
+            (None, None) => "ended".into(),
+        };
+        ProvError::Fs(format!(
+            "the command ran and {ended}, but the store could not be read to record it \
+             (nothing was committed): {e}"
+        ))
+    })?;
+    writer.set_compression_level(level)?;
+    let base_snapshot = writer
+        .state()
+        .snapshots
+        .values()
+        .next_back()
+        .map(|s| (s.id, s.logseq))
+        .unwrap_or((0, 0));
 
     let t_store = Instant::now();
     let blob = |mut f: std::fs::File| -> Result<Blob, ProvError> {

@@ -287,6 +287,27 @@ fn bad_input_is_refused_with_a_clear_error_and_commits_nothing() {
         !marker.exists(),
         "the command ran although an input was unreadable"
     );
+    // A store another writer holds, and a compression level out of range: refused before
+    // the command runs (the store's log is otherwise read while it runs).
+    for (holder, level) in [(true, None), (false, Some(99))] {
+        let other = holder.then(|| asl_store::Writer::open(&store).unwrap());
+        let mut o = opts(
+            cwd,
+            &["touch", marker.to_str().unwrap()],
+            &[],
+            &[],
+            TraceMode::None,
+        );
+        o.compression_level = level;
+        let e = capture(&store, &o).err().unwrap();
+        let text = e.to_string();
+        assert!(
+            text.contains(if holder { "locked" } else { "99" }),
+            "{text}"
+        );
+        assert!(!marker.exists(), "the command ran: {text}");
+        drop(other);
+    }
     // Invalid key file.
     std::fs::write(cwd.join("bad.key"), "not a key").unwrap();
     let e = asl_prov::sign::Key::load(&cwd.join("bad.key"))

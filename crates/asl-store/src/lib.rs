@@ -44,7 +44,7 @@ pub use reader::Reader;
 pub use reference::{DIGEST_LEN, HashAlgo, Hasher, ParseReferenceError, Reference};
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use store::{InitOptions, Layout, Store};
-pub use writer::{Commit, Writer};
+pub use writer::{Commit, LockedStore, Writer};
 
 /// Lists the references an artifact of type `tag` holds, given its bytes. GC and verify
 /// follow these edges from snapshot roots; artifacts of [`TypeTag::BYTES`] are leaves and are

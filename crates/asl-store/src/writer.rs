@@ -108,21 +108,30 @@ impl Drop for Writer {
     }
 }
 
-/// The chunk buffer's first size; it doubles while a source fills it, up to two chunks.
-const FIRST_READ: usize = 64 * 1024;
-
-thread_local! {
-    static CHUNK_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+/// A store whose writer lock is held and whose configuration is read, as
+/// [`Writer::lock`] returns it; [`LockedStore::open`] reads the rest.
+pub struct LockedStore {
+    layout: Layout,
+    config: StoreConfig,
+    lock: WriterLock,
 }
 
-impl Writer {
-    /// Opens `dir` for writing: takes the lock, cuts a torn log tail, removes what a crashed
-    /// writer left behind, and replays the log.
-    pub fn open(dir: &Path) -> Result<Writer> {
-        let layout = Layout::new(dir);
-        let config = load_config(&layout)?;
-        let lock = WriterLock::acquire(dir, &layout.lock())?;
+impl LockedStore {
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Cuts a torn log tail, replays the log, and removes what a crashed writer left
+    /// behind.
+    pub fn open(self) -> Result<Writer> {
+        let LockedStore {
+            layout,
+            config,
+            lock,
+        } = self;
         let scan = log::read(&layout.log())?;
         let log = LogAppender::open(&layout.log(), &scan)?;
         let state = State::replay(&layout.segments(), config.algo(), &scan)?;
@@ -143,6 +152,37 @@ impl Writer {
         };
         w.clean_leftovers()?;
         Ok(w)
+    }
+}
+
+/// The chunk buffer's first size; it doubles while a source fills it, up to two chunks.
+const FIRST_READ: usize = 64 * 1024;
+
+thread_local! {
+    static CHUNK_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> = const { RefCell::new(None) };
+}
+
+impl Writer {
+    /// Opens `dir` for writing: takes the lock, cuts a torn log tail, removes what a crashed
+    /// writer left behind, and replays the log.
+    pub fn open(dir: &Path) -> Result<Writer> {
+        Writer::lock(dir)?.open()
+    }
+
+    /// Takes the writer lock of `dir` (the step another writer can refuse) and reads the
+    /// configuration, leaving the log and the index to [`LockedStore::open`]. A caller thus
+    /// knows before slow work that the store is its own, and can read the rest on another
+    /// thread meanwhile (a capture does while the command runs).
+    pub fn lock(dir: &Path) -> Result<LockedStore> {
+        let layout = Layout::new(dir);
+        let config = load_config(&layout)?;
+        let lock = WriterLock::acquire(dir, &layout.lock())?;
+        Ok(LockedStore {
+            layout,
+            config,
+            lock,
+        })
     }
 
     /// Opens the store in `dir`, creating it first if `dir` does not exist yet.
