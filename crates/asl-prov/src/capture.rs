@@ -501,6 +501,18 @@ fn os_pipe() -> Result<(std::fs::File, std::fs::File), ProvError> {
     })
 }
 
+/// The id and logseq of the store's newest snapshot, (0, 0) when there is none: what a
+/// receipt signature binds the receipt to.
+fn latest_snapshot(writer: &Writer) -> (u64, u64) {
+    writer
+        .state()
+        .snapshots
+        .values()
+        .next_back()
+        .map(|s| (s.id, s.logseq))
+        .unwrap_or((0, 0))
+}
+
 /// The capture's writer: open already, or being opened on another thread.
 enum Opening {
     Ready(Box<Writer>),
@@ -634,13 +646,7 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
         ))
     })?;
     writer.set_compression_level(level)?;
-    let base_snapshot = writer
-        .state()
-        .snapshots
-        .values()
-        .next_back()
-        .map(|s| (s.id, s.logseq))
-        .unwrap_or((0, 0));
+    let base_snapshot = latest_snapshot(&writer);
 
     let t_store = Instant::now();
     let blob = |mut f: std::fs::File| -> Result<Blob, ProvError> {
@@ -836,13 +842,7 @@ pub fn capture_file(
     let mut writer = Writer::open(store_dir)?;
     let algo = writer.algo();
     let domain_id = writer.config().domain_id;
-    let base_snapshot = writer
-        .state()
-        .snapshots
-        .values()
-        .next_back()
-        .map(|s| (s.id, s.logseq))
-        .unwrap_or((0, 0));
+    let base_snapshot = latest_snapshot(&writer);
     // Pass 1: digests before storing.
     let (before, sha256) = {
         use sha2::Digest;
