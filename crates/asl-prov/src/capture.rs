@@ -575,7 +575,8 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
     let opening = if opts.inputs.is_empty() {
         Opening::Reading(std::thread::spawn(move || locked.open()))
     } else {
-        let writer = locked.open()?;
+        let mut writer = locked.open()?;
+        writer.set_compression_level(level)?;
         for p in &opts.inputs {
             let full = opts.cwd.join(p);
             let mut r = put_path(&writer, &cache_dir, &full).map_err(|e| ProvError::Input {

@@ -549,3 +549,39 @@ fn the_command_gets_passed_descriptors_and_none_of_the_capturing_process() {
         libc::close(own);
     }
 }
+
+/// The capture's compression level applies to everything it stores, the declared inputs
+/// (stored before the run) included: a level-1 and a level-19 capture of the same
+/// compressible input store it in different sizes, and the store's own level (3) is
+/// neither.
+#[test]
+fn declared_inputs_are_stored_at_the_captures_level() {
+    let stored_len = |level: Option<i32>| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(dir.path());
+        // One chunk (under the 128 KiB minimum chunk), so that its record is the artifact.
+        let text: String = (0..3_000)
+            .map(|i| format!("line {i} of a build log, value {}\n", i % 97))
+            .collect();
+        std::fs::write(dir.path().join("in.txt"), text).unwrap();
+        let mut o = opts(dir.path(), &["true"], &["in.txt"], &[], TraceMode::None);
+        o.compression_level = level;
+        let c = capture(&store, &o).unwrap();
+        let r: Reference = c.receipt.action.inputs[0].reference.parse().unwrap();
+        let st = Store::open(&store).unwrap();
+        st.state().lookup(&r, None).unwrap().stored_len
+    };
+    let (one, three, nineteen) = (
+        stored_len(Some(1)),
+        stored_len(Some(3)),
+        stored_len(Some(19)),
+    );
+    assert_ne!(
+        one, three,
+        "level 1 stored the input as the store's level 3 does"
+    );
+    assert_ne!(
+        nineteen, three,
+        "level 19 stored the input as the store's level 3 does"
+    );
+}
