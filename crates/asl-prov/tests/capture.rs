@@ -585,3 +585,44 @@ fn declared_inputs_are_stored_at_the_captures_level() {
         "level 19 stored the input as the store's level 3 does"
     );
 }
+
+/// Past 8 k events the fanotify observer converts them on two cores: every file read is
+/// still there, once, and sorted.
+#[test]
+fn fanotify_keeps_every_access_of_a_many_file_command() {
+    // SAFETY: no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test needs root (CI runs as root)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let files = dir.path().join("many");
+    std::fs::create_dir(&files).unwrap();
+    let n = 9_000;
+    for i in 0..n {
+        std::fs::write(files.join(format!("f{i:05}")), b"x").unwrap();
+    }
+    let o = opts(
+        dir.path(),
+        &["sh", "-c", "cat many/* > /dev/null"],
+        &[],
+        &[],
+        TraceMode::Fanotify,
+    );
+    let c = capture(&store, &o).unwrap();
+    let prefix = format!("{}/f", files.display());
+    let reads: Vec<&str> = c
+        .receipt
+        .observed
+        .accesses
+        .iter()
+        .filter(|a| a.op == "read" && a.path.starts_with(&prefix))
+        .map(|a| a.path.as_str())
+        .collect();
+    let expected: Vec<String> = (0..n)
+        .map(|i| files.join(format!("f{i:05}")).display().to_string())
+        .collect();
+    assert_eq!(reads, expected);
+}

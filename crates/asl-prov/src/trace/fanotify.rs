@@ -371,19 +371,17 @@ impl EventLog {
             return convert(&self.list);
         }
         let (a, b) = self.list.split_at(self.list.len() / 2);
-        let (first, second) = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let other = s.spawn(|| convert(b));
-            (convert(a), other.join())
-        });
-        match second {
-            Ok(second) => {
-                let mut all = first;
-                all.extend(second);
-                all
-            }
-            // The conversion does not panic; were it to, the sequential one would too.
-            Err(_) => convert(&self.list),
-        }
+            let mut all = convert(a);
+            // The conversion does not panic; were it to, its panic goes on here.
+            all.extend(
+                other
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            );
+            all
+        })
     }
 }
 
