@@ -21,7 +21,18 @@ pub fn to_vec(value: &Value) -> Result<Vec<u8>, String> {
 /// (a receipt of a file-heavy command holds ~10^5 strings; the tree cost more than the run's
 /// observation). See [`direct`] for how object keys get sorted.
 pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
-    let mut ser = direct::Canon::default();
+    encode_sized(value, 1024)
+}
+
+/// [`encode`] into a buffer that starts with room for `capacity` bytes. For a value of
+/// megabytes, an estimate of its size spares the buffer's doublings: each moves what was
+/// written so far into memory the process has never touched, and the page faults cost more
+/// than the encoding (a 6.5 MB receipt: 4 k faults).
+pub fn encode_sized<T: serde::Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, String> {
+    let mut ser = direct::Canon::with_capacity(capacity);
     value.serialize(&mut ser).map_err(|e| e.to_string())?;
     Ok(ser.into_bytes())
 }

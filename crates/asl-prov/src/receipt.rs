@@ -168,7 +168,19 @@ pub struct Receipt {
 
 impl Receipt {
     pub fn encode(&self) -> Result<Vec<u8>, String> {
-        crate::canon::encode(self)
+        crate::canon::encode_sized(self, self.encoded_size_estimate())
+    }
+
+    /// Roughly the size of the encoding, a little above it for the usual receipt: what the
+    /// observation's lists take (each path plus its JSON framing) and 16 KiB for the rest.
+    fn encoded_size_estimate(&self) -> usize {
+        let o = &self.observed;
+        let access = |a: &Access| a.path.len() + a.to.as_ref().map_or(0, |t| t.len() + 8) + 48;
+        let listed = |v: &[String]| v.iter().map(|p| p.len() + 4).sum::<usize>();
+        16 * 1024
+            + o.accesses.iter().map(access).sum::<usize>()
+            + listed(&o.undeclared_inputs)
+            + listed(&o.undeclared_outputs)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Receipt, String> {
@@ -278,15 +290,38 @@ mod tests {
         }
     }
 
-    /// serde writes fields in declaration order; for these structs that order must already be
-    /// the canonical one (see the module documentation).
+    /// A receipt with a long observation is encoded into one buffer sized up front: no
+    /// doubling, and not much more room than it needs.
     #[test]
-    fn receipt_and_edge_fields_are_declared_in_canonical_order() {
+    fn long_receipts_are_encoded_without_growing_the_buffer() {
+        let mut r = sample();
+        r.observed.accesses = (0..20_000)
+            .map(|i| Access {
+                op: if i % 3 == 0 { "write" } else { "read" }.into(),
+                path: format!("/usr/share/doc/package-{i}/changelog.Debian.gz"),
+                pid: 100_000 + i,
+                to: (i % 1000 == 0).then(|| format!("/tmp/renamed-{i}")),
+            })
+            .collect();
+        r.observed.undeclared_inputs = (0..10_000).map(|i| format!("/etc/input-{i}")).collect();
+        let estimate = r.encoded_size_estimate();
+        let bytes = r.encode().unwrap();
+        assert_eq!(bytes, crate::canon::encode_sized(&r, 0).unwrap());
+        assert!(
+            bytes.len() <= estimate && estimate < bytes.len() + bytes.len() / 4,
+            "estimate {estimate} for {} bytes",
+            bytes.len()
+        );
+        assert_eq!(bytes.capacity(), estimate, "the buffer grew");
+    }
+
+    /// A receipt with every optional part present.
+    fn sample() -> Receipt {
         let blob = Blob {
             reference: "blake3:01".into(),
             size: 2,
         };
-        let receipt = Receipt {
+        Receipt {
             action: Action {
                 argv: vec!["cc".into()],
                 cwd: "/src".into(),
@@ -373,7 +408,14 @@ mod tests {
                 name: "asl-capture".into(),
                 version: "0".into(),
             },
-        };
+        }
+    }
+
+    /// serde writes fields in declaration order; for these structs that order must already be
+    /// the canonical one (see the module documentation).
+    #[test]
+    fn receipt_and_edge_fields_are_declared_in_canonical_order() {
+        let receipt = sample();
         assert_eq!(
             String::from_utf8(serde_json::to_vec(&receipt).unwrap()).unwrap(),
             String::from_utf8(receipt.encode().unwrap()).unwrap()

@@ -63,6 +63,14 @@ pub struct Canon {
 }
 
 impl Canon {
+    /// A writer whose output starts with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Canon {
+        Canon {
+            out: Vec::with_capacity(capacity),
+            members: Vec::new(),
+        }
+    }
+
     pub fn into_bytes(self) -> Vec<u8> {
         self.out
     }
