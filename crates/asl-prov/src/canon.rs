@@ -25,9 +25,9 @@ pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String
 }
 
 /// [`encode`] into a buffer that starts with room for `capacity` bytes. For a value of
-/// megabytes, an estimate of its size spares the buffer's doublings: each moves what was
-/// written so far into memory the process has never touched, and the page faults cost more
-/// than the encoding (a 6.5 MB receipt: 4 k faults).
+/// megabytes, an estimate of its size spares the buffer's doublings, each into memory the
+/// process has not touched yet (a page fault costs ~2 µs on our VM; for a 6.5 MB receipt this
+/// saved 400 of the capture's 8.7 k faults).
 pub fn encode_sized<T: serde::Serialize + ?Sized>(
     value: &T,
     capacity: usize,
