@@ -330,39 +330,47 @@ impl EventLog {
         path
     }
 
-    /// Every event as an access, in the order read. The open of a path that the tree wrote
-    /// and closed is that write's own open, not a read we can tell apart: left out.
-    fn into_accesses(self) -> Vec<Access> {
-        // Written paths are few; most runs have none, and then no path is hashed.
-        let written: HashSet<String> = self
-            .list
+    /// The paths the tree wrote (and closed). Few; most runs have none, and then no path is
+    /// hashed while converting.
+    fn written_paths(&self) -> HashSet<String> {
+        self.list
             .iter()
             .filter(|e| e.mask & libc::FAN_CLOSE_WRITE != 0)
             .map(|e| self.path(e))
-            .collect();
-        // Fills `out` slot by slot; returns how many slots it filled (reads of written
-        // paths are left out).
+            .collect()
+    }
+
+    /// Event `e` as an access; `None` for the open of a path in `written`, which is that
+    /// write's own open, not a read we can tell apart.
+    fn access(&self, e: &RawEvent, written: &HashSet<String>) -> Option<Access> {
+        let path = self.path(e);
+        let op = if e.mask & libc::FAN_CLOSE_WRITE != 0 {
+            "write"
+        } else if e.mask & libc::FAN_OPEN_EXEC != 0 {
+            "exec"
+        } else if !written.is_empty() && written.contains(&path) {
+            return None;
+        } else if e.mask & libc::FAN_ONDIR != 0 {
+            "open_dir"
+        } else {
+            "read"
+        };
+        Some(Access {
+            path,
+            op: op.into(),
+            pid: e.pid,
+            to: None,
+        })
+    }
+
+    /// Every event as an access ([`EventLog::access`]), in the order read.
+    fn into_accesses(self) -> Vec<Access> {
+        let written = self.written_paths();
+        // Fills `out` slot by slot; returns how many slots it filled.
         let convert = |events: &[RawEvent], out: &mut [Access]| -> usize {
             let mut n = 0;
-            for e in events {
-                let path = self.path(e);
-                let op = if e.mask & libc::FAN_CLOSE_WRITE != 0 {
-                    "write"
-                } else if e.mask & libc::FAN_OPEN_EXEC != 0 {
-                    "exec"
-                } else if !written.is_empty() && written.contains(&path) {
-                    continue;
-                } else if e.mask & libc::FAN_ONDIR != 0 {
-                    "open_dir"
-                } else {
-                    "read"
-                };
-                out[n] = Access {
-                    path,
-                    op: op.into(),
-                    pid: e.pid,
-                    to: None,
-                };
+            for a in events.iter().filter_map(|e| self.access(e, &written)) {
+                out[n] = a;
                 n += 1;
             }
             n
@@ -392,6 +400,7 @@ impl EventLog {
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             (n_a, n_b)
         });
+        // Each half filled the front of its slots: drop the unfilled ones.
         all.truncate(mid + n_b);
         all.drain(n_a..mid);
         all
@@ -774,8 +783,8 @@ mod tests {
             .collect()
     }
 
-    /// The two-core conversion keeps every event but the reads of written paths, in event
-    /// order, whichever half the left-out reads fall in.
+    /// The two-core conversion gives what one pass over the events gives, in event order,
+    /// whichever half the left-out reads of written paths fall in.
     #[test]
     fn conversion_in_two_halves_is_the_sequential_one() {
         for n in [40, 8191, 8192, 9001, 20000] {
@@ -796,29 +805,13 @@ mod tests {
                 };
                 log.push(i as i32, mask, dir, name.as_bytes());
             }
-            // The model: one pass, the written paths first.
-            let written: HashSet<String> = log
-                .list
-                .iter()
-                .filter(|e| e.mask & libc::FAN_CLOSE_WRITE != 0)
-                .map(|e| log.path(e))
-                .collect();
+            // The model: one pass over the events, in order.
+            let written = log.written_paths();
             let model: Vec<(String, String, i32)> = log
                 .list
                 .iter()
-                .filter_map(|e| {
-                    let path = log.path(e);
-                    let op = if e.mask & libc::FAN_CLOSE_WRITE != 0 {
-                        "write"
-                    } else if e.mask & libc::FAN_OPEN_EXEC != 0 {
-                        "exec"
-                    } else if written.contains(&path) {
-                        return None;
-                    } else {
-                        "read"
-                    };
-                    Some((op.to_string(), path, e.pid))
-                })
+                .filter_map(|e| log.access(e, &written))
+                .map(|a| (a.op.into_owned(), a.path, a.pid))
                 .collect();
             assert!(
                 model.len() < n,
