@@ -590,6 +590,20 @@ fn declared_inputs_are_stored_at_the_captures_level() {
 /// still there, once, and sorted.
 #[test]
 fn fanotify_keeps_every_access_of_a_many_file_command() {
+    every_read_of_many_files_is_recorded(9_000, false);
+}
+
+/// The observer yields to the command while it runs (SCHED_IDLE on an idle machine); busy
+/// loops started once the command runs take the idle cores away, and still every read is
+/// recorded and the capture ends.
+#[test]
+fn fanotify_keeps_every_access_when_the_machine_turns_busy() {
+    every_read_of_many_files_is_recorded(3_000, true);
+}
+
+/// Captures `cat` of `n` files under fanotify (beside busy loops on every core if `busy`)
+/// and checks that the receipt lists each file read, in order.
+fn every_read_of_many_files_is_recorded(n: usize, busy: bool) {
     // SAFETY: no preconditions.
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -600,18 +614,40 @@ fn fanotify_keeps_every_access_of_a_many_file_command() {
     let store = new_store(dir.path());
     let files = dir.path().join("many");
     std::fs::create_dir(&files).unwrap();
-    let n = 9_000;
     for i in 0..n {
         std::fs::write(files.join(format!("f{i:05}")), b"x").unwrap();
     }
+    // The command waits a little first, so that the loops start while it runs.
+    let script = if busy {
+        "sleep 0.05; cat many/* > /dev/null"
+    } else {
+        "cat many/* > /dev/null"
+    };
     let o = opts(
         dir.path(),
-        &["sh", "-c", "cat many/* > /dev/null"],
+        &["sh", "-c", script],
         &[],
         &[],
         TraceMode::Fanotify,
     );
-    let c = capture(&store, &o).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loops: Vec<_> = (0..if busy { cores() } else { 0 })
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let c = capture(&store, &o);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loops {
+        l.join().unwrap();
+    }
+    let c = c.unwrap();
     let prefix = format!("{}/f", files.display());
     let reads: Vec<&str> = c
         .receipt
@@ -625,4 +661,8 @@ fn fanotify_keeps_every_access_of_a_many_file_command() {
         .map(|i| files.join(format!("f{i:05}")).display().to_string())
         .collect();
     assert_eq!(reads, expected);
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use super::quiet::Quiet;
 use super::{Access, ProcessRecord, TraceMode};
 use crate::error::ProvError;
 use crate::launch::{RunOutcome, RunSpec, check_exec, wait_top};
@@ -190,21 +191,14 @@ pub(crate) fn observe(
             drain(&fd_fan, &mut buf[..4096], events, gaps);
         }
     };
-    // While the command runs, this thread must not preempt it: woken every BATCH_MS under the
-    // normal policy it did (a `tar | cat` of /usr/share: 1.52x the plain run). SCHED_BATCH
-    // drops the wakeup preemption (1.22x) yet keeps a fair share of a busy machine, so events
-    // are read, and their directories resolved by handle, while those still exist. SCHED_IDLE
-    // measured 1.15x but starves under load, and leaving it needs CAP_SYS_NICE; SCHED_BATCH
-    // can always be left again.
-    let saved = Policy::current();
-    let quiet = saved
-        .as_ref()
-        .is_some_and(|p| p.policy == libc::SCHED_OTHER)
-        && Policy::set(&Policy::of(libc::SCHED_BATCH));
-    // Wait on the child only, and read the queues every few milliseconds. Waiting on the
-    // fanotify descriptors would have the kernel wake this thread for every single event
+    // While the command runs, this thread keeps to a quiet scheduling policy (see
+    // `quiet`). It waits on the child only, and reads the queues every BATCH_MS. Waiting on
+    // the fanotify descriptors would have the kernel wake this thread for every single event
     // (an inter-processor wakeup charged to the traced command: ~4 % of a `tar` of
     // /usr/share in a profile); the queues are unlimited, so nothing is lost by batching.
+    let mut quiet = Quiet::enter(&pidfd);
+    let period = std::time::Duration::from_millis(BATCH_MS as u64);
+    let mut last_read = std::time::Instant::now();
     loop {
         let mut fds = [libc::pollfd {
             fd: pidfd.as_raw_fd(),
@@ -218,20 +212,22 @@ pub(crate) fn observe(
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            if quiet && let Some(p) = &saved {
-                Policy::set(p);
-            }
             kill_and_reap(pid);
+            quiet.leave();
             return Err(ProvError::Os("poll".into(), e));
         }
+        let woke = std::time::Instant::now();
         drain_all(&mut events, &mut gaps);
         if fds[0].revents != 0 {
             break;
         }
+        last_read = {
+            let now = std::time::Instant::now();
+            quiet.after_read(period, woke - last_read, now - woke);
+            now
+        };
     }
-    if quiet && let Some(p) = &saved {
-        Policy::set(p);
-    }
+    quiet.leave();
     let (status, rusage) = wait_top(pid)?;
     // Every event of the finished tree is queued by now.
     drain_all(&mut events, &mut gaps);
@@ -441,41 +437,6 @@ fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<St
             }
             off += m.event_len as usize;
         }
-    }
-}
-
-/// A thread's scheduling policy and priority.
-struct Policy {
-    policy: i32,
-    param: libc::sched_param,
-}
-
-impl Policy {
-    fn of(policy: i32) -> Policy {
-        Policy {
-            policy,
-            param: libc::sched_param { sched_priority: 0 },
-        }
-    }
-
-    /// The calling thread's.
-    fn current() -> Option<Policy> {
-        // SAFETY: pid 0 is the calling thread; `param` is a valid out-pointer.
-        let policy = unsafe { libc::sched_getscheduler(0) };
-        let mut param = libc::sched_param { sched_priority: 0 };
-        if policy < 0 || unsafe { libc::sched_getparam(0, &mut param) } != 0 {
-            return None;
-        }
-        Some(Policy {
-            policy: policy & !libc::SCHED_RESET_ON_FORK,
-            param,
-        })
-    }
-
-    /// Applies `p` to the calling thread; false if it was refused.
-    fn set(p: &Policy) -> bool {
-        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
-        unsafe { libc::sched_setscheduler(0, p.policy, &p.param) == 0 }
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod fanotify;
 pub mod ptrace;
+mod quiet;
 
 use std::path::{Component, Path, PathBuf};
 
