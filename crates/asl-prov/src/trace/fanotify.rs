@@ -196,8 +196,8 @@ pub(crate) fn observe(
     // the fanotify descriptors would have the kernel wake this thread for every single event
     // (an inter-processor wakeup charged to the traced command: ~4 % of a `tar` of
     // /usr/share in a profile); the queues are unlimited, so nothing is lost by batching.
-    let mut quiet = Quiet::enter(&pidfd);
     let period = std::time::Duration::from_millis(BATCH_MS as u64);
+    let mut quiet = Quiet::enter(&pidfd, period);
     let mut last_read = std::time::Instant::now();
     loop {
         let mut fds = [libc::pollfd {
@@ -212,8 +212,8 @@ pub(crate) fn observe(
             if e.raw_os_error() == Some(libc::EINTR) {
                 continue;
             }
-            kill_and_reap(pid);
             quiet.leave();
+            kill_and_reap(pid);
             return Err(ProvError::Os("poll".into(), e));
         }
         let woke = std::time::Instant::now();
@@ -451,13 +451,13 @@ fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<St
 /// exits first, init (or the nearest subreaper) does. Started from its own thread, the child
 /// is invisible to a ptrace observer's `wait4(-1, __WNOTHREAD)` on another thread.
 ///
-/// The child shares this process's memory (`CLONE_VM`, as posix_spawn's child does) and gets
-/// its own copy of the descriptor table. A fork instead copied the page tables, under the
+/// The child shares this process's memory (`CLONE_VM`; posix_spawn's child does too, though
+/// there the parent waits, `CLONE_VFORK`) and gets its own copy of the descriptor table. A fork instead copied the page tables, under the
 /// address-space lock that the receipt's assembly on the other thread needed for its page
 /// faults, and each page either side then wrote cost a copy. A W1 capture (`perf stat`, 15
 /// runs, the command's own processes included) took 3,330 page faults with the fork and
 /// 2,530 with this child, about 1.6 ms of CPU here. The child runs [`closer`] on a stack of
-/// its own, with every signal blocked.
+/// its own, with signals blocked.
 fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
     std::thread::spawn(move || {
         let Ok((go_r, go_w)) = crate::launch::pipe() else {
@@ -499,8 +499,10 @@ fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
         if stack == libc::MAP_FAILED {
             return;
         }
-        // Every signal blocked in the child from its first instruction: a handler of ours
-        // must not run there, on shared memory. This thread's mask is restored at once.
+        // Signals blocked in the child from its first instruction: a handler of ours must not
+        // run there, on shared memory (glibc keeps its two internal signals, which have no
+        // handler of ours; SIGKILL and SIGSTOP cannot be blocked). This thread's mask is
+        // restored at once.
         // SAFETY: sigset operations on locals; pthread_sigmask on the calling thread.
         let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
         let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -549,47 +551,103 @@ struct CloserJob {
 }
 
 /// The closer child: keeps only the groups and the pipe's read end, waits for EOF on it,
-/// closes the groups (the slow close) and exits. It shares the parent's memory, so it makes
-/// raw system calls only and reads nothing but `job`.
+/// closes the groups (the slow close) and exits. It shares the parent's memory and thread-
+/// local storage, so it makes raw system calls that leave `errno` alone ([`raw3`]) and reads
+/// nothing but `job`.
 extern "C" fn closer(job: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `job` points at the CloserJob prepared by close_groups_elsewhere, which stays
     // alive while this child runs; everything below is a system call on descriptor numbers.
     unsafe {
         let job = &*(job as *const CloserJob);
+        let sys = |n: libc::c_long, a: usize, b: usize, c: usize| raw3(n, a, b, c);
+        // `keep` holds `keep_len` descriptors; the other slots are -1.
+        let kept = || job.keep.iter().take(job.keep_len).map(|&fd| fd as u32);
         // The pipe's write end first: EOF must not depend on close_range.
-        libc::syscall(libc::SYS_close, job.go_w);
+        sys(libc::SYS_close, job.go_w as usize, 0, 0);
         // Everything else but `keep`: the caller's pipes above all.
         let close_range = |lo: u32, hi: u32| {
-            if libc::syscall(libc::SYS_close_range, lo, hi, 0) != 0 {
+            if sys(libc::SYS_close_range, lo as usize, hi as usize, 0) != 0 {
                 for fd in lo..=hi.min(job.open_max) {
-                    libc::syscall(libc::SYS_close, fd);
+                    sys(libc::SYS_close, fd as usize, 0, 0);
                 }
             }
         };
         let mut lo = 0u32;
-        for &fd in &job.keep[..job.keep_len] {
-            if fd as u32 > lo {
-                close_range(lo, fd as u32 - 1);
+        for fd in kept() {
+            if fd > lo {
+                close_range(lo, fd - 1);
             }
-            lo = fd as u32 + 1;
+            lo = fd + 1;
         }
         close_range(lo, u32::MAX);
-        // EOF once the parent thread has dropped its copies of the groups. Every signal is
-        // blocked, so no read ends early; one that fails for another reason ends the wait.
+        // EOF once the parent thread has dropped its copies of the groups. The signals a
+        // handler could catch are blocked, so no read ends early; one that fails for another
+        // reason ends the wait.
         let mut b = 0u8;
-        while libc::syscall(
-            libc::SYS_read,
-            job.go_r,
-            (&raw mut b).cast::<libc::c_void>(),
-            1,
-        ) > 0
-        {}
-        for &fd in &job.keep[..job.keep_len] {
-            libc::syscall(libc::SYS_close, fd);
+        while sys(libc::SYS_read, job.go_r as usize, (&raw mut b) as usize, 1) > 0 {}
+        for fd in kept() {
+            sys(libc::SYS_close, fd as usize, 0, 0);
         }
-        libc::syscall(libc::SYS_exit, 0);
+        sys(libc::SYS_exit, 0, 0, 0);
     }
     0
+}
+
+/// A system call with up to three arguments; returns the kernel's result (a negative errno
+/// on failure) and, unlike libc's `syscall`, never writes `errno`, which a `CLONE_VM` child
+/// shares with the thread that started it.
+///
+/// # Safety
+/// As for the system call made.
+#[cfg(target_arch = "x86_64")]
+unsafe fn raw3(n: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the x86-64 Linux system call convention; rcx and r11 are clobbered.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") n as isize => ret,
+            in("rdi") a,
+            in("rsi") b,
+            in("rdx") c,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// As for the system call made.
+#[cfg(target_arch = "aarch64")]
+unsafe fn raw3(n: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    let ret: isize;
+    // SAFETY: the AArch64 Linux system call convention (number in x8, svc #0).
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") n,
+            inlateout("x0") a as isize => ret,
+            in("x1") b,
+            in("x2") c,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// Elsewhere libc's `syscall`, whose `errno` write on a failure may land in the starting
+/// thread's; that thread only reads it after a failed `waitpid`.
+///
+/// # Safety
+/// As for the system call made.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+unsafe fn raw3(n: libc::c_long, a: usize, b: usize, c: usize) -> isize {
+    // SAFETY: as for the system call made.
+    unsafe { libc::syscall(n, a, b, c) as isize }
 }
 
 /// How long events may queue before they are read (see the wait loop in `observe`).

@@ -7,18 +7,21 @@
 //! (`tar | cat` of /usr/share: 1.52x the plain run).
 //!
 //! So, while the command runs, the observer thread is moved to a quieter policy:
-//! * **SCHED_IDLE** when the process holds CAP_SYS_NICE, which it needs to leave that policy
-//!   again. The thread then runs on a core the command leaves idle. A `tar | cat` of
-//!   /usr/share/doc, 40 alternating rounds: the capture cost 17.5 ms over the plain run
-//!   (1.20x), against 21.8 ms (1.25x) under SCHED_BATCH. On a machine kept busy by other
-//!   work such a thread barely runs: beside two busy loops the same capture took twice as
-//!   long as under SCHED_BATCH. Two guards bring it back to SCHED_BATCH's time there:
-//!   * a **watchdog** thread under the normal policy waits for the command's end and moves
-//!     the observer back at once, so that the end is noticed and the receipt assembled
-//!     without waiting for an idle core;
-//!   * when the observer wakes late or a read of the queues takes long ([`starved`]), it
-//!     moves itself to SCHED_BATCH for the rest of the run: the events are then read, and
-//!     their directories resolved by handle, while those still exist.
+//! * **SCHED_IDLE** when a core is idle as the command starts and the process holds
+//!   CAP_SYS_NICE (in the initial user namespace), which it needs to leave that policy again.
+//!   The thread then runs on a core the command leaves idle. A `tar | cat` of /usr/share/doc,
+//!   40 alternating rounds: the capture cost 17.5 ms over the plain run (1.20x), against
+//!   21.8 ms (1.25x) under SCHED_BATCH. On a machine kept busy by other work such a thread
+//!   barely runs: beside two busy loops, without the guards below, the same capture took 2
+//!   to 3 times as long as under SCHED_BATCH; with them, no longer. A **watchdog** thread
+//!   under the normal policy
+//!   * moves the observer back to normal the moment the command ends, so that the end is
+//!     noticed and the receipt assembled without waiting for an idle core;
+//!   * moves it to SCHED_BATCH for the rest of the run when its last read of the queues is
+//!     overdue ([`STARVED_AFTER`]); the observer does the same itself when a read came late
+//!     or took long ([`starved`]). The events are then read, and their directories resolved
+//!     by handle, while those still exist (mostly: a directory removed within a few
+//!     milliseconds of an access can be gone under any policy).
 //! * **SCHED_BATCH** otherwise: it drops the wakeup preemption yet keeps a fair share of the
 //!   machine, and any thread may leave it again.
 
@@ -95,8 +98,9 @@ impl Policy {
     }
 }
 
-/// Whether this process may raise a thread's scheduling priority (CAP_SYS_NICE in its
-/// effective set), as leaving SCHED_IDLE requires.
+/// Whether this process may raise a thread's scheduling priority, as leaving SCHED_IDLE
+/// requires: CAP_SYS_NICE in its effective set, in the initial user namespace (the kernel
+/// checks the capability there; a namespace's root lacks it).
 fn may_leave_idle() -> bool {
     const CAP_SYS_NICE: u32 = 23;
     const VERSION_3: u32 = 0x2008_0522;
@@ -119,68 +123,90 @@ fn may_leave_idle() -> bool {
     let mut data = [Data::default(); 2];
     // SAFETY: capget with a version-3 header and the two data words that version fills.
     let r = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-    r == 0 && data[0].effective & (1 << CAP_SYS_NICE) != 0
+    r == 0
+        && data[0].effective & (1 << CAP_SYS_NICE) != 0
+        && std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| initial_uid_map(&m))
 }
 
-/// The observer thread's quiet policy, in effect from [`Quiet::enter`] to [`Quiet::leave`].
+/// Whether `/proc/self/uid_map` text `map` is the initial user namespace's (all ids, as is).
+pub(crate) fn initial_uid_map(map: &str) -> bool {
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields == ["0", "0", "4294967295"]
+}
+
+/// The observer thread's quiet policy, in effect from [`Quiet::enter`] until it is dropped
+/// (or [`Quiet::leave`]), on the thread that entered it.
 pub(crate) struct Quiet {
     /// The policy to return to; `None` when the thread was left as it was.
     saved: Option<Policy>,
-    /// The quiet policy now in effect (SCHED_IDLE or SCHED_BATCH).
+    /// The quiet policy the observer last set (SCHED_IDLE or SCHED_BATCH).
     current: i32,
-    /// The watchdog and the descriptor whose closing stops it.
-    watchdog: Option<(std::thread::JoinHandle<()>, OwnedFd)>,
+    watchdog: Option<Watchdog>,
+    /// When the observer last read its queues (µs since `since`), for the watchdog.
+    last_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    since: std::time::Instant,
+    /// The policies are the entering thread's: a `Quiet` must not move to another thread.
+    _thread: std::marker::PhantomData<*const ()>,
+}
+
+/// The watchdog thread and the descriptor whose closing stops it.
+struct Watchdog {
+    handle: std::thread::JoinHandle<()>,
+    stop: OwnedFd,
 }
 
 impl Quiet {
     /// Moves the calling thread to its quiet policy until the command, whose pidfd is
-    /// `child`, ends. A thread under a policy other than the normal one (a real-time
-    /// caller's, say) is left as it is.
-    pub(crate) fn enter(child: &OwnedFd) -> Quiet {
+    /// `child`, ends; the thread reads its queues every `period`. A thread under a policy
+    /// other than the normal one (a real-time caller's, say) is left as it is.
+    pub(crate) fn enter(child: &OwnedFd, period: Duration) -> Quiet {
         // SCHED_IDLE only where it pays: a machine busy already would starve the observer.
-        Quiet::enter_as(child, may_leave_idle() && idle_core_now())
+        Quiet::enter_as(child, period, may_leave_idle() && idle_core_now())
     }
 
     /// [`Quiet::enter`], with SCHED_IDLE if `idle` (the caller has checked that the thread
     /// may leave it again), else SCHED_BATCH.
-    fn enter_as(child: &OwnedFd, idle: bool) -> Quiet {
-        let unchanged = Quiet {
+    fn enter_as(child: &OwnedFd, period: Duration, idle: bool) -> Quiet {
+        let mut q = Quiet {
             saved: None,
             current: libc::SCHED_OTHER,
             watchdog: None,
+            last_read: Default::default(),
+            since: std::time::Instant::now(),
+            _thread: std::marker::PhantomData,
         };
         let Some(saved) = Policy::of_thread(0).filter(|p| p.policy == libc::SCHED_OTHER) else {
-            return unchanged;
+            return q;
         };
-        let watchdog = idle.then(|| start_watchdog(child, saved)).flatten();
-        let current = if watchdog.is_some() {
+        q.watchdog = idle
+            .then(|| start_watchdog(child, saved, period, q.last_read.clone(), q.since))
+            .flatten();
+        let quiet = if q.watchdog.is_some() {
             libc::SCHED_IDLE
         } else {
             libc::SCHED_BATCH
         };
-        if !Policy::of(current).apply(0) {
-            if let Some((handle, stop)) = watchdog {
-                drop(stop);
-                let _ = handle.join();
-            }
-            return unchanged;
+        if Policy::of(quiet).apply(0) {
+            q.saved = Some(saved);
+            q.current = quiet;
         }
-        Quiet {
-            saved: Some(saved),
-            current,
-            watchdog,
-        }
+        q
     }
 
-    /// The policy now in effect for the observer (as last set by it).
+    /// The policy the observer last set.
     #[cfg(test)]
     pub(crate) fn policy(&self) -> i32 {
         self.current
     }
 
     /// Called after each read of the queues (see [`starved`]): a starved SCHED_IDLE observer
-    /// moves to SCHED_BATCH for the rest of the run.
+    /// moves to SCHED_BATCH for the rest of the run. (The watchdog moves it too, should it
+    /// be starved so badly that it does not get to read.)
     pub(crate) fn after_read(&mut self, period: Duration, since_last: Duration, took: Duration) {
+        self.last_read.store(
+            self.since.elapsed().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if self.current == libc::SCHED_IDLE
             && starved(period, since_last, took)
             && Policy::of(libc::SCHED_BATCH).apply(0)
@@ -190,67 +216,101 @@ impl Quiet {
     }
 
     /// Returns the calling thread to the policy it had before [`Quiet::enter`] and stops the
-    /// watchdog.
-    pub(crate) fn leave(self) {
-        if let Some((handle, stop)) = self.watchdog {
-            drop(stop);
-            let _ = handle.join();
+    /// watchdog (what dropping it does).
+    pub(crate) fn leave(self) {}
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        // The watchdog first: it acts on this thread's id, which must stay ours until it has
+        // stopped (this thread is alive here, even while a panic unwinds it).
+        if let Some(w) = self.watchdog.take() {
+            drop(w.stop);
+            let _ = w.handle.join();
         }
-        if let Some(saved) = self.saved {
+        if let Some(saved) = self.saved.take() {
             saved.apply(0);
         }
     }
 }
 
-/// Starts the thread that returns thread `observer` to `normal` as soon as `child` (a pidfd)
-/// is readable, that is when the command has ended. It stops when the returned descriptor is
-/// closed. `None` if it could not be started.
+/// Starts the watchdog of the calling (observer) thread, which has the policy `normal` to
+/// return to. Under the normal policy itself, it
+/// * moves the observer back to `normal` as soon as `child` (a pidfd) is readable, that is
+///   when the command has ended;
+/// * moves it to SCHED_BATCH when its last read (`last_read`, µs since `since`) is more than
+///   `period` + [`STARVED_AFTER`] old: starved, the observer could not notice that itself.
+///
+/// It stops when the returned descriptor is closed. `None` if it could not be started.
 fn start_watchdog(
     child: &OwnedFd,
     normal: Policy,
-) -> Option<(std::thread::JoinHandle<()>, OwnedFd)> {
+    period: Duration,
+    last_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    since: std::time::Instant,
+) -> Option<Watchdog> {
     // SAFETY: gettid has no preconditions.
     let observer = unsafe { libc::gettid() };
     // Its own copy: the watchdog may outlive the caller's use of the pidfd.
     let child = child.try_clone().ok()?;
-    let (stop_r, stop_w) = crate::launch::pipe().ok()?;
+    let (stop_r, stop) = crate::launch::pipe().ok()?;
+    let overdue = period + STARVED_AFTER;
     let handle = std::thread::Builder::new()
         .name("asl-fanotify-watchdog".into())
         .spawn(move || {
-            let mut fds = [
-                libc::pollfd {
-                    fd: child.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: stop_r.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
+            let mut batch = false;
             loop {
+                let mut fds = [
+                    libc::pollfd {
+                        fd: child.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                    libc::pollfd {
+                        fd: stop_r.as_raw_fd(),
+                        events: libc::POLLIN,
+                        revents: 0,
+                    },
+                ];
+                let timeout = if batch {
+                    -1
+                } else {
+                    overdue.as_millis() as i32
+                };
                 // SAFETY: a valid array of two pollfds.
-                let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-                if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
+                let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+                if r < 0 {
+                    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                        continue;
+                    }
+                    return;
                 }
-                break;
-            }
-            // Both may be ready when the observer stops us right after the command's end:
-            // the move then costs one system call and changes nothing.
-            if fds[0].revents != 0 {
-                normal.apply(observer);
+                if fds[1].revents != 0 {
+                    return;
+                }
+                if fds[0].revents != 0 {
+                    normal.apply(observer);
+                    return;
+                }
+                let read_at =
+                    Duration::from_micros(last_read.load(std::sync::atomic::Ordering::Relaxed));
+                if since.elapsed().saturating_sub(read_at) > overdue {
+                    batch = Policy::of(libc::SCHED_BATCH).apply(observer);
+                }
             }
         })
         .ok()?;
-    Some((handle, stop_w))
+    Some(Watchdog { handle, stop })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::FromRawFd;
+
+    /// A read period long enough that the watchdog never finds a read overdue in a test:
+    /// the policies asserted are the ones the test itself caused.
+    const LONG: Duration = Duration::from_secs(3600);
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -314,14 +374,14 @@ mod tests {
                 cases.push((true, libc::SCHED_IDLE));
             }
             for (idle, expected) in cases {
-                let q = Quiet::enter_as(&pidfd, idle);
+                let q = Quiet::enter_as(&pidfd, LONG, idle);
                 assert_eq!(q.policy(), expected);
                 assert_eq!(own_policy(), expected);
                 q.leave();
                 assert_eq!(own_policy(), libc::SCHED_OTHER);
             }
             // Chosen by the machine's state: one of the two, and normal afterwards.
-            let q = Quiet::enter(&pidfd);
+            let q = Quiet::enter(&pidfd, LONG);
             assert!([libc::SCHED_IDLE, libc::SCHED_BATCH].contains(&own_policy()));
             assert_eq!(own_policy(), q.policy());
             q.leave();
@@ -339,16 +399,12 @@ mod tests {
         }
         on_own_thread(|| {
             let (mut c, pidfd) = child();
-            let q = Quiet::enter_as(&pidfd, true);
+            let q = Quiet::enter_as(&pidfd, LONG, true);
             assert_eq!(own_policy(), libc::SCHED_IDLE);
             drop(c.stdin.take());
             c.wait().unwrap();
             // The observer does nothing itself: the watchdog moves it.
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while own_policy() != libc::SCHED_OTHER && std::time::Instant::now() < deadline {
-                std::thread::sleep(ms(1));
-            }
-            assert_eq!(own_policy(), libc::SCHED_OTHER);
+            await_policy(libc::SCHED_OTHER);
             q.leave();
             assert_eq!(own_policy(), libc::SCHED_OTHER);
         });
@@ -362,7 +418,7 @@ mod tests {
         }
         on_own_thread(|| {
             let (mut c, pidfd) = child();
-            let mut q = Quiet::enter_as(&pidfd, true);
+            let mut q = Quiet::enter_as(&pidfd, LONG, true);
             q.after_read(ms(10), ms(11), ms(2));
             assert_eq!(own_policy(), libc::SCHED_IDLE);
             q.after_read(ms(10), ms(80), ms(2));
@@ -378,12 +434,66 @@ mod tests {
         });
     }
 
+    /// Waits (up to 10 s) until the calling thread's policy is `p`.
+    fn await_policy(p: i32) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while own_policy() != p && std::time::Instant::now() < deadline {
+            std::thread::sleep(ms(1));
+        }
+        assert_eq!(own_policy(), p);
+    }
+
+    #[test]
+    fn the_watchdog_moves_an_observer_that_does_not_read_to_batch() {
+        if !may_leave_idle() {
+            eprintln!("skipped: needs CAP_SYS_NICE");
+            return;
+        }
+        on_own_thread(|| {
+            let (mut c, pidfd) = child();
+            let q = Quiet::enter_as(&pidfd, ms(10), true);
+            assert_eq!(own_policy(), libc::SCHED_IDLE);
+            // No read for longer than 10 ms + STARVED_AFTER.
+            await_policy(libc::SCHED_BATCH);
+            // And back to normal at the command's end.
+            drop(c.stdin.take());
+            c.wait().unwrap();
+            await_policy(libc::SCHED_OTHER);
+            q.leave();
+        });
+    }
+
+    #[test]
+    fn a_panic_while_quiet_restores_the_policy() {
+        on_own_thread(|| {
+            let (mut c, pidfd) = child();
+            let idle = may_leave_idle();
+            let r = std::panic::catch_unwind(|| {
+                let _q = Quiet::enter_as(&pidfd, LONG, idle);
+                assert_ne!(own_policy(), libc::SCHED_OTHER);
+                panic!("in the middle of a read");
+            });
+            assert!(r.is_err());
+            assert_eq!(own_policy(), libc::SCHED_OTHER);
+            drop(c.stdin.take());
+            c.wait().unwrap();
+        });
+    }
+
+    #[test]
+    fn only_the_initial_user_namespace_map_counts() {
+        assert!(initial_uid_map("         0          0 4294967295\n"));
+        assert!(!initial_uid_map("         0       1000          1\n"));
+        assert!(!initial_uid_map("0 100000 65536\n"));
+        assert!(!initial_uid_map(""));
+    }
+
     #[test]
     fn a_caller_under_another_policy_is_left_alone() {
         on_own_thread(|| {
             assert!(Policy::of(libc::SCHED_BATCH).apply(0));
             let (mut c, pidfd) = child();
-            let q = Quiet::enter(&pidfd);
+            let q = Quiet::enter(&pidfd, LONG);
             assert_eq!(own_policy(), libc::SCHED_BATCH);
             q.leave();
             assert_eq!(own_policy(), libc::SCHED_BATCH);
