@@ -196,9 +196,7 @@ pub(crate) fn observe(
     // the fanotify descriptors would have the kernel wake this thread for every single event
     // (an inter-processor wakeup charged to the traced command: ~4 % of a `tar` of
     // /usr/share in a profile); the queues are unlimited, so nothing is lost by batching.
-    let period = std::time::Duration::from_millis(BATCH_MS as u64);
-    let mut quiet = Quiet::enter(&pidfd, period);
-    let mut last_read = std::time::Instant::now();
+    let quiet = Quiet::enter(&pidfd, std::time::Duration::from_millis(BATCH_MS as u64));
     loop {
         let mut fds = [libc::pollfd {
             fd: pidfd.as_raw_fd(),
@@ -216,16 +214,11 @@ pub(crate) fn observe(
             kill_and_reap(pid);
             return Err(ProvError::Os("poll".into(), e));
         }
-        let woke = std::time::Instant::now();
         drain_all(&mut events, &mut gaps);
         if fds[0].revents != 0 {
             break;
         }
-        last_read = {
-            let now = std::time::Instant::now();
-            quiet.after_read(period, woke - last_read, now - woke);
-            now
-        };
+        quiet.read_done();
     }
     quiet.leave();
     let (status, rusage) = wait_top(pid)?;
@@ -452,12 +445,12 @@ fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<St
 /// is invisible to a ptrace observer's `wait4(-1, __WNOTHREAD)` on another thread.
 ///
 /// The child shares this process's memory (`CLONE_VM`; posix_spawn's child does too, though
-/// there the parent waits, `CLONE_VFORK`) and gets its own copy of the descriptor table. A fork instead copied the page tables, under the
-/// address-space lock that the receipt's assembly on the other thread needed for its page
-/// faults, and each page either side then wrote cost a copy. A W1 capture (`perf stat`, 15
-/// runs, the command's own processes included) took 3,330 page faults with the fork and
-/// 2,530 with this child, about 1.6 ms of CPU here. The child runs [`closer`] on a stack of
-/// its own, with signals blocked.
+/// there the parent waits, `CLONE_VFORK`) and gets its own copy of the descriptor table. A
+/// fork instead copied the page tables, under the address-space lock that the receipt's
+/// assembly on the other thread needed for its page faults, and each page either side then
+/// wrote cost a copy. A W1 capture (`perf stat`, 15 runs, the command's own processes
+/// included) took 3,330 page faults with the fork and 2,530 with this child, about 1.6 ms of
+/// CPU here. The child runs [`closer`] on a stack of its own, with signals blocked.
 fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
     std::thread::spawn(move || {
         let Ok((go_r, go_w)) = crate::launch::pipe() else {

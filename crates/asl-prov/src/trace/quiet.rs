@@ -17,26 +17,26 @@
 //!   under the normal policy
 //!   * moves the observer back to normal the moment the command ends, so that the end is
 //!     noticed and the receipt assembled without waiting for an idle core;
-//!   * moves it to SCHED_BATCH for the rest of the run when its last read of the queues is
-//!     overdue ([`STARVED_AFTER`]); the observer does the same itself when a read came late
-//!     or took long ([`starved`]). The events are then read, and their directories resolved
-//!     by handle, while those still exist (mostly: a directory removed within a few
-//!     milliseconds of an access can be gone under any policy).
+//!   * moves it to SCHED_BATCH for the rest of the run when its last read of the queues
+//!     ended too long ago ([`overdue`]): it woke late, or a read is taking long. Starved, the
+//!     observer could not notice that itself. The events are then read, and their
+//!     directories resolved by handle, while those still exist (mostly: a directory removed
+//!     within a few milliseconds of an access can be gone under any policy).
 //! * **SCHED_BATCH** otherwise: it drops the wakeup preemption yet keeps a fair share of the
 //!   machine, and any thread may leave it again.
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-/// How long a read of the queues may be overdue, or may take, before the observer counts as
-/// starved. Unloaded, reads come 10-12 ms apart and take at most ~7 ms (43 k events over
-/// 480 ms); beside two busy loops, single reads took 80-105 ms.
+/// How much later than due the observer may be before it counts as starved. Unloaded, reads
+/// come 10-12 ms apart and take at most ~7 ms (43 k events over 480 ms); beside two busy
+/// loops, single reads took 80-105 ms.
 pub(crate) const STARVED_AFTER: Duration = Duration::from_millis(20);
 
-/// Whether the observer, due every `period`, is being starved: it woke `since_last` after its
-/// previous read ended, and its read took `read_took`.
-pub(crate) fn starved(period: Duration, since_last: Duration, read_took: Duration) -> bool {
-    since_last.saturating_sub(period) > STARVED_AFTER || read_took > STARVED_AFTER
+/// Whether an observer due to read every `period`, whose last read ended `since_read` ago, is
+/// starved: it did not wake in time, or the read it is in takes long.
+pub(crate) fn overdue(period: Duration, since_read: Duration) -> bool {
+    since_read > period + STARVED_AFTER
 }
 
 /// Whether, by `/proc/loadavg` text `loadavg`, fewer threads than `cores` are runnable
@@ -139,8 +139,6 @@ pub(crate) fn initial_uid_map(map: &str) -> bool {
 pub(crate) struct Quiet {
     /// The policy to return to; `None` when the thread was left as it was.
     saved: Option<Policy>,
-    /// The quiet policy the observer last set (SCHED_IDLE or SCHED_BATCH).
-    current: i32,
     watchdog: Option<Watchdog>,
     /// When the observer last read its queues (µs since `since`), for the watchdog.
     last_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -169,7 +167,6 @@ impl Quiet {
     fn enter_as(child: &OwnedFd, period: Duration, idle: bool) -> Quiet {
         let mut q = Quiet {
             saved: None,
-            current: libc::SCHED_OTHER,
             watchdog: None,
             last_read: Default::default(),
             since: std::time::Instant::now(),
@@ -188,31 +185,16 @@ impl Quiet {
         };
         if Policy::of(quiet).apply(0) {
             q.saved = Some(saved);
-            q.current = quiet;
         }
         q
     }
 
-    /// The policy the observer last set.
-    #[cfg(test)]
-    pub(crate) fn policy(&self) -> i32 {
-        self.current
-    }
-
-    /// Called after each read of the queues (see [`starved`]): a starved SCHED_IDLE observer
-    /// moves to SCHED_BATCH for the rest of the run. (The watchdog moves it too, should it
-    /// be starved so badly that it does not get to read.)
-    pub(crate) fn after_read(&mut self, period: Duration, since_last: Duration, took: Duration) {
+    /// Tells the watchdog that a read of the queues has just ended.
+    pub(crate) fn read_done(&self) {
         self.last_read.store(
             self.since.elapsed().as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        if self.current == libc::SCHED_IDLE
-            && starved(period, since_last, took)
-            && Policy::of(libc::SCHED_BATCH).apply(0)
-        {
-            self.current = libc::SCHED_BATCH;
-        }
     }
 
     /// Returns the calling thread to the policy it had before [`Quiet::enter`] and stops the
@@ -238,8 +220,8 @@ impl Drop for Quiet {
 /// return to. Under the normal policy itself, it
 /// * moves the observer back to `normal` as soon as `child` (a pidfd) is readable, that is
 ///   when the command has ended;
-/// * moves it to SCHED_BATCH when its last read (`last_read`, µs since `since`) is more than
-///   `period` + [`STARVED_AFTER`] old: starved, the observer could not notice that itself.
+/// * moves it to SCHED_BATCH when its last read (`last_read`, µs since `since`) is
+///   [`overdue`].
 ///
 /// It stops when the returned descriptor is closed. `None` if it could not be started.
 fn start_watchdog(
@@ -254,7 +236,8 @@ fn start_watchdog(
     // Its own copy: the watchdog may outlive the caller's use of the pidfd.
     let child = child.try_clone().ok()?;
     let (stop_r, stop) = crate::launch::pipe().ok()?;
-    let overdue = period + STARVED_AFTER;
+    // Checked at least this often (a little after a read would next be due).
+    let check = period + STARVED_AFTER;
     let handle = std::thread::Builder::new()
         .name("asl-fanotify-watchdog".into())
         .spawn(move || {
@@ -272,11 +255,7 @@ fn start_watchdog(
                         revents: 0,
                     },
                 ];
-                let timeout = if batch {
-                    -1
-                } else {
-                    overdue.as_millis() as i32
-                };
+                let timeout = if batch { -1 } else { check.as_millis() as i32 };
                 // SAFETY: a valid array of two pollfds.
                 let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
                 if r < 0 {
@@ -294,7 +273,7 @@ fn start_watchdog(
                 }
                 let read_at =
                     Duration::from_micros(last_read.load(std::sync::atomic::Ordering::Relaxed));
-                if since.elapsed().saturating_sub(read_at) > overdue {
+                if overdue(period, since.elapsed().saturating_sub(read_at)) {
                     batch = Policy::of(libc::SCHED_BATCH).apply(observer);
                 }
             }
@@ -317,17 +296,15 @@ mod tests {
     }
 
     #[test]
-    fn starvation_is_lateness_or_a_long_read() {
+    fn an_observer_is_starved_when_its_last_read_ended_over_20_ms_after_due() {
         let p = ms(10);
-        // On time, short reads: unloaded runs.
-        assert!(!starved(p, ms(10), ms(1)));
-        assert!(!starved(p, ms(12), ms(7)));
-        assert!(!starved(p, ms(0), ms(0)));
-        // 20 ms late is still tolerated; more is not.
-        assert!(!starved(p, ms(30), ms(1)));
-        assert!(starved(p, ms(31), ms(1)));
-        // A read preempted for long.
-        assert!(starved(p, ms(10), ms(21)));
+        // Unloaded runs: reads 10-12 ms apart.
+        assert!(!overdue(p, ms(0)));
+        assert!(!overdue(p, ms(12)));
+        assert!(!overdue(p, ms(30)));
+        // Late, or in a read preempted for long.
+        assert!(overdue(p, ms(31)));
+        assert!(overdue(p, ms(105)));
     }
 
     #[test]
@@ -375,7 +352,6 @@ mod tests {
             }
             for (idle, expected) in cases {
                 let q = Quiet::enter_as(&pidfd, LONG, idle);
-                assert_eq!(q.policy(), expected);
                 assert_eq!(own_policy(), expected);
                 q.leave();
                 assert_eq!(own_policy(), libc::SCHED_OTHER);
@@ -383,7 +359,6 @@ mod tests {
             // Chosen by the machine's state: one of the two, and normal afterwards.
             let q = Quiet::enter(&pidfd, LONG);
             assert!([libc::SCHED_IDLE, libc::SCHED_BATCH].contains(&own_policy()));
-            assert_eq!(own_policy(), q.policy());
             q.leave();
             assert_eq!(own_policy(), libc::SCHED_OTHER);
             drop(c.stdin.take());
@@ -407,30 +382,6 @@ mod tests {
             await_policy(libc::SCHED_OTHER);
             q.leave();
             assert_eq!(own_policy(), libc::SCHED_OTHER);
-        });
-    }
-
-    #[test]
-    fn a_starved_idle_observer_moves_to_batch_and_back_to_normal_at_the_end() {
-        if !may_leave_idle() {
-            eprintln!("skipped: needs CAP_SYS_NICE");
-            return;
-        }
-        on_own_thread(|| {
-            let (mut c, pidfd) = child();
-            let mut q = Quiet::enter_as(&pidfd, LONG, true);
-            q.after_read(ms(10), ms(11), ms(2));
-            assert_eq!(own_policy(), libc::SCHED_IDLE);
-            q.after_read(ms(10), ms(80), ms(2));
-            assert_eq!(q.policy(), libc::SCHED_BATCH);
-            assert_eq!(own_policy(), libc::SCHED_BATCH);
-            // Once moved, it stays: a prompt read does not send it back to idle.
-            q.after_read(ms(10), ms(10), ms(1));
-            assert_eq!(own_policy(), libc::SCHED_BATCH);
-            q.leave();
-            assert_eq!(own_policy(), libc::SCHED_OTHER);
-            drop(c.stdin.take());
-            c.wait().unwrap();
         });
     }
 
