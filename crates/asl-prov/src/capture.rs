@@ -554,6 +554,10 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
             "--trace fanotify needs root (CAP_SYS_ADMIN); use --trace ptrace or auto".into(),
         ));
     }
+    if mode == TraceMode::Fanotify {
+        // Refused before anything runs, rather than ignored once the command has started.
+        trace::quiet::Choice::from_env().map_err(ProvError::Usage)?;
+    }
     if mode == TraceMode::Ptrace && !trace::ptrace::supported() {
         return Err(ProvError::Usage(
             "--trace ptrace is only supported on x86_64; use --trace none".into(),

@@ -591,3 +591,96 @@ fn replay_reports_match_for_a_deterministic_step_and_names_the_output_that_embed
     );
     assert!(!out.contains("DIFFERS  sorted.txt"), "{out}");
 }
+
+/// `ASL_OBSERVER_POLICY` chooses how the fanotify observer (the capture's main thread) keeps
+/// out of the command's way. The command samples that thread's policy (`/proc/$PPID/stat`,
+/// field 41) while it runs, then reads many files: under `idle` the observer is seen under
+/// SCHED_IDLE (the watchdog may move it to SCHED_BATCH later, never sooner than 30 ms without
+/// a read), under `batch` SCHED_BATCH, under `normal` the normal policy only; every read is
+/// recorded under each, and the capture's thread is back to normal when it ends (the command
+/// cannot see that; the unit tests of `trace::quiet` do). An unknown value is refused before
+/// the command runs.
+#[test]
+fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
+    // SAFETY: no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    init_store(&store);
+    std::fs::create_dir(dir.path().join("many")).unwrap();
+    for i in 0..2000 {
+        std::fs::write(dir.path().join(format!("many/f{i:04}")), b"x").unwrap();
+    }
+    // Samples until the policy expected is seen (at most ~2 s), by shell builtins only but
+    // for `sleep`; then the reads.
+    let script = |want: &str| {
+        format!(
+            "n=0; while [ $n -lt 400 ]; do read -r l < /proc/$PPID/stat; set -- $l; \
+             echo ${{41}} >> policies; [ ${{41}} = {want} ] && break; n=$((n+1)); sleep 0.005; done; \
+             cat many/* > /dev/null"
+        )
+    };
+    // (value, the policy the samples must reach, the policies they may show)
+    let cases = [
+        (
+            "idle",
+            libc::SCHED_IDLE,
+            &[0, libc::SCHED_IDLE, libc::SCHED_BATCH][..],
+        ),
+        ("batch", libc::SCHED_BATCH, &[0, libc::SCHED_BATCH][..]),
+        ("normal", 0, &[0][..]),
+    ];
+    for (value, want, allowed) in cases {
+        let _ = std::fs::remove_file(dir.path().join("policies"));
+        let out = dir.path().join(format!("per-{value}"));
+        let o = run(asl()
+            .current_dir(dir.path())
+            .env("ASL_OBSERVER_POLICY", value)
+            .args(["capture", "-q", "--trace", "fanotify", "--store"])
+            .arg(&store)
+            .arg("--outdir")
+            .arg(&out)
+            .args(["--cmd", &script(&want.to_string())]));
+        assert!(o.status.success(), "{value}: {}", text(&o));
+        let seen: Vec<i32> = std::fs::read_to_string(dir.path().join("policies"))
+            .unwrap()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect();
+        assert!(
+            seen.contains(&want),
+            "{value}: the observer's policy never was {want}: {seen:?}"
+        );
+        assert!(
+            seen.iter().all(|p| allowed.contains(p)),
+            "{value}: policies {seen:?}, allowed {allowed:?}"
+        );
+        let r = receipt(&out.join("receipt.json"));
+        let prefix = format!("{}/many/f", dir.path().display());
+        let mut reads: Vec<&str> = r["observed"]["accesses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["op"] == "read")
+            .filter_map(|a| a["path"].as_str())
+            .filter(|p| p.starts_with(&prefix))
+            .collect();
+        reads.dedup();
+        assert_eq!(reads.len(), 2000, "{value}: reads recorded");
+    }
+    let before = snapshots(&store);
+    let o = run(asl()
+        .current_dir(dir.path())
+        .env("ASL_OBSERVER_POLICY", "fifo")
+        .args(["capture", "--trace", "fanotify", "--store"])
+        .arg(&store)
+        .args(["--cmd", "touch ran"]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ASL_OBSERVER_POLICY=\"fifo\""),
+        "{}",
+        text(&o)
+    );
+    assert!(!dir.path().join("ran").exists(), "the command ran");
+    assert_eq!(snapshots(&store), before);
+}

@@ -12,7 +12,7 @@
 
 pub mod fanotify;
 pub mod ptrace;
-mod quiet;
+pub mod quiet;
 
 use std::path::{Component, Path, PathBuf};
 

@@ -51,6 +51,47 @@ pub(crate) fn cores_left_idle(loadavg: &str, cores: usize) -> bool {
     runnable.is_some_and(|n| n.saturating_sub(1) < cores)
 }
 
+/// The environment variable that overrides how the observer keeps quiet: `auto` (the
+/// default: SCHED_IDLE or SCHED_BATCH as described above), `idle` (SCHED_IDLE whenever the
+/// process may leave it again, with the watchdog), `batch`, or `normal` (the observer keeps
+/// the caller's policy). For diagnosis, and for a machine where the default misjudges.
+pub const POLICY_VAR: &str = "ASL_OBSERVER_POLICY";
+
+/// The value of [`POLICY_VAR`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Auto,
+    Idle,
+    Batch,
+    Normal,
+}
+
+impl Choice {
+    /// Parses a value of [`POLICY_VAR`].
+    pub fn parse(value: &str) -> Result<Choice, String> {
+        match value {
+            "" | "auto" => Ok(Choice::Auto),
+            "idle" => Ok(Choice::Idle),
+            "batch" => Ok(Choice::Batch),
+            "normal" => Ok(Choice::Normal),
+            other => Err(format!(
+                "{POLICY_VAR}={other:?}: expected auto, idle, batch or normal"
+            )),
+        }
+    }
+
+    /// The choice the environment makes (unset: `auto`).
+    pub fn from_env() -> Result<Choice, String> {
+        match std::env::var(POLICY_VAR) {
+            Ok(v) => Choice::parse(&v),
+            Err(std::env::VarError::NotPresent) => Ok(Choice::Auto),
+            Err(std::env::VarError::NotUnicode(v)) => Err(format!(
+                "{POLICY_VAR}={v:?}: expected auto, idle, batch or normal"
+            )),
+        }
+    }
+}
+
 /// Whether this machine has a core idle now (unknown: no).
 fn idle_core_now() -> bool {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -61,6 +102,10 @@ fn idle_core_now() -> bool {
 #[derive(Clone, Copy)]
 pub(crate) struct Policy {
     policy: i32,
+    /// SCHED_RESET_ON_FORK: children start under the normal policy. A caller's flag is kept
+    /// through the quiet policies and back (without CAP_SYS_NICE it could not be cleared
+    /// anyway, and the policy change would be refused).
+    reset_on_fork: bool,
     param: libc::sched_param,
 }
 
@@ -68,7 +113,16 @@ impl Policy {
     pub(crate) fn of(policy: i32) -> Policy {
         Policy {
             policy,
+            reset_on_fork: false,
             param: libc::sched_param { sched_priority: 0 },
+        }
+    }
+
+    /// Policy `policy` (a non-real-time one), with this policy's SCHED_RESET_ON_FORK flag.
+    pub(crate) fn with(&self, policy: i32) -> Policy {
+        Policy {
+            reset_on_fork: self.reset_on_fork,
+            ..Policy::of(policy)
         }
     }
 
@@ -82,6 +136,7 @@ impl Policy {
         }
         Some(Policy {
             policy: policy & !libc::SCHED_RESET_ON_FORK,
+            reset_on_fork: policy & libc::SCHED_RESET_ON_FORK != 0,
             param,
         })
     }
@@ -93,8 +148,13 @@ impl Policy {
 
     /// Applies this policy to thread `tid` (0: the calling thread); false if refused.
     fn apply(&self, tid: i32) -> bool {
+        let flag = if self.reset_on_fork {
+            libc::SCHED_RESET_ON_FORK
+        } else {
+            0
+        };
         // SAFETY: `tid` names a thread of this process or fails; `param` is valid.
-        unsafe { libc::sched_setscheduler(tid, self.policy, &self.param) == 0 }
+        unsafe { libc::sched_setscheduler(tid, self.policy | flag, &self.param) == 0 }
     }
 }
 
@@ -157,21 +217,35 @@ impl Quiet {
     /// Moves the calling thread to its quiet policy until the command, whose pidfd is
     /// `child`, ends; the thread reads its queues every `period`. A thread under a policy
     /// other than the normal one (a real-time caller's, say) is left as it is.
+    ///
+    /// [`POLICY_VAR`] may override the choice (an invalid value counts as `auto`; a capture
+    /// refuses it before the command starts).
     pub(crate) fn enter(child: &OwnedFd, period: Duration) -> Quiet {
-        // SCHED_IDLE only where it pays: a machine busy already would starve the observer.
-        Quiet::enter_as(child, period, may_leave_idle() && idle_core_now())
+        let idle = match Choice::from_env().unwrap_or(Choice::Auto) {
+            // SCHED_IDLE only where it pays: a machine busy already would starve the observer.
+            Choice::Auto => may_leave_idle() && idle_core_now(),
+            Choice::Idle => may_leave_idle(),
+            Choice::Batch => false,
+            Choice::Normal => return Quiet::unchanged(),
+        };
+        Quiet::enter_as(child, period, idle)
     }
 
-    /// [`Quiet::enter`], with SCHED_IDLE if `idle` (the caller has checked that the thread
-    /// may leave it again), else SCHED_BATCH.
-    fn enter_as(child: &OwnedFd, period: Duration, idle: bool) -> Quiet {
-        let mut q = Quiet {
+    /// A `Quiet` that changes nothing.
+    fn unchanged() -> Quiet {
+        Quiet {
             saved: None,
             watchdog: None,
             last_read: Default::default(),
             since: std::time::Instant::now(),
             _thread: std::marker::PhantomData,
-        };
+        }
+    }
+
+    /// [`Quiet::enter`], with SCHED_IDLE if `idle` (the caller has checked that the thread
+    /// may leave it again), else SCHED_BATCH.
+    fn enter_as(child: &OwnedFd, period: Duration, idle: bool) -> Quiet {
+        let mut q = Quiet::unchanged();
         let Some(saved) = Policy::of_thread(0).filter(|p| p.policy == libc::SCHED_OTHER) else {
             return q;
         };
@@ -183,7 +257,7 @@ impl Quiet {
         } else {
             libc::SCHED_BATCH
         };
-        if Policy::of(quiet).apply(0) {
+        if saved.with(quiet).apply(0) {
             q.saved = Some(saved);
         }
         q
@@ -274,7 +348,7 @@ fn start_watchdog(
                 let read_at =
                     Duration::from_micros(last_read.load(std::sync::atomic::Ordering::Relaxed));
                 if overdue(period, since.elapsed().saturating_sub(read_at)) {
-                    batch = Policy::of(libc::SCHED_BATCH).apply(observer);
+                    batch = normal.with(libc::SCHED_BATCH).apply(observer);
                 }
             }
         })
@@ -432,11 +506,55 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_variable_takes_four_names_and_refuses_others() {
+        assert_eq!(Choice::parse(""), Ok(Choice::Auto));
+        assert_eq!(Choice::parse("auto"), Ok(Choice::Auto));
+        assert_eq!(Choice::parse("idle"), Ok(Choice::Idle));
+        assert_eq!(Choice::parse("batch"), Ok(Choice::Batch));
+        assert_eq!(Choice::parse("normal"), Ok(Choice::Normal));
+        let e = Choice::parse("IDLE").unwrap_err();
+        assert!(
+            e.contains("ASL_OBSERVER_POLICY") && e.contains("\"IDLE\""),
+            "{e}"
+        );
+        assert!(Choice::parse("fifo").is_err());
+    }
+
+    #[test]
     fn only_the_initial_user_namespace_map_counts() {
         assert!(initial_uid_map("         0          0 4294967295\n"));
         assert!(!initial_uid_map("         0       1000          1\n"));
         assert!(!initial_uid_map("0 100000 65536\n"));
         assert!(!initial_uid_map(""));
+    }
+
+    /// The raw policy of the calling thread, SCHED_RESET_ON_FORK included.
+    fn raw_policy() -> i32 {
+        // SAFETY: sched_getscheduler of the calling thread.
+        unsafe { libc::sched_getscheduler(0) }
+    }
+
+    #[test]
+    fn a_caller_s_reset_on_fork_flag_is_kept_while_quiet_and_after() {
+        on_own_thread(|| {
+            let flagged = libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK;
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: setting the calling thread's policy; `param` is valid.
+            assert_eq!(unsafe { libc::sched_setscheduler(0, flagged, &param) }, 0);
+            let (mut c, pidfd) = child();
+            let mut cases = vec![(false, libc::SCHED_BATCH)];
+            if may_leave_idle() {
+                cases.push((true, libc::SCHED_IDLE));
+            }
+            for (idle, expected) in cases {
+                let q = Quiet::enter_as(&pidfd, LONG, idle);
+                assert_eq!(raw_policy(), expected | libc::SCHED_RESET_ON_FORK);
+                q.leave();
+                assert_eq!(raw_policy(), flagged);
+            }
+            drop(c.stdin.take());
+            c.wait().unwrap();
+        });
     }
 
     #[test]

@@ -74,6 +74,9 @@ The command's exit status is passed through (128+N when it was killed by signal 
 command's own process tree; ptrace works unprivileged and also sees probes of absent files, \
 deletes and renames, at a higher cost; none records only what was declared. auto picks \
 fanotify as root, else ptrace.\n\n\
+Environment: ASL_OBSERVER_POLICY=auto|idle|batch|normal sets how the fanotify observer keeps \
+out of the command's way while it runs (default auto: SCHED_IDLE when a core is idle, else \
+SCHED_BATCH).\n\n\
 Exit codes: the command's own exit status; 1 capture failure, 2 usage, 3 verify found a \
 problem (verify, replay mismatch).\n\n\
 Examples:\n  asl-capture --store S --artifact-inputs src --output build/app -- make app\n  \
