@@ -59,6 +59,8 @@ pub struct CaptureOptions {
     pub label: Option<String>,
     /// zstd level of everything this capture stores; `None`: [`CAPTURE_COMPRESSION_LEVEL`].
     pub compression_level: Option<i32>,
+    /// How a fanotify observer keeps out of the command's way (other modes ignore it).
+    pub observer_policy: trace::ObserverPolicy,
 }
 
 /// The zstd level a capture stores at unless told otherwise. A capture sits on the critical
@@ -554,10 +556,6 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
             "--trace fanotify needs root (CAP_SYS_ADMIN); use --trace ptrace or auto".into(),
         ));
     }
-    if mode == TraceMode::Fanotify {
-        // Refused before anything runs, rather than ignored once the command has started.
-        trace::quiet::Choice::from_env().map_err(ProvError::Usage)?;
-    }
     if mode == TraceMode::Ptrace && !trace::ptrace::supported() {
         return Err(ProvError::Usage(
             "--trace ptrace is only supported on x86_64; use --trace none".into(),
@@ -619,6 +617,7 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
             cwd: &opts.cwd,
             stdout: &out_w,
             stderr: &err_w,
+            observer: opts.observer_policy,
         };
         let r = launch::run(&spec, mode);
         drop(out_w);

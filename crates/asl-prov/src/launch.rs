@@ -26,6 +26,8 @@ pub struct RunSpec<'a> {
     /// Where the command's stdout and stderr go.
     pub stdout: &'a std::fs::File,
     pub stderr: &'a std::fs::File,
+    /// How a fanotify observer keeps out of the command's way.
+    pub observer: crate::trace::ObserverPolicy,
 }
 
 /// What came out of a run.

@@ -180,6 +180,7 @@ pub fn replay(
             cwd: root,
             stdout: &devnull,
             stderr: &devnull,
+            observer: Default::default(),
         },
         TraceMode::None,
     )?;

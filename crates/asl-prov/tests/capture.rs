@@ -33,6 +33,7 @@ fn opts(
         echo: false,
         label: None,
         compression_level: None,
+        observer_policy: Default::default(),
     }
 }
 

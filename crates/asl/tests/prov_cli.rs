@@ -592,14 +592,35 @@ fn replay_reports_match_for_a_deterministic_step_and_names_the_output_that_embed
     assert!(!out.contains("DIFFERS  sorted.txt"), "{out}");
 }
 
+/// Whether this process may leave SCHED_IDLE again, which the observer needs before it takes
+/// it: CAP_SYS_NICE in the initial user namespace.
+fn may_leave_sched_idle() -> bool {
+    const CAP_SYS_NICE: u32 = 23;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let effective = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .unwrap_or(0);
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap();
+    effective & (1 << CAP_SYS_NICE) != 0
+        && map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+}
+
 /// `ASL_OBSERVER_POLICY` chooses how the fanotify observer (the capture's main thread) keeps
 /// out of the command's way. The command samples that thread's policy (`/proc/$PPID/stat`,
-/// field 41) while it runs, then reads many files: under `idle` the observer is seen under
-/// SCHED_IDLE (the watchdog may move it to SCHED_BATCH later, never sooner than 30 ms without
-/// a read), under `batch` SCHED_BATCH, under `normal` the normal policy only; every read is
-/// recorded under each, and the capture's thread is back to normal when it ends (the command
-/// cannot see that; the unit tests of `trace::quiet` do). An unknown value is refused before
-/// the command runs.
+/// field 41) in a loop of shell builtins, noting each change, then reads many files:
+/// * under `idle` the observer is seen under SCHED_IDLE where the capture may leave that
+///   policy again, else under SCHED_BATCH (the watchdog may move it from SCHED_IDLE to
+///   SCHED_BATCH, never sooner than 30 ms without a read, and the loop samples without a
+///   pause);
+/// * under `batch`, SCHED_BATCH;
+/// * under `normal`, the normal policy only, over the whole loop (the observer was under it
+///   before it took any other, so the loop does not stop at the first sample).
+///
+/// Every read is recorded under each. That the capture's thread is back to normal when it
+/// ends the command cannot see; the unit tests of `trace::quiet` check it. An unknown value
+/// is refused before the command runs, whatever `--trace` says.
 #[test]
 fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
     // SAFETY: no preconditions.
@@ -611,26 +632,38 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
     for i in 0..2000 {
         std::fs::write(dir.path().join(format!("many/f{i:04}")), b"x").unwrap();
     }
-    // Samples until the policy expected is seen (at most ~2 s), by shell builtins only but
-    // for `sleep`; then the reads.
-    let script = |want: &str| {
+    // Field 41 of stat is the 39th after "PID (COMM) "; `set -f`: no globbing of the fields (until the reads).
+    // `until` stops the loop at the first sample equal to it (never: -1).
+    let script = |until: i32| {
         format!(
-            "n=0; while [ $n -lt 400 ]; do read -r l < /proc/$PPID/stat; set -- $l; \
-             echo ${{41}} >> policies; [ ${{41}} = {want} ] && break; n=$((n+1)); sleep 0.005; done; \
-             cat many/* > /dev/null"
+            "set -f; last=; n=0; while [ $n -lt 5000 ]; do read -r l < /proc/$PPID/stat; \
+             l=${{l##*) }}; set -- $l; p=${{39}}; \
+             if [ \"$p\" != \"$last\" ]; then echo $p >> policies; last=$p; fi; \
+             [ $p = {until} ] && break; n=$((n+1)); done; set +f; cat many/* > /dev/null"
         )
     };
-    // (value, the policy the samples must reach, the policies they may show)
+    let idle_or_batch = if may_leave_sched_idle() {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_BATCH
+    };
+    // (value, the policy the samples must reach, the policies they may show, stop there)
     let cases = [
         (
             "idle",
-            libc::SCHED_IDLE,
+            idle_or_batch,
             &[0, libc::SCHED_IDLE, libc::SCHED_BATCH][..],
+            true,
         ),
-        ("batch", libc::SCHED_BATCH, &[0, libc::SCHED_BATCH][..]),
-        ("normal", 0, &[0][..]),
+        (
+            "batch",
+            libc::SCHED_BATCH,
+            &[0, libc::SCHED_BATCH][..],
+            true,
+        ),
+        ("normal", 0, &[0][..], false),
     ];
-    for (value, want, allowed) in cases {
+    for (value, want, allowed, stop) in cases {
         let _ = std::fs::remove_file(dir.path().join("policies"));
         let out = dir.path().join(format!("per-{value}"));
         let o = run(asl()
@@ -640,7 +673,7 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
             .arg(&store)
             .arg("--outdir")
             .arg(&out)
-            .args(["--cmd", &script(&want.to_string())]));
+            .args(["--cmd", &script(if stop { want } else { -1 })]));
         assert!(o.status.success(), "{value}: {}", text(&o));
         let seen: Vec<i32> = std::fs::read_to_string(dir.path().join("policies"))
             .unwrap()
@@ -669,18 +702,20 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
         assert_eq!(reads.len(), 2000, "{value}: reads recorded");
     }
     let before = snapshots(&store);
-    let o = run(asl()
-        .current_dir(dir.path())
-        .env("ASL_OBSERVER_POLICY", "fifo")
-        .args(["capture", "--trace", "fanotify", "--store"])
-        .arg(&store)
-        .args(["--cmd", "touch ran"]));
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("ASL_OBSERVER_POLICY=\"fifo\""),
-        "{}",
-        text(&o)
-    );
-    assert!(!dir.path().join("ran").exists(), "the command ran");
+    for trace in ["fanotify", "none"] {
+        let o = run(asl()
+            .current_dir(dir.path())
+            .env("ASL_OBSERVER_POLICY", "fifo")
+            .args(["capture", "--trace", trace, "--store"])
+            .arg(&store)
+            .args(["--cmd", "touch ran"]));
+        assert_eq!(o.status.code(), Some(2), "{trace}: {}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("ASL_OBSERVER_POLICY=\"fifo\""),
+            "{trace}: {}",
+            text(&o)
+        );
+        assert!(!dir.path().join("ran").exists(), "{trace}: the command ran");
+    }
     assert_eq!(snapshots(&store), before);
 }

@@ -196,7 +196,11 @@ pub(crate) fn observe(
     // the fanotify descriptors would have the kernel wake this thread for every single event
     // (an inter-processor wakeup charged to the traced command: ~4 % of a `tar` of
     // /usr/share in a profile); the queues are unlimited, so nothing is lost by batching.
-    let quiet = Quiet::enter(&pidfd, std::time::Duration::from_millis(BATCH_MS as u64));
+    let quiet = Quiet::enter(
+        &pidfd,
+        std::time::Duration::from_millis(BATCH_MS as u64),
+        spec.observer,
+    );
     loop {
         let mut fds = [libc::pollfd {
             fd: pidfd.as_raw_fd(),

@@ -12,7 +12,9 @@
 
 pub mod fanotify;
 pub mod ptrace;
-pub mod quiet;
+mod quiet;
+
+pub use quiet::{ObserverPolicy, POLICY_VAR};
 
 use std::path::{Component, Path, PathBuf};
 

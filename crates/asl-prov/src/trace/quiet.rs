@@ -28,6 +28,8 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
+use crate::error::ProvError;
+
 /// How much later than due the observer may be before it counts as starved. Unloaded, reads
 /// come 10-12 ms apart and take at most ~7 ms (43 k events over 480 ms); beside two busy
 /// loops, single reads took 80-105 ms.
@@ -51,45 +53,52 @@ pub(crate) fn cores_left_idle(loadavg: &str, cores: usize) -> bool {
     runnable.is_some_and(|n| n.saturating_sub(1) < cores)
 }
 
-/// The environment variable that overrides how the observer keeps quiet: `auto` (the
-/// default: SCHED_IDLE or SCHED_BATCH as described above), `idle` (SCHED_IDLE whenever the
-/// process may leave it again, with the watchdog), `batch`, or `normal` (the observer keeps
-/// the caller's policy). For diagnosis, and for a machine where the default misjudges.
+/// The environment variable that chooses how the observer keeps quiet, read by the
+/// `asl-capture` tool (see [`ObserverPolicy`]).
 pub const POLICY_VAR: &str = "ASL_OBSERVER_POLICY";
 
-/// The value of [`POLICY_VAR`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Choice {
+/// How the fanotify observer keeps out of the command's way while it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ObserverPolicy {
+    /// SCHED_IDLE (with the watchdog) when a core is idle and the process may leave that
+    /// policy again, else SCHED_BATCH.
+    #[default]
     Auto,
+    /// SCHED_IDLE (with the watchdog) whenever the process may leave it again, idle core or
+    /// not; else SCHED_BATCH. For diagnosis.
     Idle,
+    /// SCHED_BATCH.
     Batch,
+    /// The caller's policy, unchanged: for a machine where the quiet policies misjudge.
     Normal,
 }
 
-impl Choice {
-    /// Parses a value of [`POLICY_VAR`].
-    pub fn parse(value: &str) -> Result<Choice, String> {
+impl ObserverPolicy {
+    /// Parses a value of [`POLICY_VAR`]; empty is `auto`.
+    pub fn parse(value: &str) -> Result<ObserverPolicy, ProvError> {
         match value {
-            "" | "auto" => Ok(Choice::Auto),
-            "idle" => Ok(Choice::Idle),
-            "batch" => Ok(Choice::Batch),
-            "normal" => Ok(Choice::Normal),
-            other => Err(format!(
-                "{POLICY_VAR}={other:?}: expected auto, idle, batch or normal"
-            )),
+            "" | "auto" => Ok(ObserverPolicy::Auto),
+            "idle" => Ok(ObserverPolicy::Idle),
+            "batch" => Ok(ObserverPolicy::Batch),
+            "normal" => Ok(ObserverPolicy::Normal),
+            other => Err(bad_policy(other)),
         }
     }
 
-    /// The choice the environment makes (unset: `auto`).
-    pub fn from_env() -> Result<Choice, String> {
+    /// The policy [`POLICY_VAR`] names (unset: `auto`).
+    pub fn from_env() -> Result<ObserverPolicy, ProvError> {
         match std::env::var(POLICY_VAR) {
-            Ok(v) => Choice::parse(&v),
-            Err(std::env::VarError::NotPresent) => Ok(Choice::Auto),
-            Err(std::env::VarError::NotUnicode(v)) => Err(format!(
-                "{POLICY_VAR}={v:?}: expected auto, idle, batch or normal"
-            )),
+            Ok(v) => ObserverPolicy::parse(&v),
+            Err(std::env::VarError::NotPresent) => Ok(ObserverPolicy::Auto),
+            Err(std::env::VarError::NotUnicode(v)) => Err(bad_policy(&v.to_string_lossy())),
         }
     }
+}
+
+fn bad_policy(value: &str) -> ProvError {
+    ProvError::Usage(format!(
+        "{POLICY_VAR}={value:?}: expected auto, idle, batch or normal"
+    ))
 }
 
 /// Whether this machine has a core idle now (unknown: no).
@@ -214,19 +223,16 @@ struct Watchdog {
 }
 
 impl Quiet {
-    /// Moves the calling thread to its quiet policy until the command, whose pidfd is
-    /// `child`, ends; the thread reads its queues every `period`. A thread under a policy
-    /// other than the normal one (a real-time caller's, say) is left as it is.
-    ///
-    /// [`POLICY_VAR`] may override the choice (an invalid value counts as `auto`; a capture
-    /// refuses it before the command starts).
-    pub(crate) fn enter(child: &OwnedFd, period: Duration) -> Quiet {
-        let idle = match Choice::from_env().unwrap_or(Choice::Auto) {
+    /// Moves the calling thread to its quiet policy, as `policy` chooses, until the command,
+    /// whose pidfd is `child`, ends; the thread reads its queues every `period`. A thread
+    /// under a policy other than the normal one (a real-time caller's, say) is left as it is.
+    pub(crate) fn enter(child: &OwnedFd, period: Duration, policy: ObserverPolicy) -> Quiet {
+        let idle = match policy {
             // SCHED_IDLE only where it pays: a machine busy already would starve the observer.
-            Choice::Auto => may_leave_idle() && idle_core_now(),
-            Choice::Idle => may_leave_idle(),
-            Choice::Batch => false,
-            Choice::Normal => return Quiet::unchanged(),
+            ObserverPolicy::Auto => may_leave_idle() && idle_core_now(),
+            ObserverPolicy::Idle => may_leave_idle(),
+            ObserverPolicy::Batch => false,
+            ObserverPolicy::Normal => return Quiet::unchanged(),
         };
         Quiet::enter_as(child, period, idle)
     }
@@ -416,22 +422,28 @@ mod tests {
         std::thread::spawn(f).join().unwrap();
     }
 
+    /// (`idle` for [`Quiet::enter_as`], the policy it must give): SCHED_BATCH, and SCHED_IDLE
+    /// where this process may leave it again.
+    fn quiet_policies() -> Vec<(bool, i32)> {
+        let mut cases = vec![(false, libc::SCHED_BATCH)];
+        if may_leave_idle() {
+            cases.push((true, libc::SCHED_IDLE));
+        }
+        cases
+    }
+
     #[test]
     fn the_observer_is_quiet_while_the_command_runs_and_normal_afterwards() {
         on_own_thread(|| {
             let (mut c, pidfd) = child();
-            let mut cases = vec![(false, libc::SCHED_BATCH)];
-            if may_leave_idle() {
-                cases.push((true, libc::SCHED_IDLE));
-            }
-            for (idle, expected) in cases {
+            for (idle, expected) in quiet_policies() {
                 let q = Quiet::enter_as(&pidfd, LONG, idle);
                 assert_eq!(own_policy(), expected);
                 q.leave();
                 assert_eq!(own_policy(), libc::SCHED_OTHER);
             }
             // Chosen by the machine's state: one of the two, and normal afterwards.
-            let q = Quiet::enter(&pidfd, LONG);
+            let q = Quiet::enter(&pidfd, LONG, ObserverPolicy::Auto);
             assert!([libc::SCHED_IDLE, libc::SCHED_BATCH].contains(&own_policy()));
             q.leave();
             assert_eq!(own_policy(), libc::SCHED_OTHER);
@@ -474,18 +486,28 @@ mod tests {
             eprintln!("skipped: needs CAP_SYS_NICE");
             return;
         }
-        on_own_thread(|| {
-            let (mut c, pidfd) = child();
-            let q = Quiet::enter_as(&pidfd, ms(10), true);
-            assert_eq!(own_policy(), libc::SCHED_IDLE);
-            // No read for longer than 10 ms + STARVED_AFTER.
-            await_policy(libc::SCHED_BATCH);
-            // And back to normal at the command's end.
-            drop(c.stdin.take());
-            c.wait().unwrap();
-            await_policy(libc::SCHED_OTHER);
-            q.leave();
-        });
+        // Both moves keep a caller's SCHED_RESET_ON_FORK flag.
+        for flag in [0, libc::SCHED_RESET_ON_FORK] {
+            on_own_thread(move || {
+                let param = libc::sched_param { sched_priority: 0 };
+                // SAFETY: setting the calling thread's policy; `param` is valid.
+                let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER | flag, &param) };
+                assert_eq!(set, 0);
+                let (mut c, pidfd) = child();
+                let q = Quiet::enter_as(&pidfd, ms(10), true);
+                assert_eq!(raw_policy(), libc::SCHED_IDLE | flag);
+                // No read for longer than 10 ms + STARVED_AFTER.
+                await_policy(libc::SCHED_BATCH);
+                assert_eq!(raw_policy(), libc::SCHED_BATCH | flag);
+                // And back to normal at the command's end.
+                drop(c.stdin.take());
+                c.wait().unwrap();
+                await_policy(libc::SCHED_OTHER);
+                assert_eq!(raw_policy(), libc::SCHED_OTHER | flag);
+                q.leave();
+                assert_eq!(raw_policy(), libc::SCHED_OTHER | flag);
+            });
+        }
     }
 
     #[test]
@@ -507,17 +529,41 @@ mod tests {
 
     #[test]
     fn the_policy_variable_takes_four_names_and_refuses_others() {
-        assert_eq!(Choice::parse(""), Ok(Choice::Auto));
-        assert_eq!(Choice::parse("auto"), Ok(Choice::Auto));
-        assert_eq!(Choice::parse("idle"), Ok(Choice::Idle));
-        assert_eq!(Choice::parse("batch"), Ok(Choice::Batch));
-        assert_eq!(Choice::parse("normal"), Ok(Choice::Normal));
-        let e = Choice::parse("IDLE").unwrap_err();
-        assert!(
-            e.contains("ASL_OBSERVER_POLICY") && e.contains("\"IDLE\""),
-            "{e}"
-        );
-        assert!(Choice::parse("fifo").is_err());
+        use ObserverPolicy as P;
+        for (value, policy) in [
+            ("", P::Auto),
+            ("auto", P::Auto),
+            ("idle", P::Idle),
+            ("batch", P::Batch),
+            ("normal", P::Normal),
+        ] {
+            assert_eq!(P::parse(value).unwrap(), policy, "{value:?}");
+        }
+        for bad in ["IDLE", "fifo", " idle"] {
+            let e = P::parse(bad).unwrap_err();
+            assert!(e.is_usage(), "{e}");
+            let text = e.to_string();
+            assert!(
+                text.contains("ASL_OBSERVER_POLICY") && text.contains(&format!("{bad:?}")),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_normal_observer_keeps_the_caller_s_policy() {
+        on_own_thread(|| {
+            let (mut c, pidfd) = child();
+            let q = Quiet::enter(&pidfd, LONG, ObserverPolicy::Normal);
+            assert_eq!(own_policy(), libc::SCHED_OTHER);
+            q.leave();
+            assert_eq!(own_policy(), libc::SCHED_OTHER);
+            let q = Quiet::enter(&pidfd, LONG, ObserverPolicy::Batch);
+            assert_eq!(own_policy(), libc::SCHED_BATCH);
+            q.leave();
+            drop(c.stdin.take());
+            c.wait().unwrap();
+        });
     }
 
     #[test]
@@ -542,11 +588,7 @@ mod tests {
             // SAFETY: setting the calling thread's policy; `param` is valid.
             assert_eq!(unsafe { libc::sched_setscheduler(0, flagged, &param) }, 0);
             let (mut c, pidfd) = child();
-            let mut cases = vec![(false, libc::SCHED_BATCH)];
-            if may_leave_idle() {
-                cases.push((true, libc::SCHED_IDLE));
-            }
-            for (idle, expected) in cases {
+            for (idle, expected) in quiet_policies() {
                 let q = Quiet::enter_as(&pidfd, LONG, idle);
                 assert_eq!(raw_policy(), expected | libc::SCHED_RESET_ON_FORK);
                 q.leave();
@@ -562,7 +604,7 @@ mod tests {
         on_own_thread(|| {
             assert!(Policy::of(libc::SCHED_BATCH).apply(0));
             let (mut c, pidfd) = child();
-            let q = Quiet::enter(&pidfd, LONG);
+            let q = Quiet::enter(&pidfd, LONG, ObserverPolicy::Auto);
             assert_eq!(own_policy(), libc::SCHED_BATCH);
             q.leave();
             assert_eq!(own_policy(), libc::SCHED_BATCH);
