@@ -1,20 +1,23 @@
 /*
- * The kernel's share of a fanotify capture, for bench/prov/run.sh: what observing a command
- * costs with nothing of asl-capture around it.
+ * A floor for a fanotify capture, for bench/prov/run.sh: what observing a command costs with
+ * nothing of asl-capture around it.
  *
  *   fanotify-floor ns|read COMMAND
  *
- * Both modes run COMMAND with `sh -c` in a private copy of the mount tree, as asl-capture
- * does. `ns` stops there (the cost of the namespace alone). `read` also marks the copy of the
- * root mount with the events asl-capture asks for (open, open for exec, close after write,
- * reported by directory handle and name) and reads the queue every 10 ms until the command
- * ends, then once more; the events are counted and dropped. No path is resolved, nothing is
- * sorted, encoded or stored.
+ * Both modes run COMMAND with `sh -c` in its own copy of the mount tree (a slave of the
+ * original, as asl-capture's command gets). `ns` stops there (the cost of the namespace
+ * alone). `read` also marks the copy of the root mount (where the benchmark's files are; the
+ * other mounts asl-capture marks see no events in it) with the events asl-capture asks for
+ * (open, open for exec, close after write, reported by directory handle and name), and reads
+ * the queue every 10 ms until the command ends, then once more, under SCHED_IDLE as
+ * asl-capture's observer on an idle machine; the events are counted and dropped. No path is
+ * resolved, nothing is sorted, encoded or stored.
  *
  * Build: cc -O2 -o fanotify-floor fanotify-floor.c
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <errno.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdio.h>
@@ -28,15 +31,22 @@
 
 static char buf[256 * 1024];
 
-/* Reads every queued event; returns the bytes read. */
+/* Reads every queued event; returns the bytes read, or -1 on an error. */
 static long drain(int fan)
 {
 	long total = 0;
 	for (;;) {
 		ssize_t n = read(fan, buf, sizeof buf);
-		if (n <= 0)
+		if (n > 0) {
+			total += n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && errno != EAGAIN) {
+			perror("fanotify-floor: reading events");
+			return -1;
+		} else {
 			return total;
-		total += n;
+		}
 	}
 }
 
@@ -47,8 +57,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	int observe = !strcmp(argv[1], "read");
-	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL)) {
-		perror("fanotify-floor: private mount tree");
+	if (unshare(CLONE_NEWNS) || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL)) {
+		perror("fanotify-floor: own mount tree");
 		return 1;
 	}
 	int fan = -1;
@@ -78,10 +88,22 @@ int main(int argc, char **argv)
 			perror("fanotify-floor: pidfd_open");
 			return 1;
 		}
+		struct sched_param idle = { 0 };
+		if (sched_setscheduler(0, SCHED_IDLE, &idle)) {
+			perror("fanotify-floor: SCHED_IDLE");
+			return 1;
+		}
 		for (;;) {
 			struct pollfd p = { .fd = pidfd, .events = POLLIN };
 			int r = poll(&p, 1, 10);
-			bytes += drain(fan);
+			if (r < 0 && errno != EINTR) {
+				perror("fanotify-floor: poll");
+				return 1;
+			}
+			long n = drain(fan);
+			if (n < 0)
+				return 1;
+			bytes += n;
 			if (r > 0)
 				break;
 		}
@@ -92,7 +114,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (observe) {
-		bytes += drain(fan);
+		long n = drain(fan);
+		if (n < 0)
+			return 1;
+		bytes += n;
 		if (bytes == 0) {
 			fprintf(stderr, "fanotify-floor: no event was read\n");
 			return 1;

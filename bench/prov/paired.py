@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Times commands in paired rounds: each round runs every command once, back to back, in an
-order that rotates from round to round. A command's cost is then judged on its per-round ratio
-to the baseline (the first command), which cancels the drift of a shared machine: within
-seconds its speed moves by ±15 %, and pooled medians of runs taken minutes apart move with it.
+order drawn at random for that round (seeded: the same orders every time). A command's cost is
+then judged on its per-round ratio to the baseline (the first command). Within seconds the
+speed of a shared machine moves by ±15 %, and pooled medians of runs taken minutes apart move
+with it; runs seconds apart share most of the drift, which the ratio cancels. The random order
+keeps a command from always running first, last, or after the same other command (whose
+after-effects, such as a previous run's writeback, it would inherit every time).
 
 usage: paired.py ROUNDS OUT.json [--prepare NAME=CMD]... [--fatrace NAME] NAME=CMD...
   NAME=CMD        a command, run with `sh -c`; the first one is the baseline
@@ -10,10 +13,12 @@ usage: paired.py ROUNDS OUT.json [--prepare NAME=CMD]... [--fatrace NAME] NAME=C
   --fatrace N     run command N while `fatrace -c` (started in /, untimed, with 0.5 s to set
                   up its marks) records every file event of the root mount to a file
 One untimed warm-up run of every command comes first. Writes
-{"commands": [NAME...], "rounds": [[seconds per command, in the order of "commands"]...]}.
+{"commands": [NAME...], "rounds": [[seconds per command, in the order of "commands"]...],
+ "orders": [[the indices of "commands" in the order they ran]...]}.
 """
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -49,14 +54,18 @@ def main():
         if name in prepare:
             subprocess.run(prepare[name], shell=True, check=True, stdout=subprocess.DEVNULL)
         tracer = None
-        if name in fatrace:
-            log = os.path.join(log_dir, 'events')
-            tracer = subprocess.Popen(['fatrace', '-c', '-o', log], cwd='/',
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
+        log = os.path.join(log_dir, 'events')
         try:
+            if name in fatrace:
+                tracer = subprocess.Popen(['fatrace', '-c', '-o', log], cwd='/',
+                                          stdout=subprocess.DEVNULL)
+                time.sleep(0.5)
+                if tracer.poll() is not None:
+                    sys.exit(f'paired.py: fatrace ended before {name!r} ran '
+                             f'(status {tracer.returncode})')
             start = time.perf_counter()
-            r = subprocess.run(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            r = subprocess.run(cmd, shell=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
             took = time.perf_counter() - start
         finally:
             if tracer:
@@ -66,20 +75,31 @@ def main():
             sys.exit(f'paired.py: {name!r} failed with status {r.returncode}: {cmd}')
         if tracer:
             # fatrace must have seen the command, or its time means nothing.
+            if tracer.returncode != 0:
+                sys.exit(f'paired.py: fatrace failed with status {tracer.returncode}')
             with open(log, 'rb') as f:
                 if f.read(1) == b'':
                     sys.exit(f'paired.py: fatrace recorded no event during {name!r}')
             os.remove(log)
         return took
 
+    # A SIGTERM (from `timeout`, say) unwinds like an error, so no fatrace is left running.
+    def terminate(signum, frame):
+        raise SystemExit(f'paired.py: stopped by signal {signum}')
+    signal.signal(signal.SIGTERM, terminate)
+    rng = random.Random(1)
+    orders = []
+
     try:
         for name, cmd in cmds:
             run(name, cmd)
         table = []
         for i in range(rounds):
-            k = i % len(cmds)
+            order = rng.sample(range(len(cmds)), len(cmds))
+            orders.append(order)
             times = {}
-            for name, cmd in cmds[k:] + cmds[:k]:
+            for k in order:
+                name, cmd = cmds[k]
                 times[name] = run(name, cmd)
             table.append([times[n] for n in names])
             print(f'round {i + 1}/{rounds}: ' + ', '.join(f'{n} {t * 1000:.0f} ms'
@@ -88,7 +108,7 @@ def main():
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
     with open(out, 'w') as f:
-        json.dump({'commands': names, 'rounds': table}, f)
+        json.dump({'commands': names, 'rounds': table, 'orders': orders}, f)
 
 
 if __name__ == '__main__':
