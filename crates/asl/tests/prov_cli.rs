@@ -620,7 +620,7 @@ fn may_leave_sched_idle() -> bool {
 ///
 /// Every read is recorded under each. That the capture's thread is back to normal when it
 /// ends the command cannot see; the unit tests of `trace::quiet` check it. An unknown value
-/// is refused before the command runs, whatever `--trace` says.
+/// is refused before anything is created or run, whatever `--trace` says.
 #[test]
 fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
     // SAFETY: no preconditions.
@@ -632,7 +632,8 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
     for i in 0..2000 {
         std::fs::write(dir.path().join(format!("many/f{i:04}")), b"x").unwrap();
     }
-    // Field 41 of stat is the 39th after "PID (COMM) "; `set -f`: no globbing of the fields (until the reads).
+    // Field 41 of stat is the 39th after "PID (COMM) "; `set -f`: no globbing of the
+    // fields (until the reads).
     // `until` stops the loop at the first sample equal to it (never: -1).
     let script = |until: i32| {
         format!(
@@ -642,19 +643,18 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
              [ $p = {until} ] && break; n=$((n+1)); done; set +f; cat many/* > /dev/null"
         )
     };
-    let idle_or_batch = if may_leave_sched_idle() {
-        libc::SCHED_IDLE
+    // Without CAP_SYS_NICE `idle` cannot be had: SCHED_BATCH, and never SCHED_IDLE.
+    let (idle_or_batch, idle_allowed) = if may_leave_sched_idle() {
+        (
+            libc::SCHED_IDLE,
+            &[0, libc::SCHED_IDLE, libc::SCHED_BATCH][..],
+        )
     } else {
-        libc::SCHED_BATCH
+        (libc::SCHED_BATCH, &[0, libc::SCHED_BATCH][..])
     };
     // (value, the policy the samples must reach, the policies they may show, stop there)
     let cases = [
-        (
-            "idle",
-            idle_or_batch,
-            &[0, libc::SCHED_IDLE, libc::SCHED_BATCH][..],
-            true,
-        ),
+        ("idle", idle_or_batch, idle_allowed, true),
         (
             "batch",
             libc::SCHED_BATCH,
@@ -708,7 +708,7 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
             .env("ASL_OBSERVER_POLICY", "fifo")
             .args(["capture", "--trace", trace, "--store"])
             .arg(&store)
-            .args(["--cmd", "touch ran"]));
+            .args(["--outdir", "per-fifo", "--cmd", "touch ran"]));
         assert_eq!(o.status.code(), Some(2), "{trace}: {}", text(&o));
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("ASL_OBSERVER_POLICY=\"fifo\""),
@@ -716,6 +716,10 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
             text(&o)
         );
         assert!(!dir.path().join("ran").exists(), "{trace}: the command ran");
+        assert!(
+            !dir.path().join("per-fifo").exists(),
+            "{trace}: --outdir was created"
+        );
     }
     assert_eq!(snapshots(&store), before);
 }

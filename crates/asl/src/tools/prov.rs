@@ -76,8 +76,8 @@ deletes and renames, at a higher cost; none records only what was declared. auto
 fanotify as root, else ptrace.\n\n\
 Environment: ASL_OBSERVER_POLICY=auto|idle|batch|normal sets how the fanotify observer keeps \
 out of the command's way while it runs (default auto: SCHED_IDLE when a core is idle and the \
-process holds CAP_SYS_NICE, else SCHED_BATCH; a caller under a real-time policy is left as it \
-is).\n\n\
+process holds CAP_SYS_NICE, else SCHED_BATCH; a caller under any policy other than the normal \
+one is left as it is).\n\n\
 Exit codes: the command's own exit status; 1 capture failure, 2 usage, 3 verify found a \
 problem (verify, replay mismatch).\n\n\
 Examples:\n  asl-capture --store S --artifact-inputs src --output build/app -- make app\n  \
@@ -204,6 +204,9 @@ fn capture(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     }
     let r = a.run;
     let (store_dir, _) = a.store.resolve();
+    // Checked first, whatever --trace says: a misspelt value is refused before anything is
+    // created or run.
+    let observer_policy = asl_prov::trace::ObserverPolicy::from_env().map_err(perr)?;
     let key = r.sign.as_deref().map(Key::load).transpose().map_err(perr)?;
     if let Some(d) = &r.outdir {
         std::fs::create_dir_all(d).map_err(|e| {
@@ -245,8 +248,7 @@ fn capture(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             echo: !a.out.json,
             label: r.label,
             compression_level: r.compression_level,
-            // Checked whatever --trace says: a misspelt value is caught before it matters.
-            observer_policy: asl_prov::trace::ObserverPolicy::from_env().map_err(perr)?,
+            observer_policy,
         };
         asl_prov::capture::capture(&store_dir, &opts).map_err(perr)?
     };
