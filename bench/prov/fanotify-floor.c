@@ -9,8 +9,8 @@
  * alone). `read` also marks the copy of the root mount (where the benchmark's files are; the
  * other mounts asl-capture marks see no events in it) with the events asl-capture asks for
  * (open, open for exec, close after write, reported by directory handle and name), and reads
- * the queue every 10 ms until the command ends, then once more, under SCHED_IDLE as
- * asl-capture's observer on an idle machine; the events are counted and dropped, and the
+ * the queue every 10 ms until the command ends under SCHED_IDLE, as asl-capture's observer
+ * on an idle machine, then once more under the normal policy; the events are counted and dropped, and the
  * group is closed by a child, as asl-capture's is. No path is resolved, nothing is sorted,
  * encoded or stored.
  *
@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,6 +82,15 @@ static void close_elsewhere(int fan)
 	close(p[1]);
 }
 
+/* Ends the command on an error of ours: no command is left running unobserved. */
+static int fail_with_child(pid_t pid, const char *what)
+{
+	perror(what);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 3 || (strcmp(argv[1], "ns") && strcmp(argv[1], "read"))) {
@@ -115,29 +125,26 @@ int main(int argc, char **argv)
 	long bytes = 0;
 	if (observe) {
 		int pidfd = syscall(SYS_pidfd_open, pid, 0);
-		if (pidfd < 0) {
-			perror("fanotify-floor: pidfd_open");
-			return 1;
-		}
+		if (pidfd < 0)
+			return fail_with_child(pid, "fanotify-floor: pidfd_open");
 		struct sched_param idle = { 0 };
-		if (sched_setscheduler(0, SCHED_IDLE, &idle)) {
-			perror("fanotify-floor: SCHED_IDLE");
-			return 1;
-		}
+		if (sched_setscheduler(0, SCHED_IDLE, &idle))
+			return fail_with_child(pid, "fanotify-floor: SCHED_IDLE");
 		for (;;) {
 			struct pollfd p = { .fd = pidfd, .events = POLLIN };
 			int r = poll(&p, 1, 10);
-			if (r < 0 && errno != EINTR) {
-				perror("fanotify-floor: poll");
-				return 1;
-			}
+			if (r < 0 && errno != EINTR)
+				return fail_with_child(pid, "fanotify-floor: poll");
 			long n = drain(fan);
 			if (n < 0)
-				return 1;
+				return fail_with_child(pid, "fanotify-floor: reading events");
 			bytes += n;
 			if (r > 0)
 				break;
 		}
+		/* Back to normal at the command's end, as asl-capture's watchdog does. */
+		if (sched_setscheduler(0, SCHED_OTHER, &idle))
+			return fail_with_child(pid, "fanotify-floor: SCHED_OTHER");
 	}
 	int status;
 	if (waitpid(pid, &status, 0) < 0) {

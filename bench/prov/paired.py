@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Times commands in paired rounds: each round runs every command once, back to back, in an
-order drawn at random for that round (seeded: the same orders every time). A command's cost is
+order drawn at random for that round (from a seed recorded with the times). A command's cost is
 then judged on its per-round ratio to the baseline (the first command). Within seconds the
 speed of a shared machine moves by ±15 %, and pooled medians of runs taken minutes apart move
 with it; runs seconds apart share most of the drift, which the ratio cancels. The random order
@@ -14,7 +14,8 @@ usage: paired.py ROUNDS OUT.json [--prepare NAME=CMD]... [--fatrace NAME] NAME=C
                   up its marks) records every file event of the root mount to a file
 One untimed warm-up run of every command comes first. Writes
 {"commands": [NAME...], "rounds": [[seconds per command, in the order of "commands"]...],
- "orders": [[the indices of "commands" in the order they ran]...]}.
+ "orders": [[the indices of "commands" in the order they ran]...], "seed": N}.
+SEED=N repeats the orders of a series.
 """
 import json
 import os
@@ -57,8 +58,14 @@ def main():
         log = os.path.join(log_dir, 'events')
         try:
             if name in fatrace:
-                tracer = subprocess.Popen(['fatrace', '-c', '-o', log], cwd='/',
-                                          stdout=subprocess.DEVNULL)
+                # No SIGTERM between the start and `tracer` holding it: the `finally` below
+                # could not stop a fatrace it does not know of.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+                try:
+                    tracer = subprocess.Popen(['fatrace', '-c', '-o', log], cwd='/',
+                                              stdout=subprocess.DEVNULL)
+                finally:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
                 time.sleep(0.5)
                 if tracer.poll() is not None:
                     sys.exit(f'paired.py: fatrace ended before {name!r} ran '
@@ -87,7 +94,10 @@ def main():
     def terminate(signum, frame):
         raise SystemExit(f'paired.py: stopped by signal {signum}')
     signal.signal(signal.SIGTERM, terminate)
-    rng = random.Random(1)
+    # A seed of its own per series (SEED to repeat one): with one seed for all, every series
+    # would run the same orders, and a bias of some position would repeat in each.
+    seed = int(os.environ.get('SEED') or random.SystemRandom().randrange(1 << 32))
+    rng = random.Random(seed)
     orders = []
 
     try:
@@ -108,7 +118,7 @@ def main():
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
     with open(out, 'w') as f:
-        json.dump({'commands': names, 'rounds': table, 'orders': orders}, f)
+        json.dump({'commands': names, 'rounds': table, 'orders': orders, 'seed': seed}, f)
 
 
 if __name__ == '__main__':

@@ -2,7 +2,7 @@
 # Side-by-side provenance benchmark (run as root, alone on the machine; not a test).
 #   1. Cost of observing a file-heavy command: plain vs asl-capture --trace none|fanotify|ptrace,
 #      the anchor fatrace (fanotify, research/anchors-store.md A.3) watching the plain run, and
-#      the kernel's own share of a fanotify capture (bench/prov/fanotify-floor.c).
+#      a floor for a fanotify capture (bench/prov/fanotify-floor.c).
 #   2. Hashing a ~45k-file input set: asl-capture --artifact-inputs (cold, then with a warm stat
 #      cache) vs in-toto-run -m on the same set.
 # usage: bench/prov/run.sh ASL_BINARY [OUT.md]
@@ -29,8 +29,9 @@ W1="tar -cf - /usr/share/doc | cat > /dev/null"
 # open, commit) is amortised and the cost per event decides.
 W1B="tar -cf - /usr/share | cat > /dev/null"
 cap() { echo "$ASL capture -q --store $WORK/store --trace $1 --cmd '$2'"; }
-# The kernel's share: the private mount tree alone, then with the fanotify events read and
-# dropped (bench/prov/fanotify-floor.c) — what any capture by fanotify pays at least.
+# A floor: the command's own mount tree alone, then with the fanotify events asl-capture asks
+# for read and dropped (bench/prov/fanotify-floor.c): the kernel's cost per event and a
+# reader that does nothing with them.
 cc -O2 -o "$WORK/fanotify-floor" "$HERE/fanotify-floor.c"
 floor_ns() { echo "kernel floor: private mount tree=$WORK/fanotify-floor ns '$1'"; }
 floor_read() { echo "kernel floor: + fanotify events read=$WORK/fanotify-floor read '$1'"; }
