@@ -15,14 +15,19 @@
 //! the supervisor (for systemd: `Type=notify`, SIGTERM stops the subhost gracefully).
 
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cable::CableSpec;
 use crate::config::{Config, Hook, RawConfig};
-use crate::error::{Error, Result, last, sys};
+use rustix::event::{PollFd, PollFlags};
+use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
+use rustix::process::{Pid, WaitOptions};
+
+use crate::error::{Error, Result, errno, last, sys};
 use crate::init::InitSpec;
 use crate::netlink::Netlink;
 use crate::process::{Pidfd, ProcId};
@@ -184,13 +189,7 @@ fn vlan_error(what: &str, e: std::io::Error) -> Error {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(last("create a pipe"));
-    }
-    // SAFETY: fresh descriptors we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(errno("create a pipe"))
 }
 
 /// Reads one line (or up to EOF, when the writer died without writing one).
@@ -216,7 +215,9 @@ fn clone_subhost(cgroup: Option<RawFd>) -> std::io::Result<(i32, Option<Pidfd>)>
 }
 
 fn block_signals(sigs: &[i32]) -> libc::sigset_t {
-    // SAFETY: local sigset manipulation and sigprocmask on this single thread.
+    // SAFETY: the set is a local that sigemptyset initialises before sigaddset and sigprocmask
+    // read it; blocking signals of this single thread has no memory effects. rustix offers no
+    // sigprocmask outside its runtime module.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -311,60 +312,34 @@ pub fn boot(raw: &RawConfig, opts: &BootOptions, on_ready: &mut dyn FnMut(&Boote
 
 /// The detached watcher: own session, stdio on LOG; waits for PID 1 through its pidfd (it is
 /// not our child) and forwards SIGTERM/SIGINT to it as a graceful stop; then cleans up.
-fn watch_detached(state: &State, pidfd: &Pidfd, sigs: &libc::sigset_t, logfd: RawFd) -> i32 {
-    // SAFETY: setsid/dup2/open on descriptors we own, in the freshly forked child.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::close(null);
-        }
-        libc::dup2(logfd, 1);
-        libc::dup2(logfd, 2);
-    }
-    log::untee();
-    log::echo(true);
+fn watch_detached(state: &State, pidfd: &Pidfd, sigs: &libc::sigset_t, log: BorrowedFd<'_>) -> i32 {
+    let _ = rustix::process::setsid();
+    stdio_on_log(log);
     let _ = std::env::set_current_dir("/");
     let name = &state.name;
-    // SAFETY: signalfd on a valid set; the signals are blocked already.
+    // SAFETY: signalfd only reads the set, which block_signals initialised; the signals are
+    // blocked already. rustix has no signalfd.
     let sfd = unsafe { libc::signalfd(-1, sigs, libc::SFD_CLOEXEC) };
+    // SAFETY: a descriptor signalfd has just returned belongs to no one else.
+    let sfd = (sfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(sfd) });
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: pidfd.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sfd,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let n = if sfd >= 0 { 2 } else { 1 };
-        // SAFETY: valid array of `n` pollfds.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
-        if r < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
+        let mut fds = vec![PollFd::new(pidfd.as_fd(), PollFlags::IN)];
+        fds.extend(sfd.as_ref().map(|s| PollFd::new(s, PollFlags::IN)));
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(_) => break,
+        }
+        if !fds[0].revents().is_empty() {
             break;
         }
-        if fds[0].revents != 0 {
-            break;
-        }
-        if n == 2 && fds[1].revents != 0 {
-            let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            // SAFETY: reading one siginfo record into a buffer of its size.
-            let got = unsafe {
-                libc::read(
-                    sfd,
-                    (&mut info as *mut libc::signalfd_siginfo).cast(),
-                    std::mem::size_of::<libc::signalfd_siginfo>(),
-                )
-            };
-            let sig = info.ssi_signo as i32;
+        if let Some(sfd) = &sfd
+            && !fds[1].revents().is_empty()
+        {
+            // One signalfd_siginfo record; its first field is the signal number.
+            let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
+            let got = rustix::io::read(sfd, &mut info).unwrap_or(0);
+            let sig = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]) as i32;
             if got > 0 && (sig == libc::SIGTERM || sig == libc::SIGINT) {
                 log::line(name, "stop requested by a signal to the supervisor");
                 let _ = pidfd.signal(libc::SIGTERM);
@@ -392,45 +367,52 @@ fn finish(state: &State) {
     log::line(name, "stopped");
 }
 
+/// Puts standard input on /dev/null and standard output and error on LOG, for a process that
+/// leaves the command's terminal (the detached watcher, PID 1). Standard error is LOG from then
+/// on, so log lines are written there once, not teed as well.
+fn stdio_on_log(log: BorrowedFd<'_>) {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
+    let _ = rustix::stdio::dup2_stdout(log);
+    let _ = rustix::stdio::dup2_stderr(log);
+    log::untee();
+    log::echo(true);
+}
+
 /// The body of PID 1 after clone: build the root, then be init. Never returns.
 fn subhost_pid1(
     plan: &RootPlan,
     spec: &InitSpec,
-    netns: RawFd,
+    netns: OwnedFd,
     ready: OwnedFd,
-    logfd: RawFd,
-    close: &[RawFd],
+    log: BorrowedFd<'_>,
 ) -> ! {
-    // SAFETY: closing descriptors that belong to the supervisor (lock, pipes, sockets) so this
-    // process does not keep them alive; putting stdio on LOG.
-    unsafe {
-        for fd in close {
-            libc::close(*fd);
-        }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            libc::dup2(null, 0);
-            libc::close(null);
-        }
-        libc::dup2(logfd, 1);
-        libc::dup2(logfd, 2);
-    }
-    // Standard error is LOG now: write there only once.
-    log::untee();
-    log::echo(true);
+    stdio_on_log(log);
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut sys = crate::sys::LinuxSys;
-        if let Err(e) = crate::root::prepare(&mut sys, plan, Some(netns)) {
+        if let Err(e) = crate::root::prepare(&mut sys, plan, Some(netns.as_fd())) {
             let mut f = std::fs::File::from(ready);
             let _ = writeln!(f, "FAIL {e}");
             return 1;
         }
-        // SAFETY: the netns descriptor is not needed once joined.
-        unsafe { libc::close(netns) };
+        // The netns descriptor is not needed once joined.
+        drop(netns);
         crate::init::run(spec, ready)
     }))
     .unwrap_or(1);
-    // SAFETY: end this process without unwinding into the supervisor's frames.
+    exit_now(code)
+}
+
+/// Ends a forked process at once, without unwinding into or running the destructors of the
+/// frames it shares with the process it was forked from.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process and touches no memory of it; std offers only exit(), which
+    // runs the atexit handlers and flushes the buffers inherited from the parent.
     unsafe { libc::_exit(code) }
 }
 
@@ -445,14 +427,11 @@ fn exit_text(status: i32) -> String {
 }
 
 fn wait_child(pid: i32) -> i32 {
-    let mut status = 0;
     loop {
-        // SAFETY: waitpid on our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid
-            || (r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR))
-        {
-            return status;
+        match rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => return status.as_raw(),
+            Err(Errno::INTR) => {}
+            Ok(None) | Err(_) => return 0,
         }
     }
 }
@@ -578,21 +557,10 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
         r => r.map_err(sys("clone the subhost's PID 1"))?,
     };
     if pid == 0 {
-        let mut close = vec![
-            ready_r.as_raw_fd(),
-            lock_fd(&lock),
-            host.raw_fd(),
-            inner.raw_fd(),
-        ];
-        close.extend(cg_raw);
-        subhost_pid1(
-            &root_plan,
-            &spec,
-            nsfd.as_raw_fd(),
-            ready_w,
-            logf.as_raw_fd(),
-            &close,
-        );
+        // The supervisor's descriptors (lock, pipe, sockets, cgroup) must not be kept alive by
+        // the subhost.
+        drop((ready_r, lock, host, inner, cgfd));
+        subhost_pid1(&root_plan, &spec, nsfd, ready_w, logf.as_fd());
     }
     drop(ready_w);
     drop(cgfd);
@@ -633,7 +601,8 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
         hardening: cfg.hardening.clone(),
     };
     if !foreground {
-        // SAFETY: single-threaded; the child only runs the watcher and exits.
+        // SAFETY: this process is single-threaded (the crate's contract), so the child may run
+        // any code; it only runs the watcher and exits. rustix offers fork only to runtimes.
         let watcher = unsafe { libc::fork() };
         if watcher < 0 {
             let e = last("fork the supervisor");
@@ -642,14 +611,13 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
             return Err(e);
         }
         if watcher == 0 {
-            // SAFETY: the lock belongs to the boot command, which releases it when it exits.
-            unsafe { libc::close(lock.raw_fd()) };
+            // The lock belongs to the boot command, which releases it when it exits.
+            drop(lock);
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                watch_detached(&state, &pidfd, &sigs, logf.as_raw_fd())
+                watch_detached(&state, &pidfd, &sigs, logf.as_fd())
             }))
             .unwrap_or(1);
-            // SAFETY: leave without running the boot command's destructors.
-            unsafe { libc::_exit(code) };
+            exit_now(code);
         }
         if let Some(w) = ProcId::of(watcher) {
             state.supervisor = w;
@@ -681,13 +649,15 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
 
     // Wait for PID 1; a SIGTERM/SIGINT to the supervisor becomes a graceful stop of the subhost.
     let status = loop {
-        let mut status = 0;
-        // SAFETY: non-blocking waitpid on our child.
-        if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
-            break status;
+        if let Ok(Some((_, status))) =
+            rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::NOHANG)
+        {
+            break status.as_raw();
         }
+        // SAFETY: siginfo_t is plain data, valid when all zero.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: valid set and out-pointer.
+        // SAFETY: the set was initialised by block_signals and `info` is a writable siginfo_t;
+        // rustix has no sigwaitinfo outside its runtime module.
         let sig = unsafe { libc::sigwaitinfo(&sigs, &mut info) };
         if sig == libc::SIGTERM || sig == libc::SIGINT {
             log::line(&name, "stop requested by a signal to the supervisor");
@@ -697,8 +667,4 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
     log::line(&name, &format!("PID 1 ended ({})", exit_text(status)));
     finish(&state);
     Ok(())
-}
-
-fn lock_fd(lock: &Lock) -> RawFd {
-    lock.raw_fd()
 }

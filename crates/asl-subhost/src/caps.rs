@@ -1,5 +1,8 @@
 //! Capability names (for DROP_CAPS) and dropping them from the bounding set.
 
+use rustix::io::Errno;
+use rustix::thread::{CapabilitySet, remove_capability_from_bounding_set};
+
 /// Linux capability names in number order (capability.h); index = capability number.
 const NAMES: &[&str] = &[
     "chown",
@@ -56,13 +59,13 @@ pub fn by_name(name: &str) -> Option<u32> {
 /// can hold them. Capabilities unknown to the running kernel are skipped.
 pub fn drop_bounding(caps: &[u32]) -> std::io::Result<()> {
     for &c in caps {
-        // SAFETY: prctl with integer arguments has no memory effects.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, c as libc::c_ulong, 0, 0, 0) };
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e);
-            }
+        // A number beyond the set is unknown to every kernel, like EINVAL below.
+        let Some(bit) = 1u64.checked_shl(c) else {
+            continue;
+        };
+        match remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(bit)) {
+            Ok(()) | Err(Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

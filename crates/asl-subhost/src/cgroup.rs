@@ -9,6 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal, kill_process};
+
 use crate::config::Limits;
 use crate::error::{Error, Result, sys};
 
@@ -128,8 +130,7 @@ pub fn memory(dir: &Path) -> Option<u64> {
     {
         return Some(n);
     }
-    // SAFETY: sysconf has no memory effects.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let page = rustix::param::page_size().max(4096) as u64;
     let pids = procs(dir);
     if pids.is_empty() {
         return None;
@@ -161,9 +162,8 @@ pub fn remove(dir: &Path) -> Result<()> {
                 // A just emptied cgroup needs a moment; processes entered with overlay-go may
                 // still be there. Kill those rather than leave the cgroup behind.
                 if !killed {
-                    for pid in procs(dir) {
-                        // SAFETY: kill with integers; these are the subhost's own processes.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    for pid in procs(dir).into_iter().filter_map(Pid::from_raw) {
+                        let _ = kill_process(pid, Signal::KILL);
                     }
                     killed = true;
                 }

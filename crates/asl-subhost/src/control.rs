@@ -1,14 +1,18 @@
 //! `overlay-stop`, `overlay-go` and `overlay-list`: acting on running subhosts through their state
 //! file and pidfds.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::boot::Teardown;
 use crate::cable::CableNames;
-use crate::error::{Error, Result, last, sys};
+use rustix::io::Errno;
+use rustix::process::{Pid, WaitOptions};
+use rustix::thread::ThreadNameSpaceType;
+
+use crate::error::{Error, Result, errno, sys};
 use crate::state::{Lock, State};
 use crate::{cgroup, config, log};
 
@@ -111,15 +115,14 @@ pub fn go(name: &str, argv: &[String]) -> Result<i32> {
         ),
         None => (None, None),
     };
-    let all = libc::CLONE_NEWNET
-        | libc::CLONE_NEWNS
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWUTS;
-    // SAFETY: setns with a pidfd enters all the listed namespaces of that process atomically.
-    if unsafe { libc::setns(init.as_fd().as_raw_fd(), all) } != 0 {
-        return Err(last(format!("enter the namespaces of subhost {name}")));
-    }
+    let all = ThreadNameSpaceType::NETWORK
+        | ThreadNameSpaceType::MOUNT
+        | ThreadNameSpaceType::PROCESS_ID
+        | ThreadNameSpaceType::INTER_PROCESS_COMMUNICATION
+        | ThreadNameSpaceType::HOST_NAME_AND_NIS_DOMAIN_NAME;
+    // With a pidfd, setns enters all the listed namespaces of that process atomically.
+    rustix::thread::move_into_thread_name_spaces(init.as_fd().as_fd(), all)
+        .map_err(errno(format!("enter the namespaces of subhost {name}")))?;
     // The command is born in the subhost's cgroup (and, through the PID namespace entered
     // above, as a member of the subhost).
     let cg = cgroup.as_ref().map(|f| f.as_raw_fd());
@@ -140,8 +143,7 @@ pub fn go(name: &str, argv: &[String]) -> Result<i32> {
     if pid == 0 {
         let _ = crate::caps::drop_bounding(&st.hardening.drop_caps);
         if st.hardening.no_new_privs {
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+            let _ = rustix::thread::set_no_new_privs(true);
         }
         let default_shell = if Path::new("/bin/bash").exists() {
             "/bin/bash"
@@ -169,26 +171,24 @@ pub fn go(name: &str, argv: &[String]) -> Result<i32> {
         }
         let e = cmd.exec();
         eprintln!("overlay-go: error: cannot run {prog} in subhost {name}: {e}");
-        // SAFETY: leave the forked child without running destructors.
+        // SAFETY: _exit touches no memory; the forked child leaves without running the
+        // destructors or atexit handlers it shares with the parent.
         unsafe { libc::_exit(127) };
     }
     // Like a shell running a foreground job: ^C and ^\ are for the command, not for us.
-    // SAFETY: setting dispositions of two signals in this single-threaded process.
+    // SAFETY: SIG_IGN installs no handler code, so no Rust code can run in signal context;
+    // rustix offers sigaction only in its runtime module.
     unsafe {
         libc::signal(libc::SIGINT, libc::SIG_IGN);
         libc::signal(libc::SIGQUIT, libc::SIG_IGN);
     }
-    let mut status = 0;
-    loop {
-        // SAFETY: waiting for our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
+    let status = loop {
+        match rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => break status.as_raw(),
+            Ok(None) | Err(Errno::INTR) => {}
+            Err(e) => return Err(errno("wait for the command")(e)),
         }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return Err(last("wait for the command"));
-        }
-    }
+    };
     Ok(if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {

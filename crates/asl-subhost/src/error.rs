@@ -63,3 +63,12 @@ pub(crate) fn last(what: impl Into<String>) -> Error {
         source: std::io::Error::last_os_error(),
     }
 }
+
+/// Wraps a rustix error with the object it concerns.
+pub(crate) fn errno(what: impl Into<String>) -> impl FnOnce(rustix::io::Errno) -> Error {
+    let what = what.into();
+    move |e| Error::Sys {
+        what,
+        source: e.into(),
+    }
+}

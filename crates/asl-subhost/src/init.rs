@@ -15,6 +15,10 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use rustix::fs::Mode;
+use rustix::io::Errno;
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions, WaitOptions};
+
 use crate::config::Hardening;
 
 /// What PID 1 needs to know.
@@ -121,7 +125,9 @@ fn exit_reason(status: i32) -> Option<String> {
 
 impl Pid1 {
     fn new(name: &str) -> Pid1 {
-        // SAFETY: sigset manipulation on a local, zero-initialised set.
+        // SAFETY: both sets are locals that sigfillset/sigemptyset initialise before anything
+        // reads them; blocking every signal of this single-threaded PID 1 has no memory
+        // effects. rustix offers no sigprocmask outside its runtime module.
         let waitset = unsafe {
             let mut all: libc::sigset_t = std::mem::zeroed();
             libc::sigfillset(&mut all);
@@ -143,38 +149,30 @@ impl Pid1 {
     /// Reaps every exited child; returns the status of `target` if it was among them.
     fn reap(&mut self, target: Option<i32>) -> Option<i32> {
         let mut found = None;
-        loop {
-            let mut status = 0;
-            // SAFETY: waitpid with a valid out-pointer.
-            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-            if pid <= 0 {
-                return found;
-            }
-            if Some(pid) == target {
-                found = Some(status);
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
+            if Some(pid.as_raw_nonzero().get()) == target {
+                found = Some(status.as_raw());
             }
         }
+        found
     }
 
     /// True when PID 1 has no children left.
     fn childless(&self) -> bool {
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid with WNOWAIT only inspects; info is a valid out-pointer.
-        let r = unsafe {
-            libc::waitid(
-                libc::P_ALL,
-                0,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-            )
-        };
-        r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+        // WNOWAIT only inspects: the child stays to be reaped.
+        let r = rustix::process::waitid(
+            WaitId::All,
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        );
+        r.err() == Some(Errno::CHILD)
     }
 
     /// Waits up to `timeout` for a signal; notes stop requests. Returns false on timeout.
     fn wait_signal(&mut self, timeout: Option<Duration>) -> bool {
+        // SAFETY: siginfo_t is plain data, valid when all zero.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: valid set and out-pointer; the timespec lives for the call.
+        // SAFETY: the set was initialised in `new`, `info` is a writable siginfo_t and the
+        // timespec lives for the call. rustix has no sigtimedwait outside its runtime module.
         let sig = unsafe {
             match timeout {
                 Some(t) => {
@@ -219,11 +217,12 @@ impl Pid1 {
             .env("SUBHOST", &self.name)
             .stdin(Stdio::null())
             .current_dir("/");
-        // SAFETY: setsid is async-signal-safe; each service gets its own session like
-        // overlay-boot's `setsid service S start`.
+        // SAFETY: the hook runs between fork and exec and only calls setsid, which neither
+        // allocates nor takes locks. Each service gets its own session like overlay-boot's
+        // `setsid service S start`.
         unsafe {
             c.pre_exec(|| {
-                libc::setsid();
+                let _ = rustix::process::setsid();
                 Ok(())
             });
         }
@@ -252,8 +251,9 @@ impl Pid1 {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() && !killed {
-                // SAFETY: signalling our own child.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                if let Some(pid) = Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, Signal::KILL);
+                }
                 killed = true;
             }
             let wait = if killed {
@@ -283,7 +283,8 @@ impl Supervision for Pid1 {
     }
 
     fn signal_all(&mut self, signal: i32) {
-        // SAFETY: kill(-1) from PID 1 reaches every process of this PID namespace but itself.
+        // SAFETY: kill takes no pointers. From PID 1, pid -1 reaches every process of this PID
+        // namespace but itself; rustix has no call for pid -1.
         unsafe { libc::kill(-1, signal) };
     }
 
@@ -318,24 +319,14 @@ fn report(ready: &mut Option<OwnedFd>, line: &str) {
 pub fn run(spec: &InitSpec, ready: OwnedFd) -> i32 {
     let mut ready = Some(ready);
     let mut p = Pid1::new(&spec.name);
-    // SAFETY: prctl/umask with integer arguments.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_NAME,
-            c"subhost-init".as_ptr() as libc::c_ulong,
-            0,
-            0,
-            0,
-        );
-        libc::umask(0o022);
-    }
+    let _ = rustix::thread::set_name(c"subhost-init");
+    rustix::process::umask(Mode::from_raw_mode(0o022));
     if let Err(e) = crate::caps::drop_bounding(&spec.hardening.drop_caps) {
         report(&mut ready, &format!("FAIL cannot drop capabilities: {e}\n"));
         return 1;
     }
     if spec.hardening.no_new_privs {
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+        let _ = rustix::thread::set_no_new_privs(true);
     }
     let started: Vec<&str> = match &spec.init_script {
         Some(script) => {

@@ -6,9 +6,14 @@
 //! below are the stable kernel ABI of `linux/rtnetlink.h` and `linux/if_link.h`.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
-const NETLINK_ROUTE: i32 = 0;
+use rustix::io::Errno;
+use rustix::net::netlink::SocketAddrNetlink;
+use rustix::net::{
+    AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType, recv, sendto, socket_with,
+};
+
 const RTM_NEWLINK: u16 = 16;
 const RTM_DELLINK: u16 = 17;
 const RTM_GETLINK: u16 = 18;
@@ -116,22 +121,14 @@ pub struct Netlink {
 
 impl Netlink {
     pub fn open() -> io::Result<Netlink> {
-        // SAFETY: plain socket(2); the result is checked before use.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_ROUTE,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: fd is a fresh descriptor we own.
-        Ok(Netlink {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            seq: 0,
-        })
+        // NETLINK_ROUTE is protocol 0, which rustix spells `None`.
+        let fd = socket_with(
+            AddressFamily::NETLINK,
+            SocketType::RAW,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        Ok(Netlink { fd, seq: 0 })
     }
 
     pub fn raw_fd(&self) -> RawFd {
@@ -143,37 +140,22 @@ impl Netlink {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let data = msg.finish(seq);
-        // SAFETY: data is a valid buffer of data.len() bytes; the kernel is the destination.
-        let n = unsafe {
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as u16;
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                0,
-                (&addr as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as u32,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // Port 0 is the kernel.
+        sendto(
+            &self.fd,
+            data,
+            SendFlags::empty(),
+            &SocketAddrNetlink::new(0, 0),
+        )?;
         let mut reply = Vec::new();
         let mut buf = vec![0u8; 32 * 1024];
         loop {
-            // SAFETY: buf is writable for its whole length.
-            let n =
-                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
+            let n = match recv(&self.fd, &mut buf[..], RecvFlags::empty()) {
+                Ok((n, _)) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+            };
             let mut off = 0usize;
-            let n = n as usize;
             while off + NLMSG_HDRLEN <= n {
                 let len =
                     u32::from_ne_bytes(buf[off..off + 4].try_into().unwrap_or([0; 4])) as usize;

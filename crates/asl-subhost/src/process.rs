@@ -3,7 +3,11 @@
 //! against that start time cannot be fooled by PID reuse. No `pgrep`, no name matching.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -46,13 +50,11 @@ pub struct Pidfd(OwnedFd);
 
 impl Pidfd {
     pub fn open(pid: i32) -> io::Result<Pidfd> {
-        // SAFETY: pidfd_open takes integers and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor that we own.
-        Ok(Pidfd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
+        let pid = Pid::from_raw(pid).ok_or_else(|| io::Error::from(Errno::INVAL))?;
+        Ok(Pidfd(rustix::process::pidfd_open(
+            pid,
+            PidfdFlags::empty(),
+        )?))
     }
 
     pub fn from_owned(fd: OwnedFd) -> Pidfd {
@@ -64,47 +66,32 @@ impl Pidfd {
     }
 
     pub fn signal(&self, sig: i32) -> io::Result<()> {
-        // SAFETY: pidfd_send_signal with a null siginfo.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if r < 0 {
-            let e = io::Error::last_os_error();
+        let sig = Signal::from_named_raw(sig).ok_or_else(|| io::Error::from(Errno::INVAL))?;
+        match rustix::process::pidfd_send_signal(&self.0, sig) {
             // ESRCH: it has exited already, which is what the caller wants anyway.
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                return Err(e);
-            }
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// Waits until the process exits; true if it did within `timeout`.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let mut pfd = libc::pollfd {
-            fd: self.0.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            // SAFETY: one valid pollfd.
-            let r =
-                unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
-            if r > 0 {
-                return true;
-            }
-            if r == 0 || left.is_zero() {
-                return false;
-            }
-            if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
-                return false;
+            // Whole milliseconds, as poll(2) counts them.
+            let ms = left.as_millis().min(i32::MAX as u128) as i64;
+            let ts = Timespec {
+                tv_sec: ms / 1000,
+                tv_nsec: (ms % 1000) * 1_000_000,
+            };
+            let mut pfd = [PollFd::new(&self.0, PollFlags::IN)];
+            match rustix::event::poll(&mut pfd, Some(&ts)) {
+                Ok(n) if n > 0 => return true,
+                Ok(_) => return false,
+                Err(_) if left.is_zero() => return false,
+                Err(Errno::INTR) => {}
+                Err(_) => return false,
             }
         }
     }

@@ -7,7 +7,7 @@
 //! The mounts live only in that mount namespace: the host never sees them, and they vanish with
 //! the subhost's last process.
 
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 
 use crate::cable::CableSpec;
@@ -221,11 +221,11 @@ fn apply_shares(sys: &mut dyn Sys, plan: &RootPlan) -> Result<()> {
 
 /// Prepares the root and switches into it. `netns` is the subhost's network namespace; it is
 /// joined first so that sysfs shows the subhost's interfaces.
-pub fn prepare(sys: &mut dyn Sys, plan: &RootPlan, netns: Option<RawFd>) -> Result<()> {
+pub fn prepare(sys: &mut dyn Sys, plan: &RootPlan, netns: Option<BorrowedFd<'_>>) -> Result<()> {
     if let Some(fd) = netns {
         sys.setns(
             fd,
-            libc::CLONE_NEWNET,
+            rustix::thread::LinkNameSpaceType::Network,
             &format!("network namespace {}", plan.name),
         )?;
     }
@@ -293,6 +293,7 @@ pub fn prepare(sys: &mut dyn Sys, plan: &RootPlan, netns: Option<RawFd>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsFd;
 
     /// Records every call as one line, to check the order of boot steps.
     #[derive(Default)]
@@ -319,7 +320,12 @@ mod tests {
     }
 
     impl Sys for Recorder {
-        fn setns(&mut self, _: RawFd, _: i32, what: &str) -> Result<()> {
+        fn setns(
+            &mut self,
+            _: BorrowedFd<'_>,
+            _: rustix::thread::LinkNameSpaceType,
+            what: &str,
+        ) -> Result<()> {
             self.push(format!("setns {what}"))
         }
         fn mount(
@@ -403,7 +409,8 @@ mod tests {
     #[test]
     fn boot_steps_run_in_overlay_boot_order() {
         let mut r = Recorder::default();
-        prepare(&mut r, &plan(RootKind::Overlay), Some(3)).unwrap();
+        let netns = std::fs::File::open("/dev/null").unwrap();
+        prepare(&mut r, &plan(RootKind::Overlay), Some(netns.as_fd())).unwrap();
         let order = [
             "setns network namespace web",
             "mount - - / 0x44000",

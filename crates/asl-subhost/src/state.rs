@@ -2,7 +2,7 @@
 //! `NAME.json` (written atomically once the subhost is ready) and `NAME.lock` (held by whoever is
 //! booting or stopping NAME). This replaces overlay-boot's `pgrep` guesswork.
 
-use std::fs::File;
+use std::fs::{File, TryLockError};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -154,24 +154,25 @@ impl Lock {
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&path)
                 .map_err(sys(format!("open {}", path.display())))?;
-            let op = if wait {
-                libc::LOCK_EX
+            let locked = if wait {
+                file.lock().map_err(TryLockError::Error)
             } else {
-                libc::LOCK_EX | libc::LOCK_NB
+                file.try_lock()
             };
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            match locked {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
                     return Err(Error::Busy {
                         name: name.into(),
                         lock: path,
                     });
                 }
-                return Err(Error::Sys {
-                    what: format!("lock {}", path.display()),
-                    source: e,
-                });
+                Err(TryLockError::Error(e)) => {
+                    return Err(Error::Sys {
+                        what: format!("lock {}", path.display()),
+                        source: e,
+                    });
+                }
             }
             // Whoever held it before may have removed the file: then this lock is on an orphan
             // inode and means nothing; start over on the current file.

@@ -3,11 +3,14 @@
 //! a recorder to check the order, and the end-to-end tests check the real thing.
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 
-use crate::error::{Error, Result, last, sys};
+use rustix::fs::{FileType, Mode};
+use rustix::mount::{MountFlags, UnmountFlags};
+use rustix::thread::LinkNameSpaceType;
+
+use crate::error::{Error, Result, errno, sys};
 
 /// Mount flags used here (values from `linux/mount.h`).
 pub mod flags {
@@ -24,7 +27,7 @@ pub mod flags {
 
 /// The privileged operations of subhost root preparation.
 pub trait Sys {
-    fn setns(&mut self, fd: RawFd, nstype: i32, what: &str) -> Result<()>;
+    fn setns(&mut self, fd: BorrowedFd<'_>, nstype: LinkNameSpaceType, what: &str) -> Result<()>;
     fn mount(
         &mut self,
         source: Option<&str>,
@@ -54,11 +57,6 @@ pub trait Sys {
     fn remove_dir_all(&mut self, path: &Path) -> Result<()>;
 }
 
-fn cstr(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| Error::Other(format!("path {} contains a NUL byte", p.display())))
-}
-
 fn cstring(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| Error::Other(format!("`{s}` contains a NUL byte")))
 }
@@ -68,12 +66,9 @@ fn cstring(s: &str) -> Result<CString> {
 pub struct LinuxSys;
 
 impl Sys for LinuxSys {
-    fn setns(&mut self, fd: RawFd, nstype: i32, what: &str) -> Result<()> {
-        // SAFETY: setns on a descriptor we hold; no memory is passed.
-        if unsafe { libc::setns(fd, nstype) } != 0 {
-            return Err(last(format!("enter {what}")));
-        }
-        Ok(())
+    fn setns(&mut self, fd: BorrowedFd<'_>, nstype: LinkNameSpaceType, what: &str) -> Result<()> {
+        rustix::thread::move_into_link_name_space(fd, Some(nstype))
+            .map_err(errno(format!("enter {what}")))
     }
 
     fn mount(
@@ -84,54 +79,39 @@ impl Sys for LinuxSys {
         flags: u64,
         data: Option<&str>,
     ) -> Result<()> {
-        let src = source.map(cstring).transpose()?;
-        let tgt = cstr(target)?;
-        let fst = fstype.map(cstring).transpose()?;
         let dat = data.map(cstring).transpose()?;
-        let p = |c: &Option<CString>| c.as_ref().map_or(std::ptr::null(), |c| c.as_ptr());
-        // SAFETY: all pointers are NUL-terminated strings alive for the call, or null.
-        let r = unsafe {
-            libc::mount(
-                p(&src),
-                tgt.as_ptr(),
-                p(&fst),
-                flags as libc::c_ulong,
-                p(&dat).cast(),
-            )
-        };
-        if r != 0 {
+        // Only propagation changes, binds and remounts come without a source or a type, and the
+        // kernel ignores both for them; an empty string stands in for the missing one.
+        let r = rustix::mount::mount(
+            source.unwrap_or(""),
+            target,
+            fstype.unwrap_or(""),
+            MountFlags::from_bits_retain(flags as u32),
+            dat.as_deref(),
+        );
+        r.map_err(|e| {
             let hint = if fstype == Some("overlay") {
                 "; the kernel log (dmesg) says why"
             } else {
                 ""
             };
-            return Err(last(format!(
+            errno(format!(
                 "mount {} on {}{}{hint}",
                 fstype.or(source).unwrap_or("(flags)"),
                 target.display(),
                 data.map(|d| format!(" ({d})")).unwrap_or_default()
-            )));
-        }
-        Ok(())
+            ))(e)
+        })
     }
 
     fn detach(&mut self, target: &Path) -> Result<()> {
-        let t = cstr(target)?;
-        // SAFETY: valid C string.
-        if unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } != 0 {
-            return Err(last(format!("unmount {}", target.display())));
-        }
-        Ok(())
+        rustix::mount::unmount(target, UnmountFlags::DETACH)
+            .map_err(errno(format!("unmount {}", target.display())))
     }
 
     fn pivot_root(&mut self, new_root: &Path, put_old: &Path) -> Result<()> {
-        let n = cstr(new_root)?;
-        let o = cstr(put_old)?;
-        // SAFETY: valid C strings; pivot_root has no libc wrapper.
-        if unsafe { libc::syscall(libc::SYS_pivot_root, n.as_ptr(), o.as_ptr()) } != 0 {
-            return Err(last(format!("pivot_root to {}", new_root.display())));
-        }
-        Ok(())
+        rustix::process::pivot_root(new_root, put_old)
+            .map_err(errno(format!("pivot_root to {}", new_root.display())))
     }
 
     fn chdir(&mut self, dir: &Path) -> Result<()> {
@@ -139,11 +119,7 @@ impl Sys for LinuxSys {
     }
 
     fn sethostname(&mut self, name: &str) -> Result<()> {
-        // SAFETY: pointer and length describe `name`.
-        if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
-            return Err(last(format!("set hostname {name}")));
-        }
-        Ok(())
+        rustix::system::sethostname(name.as_bytes()).map_err(errno(format!("set hostname {name}")))
     }
 
     fn mkdir_p(&mut self, dir: &Path, mode: u32) -> Result<()> {
@@ -171,18 +147,14 @@ impl Sys for LinuxSys {
     }
 
     fn mknod_char(&mut self, path: &Path, mode: u32, major: u32, minor: u32) -> Result<()> {
-        let p = cstr(path)?;
-        // SAFETY: valid C string; makedev is a pure computation.
-        let r = unsafe {
-            libc::mknod(
-                p.as_ptr(),
-                libc::S_IFCHR | mode,
-                libc::makedev(major, minor),
-            )
-        };
-        if r != 0 {
-            return Err(last(format!("mknod {}", path.display())));
-        }
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(mode),
+            rustix::fs::makedev(major, minor),
+        )
+        .map_err(errno(format!("mknod {}", path.display())))?;
         // mknod honours the umask; the device modes must be exact.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
