@@ -30,7 +30,7 @@ use rustix::process::{Pid, WaitOptions};
 use crate::error::{Error, Result, errno, last, sys};
 use crate::init::InitSpec;
 use crate::netlink::Netlink;
-use crate::process::{Pidfd, ProcId};
+use crate::process::{Pidfd, ProcId, exit_now};
 use crate::root::RootPlan;
 use crate::state::{Lock, State};
 use crate::{cgroup, log, netns};
@@ -406,14 +406,6 @@ fn subhost_pid1(
     }))
     .unwrap_or(1);
     exit_now(code)
-}
-
-/// Ends a forked process at once, without unwinding into or running the destructors of the
-/// frames it shares with the process it was forked from.
-fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit ends the process and touches no memory of it; std offers only exit(), which
-    // runs the atexit handlers and flushes the buffers inherited from the parent.
-    unsafe { libc::_exit(code) }
 }
 
 fn exit_text(status: i32) -> String {

@@ -171,9 +171,7 @@ pub fn go(name: &str, argv: &[String]) -> Result<i32> {
         }
         let e = cmd.exec();
         eprintln!("overlay-go: error: cannot run {prog} in subhost {name}: {e}");
-        // SAFETY: _exit touches no memory; the forked child leaves without running the
-        // destructors or atexit handlers it shares with the parent.
-        unsafe { libc::_exit(127) };
+        crate::process::exit_now(127);
     }
     // Like a shell running a foreground job: ^C and ^\ are for the command, not for us.
     // SAFETY: SIG_IGN installs no handler code, so no Rust code can run in signal context;

@@ -136,8 +136,9 @@ pub fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<(i32, Option<Pidf
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg as u64;
     }
-    // SAFETY: clone3 without a new stack behaves like fork; the caller guarantees a single
-    // thread, so the child may run arbitrary code.
+    // SAFETY: `args` is a valid clone_args of the size passed and lives for the call, as does
+    // the `pidfd` it points to. Without a new stack clone3 behaves like fork; the caller
+    // guarantees a single thread, so the child may run arbitrary code. rustix has no clone3.
     let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -151,9 +152,18 @@ pub fn clone3(flags: u64, cgroup: Option<RawFd>) -> io::Result<(i32, Option<Pidf
     if r == 0 {
         return Ok((0, None));
     }
-    // SAFETY: the kernel filled pidfd with a new descriptor for the child.
+    // SAFETY: with CLONE_PIDFD the kernel filled `pidfd` with a new descriptor for the child,
+    // which nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(pidfd) };
     Ok((r as i32, Some(Pidfd::from_owned(fd))))
+}
+
+/// Ends a forked process at once, without unwinding into or running the destructors of the
+/// frames it shares with the process it was forked from.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit ends the process and touches no memory of it; std offers only exit(), which
+    // runs the atexit handlers and flushes the buffers inherited from the parent.
+    unsafe { libc::_exit(code) }
 }
 
 #[cfg(test)]
