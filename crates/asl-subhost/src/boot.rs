@@ -15,24 +15,25 @@
 //! the supervisor (for systemd: `Type=notify`, SIGTERM stops the subhost gracefully).
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::path::PathBuf;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::cable::CableSpec;
-use crate::config::{Config, Hook, RawConfig};
 use rustix::event::{PollFd, PollFlags};
 use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
+use crate::cable::CableSpec;
+use crate::config::{Config, Hardening, Hook, RawConfig};
 use crate::error::{Error, Result, errno, last, sys};
 use crate::init::InitSpec;
 use crate::netlink::Netlink;
 use crate::process::{Pidfd, ProcId, exit_now};
 use crate::root::RootPlan;
 use crate::state::{Lock, State};
+use crate::sys::Sys;
 use crate::{cgroup, log, netns};
 
 /// How to boot.
@@ -206,12 +207,52 @@ fn read_line(fd: OwnedFd) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Forks PID 1 of the subhost into new mount, PID, IPC and UTS namespaces (and straight into
-/// the cgroup when given). Returns 0 in the child, the child's PID and pidfd in the parent.
-fn clone_subhost(cgroup: Option<RawFd>) -> std::io::Result<(i32, Option<Pidfd>)> {
-    let ns =
-        (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
-    crate::process::clone3(ns, cgroup)
+/// The namespaces PID 1 is born in: its own mounts, PIDs, IPC and hostname. The network
+/// namespace is not among them: it is the named one the cables were made in, joined later.
+const PID1_NAMESPACES: u64 =
+    (libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) as u64;
+
+/// Forks PID 1 of the subhost into [`PID1_NAMESPACES`], straight into the cgroup (directory
+/// and open descriptor) when given. Some kernels refuse CLONE_INTO_CGROUP on a hybrid layout;
+/// then PID 1 joins the cgroup after the fork. Returns 0 in the child, the child's PID and
+/// pidfd in the parent.
+fn clone_pid1(
+    sys: &mut dyn Sys,
+    name: &str,
+    cgroup: Option<(&Path, BorrowedFd<'_>)>,
+) -> Result<(i32, Option<Pidfd>)> {
+    match sys.clone3(PID1_NAMESPACES, cgroup.map(|(_, fd)| fd)) {
+        Err(e) if cgroup.is_some() && e.raw_os_error() != Some(libc::ENOMEM) => {
+            let (pid, fd) = sys
+                .clone3(PID1_NAMESPACES, None)
+                .map_err(crate::error::sys("clone the subhost's PID 1"))?;
+            if pid != 0
+                && let Some((dir, _)) = cgroup
+            {
+                let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
+            }
+            log::line(
+                name,
+                &format!("CLONE_INTO_CGROUP refused ({e}); joined after clone"),
+            );
+            Ok((pid, fd))
+        }
+        r => r.map_err(crate::error::sys("clone the subhost's PID 1")),
+    }
+}
+
+/// What PID 1 does with privilege before it becomes init, in this order: join the netns, build
+/// and enter the root ([`crate::root::prepare`]), then narrow its own privileges
+/// ([`crate::caps::harden`]). Hardening comes last because building the root needs the very
+/// capabilities DROP_CAPS may remove.
+fn enter_subhost(
+    sys: &mut dyn Sys,
+    plan: &RootPlan,
+    hardening: &Hardening,
+    netns: BorrowedFd<'_>,
+) -> Result<()> {
+    crate::root::prepare(sys, plan, Some(netns))?;
+    crate::caps::harden(sys, hardening)
 }
 
 fn block_signals(sigs: &[i32]) -> libc::sigset_t {
@@ -395,7 +436,7 @@ fn subhost_pid1(
     stdio_on_log(log);
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut sys = crate::sys::LinuxSys;
-        if let Err(e) = crate::root::prepare(&mut sys, plan, Some(netns.as_fd())) {
+        if let Err(e) = enter_subhost(&mut sys, plan, &spec.hardening, netns.as_fd()) {
             let mut f = std::fs::File::from(ready);
             let _ = writeln!(f, "FAIL {e}");
             return 1;
@@ -451,7 +492,7 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
             fd
         }
         None => {
-            let fd = netns::create(&name)?;
+            let fd = netns::create(&mut crate::sys::LinuxSys, &name)?;
             td.netns_created = true;
             fd
         }
@@ -530,24 +571,8 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
     };
     let (ready_r, ready_w) = pipe()?;
     let sigs = block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP]);
-    let cg_raw = cgfd.as_ref().map(|f| f.as_raw_fd());
-    let (pid, pidfd) = match clone_subhost(cg_raw) {
-        Err(e) if cg_raw.is_some() && e.raw_os_error() != Some(libc::ENOMEM) => {
-            // Some kernels refuse CLONE_INTO_CGROUP on a hybrid layout; join after the fork.
-            let (pid, fd) = clone_subhost(None).map_err(sys("clone the subhost's PID 1"))?;
-            if pid != 0
-                && let Some(dir) = &td.cgroup
-            {
-                let _ = std::fs::write(dir.join("cgroup.procs"), pid.to_string());
-            }
-            log::line(
-                &name,
-                &format!("CLONE_INTO_CGROUP refused ({e}); joined after clone"),
-            );
-            (pid, fd)
-        }
-        r => r.map_err(sys("clone the subhost's PID 1"))?,
-    };
+    let cgroup = td.cgroup.as_deref().zip(cgfd.as_ref().map(|f| f.as_fd()));
+    let (pid, pidfd) = clone_pid1(&mut crate::sys::LinuxSys, &name, cgroup)?;
     if pid == 0 {
         // The supervisor's descriptors (lock, pipe, sockets, cgroup) must not be kept alive by
         // the subhost.
@@ -659,4 +684,108 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
     log::line(&name, &format!("PID 1 ended ({})", exit_text(status)));
     finish(&state);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+    use crate::config::RootKind;
+    use crate::root::tests::plan;
+    use crate::sys::recorder::Recorder;
+
+    fn hardening() -> Hardening {
+        Hardening {
+            drop_caps: vec![16, 17],
+            no_new_privs: true,
+            readonly_sys: false,
+        }
+    }
+
+    #[test]
+    fn pid1_gets_new_mount_pid_ipc_and_uts_namespaces_but_joins_the_named_netns() {
+        assert_eq!(
+            PID1_NAMESPACES & libc::CLONE_NEWUTS as u64,
+            libc::CLONE_NEWUTS as u64
+        );
+        assert_eq!(
+            PID1_NAMESPACES & libc::CLONE_NEWNS as u64,
+            libc::CLONE_NEWNS as u64
+        );
+        assert_eq!(
+            PID1_NAMESPACES & libc::CLONE_NEWPID as u64,
+            libc::CLONE_NEWPID as u64
+        );
+        assert_eq!(
+            PID1_NAMESPACES & libc::CLONE_NEWIPC as u64,
+            libc::CLONE_NEWIPC as u64
+        );
+        assert_eq!(PID1_NAMESPACES & libc::CLONE_NEWNET as u64, 0);
+        let mut r = Recorder::default();
+        let (pid, _) = clone_pid1(&mut r, "web", None).unwrap();
+        assert_eq!(pid, 4242);
+        assert_eq!(r.calls, [format!("clone3 {PID1_NAMESPACES:#x}")]);
+    }
+
+    #[test]
+    fn the_hostname_is_set_in_pid1s_new_uts_namespace_and_capabilities_drop_last() {
+        let mut r = Recorder::default();
+        clone_pid1(&mut r, "web", None).unwrap();
+        let netns = std::fs::File::open("/dev/null").unwrap();
+        let p = plan(RootKind::Overlay);
+        enter_subhost(&mut r, &p, &hardening(), netns.as_fd()).unwrap();
+        r.assert_order(&[
+            "clone3",
+            "setns network namespace web",
+            "mount - - / 0x44000",
+            "mount overlay",
+            "mount devpts",
+            "mount - /srv/data /s/live/data",
+            "hostname web",
+            "pivot_root . .",
+            "mount proc",
+            "drop caps [16, 17]",
+            "no_new_privs",
+        ]);
+        assert_eq!(r.calls.last().unwrap(), "no_new_privs");
+    }
+
+    #[test]
+    fn a_failing_root_step_ends_pid1_before_it_drops_anything() {
+        let mut r = Recorder::failing_on("pivot_root");
+        let netns = std::fs::File::open("/dev/null").unwrap();
+        let p = plan(RootKind::Overlay);
+        assert!(enter_subhost(&mut r, &p, &hardening(), netns.as_fd()).is_err());
+        assert_eq!(r.calls.last().unwrap(), "pivot_root . .");
+        assert!(!r.has("drop caps") && !r.has("no_new_privs"));
+    }
+
+    #[test]
+    fn a_failed_capability_drop_fails_the_boot_naming_it() {
+        let mut r = Recorder::failing_on("drop caps");
+        let netns = std::fs::File::open("/dev/null").unwrap();
+        let p = plan(RootKind::Overlay);
+        let e = enter_subhost(&mut r, &p, &hardening(), netns.as_fd()).unwrap_err();
+        assert!(e.to_string().starts_with("cannot drop capabilities"), "{e}");
+        assert!(!r.has("no_new_privs"));
+    }
+
+    #[test]
+    fn a_refused_clone_into_the_cgroup_is_retried_and_pid1_joins_it_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let cg = std::fs::File::open(dir.path()).unwrap();
+        let mut r = Recorder::failing_on("clone3 0x2c020000 into-cgroup");
+        let (pid, _) = clone_pid1(&mut r, "web", Some((dir.path(), cg.as_fd()))).unwrap();
+        assert_eq!(pid, 4242);
+        assert_eq!(
+            r.calls,
+            [
+                format!("clone3 {PID1_NAMESPACES:#x} into-cgroup"),
+                format!("clone3 {PID1_NAMESPACES:#x}"),
+            ]
+        );
+        let procs = std::fs::read_to_string(dir.path().join("cgroup.procs")).unwrap();
+        assert_eq!(procs, "4242");
+    }
 }

@@ -1,7 +1,12 @@
-//! Capability names (for DROP_CAPS) and dropping them from the bounding set.
+//! Capability names (for DROP_CAPS), dropping them from the bounding set, and the hardening of
+//! a process as the configuration asks (DROP_CAPS, NO_NEW_PRIVS).
 
 use rustix::io::Errno;
 use rustix::thread::{CapabilitySet, remove_capability_from_bounding_set};
+
+use crate::config::Hardening;
+use crate::error::{Error, Result};
+use crate::sys::Sys;
 
 /// Linux capability names in number order (capability.h); index = capability number.
 const NAMES: &[&str] = &[
@@ -67,6 +72,18 @@ pub fn drop_bounding(caps: &[u32]) -> std::io::Result<()> {
             Ok(()) | Err(Errno::INVAL) => {}
             Err(e) => return Err(e.into()),
         }
+    }
+    Ok(())
+}
+
+/// Narrows the calling process's privileges: DROP_CAPS leave the bounding set, then
+/// NO_NEW_PRIVS is set. A failed drop is an error, since the subhost must not run with
+/// capabilities it was meant to lose.
+pub fn harden(sys: &mut dyn Sys, hardening: &Hardening) -> Result<()> {
+    sys.drop_bounding_caps(&hardening.drop_caps)
+        .map_err(|e| Error::Other(format!("cannot drop capabilities: {e}")))?;
+    if hardening.no_new_privs {
+        let _ = sys.set_no_new_privs();
     }
     Ok(())
 }

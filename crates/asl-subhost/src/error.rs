@@ -50,6 +50,20 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A system error re-described as concerning `what` (the caller knows the object better
+    /// than the call that failed); other errors are returned unchanged.
+    pub(crate) fn concerning(self, what: impl Into<String>) -> Error {
+        match self {
+            Error::Sys { source, .. } => Error::Sys {
+                what: what.into(),
+                source,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Wraps an io::Error with the object it concerns.
 pub(crate) fn sys(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let what = what.into();

@@ -321,13 +321,6 @@ pub fn run(spec: &InitSpec, ready: OwnedFd) -> i32 {
     let mut p = Pid1::new(&spec.name);
     let _ = rustix::thread::set_name(c"subhost-init");
     rustix::process::umask(Mode::from_raw_mode(0o022));
-    if let Err(e) = crate::caps::drop_bounding(&spec.hardening.drop_caps) {
-        report(&mut ready, &format!("FAIL cannot drop capabilities: {e}\n"));
-        return 1;
-    }
-    if spec.hardening.no_new_privs {
-        let _ = rustix::thread::set_no_new_privs(true);
-    }
     let started: Vec<&str> = match &spec.init_script {
         Some(script) => {
             p.log("running the INIT script");

@@ -1,13 +1,14 @@
 //! Persistent network namespaces at `/run/netns/NAME`, made the way `ip netns add` makes them (so
 //! `ip netns exec NAME ...` works on them), by syscalls instead of a program.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use rustix::mount::{MountPropagationFlags, UnmountFlags};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags, move_into_link_name_space};
 
 use crate::error::{Error, Result, errno, sys};
+use crate::sys::{Sys, flags};
 
 pub const NETNS_DIR: &str = "/run/netns";
 
@@ -44,7 +45,7 @@ pub fn open(name: &str) -> Result<Option<OwnedFd>> {
 
 /// Creates network namespace NAME and returns a descriptor for it. The calling thread's own
 /// network namespace is unchanged afterwards.
-pub fn create(name: &str) -> Result<OwnedFd> {
+pub fn create(kernel: &mut dyn Sys, name: &str) -> Result<OwnedFd> {
     prepare_dir()?;
     let p = path(name);
     std::fs::OpenOptions::new()
@@ -55,16 +56,7 @@ pub fn create(name: &str) -> Result<OwnedFd> {
     let result = (|| {
         let orig = std::fs::File::open("/proc/thread-self/ns/net")
             .map_err(sys("open the current network namespace"))?;
-        // SAFETY: only the network namespace is unshared, never the descriptor table, so no
-        // thread can be left with descriptors from another table.
-        unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNET) }
-            .map_err(errno("create a network namespace"))?;
-        let bound = rustix::mount::mount_bind("/proc/thread-self/ns/net", &p).map_err(errno(
-            format!("bind network namespace onto {}", p.display()),
-        ));
-        move_into_link_name_space(orig.as_fd(), Some(LinkNameSpaceType::Network))
-            .map_err(errno("return to the host network namespace"))?;
-        bound?;
+        bind_new(kernel, orig.as_fd(), &p)?;
         std::fs::File::open(&p)
             .map(OwnedFd::from)
             .map_err(sys(format!("open {}", p.display())))
@@ -73,6 +65,28 @@ pub fn create(name: &str) -> Result<OwnedFd> {
         let _ = delete(name);
     }
     result
+}
+
+/// Moves the calling thread into a new network namespace, binds it onto `path` (which keeps it
+/// alive), and returns the thread to network namespace `home` — also when the bind failed.
+fn bind_new(sys: &mut dyn Sys, home: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    sys.unshare(UnshareFlags::NEWNET, "create a network namespace")?;
+    let bound = sys
+        .mount(
+            Some("/proc/thread-self/ns/net"),
+            path,
+            None,
+            flags::BIND,
+            None,
+        )
+        .map_err(|e| e.concerning(format!("bind network namespace onto {}", path.display())));
+    sys.setns(
+        home,
+        LinkNameSpaceType::Network,
+        "the host network namespace",
+    )
+    .map_err(|e| e.concerning("return to the host network namespace"))?;
+    bound
 }
 
 /// Removes the name of network namespace NAME (the namespace itself ends with its last user).
@@ -101,4 +115,40 @@ pub fn within<T>(fd: &OwnedFd, f: impl FnOnce() -> std::io::Result<T>) -> Result
     move_into_link_name_space(orig.as_fd(), Some(LinkNameSpaceType::Network))
         .map_err(errno("return to the host network namespace"))?;
     r.map_err(sys("netlink in the subhost network namespace"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+    use std::path::Path;
+
+    use crate::sys::recorder::Recorder;
+
+    fn home() -> std::fs::File {
+        std::fs::File::open("/dev/null").unwrap()
+    }
+
+    #[test]
+    fn a_new_netns_is_unshared_then_bound_then_left_for_the_host_one() {
+        let mut r = Recorder::default();
+        let h = home();
+        super::bind_new(&mut r, h.as_fd(), Path::new("/run/netns/web")).unwrap();
+        assert_eq!(
+            r.calls,
+            [
+                "unshare 0x40000000 create a network namespace",
+                "mount - /proc/thread-self/ns/net /run/netns/web 0x1000 -",
+                "setns the host network namespace",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_bind_still_returns_to_the_host_netns_and_names_the_bind() {
+        let mut r = Recorder::failing_on("mount");
+        let h = home();
+        let e = super::bind_new(&mut r, h.as_fd(), Path::new("/run/netns/web")).unwrap_err();
+        assert_eq!(r.calls.last().unwrap(), "setns the host network namespace");
+        assert!(e.to_string().contains("injected"), "{e}");
+    }
 }

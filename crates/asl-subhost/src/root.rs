@@ -291,98 +291,12 @@ pub fn prepare(sys: &mut dyn Sys, plan: &RootPlan, netns: Option<BorrowedFd<'_>>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::sys::recorder::Recorder;
     use std::os::fd::AsFd;
 
-    /// Records every call as one line, to check the order of boot steps.
-    #[derive(Default)]
-    struct Recorder {
-        calls: Vec<String>,
-        fail_on: Option<&'static str>,
-    }
-
-    impl Recorder {
-        fn push(&mut self, s: String) -> Result<()> {
-            let fail = self.fail_on.is_some_and(|f| s.starts_with(f));
-            self.calls.push(s);
-            if fail {
-                return Err(Error::Other("injected".into()));
-            }
-            Ok(())
-        }
-        fn index(&self, prefix: &str) -> usize {
-            self.calls
-                .iter()
-                .position(|c| c.starts_with(prefix))
-                .unwrap_or_else(|| panic!("no call {prefix} in {:#?}", self.calls))
-        }
-    }
-
-    impl Sys for Recorder {
-        fn setns(
-            &mut self,
-            _: BorrowedFd<'_>,
-            _: rustix::thread::LinkNameSpaceType,
-            what: &str,
-        ) -> Result<()> {
-            self.push(format!("setns {what}"))
-        }
-        fn mount(
-            &mut self,
-            s: Option<&str>,
-            t: &Path,
-            fs: Option<&str>,
-            f: u64,
-            d: Option<&str>,
-        ) -> Result<()> {
-            self.push(format!(
-                "mount {} {} {} {f:#x} {}",
-                fs.unwrap_or("-"),
-                s.unwrap_or("-"),
-                t.display(),
-                d.unwrap_or("-")
-            ))
-        }
-        fn detach(&mut self, t: &Path) -> Result<()> {
-            self.push(format!("detach {}", t.display()))
-        }
-        fn pivot_root(&mut self, n: &Path, o: &Path) -> Result<()> {
-            self.push(format!("pivot_root {} {}", n.display(), o.display()))
-        }
-        fn chdir(&mut self, d: &Path) -> Result<()> {
-            self.push(format!("chdir {}", d.display()))
-        }
-        fn sethostname(&mut self, n: &str) -> Result<()> {
-            self.push(format!("hostname {n}"))
-        }
-        fn mkdir_p(&mut self, d: &Path, m: u32) -> Result<()> {
-            self.push(format!("mkdir {} {m:o}", d.display()))
-        }
-        fn touch(&mut self, p: &Path) -> Result<()> {
-            self.push(format!("touch {}", p.display()))
-        }
-        fn mknod_char(&mut self, p: &Path, _: u32, a: u32, b: u32) -> Result<()> {
-            self.push(format!("mknod {} {a}:{b}", p.display()))
-        }
-        fn symlink(&mut self, t: &str, l: &Path) -> Result<()> {
-            self.push(format!("symlink {} {t}", l.display()))
-        }
-        fn write_new(&mut self, p: &Path, _: &str) -> Result<bool> {
-            self.push(format!("write {}", p.display())).map(|_| true)
-        }
-        fn is_dir(&self, _: &Path) -> Option<bool> {
-            Some(true)
-        }
-        fn run_hook(&mut self, argv: &[String], _: &Path, _: &Path) -> Result<()> {
-            self.push(format!("hook {}", argv.join(" ")))
-        }
-        fn remove_dir_all(&mut self, p: &Path) -> Result<()> {
-            self.push(format!("rm -r {}", p.display()))
-        }
-    }
-
-    fn plan(kind: RootKind) -> RootPlan {
+    pub(crate) fn plan(kind: RootKind) -> RootPlan {
         RootPlan {
             name: "web".into(),
             conf: "/s/web.conf".into(),
@@ -427,8 +341,7 @@ mod tests {
             "detach .",
             "mount proc proc /proc",
         ];
-        let idx: Vec<usize> = order.iter().map(|p| r.index(p)).collect();
-        assert!(idx.windows(2).all(|w| w[0] < w[1]), "{:#?}", r.calls);
+        r.assert_order(&order);
     }
 
     #[test]
@@ -436,10 +349,10 @@ mod tests {
         let mut r = Recorder::default();
         prepare(&mut r, &plan(RootKind::Bind), None).unwrap();
         r.index("mount - /s/root /s/live 0x5000");
-        assert!(!r.calls.iter().any(|c| c.starts_with("setns")));
+        assert!(!r.has("setns"));
         let mut r = Recorder::default();
         prepare(&mut r, &plan(RootKind::Premounted), None).unwrap();
-        assert!(!r.calls.iter().any(|c| c.starts_with("write")));
+        assert!(!r.has("write"));
         r.index("mount - /s/live /s/live 0x5000");
     }
 
@@ -455,7 +368,7 @@ mod tests {
         let post = r.index("hook /bin/post -x /s/live");
         assert!(pre < ov && ov < post);
         // A custom POSTMOUNT replaces the built-in one, as overlay-boot's default script did.
-        assert!(!r.calls.iter().any(|c| c.starts_with("mount devpts")));
+        assert!(!r.has("mount devpts"));
     }
 
     #[test]
@@ -486,12 +399,9 @@ mod tests {
 
     #[test]
     fn a_failing_step_stops_before_pivot_root() {
-        let mut r = Recorder {
-            fail_on: Some("mount overlay"),
-            ..Default::default()
-        };
+        let mut r = Recorder::failing_on("mount overlay");
         assert!(prepare(&mut r, &plan(RootKind::Overlay), None).is_err());
-        assert!(!r.calls.iter().any(|c| c.starts_with("pivot_root")));
-        assert!(!r.calls.iter().any(|c| c.starts_with("hostname")));
+        assert!(!r.has("pivot_root"));
+        assert!(!r.has("hostname"));
     }
 }

@@ -1,16 +1,20 @@
 //! The seam between boot ordering and the kernel (as youki does it): every privileged operation
-//! the root preparation needs goes through [`Sys`]. [`LinuxSys`] performs them; the unit tests use
-//! a recorder to check the order, and the end-to-end tests check the real thing.
+//! of a boot — creating the network namespace, cloning PID 1 into its namespaces, preparing and
+//! entering the root, narrowing PID 1's privileges — goes through [`Sys`]. [`LinuxSys`] performs
+//! them; the unit tests use a recorder (`sys::recorder`) to check their order, and the end-to-end
+//! tests check the real thing.
 
 use std::ffi::CString;
-use std::os::fd::BorrowedFd;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
 use rustix::fs::{FileType, Mode};
 use rustix::mount::{MountFlags, UnmountFlags};
-use rustix::thread::LinkNameSpaceType;
+use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use crate::error::{Error, Result, errno, sys};
+use crate::process::Pidfd;
 
 /// Mount flags used here (values from `linux/mount.h`).
 pub mod flags {
@@ -25,8 +29,25 @@ pub mod flags {
     pub const SHARED: u64 = libc::MS_SHARED;
 }
 
-/// The privileged operations of subhost root preparation.
+/// The privileged operations of a subhost boot.
 pub trait Sys {
+    /// Moves the calling thread into new namespaces of the kinds in `flags`. The descriptor
+    /// table (`UnshareFlags::FILES`) is refused: other threads could be left holding
+    /// descriptors of a table they no longer share.
+    fn unshare(&mut self, flags: UnshareFlags, what: &str) -> Result<()>;
+    /// Forks into new namespaces `flags` (`CLONE_NEW*`), born in `cgroup` when given, as
+    /// [`crate::process::clone3`] does. Returns 0 in the child.
+    fn clone3(
+        &mut self,
+        flags: u64,
+        cgroup: Option<BorrowedFd<'_>>,
+    ) -> io::Result<(i32, Option<Pidfd>)>;
+    /// Removes capabilities from the calling process's bounding set (see
+    /// [`crate::caps::drop_bounding`]).
+    fn drop_bounding_caps(&mut self, caps: &[u32]) -> io::Result<()>;
+    /// Sets PR_SET_NO_NEW_PRIVS: nothing executed later gains privileges through set-user-ID
+    /// bits or file capabilities.
+    fn set_no_new_privs(&mut self) -> io::Result<()>;
     fn setns(&mut self, fd: BorrowedFd<'_>, nstype: LinkNameSpaceType, what: &str) -> Result<()>;
     fn mount(
         &mut self,
@@ -66,6 +87,33 @@ fn cstring(s: &str) -> Result<CString> {
 pub struct LinuxSys;
 
 impl Sys for LinuxSys {
+    fn unshare(&mut self, flags: UnshareFlags, what: &str) -> Result<()> {
+        if flags.contains(UnshareFlags::FILES) {
+            return Err(Error::Other(format!(
+                "{what}: unsharing the descriptor table is not supported"
+            )));
+        }
+        // SAFETY: the descriptor table is not unshared (checked above), which is the only way
+        // unshare can leave a thread with descriptors of another table.
+        unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(errno(what))
+    }
+
+    fn clone3(
+        &mut self,
+        flags: u64,
+        cgroup: Option<BorrowedFd<'_>>,
+    ) -> io::Result<(i32, Option<Pidfd>)> {
+        crate::process::clone3(flags, cgroup.map(|c| c.as_raw_fd()))
+    }
+
+    fn drop_bounding_caps(&mut self, caps: &[u32]) -> io::Result<()> {
+        crate::caps::drop_bounding(caps)
+    }
+
+    fn set_no_new_privs(&mut self) -> io::Result<()> {
+        rustix::thread::set_no_new_privs(true).map_err(io::Error::from)
+    }
+
     fn setns(&mut self, fd: BorrowedFd<'_>, nstype: LinkNameSpaceType, what: &str) -> Result<()> {
         rustix::thread::move_into_link_name_space(fd, Some(nstype))
             .map_err(errno(format!("enter {what}")))
@@ -209,5 +257,142 @@ impl Sys for LinuxSys {
             )));
         }
         Ok(())
+    }
+}
+
+/// A [`Sys`] that performs nothing and records every call as one line, to check the order of
+/// boot steps. A call whose line starts with `fail_on` fails (after being recorded).
+#[cfg(test)]
+pub(crate) mod recorder {
+    use std::io;
+    use std::os::fd::BorrowedFd;
+    use std::path::Path;
+
+    use rustix::thread::{LinkNameSpaceType, UnshareFlags};
+
+    use super::Sys;
+    use crate::error::{Error, Result};
+    use crate::process::Pidfd;
+
+    #[derive(Default)]
+    pub(crate) struct Recorder {
+        pub calls: Vec<String>,
+        pub fail_on: Option<&'static str>,
+    }
+
+    impl Recorder {
+        pub fn failing_on(prefix: &'static str) -> Recorder {
+            Recorder {
+                fail_on: Some(prefix),
+                ..Default::default()
+            }
+        }
+
+        fn push(&mut self, s: String) -> Result<()> {
+            let fail = self.fail_on.is_some_and(|f| s.starts_with(f));
+            self.calls.push(s);
+            if fail {
+                return Err(Error::Other("injected".into()));
+            }
+            Ok(())
+        }
+
+        fn push_io(&mut self, s: String) -> io::Result<()> {
+            self.push(s).map_err(|_| io::Error::other("injected"))
+        }
+
+        /// Position of the first call starting with `prefix`; panics if there is none.
+        pub fn index(&self, prefix: &str) -> usize {
+            self.calls
+                .iter()
+                .position(|c| c.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no call {prefix} in {:#?}", self.calls))
+        }
+
+        pub fn has(&self, prefix: &str) -> bool {
+            self.calls.iter().any(|c| c.starts_with(prefix))
+        }
+
+        /// Asserts that calls starting with these prefixes happened in this order.
+        pub fn assert_order(&self, prefixes: &[&str]) {
+            let idx: Vec<usize> = prefixes.iter().map(|p| self.index(p)).collect();
+            assert!(idx.windows(2).all(|w| w[0] < w[1]), "{:#?}", self.calls);
+        }
+    }
+
+    impl Sys for Recorder {
+        fn unshare(&mut self, flags: UnshareFlags, what: &str) -> Result<()> {
+            self.push(format!("unshare {:#x} {what}", flags.bits()))
+        }
+        fn clone3(
+            &mut self,
+            flags: u64,
+            cgroup: Option<BorrowedFd<'_>>,
+        ) -> io::Result<(i32, Option<Pidfd>)> {
+            let into = if cgroup.is_some() { " into-cgroup" } else { "" };
+            self.push_io(format!("clone3 {flags:#x}{into}"))?;
+            Ok((4242, None))
+        }
+        fn drop_bounding_caps(&mut self, caps: &[u32]) -> io::Result<()> {
+            self.push_io(format!("drop caps {caps:?}"))
+        }
+        fn set_no_new_privs(&mut self) -> io::Result<()> {
+            self.push_io("no_new_privs".into())
+        }
+        fn setns(&mut self, _: BorrowedFd<'_>, _: LinkNameSpaceType, what: &str) -> Result<()> {
+            self.push(format!("setns {what}"))
+        }
+        fn mount(
+            &mut self,
+            s: Option<&str>,
+            t: &Path,
+            fs: Option<&str>,
+            f: u64,
+            d: Option<&str>,
+        ) -> Result<()> {
+            self.push(format!(
+                "mount {} {} {} {f:#x} {}",
+                fs.unwrap_or("-"),
+                s.unwrap_or("-"),
+                t.display(),
+                d.unwrap_or("-")
+            ))
+        }
+        fn detach(&mut self, t: &Path) -> Result<()> {
+            self.push(format!("detach {}", t.display()))
+        }
+        fn pivot_root(&mut self, n: &Path, o: &Path) -> Result<()> {
+            self.push(format!("pivot_root {} {}", n.display(), o.display()))
+        }
+        fn chdir(&mut self, d: &Path) -> Result<()> {
+            self.push(format!("chdir {}", d.display()))
+        }
+        fn sethostname(&mut self, n: &str) -> Result<()> {
+            self.push(format!("hostname {n}"))
+        }
+        fn mkdir_p(&mut self, d: &Path, m: u32) -> Result<()> {
+            self.push(format!("mkdir {} {m:o}", d.display()))
+        }
+        fn touch(&mut self, p: &Path) -> Result<()> {
+            self.push(format!("touch {}", p.display()))
+        }
+        fn mknod_char(&mut self, p: &Path, _: u32, a: u32, b: u32) -> Result<()> {
+            self.push(format!("mknod {} {a}:{b}", p.display()))
+        }
+        fn symlink(&mut self, t: &str, l: &Path) -> Result<()> {
+            self.push(format!("symlink {} {t}", l.display()))
+        }
+        fn write_new(&mut self, p: &Path, _: &str) -> Result<bool> {
+            self.push(format!("write {}", p.display())).map(|_| true)
+        }
+        fn is_dir(&self, _: &Path) -> Option<bool> {
+            Some(true)
+        }
+        fn run_hook(&mut self, argv: &[String], _: &Path, _: &Path) -> Result<()> {
+            self.push(format!("hook {}", argv.join(" ")))
+        }
+        fn remove_dir_all(&mut self, p: &Path) -> Result<()> {
+            self.push(format!("rm -r {}", p.display()))
+        }
     }
 }
