@@ -254,10 +254,13 @@ pub struct Config {
     pub resolved: Vec<(String, String)>,
 }
 
+/// Resolution in progress: what relative paths and `!commands` are taken from, and every
+/// `VAR=value` resolved so far (for the log).
 struct Resolver<'a> {
     raw: &'a RawConfig,
     conf_dir: PathBuf,
     base: Option<PathBuf>,
+    resolved: Vec<(String, String)>,
 }
 
 impl Resolver<'_> {
@@ -392,6 +395,272 @@ fn valid_size(v: &str) -> bool {
     !digits.is_empty() && v.len() - digits.len() <= 1 && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// A value as resolved, with the line that set it (None for a default).
+type Value = (String, Option<usize>);
+
+/// Every variable but BASE, NAME and SHARE, as resolved in [`CLASSIC_VARS`] then [`NEW_VARS`]
+/// order (the order their `!commands` run in).
+struct Values {
+    log: Value,
+    cables: Value,
+    init: Value,
+    live: Value,
+    lower: Value,
+    upper: Value,
+    work: Value,
+    premount: Value,
+    postmount: Value,
+    start: Value,
+    ram_size: Value,
+    memory_max: Value,
+    cpu_max: Value,
+    pids_max: Value,
+    drop_caps: Value,
+    no_new_privs: Value,
+    readonly_sys: Value,
+    service_timeout: Value,
+    overlay_options: Value,
+}
+
+impl Resolver<'_> {
+    /// BASE, which every other value is resolved against; required.
+    fn resolve_base(&mut self) -> Result<PathBuf, ConfigError> {
+        let Some((base, _)) = self.value("BASE")? else {
+            return Err(ConfigError::Invalid {
+                conf: self.raw.path.clone(),
+                line: None,
+                var: "BASE".into(),
+                message: "missing: BASE= is required (the subhost's directory, relative to the \
+                          configuration file; `BASE=.` is the usual value)"
+                    .into(),
+            });
+        };
+        let base = self.path(&base);
+        self.resolved
+            .push(("BASE".to_string(), base.display().to_string()));
+        self.base = Some(base.clone());
+        Ok(base)
+    }
+
+    /// NAME, by default the file name without `.conf`.
+    fn resolve_name(&mut self) -> Result<String, ConfigError> {
+        let name = match self.value("NAME")? {
+            Some((n, line)) => {
+                check_name(&n).map_err(|m| self.err(Some(line), "NAME", m))?;
+                n
+            }
+            None => {
+                let stem = self
+                    .raw
+                    .path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let n = stem.strip_suffix(".conf").unwrap_or(&stem).to_string();
+                check_name(&n).map_err(|m| {
+                    self.err(
+                        None,
+                        "NAME",
+                        format!("the default name from the file name is unusable: {m}; set NAME="),
+                    )
+                })?;
+                n
+            }
+        };
+        self.resolved.push(("NAME".into(), name.clone()));
+        Ok(name)
+    }
+
+    /// The value of VAR, or `default` when the file does not set it; recorded for the log.
+    fn get(&mut self, var: &str, default: String) -> Result<Value, ConfigError> {
+        let v = match self.value(var)? {
+            Some((v, line)) => (v, Some(line)),
+            None => (default, None),
+        };
+        self.resolved.push((var.to_string(), v.0.clone()));
+        Ok(v)
+    }
+
+    /// Runs the `!commands` of every other variable, in order, and applies the defaults.
+    fn resolve_values(&mut self, name: &str) -> Result<Values, ConfigError> {
+        Ok(Values {
+            log: self.get("LOG", format!("/var/log/subhost/{name}.log"))?,
+            cables: self.get("CABLES", String::new())?,
+            init: self.get("INIT", "builtin".into())?,
+            live: self.get("LIVE", "live".into())?,
+            lower: self.get("LOWER", "/".into())?,
+            upper: self.get("UPPER", "root".into())?,
+            work: self.get("WORK", "work".into())?,
+            premount: self.get("PREMOUNT", "builtin".into())?,
+            postmount: self.get("POSTMOUNT", "builtin".into())?,
+            start: self.get("START", DEFAULT_START.into())?,
+            ram_size: self.get("RAM_SIZE", "50M".into())?,
+            memory_max: self.get("MEMORY_MAX", String::new())?,
+            cpu_max: self.get("CPU_MAX", String::new())?,
+            pids_max: self.get("PIDS_MAX", String::new())?,
+            drop_caps: self.get("DROP_CAPS", String::new())?,
+            no_new_privs: self.get("NO_NEW_PRIVS", "no".into())?,
+            readonly_sys: self.get("READONLY_SYS", "no".into())?,
+            service_timeout: self.get("SERVICE_TIMEOUT", "30".into())?,
+            overlay_options: self.get("OVERLAY_OPTIONS", String::new())?,
+        })
+    }
+
+    fn lower(&self, (v, line): &Value) -> Result<Vec<PathBuf>, ConfigError> {
+        let lower: Vec<PathBuf> = v
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(|p| self.path(p))
+            .collect();
+        if lower.is_empty() {
+            return Err(self.err(*line, "LOWER", "is empty"));
+        }
+        Ok(lower)
+    }
+
+    fn ram_size(&self, (v, line): &Value) -> Result<Option<String>, ConfigError> {
+        match v.as_str() {
+            "none" => Ok(None),
+            v if valid_size(v) => Ok(Some(v.to_string())),
+            v => Err(self.err(
+                *line,
+                "RAM_SIZE",
+                format!("`{v}` is not a tmpfs size (e.g. 50M, 1G, 10%) or `none`"),
+            )),
+        }
+    }
+
+    /// Every SHARE line, in order; recorded for the log.
+    fn shares(&mut self) -> Result<Vec<Share>, ConfigError> {
+        let raw = self.raw;
+        let mut shares = Vec::new();
+        for a in &raw.shares {
+            if a.value.starts_with('!') {
+                return Err(self.err(
+                    Some(a.line),
+                    "SHARE",
+                    "`!command` values are not allowed for SHARE",
+                ));
+            }
+            let (host, inside) = match a.value.split_once(':') {
+                Some((h, i)) => (h.trim(), i.trim()),
+                None => (a.value.as_str(), a.value.as_str()),
+            };
+            if host.is_empty() || inside.is_empty() {
+                return Err(self.err(
+                    Some(a.line),
+                    "SHARE",
+                    "expected `SHARE= DIR` or `SHARE= HOSTDIR:SUBHOSTDIR`",
+                ));
+            }
+            let host = self.path(host);
+            let inside = Path::new("/").join(inside);
+            shares.push(Share {
+                host,
+                inside: normalize(&inside),
+                line: a.line,
+            });
+            self.resolved.push(("SHARE".into(), a.value.clone()));
+        }
+        Ok(shares)
+    }
+
+    /// MEMORY_MAX, PIDS_MAX and CPU_MAX, checked in that order; empty means no limit.
+    fn limits(&self, v: &Values) -> Result<Limits, ConfigError> {
+        let check_limit = |(value, line): &Value, var: &str, ok: fn(&str) -> bool| {
+            if value.is_empty() || ok(value) {
+                Ok(())
+            } else {
+                Err(self.err(*line, var, format!("`{value}` is not a valid value")))
+            }
+        };
+        check_limit(&v.memory_max, "MEMORY_MAX", |v| v == "max" || valid_size(v))?;
+        check_limit(&v.pids_max, "PIDS_MAX", |v| {
+            v == "max" || v.bytes().all(|b| b.is_ascii_digit())
+        })?;
+        check_limit(&v.cpu_max, "CPU_MAX", |v| {
+            let mut it = v.split_whitespace();
+            let quota = it.next().unwrap_or("");
+            let period_ok = it
+                .next()
+                .is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()));
+            (quota == "max" || (!quota.is_empty() && quota.bytes().all(|b| b.is_ascii_digit())))
+                && period_ok
+                && it.next().is_none()
+        })?;
+        let opt = |(v, _): &Value| if v.is_empty() { None } else { Some(v.clone()) };
+        Ok(Limits {
+            memory_max: opt(&v.memory_max),
+            cpu_max: opt(&v.cpu_max),
+            pids_max: opt(&v.pids_max),
+        })
+    }
+
+    /// DROP_CAPS, NO_NEW_PRIVS and READONLY_SYS.
+    fn hardening(&self, v: &Values) -> Result<Hardening, ConfigError> {
+        let (caps, caps_line) = &v.drop_caps;
+        let mut drop_caps = Vec::new();
+        for c in caps.split(|c: char| c.is_whitespace() || c == ',') {
+            if c.is_empty() {
+                continue;
+            }
+            let n = crate::caps::by_name(c).ok_or_else(|| {
+                self.err(
+                    *caps_line,
+                    "DROP_CAPS",
+                    format!("unknown capability `{c}` (use names like cap_sys_module)"),
+                )
+            })?;
+            drop_caps.push(n);
+        }
+        let yes_no = |(value, line): &Value, var: &str| {
+            parse_bool(value).ok_or_else(|| self.err(*line, var, "expected yes or no"))
+        };
+        Ok(Hardening {
+            drop_caps,
+            no_new_privs: yes_no(&v.no_new_privs, "NO_NEW_PRIVS")?,
+            readonly_sys: yes_no(&v.readonly_sys, "READONLY_SYS")?,
+        })
+    }
+
+    fn service_timeout(&self, (v, line): &Value) -> Result<Duration, ConfigError> {
+        v.parse::<u64>()
+            .ok()
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs)
+            .ok_or_else(|| self.err(*line, "SERVICE_TIMEOUT", "expected whole seconds > 0"))
+    }
+
+    /// OVERLAY_OPTIONS: extra overlayfs options, never the layers.
+    fn overlay_options(&self, (v, line): &Value) -> Result<Vec<String>, ConfigError> {
+        let mut overlay_options = Vec::new();
+        for o in v.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let key = o.split('=').next().unwrap_or("");
+            if matches!(
+                key,
+                "lowerdir" | "upperdir" | "workdir" | "lowerdir+" | "datadir+"
+            ) || o.contains(char::is_whitespace)
+            {
+                return Err(self.err(
+                    *line,
+                    "OVERLAY_OPTIONS",
+                    format!("`{o}` cannot be given here (layers come from LOWER, UPPER and WORK)"),
+                ));
+            }
+            overlay_options.push(o.to_string());
+        }
+        Ok(overlay_options)
+    }
+}
+
+fn start_services(v: &str) -> Vec<String> {
+    if v.trim() == "none" {
+        Vec::new()
+    } else {
+        v.split_whitespace().map(String::from).collect()
+    }
+}
+
 impl RawConfig {
     /// Runs the `!` commands, applies the defaults and checks every value's syntax.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
@@ -406,225 +675,36 @@ impl RawConfig {
             raw: self,
             conf_dir,
             base: None,
+            resolved: Vec::new(),
         };
-        let mut resolved = Vec::new();
-
-        let Some((base, _)) = r.value("BASE")? else {
-            return Err(ConfigError::Invalid {
-                conf: self.path.clone(),
-                line: None,
-                var: "BASE".into(),
-                message: "missing: BASE= is required (the subhost's directory, relative to the \
-                          configuration file; `BASE=.` is the usual value)"
-                    .into(),
-            });
-        };
-        let base = r.path(&base);
-        resolved.push(("BASE".to_string(), base.display().to_string()));
-        r.base = Some(base.clone());
-
-        let name = match r.value("NAME")? {
-            Some((n, line)) => {
-                check_name(&n).map_err(|m| r.err(Some(line), "NAME", m))?;
-                n
-            }
-            None => {
-                let stem = self
-                    .path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let n = stem.strip_suffix(".conf").unwrap_or(&stem).to_string();
-                check_name(&n).map_err(|m| {
-                    r.err(
-                        None,
-                        "NAME",
-                        format!("the default name from the file name is unusable: {m}; set NAME="),
-                    )
-                })?;
-                n
-            }
-        };
-        resolved.push(("NAME".into(), name.clone()));
-
-        let mut get =
-            |var: &str, default: String| -> Result<(String, Option<usize>), ConfigError> {
-                let v = match r.value(var)? {
-                    Some((v, line)) => (v, Some(line)),
-                    None => (default, None),
-                };
-                resolved.push((var.to_string(), v.0.clone()));
-                Ok(v)
-            };
-
-        let (log, _) = get("LOG", format!("/var/log/subhost/{name}.log"))?;
-        let (cables_v, cables_line) = get("CABLES", String::new())?;
-        let (init_v, _) = get("INIT", "builtin".into())?;
-        let (live, _) = get("LIVE", "live".into())?;
-        let (lower_v, lower_line) = get("LOWER", "/".into())?;
-        let (upper, _) = get("UPPER", "root".into())?;
-        let (work, _) = get("WORK", "work".into())?;
-        let (pre, _) = get("PREMOUNT", "builtin".into())?;
-        let (post, _) = get("POSTMOUNT", "builtin".into())?;
-        let (start_v, _) = get("START", DEFAULT_START.into())?;
-        let (ram, ram_line) = get("RAM_SIZE", "50M".into())?;
-        let (mem, mem_line) = get("MEMORY_MAX", String::new())?;
-        let (cpu, cpu_line) = get("CPU_MAX", String::new())?;
-        let (pids, pids_line) = get("PIDS_MAX", String::new())?;
-        let (caps, caps_line) = get("DROP_CAPS", String::new())?;
-        let (nnp, nnp_line) = get("NO_NEW_PRIVS", "no".into())?;
-        let (rosys, rosys_line) = get("READONLY_SYS", "no".into())?;
-        let (stop_t, stop_line) = get("SERVICE_TIMEOUT", "30".into())?;
-        let (ovl, ovl_line) = get("OVERLAY_OPTIONS", String::new())?;
+        let base = r.resolve_base()?;
+        let name = r.resolve_name()?;
+        let v = r.resolve_values(&name)?;
 
         let cables =
-            cable::parse_cables(&name, &cables_v).map_err(|m| r.err(cables_line, "CABLES", m))?;
-
-        let lower: Vec<PathBuf> = lower_v
-            .split(':')
-            .filter(|s| !s.is_empty())
-            .map(|p| r.path(p))
-            .collect();
-        if lower.is_empty() {
-            return Err(r.err(lower_line, "LOWER", "is empty"));
-        }
-
-        let start: Vec<String> = if start_v.trim() == "none" {
-            Vec::new()
-        } else {
-            start_v.split_whitespace().map(String::from).collect()
-        };
-
-        let ram_size = match ram.as_str() {
-            "none" => None,
-            v if valid_size(v) => Some(v.to_string()),
-            v => {
-                return Err(r.err(
-                    ram_line,
-                    "RAM_SIZE",
-                    format!("`{v}` is not a tmpfs size (e.g. 50M, 1G, 10%) or `none`"),
-                ));
-            }
-        };
-
-        let mut shares = Vec::new();
-        for a in &self.shares {
-            if a.value.starts_with('!') {
-                return Err(r.err(
-                    Some(a.line),
-                    "SHARE",
-                    "`!command` values are not allowed for SHARE",
-                ));
-            }
-            let (host, inside) = match a.value.split_once(':') {
-                Some((h, i)) => (h.trim(), i.trim()),
-                None => (a.value.as_str(), a.value.as_str()),
-            };
-            if host.is_empty() || inside.is_empty() {
-                return Err(r.err(
-                    Some(a.line),
-                    "SHARE",
-                    "expected `SHARE= DIR` or `SHARE= HOSTDIR:SUBHOSTDIR`",
-                ));
-            }
-            let host = r.path(host);
-            let inside = Path::new("/").join(inside);
-            shares.push(Share {
-                host,
-                inside: normalize(&inside),
-                line: a.line,
-            });
-            resolved.push(("SHARE".into(), a.value.clone()));
-        }
-
-        let opt = |v: String| if v.is_empty() { None } else { Some(v) };
-        let check_limit = |v: &str, line, var: &str, ok: fn(&str) -> bool| {
-            if v.is_empty() || ok(v) {
-                Ok(())
-            } else {
-                Err(r.err(line, var, format!("`{v}` is not a valid value")))
-            }
-        };
-        check_limit(&mem, mem_line, "MEMORY_MAX", |v| {
-            v == "max" || valid_size(v)
-        })?;
-        check_limit(&pids, pids_line, "PIDS_MAX", |v| {
-            v == "max" || v.bytes().all(|b| b.is_ascii_digit())
-        })?;
-        check_limit(&cpu, cpu_line, "CPU_MAX", |v| {
-            let mut it = v.split_whitespace();
-            let quota = it.next().unwrap_or("");
-            let period_ok = it
-                .next()
-                .is_none_or(|p| p.bytes().all(|b| b.is_ascii_digit()));
-            (quota == "max" || (!quota.is_empty() && quota.bytes().all(|b| b.is_ascii_digit())))
-                && period_ok
-                && it.next().is_none()
-        })?;
-        let limits = Limits {
-            memory_max: opt(mem),
-            cpu_max: opt(cpu),
-            pids_max: opt(pids),
-        };
-
-        let mut drop_caps = Vec::new();
-        for c in caps.split(|c: char| c.is_whitespace() || c == ',') {
-            if c.is_empty() {
-                continue;
-            }
-            let n = crate::caps::by_name(c).ok_or_else(|| {
-                r.err(
-                    caps_line,
-                    "DROP_CAPS",
-                    format!("unknown capability `{c}` (use names like cap_sys_module)"),
-                )
-            })?;
-            drop_caps.push(n);
-        }
-        let hardening = Hardening {
-            drop_caps,
-            no_new_privs: parse_bool(&nnp)
-                .ok_or_else(|| r.err(nnp_line, "NO_NEW_PRIVS", "expected yes or no"))?,
-            readonly_sys: parse_bool(&rosys)
-                .ok_or_else(|| r.err(rosys_line, "READONLY_SYS", "expected yes or no"))?,
-        };
-        let service_timeout = stop_t
-            .parse::<u64>()
-            .ok()
-            .filter(|s| *s > 0)
-            .map(Duration::from_secs)
-            .ok_or_else(|| r.err(stop_line, "SERVICE_TIMEOUT", "expected whole seconds > 0"))?;
-
-        let mut overlay_options = Vec::new();
-        for o in ovl.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            let key = o.split('=').next().unwrap_or("");
-            if matches!(
-                key,
-                "lowerdir" | "upperdir" | "workdir" | "lowerdir+" | "datadir+"
-            ) || o.contains(char::is_whitespace)
-            {
-                return Err(r.err(
-                    ovl_line,
-                    "OVERLAY_OPTIONS",
-                    format!("`{o}` cannot be given here (layers come from LOWER, UPPER and WORK)"),
-                ));
-            }
-            overlay_options.push(o.to_string());
-        }
+            cable::parse_cables(&name, &v.cables.0).map_err(|m| r.err(v.cables.1, "CABLES", m))?;
+        let lower = r.lower(&v.lower)?;
+        let start = start_services(&v.start.0);
+        let ram_size = r.ram_size(&v.ram_size)?;
+        let shares = r.shares()?;
+        let limits = r.limits(&v)?;
+        let hardening = r.hardening(&v)?;
+        let service_timeout = r.service_timeout(&v.service_timeout)?;
+        let overlay_options = r.overlay_options(&v.overlay_options)?;
 
         Ok(Config {
             conf: std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone()),
             name,
             base,
-            log: r.path(&log),
+            log: r.path(&v.log.0),
             cables,
-            init: parse_hook(&init_v, "overlay-init"),
-            live: r.path(&live),
+            init: parse_hook(&v.init.0, "overlay-init"),
+            live: r.path(&v.live.0),
             lower,
-            upper: r.path(&upper),
-            work: r.path(&work),
-            premount: parse_hook(&pre, "overlay-premount"),
-            postmount: parse_hook(&post, "overlay-postmount"),
+            upper: r.path(&v.upper.0),
+            work: r.path(&v.work.0),
+            premount: parse_hook(&v.premount.0, "overlay-premount"),
+            postmount: parse_hook(&v.postmount.0, "overlay-postmount"),
             start,
             ram_size,
             shares,
@@ -632,7 +712,7 @@ impl RawConfig {
             hardening,
             service_timeout,
             overlay_options,
-            resolved,
+            resolved: r.resolved,
         })
     }
 }
