@@ -89,29 +89,25 @@ impl Teardown {
     /// Removes links (newest first), the netns name, the cgroup. Returns what could not be
     /// removed; missing objects are fine (a netns takes its veths with it).
     pub fn run(&mut self) -> Vec<String> {
+        self.run_with(&mut crate::sys::LinuxSys)
+    }
+
+    /// [`Teardown::run`] through `sys`: the reverse of the order boot creates things in
+    /// (cgroup, netns, then links), going on past whatever cannot be removed.
+    fn run_with(&mut self, sys: &mut dyn Sys) -> Vec<String> {
         self.done = true;
         let mut problems = Vec::new();
         if !self.links.is_empty() {
-            match Netlink::open() {
-                Ok(mut nl) => {
-                    for l in self.links.iter().rev() {
-                        match nl.delete(l) {
-                            Ok(()) => {}
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                            Err(e) => problems.push(format!("delete link {l}: {e}")),
-                        }
-                    }
-                }
-                Err(e) => problems.push(format!("netlink: {e}")),
-            }
+            let newest_first: Vec<&str> = self.links.iter().rev().map(String::as_str).collect();
+            problems.extend(sys.delete_links(&newest_first));
         }
         if self.netns_created
-            && let Err(e) = netns::delete(&self.name)
+            && let Err(e) = sys.delete_netns(&self.name)
         {
             problems.push(e.to_string());
         }
         if let Some(cg) = &self.cgroup
-            && let Err(e) = cgroup::remove(cg)
+            && let Err(e) = sys.remove_cgroup(cg)
         {
             problems.push(e.to_string());
         }
@@ -705,22 +701,14 @@ mod tests {
 
     #[test]
     fn pid1_gets_new_mount_pid_ipc_and_uts_namespaces_but_joins_the_named_netns() {
-        assert_eq!(
-            PID1_NAMESPACES & libc::CLONE_NEWUTS as u64,
-            libc::CLONE_NEWUTS as u64
-        );
-        assert_eq!(
-            PID1_NAMESPACES & libc::CLONE_NEWNS as u64,
-            libc::CLONE_NEWNS as u64
-        );
-        assert_eq!(
-            PID1_NAMESPACES & libc::CLONE_NEWPID as u64,
-            libc::CLONE_NEWPID as u64
-        );
-        assert_eq!(
-            PID1_NAMESPACES & libc::CLONE_NEWIPC as u64,
-            libc::CLONE_NEWIPC as u64
-        );
+        for ns in [
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWIPC,
+        ] {
+            assert_ne!(PID1_NAMESPACES & ns as u64, 0, "{ns:#x}");
+        }
         assert_eq!(PID1_NAMESPACES & libc::CLONE_NEWNET as u64, 0);
         let mut r = Recorder::default();
         let (pid, _) = clone_pid1(&mut r, "web", None).unwrap();
@@ -769,6 +757,36 @@ mod tests {
         let e = enter_subhost(&mut r, &p, &hardening(), netns.as_fd()).unwrap_err();
         assert!(e.to_string().starts_with("cannot drop capabilities"), "{e}");
         assert!(!r.has("no_new_privs"));
+    }
+
+    #[test]
+    fn teardown_removes_in_reverse_order_of_creation_and_goes_on_past_a_failure() {
+        let mut td = Teardown::new("web");
+        td.cgroup = Some("/cg/asl-subhost/web".into());
+        td.netns_created = true;
+        td.links = vec!["web0".into(), "web0.7".into(), "web2".into()];
+        let mut r = Recorder::failing_on("delete link web0.7");
+        let problems = td.run_with(&mut r);
+        assert_eq!(
+            r.calls,
+            [
+                "delete link web2",
+                "delete link web0.7",
+                "delete link web0",
+                "delete netns web",
+                "remove cgroup /cg/asl-subhost/web",
+            ]
+        );
+        assert_eq!(problems, ["delete link web0.7: injected"]);
+    }
+
+    #[test]
+    fn teardown_leaves_a_netns_it_did_not_create() {
+        let mut td = Teardown::new("web");
+        td.links = vec!["web0".into()];
+        let mut r = Recorder::default();
+        assert!(td.run_with(&mut r).is_empty());
+        assert_eq!(r.calls, ["delete link web0"]);
     }
 
     #[test]

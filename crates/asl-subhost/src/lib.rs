@@ -13,8 +13,9 @@
 //! * [`control`] stops (graceful, then TERM, then KILL; then every link, the netns, cgroup and
 //!   state are removed), enters (`go`) and lists running subhosts. Running subhosts are found
 //!   through `/run/subhost/NAME.json` and pidfds ([`state`], [`process`]), never by name matching.
-//! * Every privileged step of a boot that orders matter for (netns creation, the clone of PID 1,
-//!   root preparation, hardening) goes through the [`sys::Sys`] seam, so its order is unit-tested.
+//! * Every privileged step of a boot whose order matters (netns creation, the clone of PID 1,
+//!   root preparation, hardening, teardown) goes through the [`sys::Sys`] seam, so its order is
+//!   unit-tested.
 //!
 //! Not a security boundary by default (as overlay-boot): root inside is root. DROP_CAPS,
 //! NO_NEW_PRIVS and READONLY_SYS narrow it. Needs root, Linux ≥ 5.8 (pidfd setns, clone3).

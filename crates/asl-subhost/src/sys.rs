@@ -1,6 +1,7 @@
 //! The seam between boot ordering and the kernel (as youki does it): every privileged operation
-//! of a boot — creating the network namespace, cloning PID 1 into its namespaces, preparing and
-//! entering the root, narrowing PID 1's privileges — goes through [`Sys`]. [`LinuxSys`] performs
+//! of a boot whose order matters — creating the network namespace, cloning PID 1 into its
+//! namespaces, preparing and entering the root, narrowing PID 1's privileges, and the teardown
+//! of what boot created — goes through [`Sys`]. [`LinuxSys`] performs
 //! them; the unit tests use a recorder (`sys::recorder`) to check their order, and the end-to-end
 //! tests check the real thing.
 
@@ -48,6 +49,13 @@ pub trait Sys {
     /// Sets PR_SET_NO_NEW_PRIVS: nothing executed later gains privileges through set-user-ID
     /// bits or file capabilities.
     fn set_no_new_privs(&mut self) -> io::Result<()>;
+    /// Deletes host links `names` in the order given; a missing link is fine. Returns what
+    /// could not be deleted.
+    fn delete_links(&mut self, names: &[&str]) -> Vec<String>;
+    /// Removes the name of network namespace `name` (see [`crate::netns::delete`]).
+    fn delete_netns(&mut self, name: &str) -> Result<()>;
+    /// Removes a subhost's cgroup, ending what is left in it (see [`crate::cgroup::remove`]).
+    fn remove_cgroup(&mut self, dir: &Path) -> Result<()>;
     fn setns(&mut self, fd: BorrowedFd<'_>, nstype: LinkNameSpaceType, what: &str) -> Result<()>;
     fn mount(
         &mut self,
@@ -112,6 +120,31 @@ impl Sys for LinuxSys {
 
     fn set_no_new_privs(&mut self) -> io::Result<()> {
         rustix::thread::set_no_new_privs(true).map_err(io::Error::from)
+    }
+
+    fn delete_links(&mut self, names: &[&str]) -> Vec<String> {
+        let mut problems = Vec::new();
+        match crate::netlink::Netlink::open() {
+            Ok(mut nl) => {
+                for l in names {
+                    match nl.delete(l) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => problems.push(format!("delete link {l}: {e}")),
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("netlink: {e}")),
+        }
+        problems
+    }
+
+    fn delete_netns(&mut self, name: &str) -> Result<()> {
+        crate::netns::delete(name)
+    }
+
+    fn remove_cgroup(&mut self, dir: &Path) -> Result<()> {
+        crate::cgroup::remove(dir)
     }
 
     fn setns(&mut self, fd: BorrowedFd<'_>, nstype: LinkNameSpaceType, what: &str) -> Result<()> {
@@ -338,6 +371,21 @@ pub(crate) mod recorder {
         }
         fn set_no_new_privs(&mut self) -> io::Result<()> {
             self.push_io("no_new_privs".into())
+        }
+        fn delete_links(&mut self, names: &[&str]) -> Vec<String> {
+            let mut problems = Vec::new();
+            for l in names {
+                if let Err(e) = self.push(format!("delete link {l}")) {
+                    problems.push(format!("delete link {l}: {e}"));
+                }
+            }
+            problems
+        }
+        fn delete_netns(&mut self, name: &str) -> Result<()> {
+            self.push(format!("delete netns {name}"))
+        }
+        fn remove_cgroup(&mut self, dir: &Path) -> Result<()> {
+            self.push(format!("remove cgroup {}", dir.display()))
         }
         fn setns(&mut self, _: BorrowedFd<'_>, _: LinkNameSpaceType, what: &str) -> Result<()> {
             self.push(format!("setns {what}"))
