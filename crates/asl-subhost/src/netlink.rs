@@ -6,7 +6,7 @@
 //! below are the stable kernel ABI of `linux/rtnetlink.h` and `linux/if_link.h`.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 
 use rustix::io::Errno;
 use rustix::net::netlink::SocketAddrNetlink;
@@ -129,10 +129,6 @@ impl Netlink {
             None,
         )?;
         Ok(Netlink { fd, seq: 0 })
-    }
-
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
     }
 
     /// Sends one request and waits for its acknowledgement (or reply, for GETLINK).

@@ -3,7 +3,6 @@
 //! booting or stopping NAME). This replaces overlay-boot's `pgrep` guesswork.
 
 use std::fs::{File, TryLockError};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -182,10 +181,6 @@ impl Lock {
                 return Ok(Lock { file, path });
             }
         }
-    }
-
-    pub fn raw_fd(&self) -> std::os::fd::RawFd {
-        self.file.as_raw_fd()
     }
 
     /// Removes the lock file while still holding the lock (the subhost is gone).
