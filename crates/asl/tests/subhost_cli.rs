@@ -520,19 +520,24 @@ fn booting_a_running_subhost_is_refused_and_leaves_it_running() {
     ok(&s.stop(), "overlay-stop");
 }
 
+/// The `CapBnd:` mask of a /proc/PID/status text.
+fn cap_bounding_set(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
+        .expect("CapBnd")
+}
+
 #[test]
-fn hardening_drops_capabilities_and_sets_no_new_privs_for_entered_commands() {
+fn hardening_drops_capabilities_and_sets_no_new_privs_for_pid1_and_entered_commands() {
     let s = Subhost::new(
         "aslt-hard",
         "DROP_CAPS=cap_sys_module cap_net_raw\nNO_NEW_PRIVS=yes\nREADONLY_SYS=yes\n",
     );
     ok(&s.boot(), "overlay-boot");
     let out = s.sh("grep -E '^(CapBnd|NoNewPrivs)' /proc/self/status; touch /sys/x 2>&1 || true");
-    let bnd = out
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .map(|v| u64::from_str_radix(v.trim(), 16).expect("hex"))
-        .expect("CapBnd");
+    let bnd = cap_bounding_set(&out);
     assert_eq!(bnd & (1 << 16), 0, "cap_sys_module still bounded: {out}");
     assert_eq!(bnd & (1 << 13), 0, "cap_net_raw still bounded: {out}");
     assert_ne!(
@@ -542,6 +547,11 @@ fn hardening_drops_capabilities_and_sets_no_new_privs_for_entered_commands() {
     );
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("Read-only file system"), "{out}");
+    // PID 1 hardened itself too, so the services it starts inherit the narrowed set.
+    let pid1 = s.sh("grep -E '^(CapBnd|NoNewPrivs)' /proc/1/status");
+    let bnd1 = cap_bounding_set(&pid1);
+    assert_eq!(bnd1 & (1 << 16 | 1 << 13), 0, "PID 1 kept them: {pid1}");
+    assert!(pid1.contains("NoNewPrivs:\t1"), "{pid1}");
     ok(&s.stop(), "overlay-stop");
 }
 
