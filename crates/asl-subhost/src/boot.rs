@@ -25,7 +25,7 @@ use rustix::io::Errno;
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 
-use crate::cable::CableSpec;
+use crate::cable::{CableNames, CableSpec};
 use crate::config::{Config, Hardening, Hook, RawConfig};
 use crate::error::{Error, Result, errno, last, sys};
 use crate::init::InitSpec;
@@ -465,6 +465,109 @@ fn wait_child(pid: i32) -> i32 {
     }
 }
 
+/// Brings lo up in the subhost's netns and lays every cable of CABLES, recording each host-side
+/// link in `td` as soon as it exists so that a failure further on removes it again.
+fn lay_cables(
+    cfg: &Config,
+    td: &mut Teardown,
+    host: &mut Netlink,
+    inner: &mut Netlink,
+    nsfd: &OwnedFd,
+) -> Result<Vec<CableNames>> {
+    let name = &cfg.name;
+    let lo = inner
+        .need_index("lo")
+        .map_err(sys("find lo in the subhost"))?;
+    inner
+        .set_up(lo)
+        .map_err(sys("bring lo up in the subhost"))?;
+    let mut cable_names = Vec::new();
+    for c in &cfg.cables {
+        let n = c.names(name);
+        match c {
+            CableSpec::Veth { mac, .. } => {
+                host.add_veth(&n.host, &n.inside, mac.as_ref(), nsfd.as_raw_fd())
+                    .map_err(sys(format!(
+                        "create veth cable {} <-> {}",
+                        n.host, n.inside
+                    )))?;
+                td.links.push(n.host.clone());
+            }
+            CableSpec::Vlan { parent, id, .. } => {
+                let p = CableSpec::Veth {
+                    index: *parent,
+                    bridge: None,
+                    mac: None,
+                }
+                .names(name);
+                let hp = host
+                    .need_index(&p.host)
+                    .map_err(sys("find the VLAN's cable"))?;
+                host.add_vlan(&n.host, hp, *id)
+                    .map_err(|e| vlan_error(&n.host, e))?;
+                td.links.push(n.host.clone());
+                let ip = inner
+                    .need_index(&p.inside)
+                    .map_err(sys("find the VLAN's cable in the subhost"))?;
+                inner
+                    .add_vlan(&n.inside, ip, *id)
+                    .map_err(|e| vlan_error(&format!("{} in the subhost", n.inside), e))?;
+            }
+        }
+        let idx = host.need_index(&n.host).map_err(sys("find the new link"))?;
+        if let Some(br) = c.bridge() {
+            let b = host
+                .need_index(br)
+                .map_err(sys(format!("find bridge {br}")))?;
+            host.set_master(idx, b)
+                .map_err(sys(format!("attach {} to bridge {br}", n.host)))?;
+        }
+        host.set_up(idx)
+            .map_err(sys(format!("bring {} up", n.host)))?;
+        log::line(name, &format!("cable {} <-> {}", n.host, n.inside));
+        cable_names.push(n);
+    }
+    Ok(cable_names)
+}
+
+/// Waits for PID 1's `READY` on the pipe; a `FAIL reason`, or PID 1 ending without a word, is
+/// the boot's error.
+fn await_ready(ready_r: OwnedFd, pid: i32, name: &str) -> Result<()> {
+    let reply = read_line(ready_r);
+    let line = reply.lines().next().unwrap_or("").to_string();
+    if line != "READY" {
+        let status = wait_child(pid);
+        let reason = match line.strip_prefix("FAIL ") {
+            Some(r) => r.to_string(),
+            None => format!("PID 1 ended during boot ({})", exit_text(status)),
+        };
+        log::line(name, &format!("boot failed: {reason}"));
+        return Err(Error::Other(reason));
+    }
+    Ok(())
+}
+
+/// The foreground supervisor's wait for PID 1 (its child); a SIGTERM/SIGINT to the supervisor
+/// becomes a graceful stop of the subhost. Returns PID 1's wait status.
+fn wait_pid1(pid: i32, pidfd: &Pidfd, sigs: &libc::sigset_t, name: &str) -> i32 {
+    loop {
+        if let Ok(Some((_, status))) =
+            rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::NOHANG)
+        {
+            break status.as_raw();
+        }
+        // SAFETY: siginfo_t is plain data, valid when all zero.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: the set was initialised by block_signals and `info` is a writable siginfo_t;
+        // rustix has no sigwaitinfo outside its runtime module.
+        let sig = unsafe { libc::sigwaitinfo(sigs, &mut info) };
+        if sig == libc::SIGTERM || sig == libc::SIGINT {
+            log::line(name, "stop requested by a signal to the supervisor");
+            let _ = pidfd.signal(libc::SIGTERM);
+        }
+    }
+}
+
 /// Boots the subhost in this process. Foreground: then waits for PID 1 (our child) and cleans
 /// up. Detached: forks the watcher and returns once the subhost is ready.
 fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) -> Result<()> {
@@ -495,58 +598,7 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
     };
     let mut host = Netlink::open().map_err(sys("open a netlink socket"))?;
     let mut inner = netns::within(&nsfd, Netlink::open)?;
-    let lo = inner
-        .need_index("lo")
-        .map_err(sys("find lo in the subhost"))?;
-    inner
-        .set_up(lo)
-        .map_err(sys("bring lo up in the subhost"))?;
-    let mut cable_names = Vec::new();
-    for c in &cfg.cables {
-        let n = c.names(&name);
-        match c {
-            CableSpec::Veth { mac, .. } => {
-                host.add_veth(&n.host, &n.inside, mac.as_ref(), nsfd.as_raw_fd())
-                    .map_err(sys(format!(
-                        "create veth cable {} <-> {}",
-                        n.host, n.inside
-                    )))?;
-                td.links.push(n.host.clone());
-            }
-            CableSpec::Vlan { parent, id, .. } => {
-                let p = CableSpec::Veth {
-                    index: *parent,
-                    bridge: None,
-                    mac: None,
-                }
-                .names(&name);
-                let hp = host
-                    .need_index(&p.host)
-                    .map_err(sys("find the VLAN's cable"))?;
-                host.add_vlan(&n.host, hp, *id)
-                    .map_err(|e| vlan_error(&n.host, e))?;
-                td.links.push(n.host.clone());
-                let ip = inner
-                    .need_index(&p.inside)
-                    .map_err(sys("find the VLAN's cable in the subhost"))?;
-                inner
-                    .add_vlan(&n.inside, ip, *id)
-                    .map_err(|e| vlan_error(&format!("{} in the subhost", n.inside), e))?;
-            }
-        }
-        let idx = host.need_index(&n.host).map_err(sys("find the new link"))?;
-        if let Some(br) = c.bridge() {
-            let b = host
-                .need_index(br)
-                .map_err(sys(format!("find bridge {br}")))?;
-            host.set_master(idx, b)
-                .map_err(sys(format!("attach {} to bridge {br}", n.host)))?;
-        }
-        host.set_up(idx)
-            .map_err(sys(format!("bring {} up", n.host)))?;
-        log::line(&name, &format!("cable {} <-> {}", n.host, n.inside));
-        cable_names.push(n);
-    }
+    let cable_names = lay_cables(&cfg, &mut td, &mut host, &mut inner, &nsfd)?;
 
     let root_plan = RootPlan::from_config(&cfg);
     let spec = InitSpec {
@@ -581,17 +633,7 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
     let Some(pidfd) = pidfd else {
         return Err(Error::Other("clone3 returned no pidfd".into()));
     };
-    let reply = read_line(ready_r);
-    let line = reply.lines().next().unwrap_or("").to_string();
-    if line != "READY" {
-        let status = wait_child(pid);
-        let reason = match line.strip_prefix("FAIL ") {
-            Some(r) => r.to_string(),
-            None => format!("PID 1 ended during boot ({})", exit_text(status)),
-        };
-        log::line(&name, &format!("boot failed: {reason}"));
-        return Err(Error::Other(reason));
-    }
+    await_ready(ready_r, pid, &name)?;
     let init = ProcId::of(pid).ok_or_else(|| Error::Other("PID 1 vanished after READY".into()))?;
     let mut state = State {
         format: crate::state::FORMAT,
@@ -660,23 +702,7 @@ fn supervise(plan: Plan, foreground: bool, on_ready: &mut dyn FnMut(&Booted)) ->
     drop(lock);
     on_ready(&booted);
 
-    // Wait for PID 1; a SIGTERM/SIGINT to the supervisor becomes a graceful stop of the subhost.
-    let status = loop {
-        if let Ok(Some((_, status))) =
-            rustix::process::waitpid(Pid::from_raw(pid), WaitOptions::NOHANG)
-        {
-            break status.as_raw();
-        }
-        // SAFETY: siginfo_t is plain data, valid when all zero.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: the set was initialised by block_signals and `info` is a writable siginfo_t;
-        // rustix has no sigwaitinfo outside its runtime module.
-        let sig = unsafe { libc::sigwaitinfo(&sigs, &mut info) };
-        if sig == libc::SIGTERM || sig == libc::SIGINT {
-            log::line(&name, "stop requested by a signal to the supervisor");
-            let _ = pidfd.signal(libc::SIGTERM);
-        }
-    };
+    let status = wait_pid1(pid, &pidfd, &sigs, &name);
     log::line(&name, &format!("PID 1 ended ({})", exit_text(status)));
     finish(&state);
     Ok(())
