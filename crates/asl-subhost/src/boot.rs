@@ -556,11 +556,10 @@ fn wait_pid1(pid: i32, pidfd: &Pidfd, sigs: &libc::sigset_t, name: &str) -> i32 
         {
             break status.as_raw();
         }
-        // SAFETY: siginfo_t is plain data, valid when all zero.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: the set was initialised by block_signals and `info` is a writable siginfo_t;
-        // rustix has no sigwaitinfo outside its runtime module.
-        let sig = unsafe { libc::sigwaitinfo(sigs, &mut info) };
+        // SAFETY: the set was initialised by block_signals, and with a null siginfo pointer the
+        // kernel writes nothing back; only the signal number is needed. rustix has no
+        // sigwaitinfo outside its runtime module.
+        let sig = unsafe { libc::sigwaitinfo(sigs, std::ptr::null_mut()) };
         if sig == libc::SIGTERM || sig == libc::SIGINT {
             log::line(name, "stop requested by a signal to the supervisor");
             let _ = pidfd.signal(libc::SIGTERM);

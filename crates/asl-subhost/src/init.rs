@@ -169,10 +169,11 @@ impl Pid1 {
 
     /// Waits up to `timeout` for a signal; notes stop requests. Returns false on timeout.
     fn wait_signal(&mut self, timeout: Option<Duration>) -> bool {
-        // SAFETY: siginfo_t is plain data, valid when all zero.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: the set was initialised in `new`, `info` is a writable siginfo_t and the
-        // timespec lives for the call. rustix has no sigtimedwait outside its runtime module.
+        // Only the signal number is needed, so no siginfo is asked for (a null pointer).
+        let info = std::ptr::null_mut();
+        // SAFETY: the set was initialised in `new`, the kernel writes no siginfo through a null
+        // pointer, and the timespec lives for the call. rustix has no sigtimedwait outside its
+        // runtime module.
         let sig = unsafe {
             match timeout {
                 Some(t) => {
@@ -180,9 +181,9 @@ impl Pid1 {
                         tv_sec: t.as_secs() as libc::time_t,
                         tv_nsec: t.subsec_nanos() as libc::c_long,
                     };
-                    libc::sigtimedwait(&self.waitset, &mut info, &ts)
+                    libc::sigtimedwait(&self.waitset, info, &ts)
                 }
-                None => libc::sigwaitinfo(&self.waitset, &mut info),
+                None => libc::sigwaitinfo(&self.waitset, info),
             }
         };
         if sig < 0 {
