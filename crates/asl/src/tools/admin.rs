@@ -9,7 +9,7 @@ use asl_store::verify::{VerifyOptions, verify};
 use asl_store::{Snapshot, Store};
 use clap::{Parser, Subcommand};
 
-use super::store::{
+use super::common::{
     OutputArgs, StoreArg, check_inner_path, children, human_bytes, open_store, open_writer,
     resolve, split_snapshot_path, store_error,
 };

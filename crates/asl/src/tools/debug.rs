@@ -9,7 +9,7 @@ use asl_store::{ArtifactRead, Reference};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use super::store::{OutputArgs, StoreArg, open_store, store_error};
+use super::common::{OutputArgs, StoreArg, open_store, store_error};
 use crate::exit::{Code, fail};
 
 #[derive(Parser, Debug)]

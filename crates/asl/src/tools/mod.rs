@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use crate::exit::{self, Code};
 
 mod admin;
+mod common;
 mod debug;
 mod host;
 mod meta;

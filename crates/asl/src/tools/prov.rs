@@ -14,7 +14,7 @@ use asl_prov::trace::TraceMode;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::Tool;
-use super::store::{OutputArgs, StoreArg, open_store};
+use super::common::{OutputArgs, StoreArg, open_store};
 use crate::exit::{Code, fail};
 
 pub const TOOLS: &[Tool] = &[

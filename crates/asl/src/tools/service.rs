@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use asl_host::service::{self, BackendError, IntakeBackend, Notifier, ServiceOptions};
 use asl_store::{InitOptions, Store};
 
-use super::store::{OutputArgs, StoreArg};
+use super::common::{OutputArgs, StoreArg};
 use crate::exit::{Code, fail};
 
 /// The local backend: makes sure a usable store is at `local.mount` — opening it read-only,

@@ -1,19 +1,17 @@
-//! Store tools: `asl-init-store` and `asl-intake`, and what the store tools share (store
-//! location, error mapping, output). `asl-admin` and `asl-debug` live in their own modules.
+//! Store tools: `asl-init-store` and `asl-intake`, and the registry entries of the store
+//! tools `asl-admin` and `asl-debug`, which live in their own modules. What the store tools
+//! share is in `common`.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context;
-use asl_store::{
-    HashAlgo, InitOptions, Reference, SnapshotMeta, Store, StoreError, TypeTag, Writer,
-};
-use clap::{Args, CommandFactory, Parser};
+use asl_store::{HashAlgo, InitOptions, SnapshotMeta, Store, StoreError, Writer};
+use clap::{CommandFactory, Parser};
 
 use super::Tool;
+use super::common::{OutputArgs, StoreArg, human_bytes, store_error};
 use crate::exit::{Code, fail};
 
 pub const TOOLS: &[Tool] = &[
@@ -38,128 +36,6 @@ pub const TOOLS: &[Tool] = &[
         run: super::debug::run,
     },
 ];
-
-/// `--store`, shared by every store tool.
-#[derive(Args, Debug, Clone)]
-pub struct StoreArg {
-    /// The store directory [default: $ASL_STORE, else /var/lib/asl/store as root, else
-    /// $XDG_DATA_HOME/asl/store].
-    #[arg(long, value_name = "DIR", global = true)]
-    pub store: Option<PathBuf>,
-}
-
-impl StoreArg {
-    /// The store directory, and whether it was chosen by default (not named by the user).
-    pub fn resolve(&self) -> (PathBuf, bool) {
-        if let Some(s) = &self.store {
-            return (s.clone(), false);
-        }
-        if let Some(s) = std::env::var_os("ASL_STORE").filter(|s| !s.is_empty()) {
-            return (PathBuf::from(s), false);
-        }
-        (default_store(), true)
-    }
-}
-
-/// The default store location (DESIGN §9).
-pub fn default_store() -> PathBuf {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return PathBuf::from("/var/lib/asl/store");
-    }
-    let data = std::env::var_os("XDG_DATA_HOME")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    data.join("asl/store")
-}
-
-/// `--json`, `-q`, `-v`.
-#[derive(Args, Debug, Clone, Copy)]
-pub struct OutputArgs {
-    /// Print machine-readable JSON on stdout.
-    #[arg(long, global = true)]
-    pub json: bool,
-    /// Print only errors.
-    #[arg(short, long, global = true)]
-    pub quiet: bool,
-    /// Print more detail.
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
-}
-
-impl OutputArgs {
-    /// Prints `value` as JSON, or the text from `text` unless quiet.
-    pub fn emit<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
-        if self.json {
-            match serde_json::to_string_pretty(value) {
-                Ok(s) => println!("{s}"),
-                Err(e) => eprintln!("cannot encode JSON output: {e}"),
-            }
-        } else if !self.quiet {
-            let t = text();
-            if !t.is_empty() {
-                print!("{t}");
-                if !t.ends_with('\n') {
-                    println!();
-                }
-            }
-        }
-    }
-
-    /// Whether to draw progress on stderr.
-    pub fn progress(&self) -> bool {
-        !self.json && !self.quiet && std::io::stderr().is_terminal()
-    }
-}
-
-/// Converts a store error into one with the right exit code.
-pub fn store_error(e: StoreError) -> anyhow::Error {
-    let code = if e.is_integrity() {
-        Code::Integrity
-    } else {
-        Code::Failure
-    };
-    fail(code, e.to_string())
-}
-
-/// Opens a store read-only.
-pub fn open_store(arg: &StoreArg) -> anyhow::Result<Store> {
-    let (dir, _) = arg.resolve();
-    Store::open(&dir).map_err(store_error)
-}
-
-/// Opens a store for writing.
-pub fn open_writer(arg: &StoreArg) -> anyhow::Result<Writer> {
-    let (dir, _) = arg.resolve();
-    Writer::open(&dir).map_err(store_error)
-}
-
-/// The children of typed artifacts, for GC and verify: the one place that knows which
-/// decoder lists which artifact type's references.
-pub fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
-    match tag {
-        TypeTag::TREE => asl_fs::tree_children(bytes).map_err(|e| e.to_string()),
-        TypeTag::RECEIPT | TypeTag::EDGE => asl_prov::children(tag, bytes),
-        _ => Ok(Vec::new()),
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
 
 /// Create a new, empty store.
 #[derive(Parser, Debug)]
@@ -492,31 +368,4 @@ fn intake_text(r: &IntakeReport<'_>, verbose: bool) -> String {
         ));
     }
     t
-}
-
-/// Parses `S` or `S:PATH`; the path part is split at the first colon.
-pub fn split_snapshot_path(spec: &str) -> (&str, Option<&str>) {
-    match spec.split_once(':') {
-        Some((s, p)) => (s, Some(p)),
-        None => (spec, None),
-    }
-}
-
-/// Makes sure the path is inside the tree: refuses `..` components with a usage error.
-pub fn check_inner_path(p: &str) -> anyhow::Result<()> {
-    if p.split('/').any(|c| c == "..") {
-        return Err(fail(
-            Code::Usage,
-            format!("path '{p}' contains '..'; paths inside a snapshot cannot leave it"),
-        ));
-    }
-    Ok(())
-}
-
-/// Context for resolving a snapshot name.
-pub fn resolve<'s>(store: &'s Store, name: &str) -> anyhow::Result<&'s asl_store::Snapshot> {
-    store
-        .resolve_snapshot(name)
-        .map_err(store_error)
-        .with_context(|| format!("in store {}", store.layout().root.display()))
 }
