@@ -10,8 +10,8 @@ use asl_store::{Snapshot, Store};
 use clap::{Parser, Subcommand};
 
 use super::common::{
-    OutputArgs, StoreArg, check_inner_path, children, human_bytes, open_store, open_writer,
-    resolve, split_snapshot_path, store_error,
+    OutputArgs, StoreArg, StoreToolArgs, check_inner_path, children, human_bytes, open_store,
+    open_writer, resolve, split_snapshot_path, store_error,
 };
 use crate::exit::{Code, fail};
 
@@ -26,9 +26,7 @@ Examples:\n  asl-admin snapshots\n  asl-admin ls latest:/etc\n  asl-admin restor
 )]
 pub struct Admin {
     #[command(flatten)]
-    store: StoreArg,
-    #[command(flatten)]
-    out: OutputArgs,
+    common: StoreToolArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -136,25 +134,28 @@ enum ConfigCmd {
 
 pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: Admin = super::args(m)?;
-    let out = a.out;
+    let StoreToolArgs {
+        store: store_arg,
+        out,
+    } = a.common;
     match a.cmd {
-        Cmd::Snapshots => snapshots(&open_store(&a.store)?, out),
+        Cmd::Snapshots => snapshots(&open_store(&store_arg)?, out),
         Cmd::Show { snapshot } => {
-            let store = open_store(&a.store)?;
+            let store = open_store(&store_arg)?;
             let s = resolve(&store, &snapshot)?;
             out.emit(s, || show_text(s));
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Ls { spec, long } => ls(&open_store(&a.store)?, &spec, long, out),
-        Cmd::Cat { spec } => cat(&open_store(&a.store)?, &spec),
-        Cmd::Diff { old, new } => diff(&open_store(&a.store)?, &old, &new, out),
+        Cmd::Ls { spec, long } => ls(&open_store(&store_arg)?, &spec, long, out),
+        Cmd::Cat { spec } => cat(&open_store(&store_arg)?, &spec),
+        Cmd::Diff { old, new } => diff(&open_store(&store_arg)?, &old, &new, out),
         Cmd::Restore {
             spec,
             target,
             no_owners,
             no_xattrs,
         } => restore(
-            &open_store(&a.store)?,
+            &open_store(&store_arg)?,
             &spec,
             &target,
             no_owners,
@@ -162,7 +163,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             out,
         ),
         Cmd::Verify { read_data } => {
-            let store = open_store(&a.store)?;
+            let store = open_store(&store_arg)?;
             let rep = verify(&store, &VerifyOptions { read_data }, &children);
             out.emit(&rep, || verify_text(&rep));
             if rep.ok() {
@@ -172,7 +173,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Forget { snapshots } => {
-            let mut w = open_writer(&a.store)?;
+            let mut w = open_writer(&store_arg)?;
             let mut ids = Vec::new();
             for name in &snapshots {
                 let id = w.state().resolve_snapshot(name).map_err(store_error)?.id;
@@ -187,7 +188,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gc { keep_last, dry_run } => {
-            let mut w = open_writer(&a.store)?;
+            let mut w = open_writer(&store_arg)?;
             let mut forgotten = Vec::new();
             if let Some(n) = keep_last {
                 let ids: Vec<u64> = w.state().snapshots.keys().copied().collect();
@@ -234,9 +235,9 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Stats => stats(&open_store(&a.store)?, out),
+        Cmd::Stats => stats(&open_store(&store_arg)?, out),
         Cmd::Reindex => {
-            let mut w = open_writer(&a.store)?;
+            let mut w = open_writer(&store_arg)?;
             let rep = w.reindex().map_err(store_error)?;
             out.emit(&rep, || {
                 format!(
@@ -254,9 +255,9 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 Code::Integrity.into()
             })
         }
-        Cmd::Why { args } => delegate("asl-why", &a.store, args),
-        Cmd::UsedBy { args } => delegate("asl-used-by", &a.store, args),
-        Cmd::Key { args } => delegate("asl-key", &a.store, args),
+        Cmd::Why { args } => delegate("asl-why", &store_arg, args),
+        Cmd::UsedBy { args } => delegate("asl-used-by", &store_arg, args),
+        Cmd::Key { args } => delegate("asl-key", &store_arg, args),
         Cmd::Config {
             cmd: ConfigCmd::Check { root },
         } => match asl_host::config::check(&root) {

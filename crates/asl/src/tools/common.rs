@@ -87,6 +87,16 @@ impl OutputArgs {
     }
 }
 
+/// `--store` and the output flags together: the arguments of a store tool whose work is in
+/// its subcommands (`asl-admin`, `asl-debug`).
+#[derive(Args, Debug, Clone)]
+pub struct StoreToolArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
 /// Converts a store error into one with the right exit code.
 pub fn store_error(e: StoreError) -> anyhow::Error {
     let code = if e.is_integrity() {

@@ -9,7 +9,7 @@ use asl_store::{ArtifactRead, Reference};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use super::common::{OutputArgs, StoreArg, open_store, store_error};
+use super::common::{StoreToolArgs, open_store, store_error};
 use crate::exit::{Code, fail};
 
 #[derive(Parser, Debug)]
@@ -21,9 +21,7 @@ segments, blocks with their trailers, artifacts and index lookups. Read-only.",
 )]
 pub struct Debug {
     #[command(flatten)]
-    store: StoreArg,
-    #[command(flatten)]
-    out: OutputArgs,
+    common: StoreToolArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -48,8 +46,11 @@ enum Cmd {
 
 pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: Debug = super::args(m)?;
-    let out = a.out;
-    let store = open_store(&a.store)?;
+    let StoreToolArgs {
+        store: store_arg,
+        out,
+    } = a.common;
+    let store = open_store(&store_arg)?;
     match a.cmd {
         Cmd::Log { from } => {
             let scan = asl_store::log::read(&store.layout().log()).map_err(store_error)?;
