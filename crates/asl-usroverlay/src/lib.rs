@@ -46,7 +46,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-pub use diff::{Diff, Usage, human_bytes};
+pub use diff::{Diff, Usage};
 pub use error::{Error, Result};
 pub use record::{Mode, OverlayRecord, RECORD_FORMAT, StateDirs, default_name, validate_name};
 pub use time::rfc3339;

@@ -129,8 +129,11 @@ pub fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
     }
 }
 
+/// Formats a byte count for people, in binary units with one decimal: `0 B`, `1023 B`,
+/// `1.5 KiB`, `5.0 MiB`. Every tool prints sizes through this one function, so the same
+/// count reads the same in every tool's output.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut u = 0;
     while v >= 1024.0 && u < UNITS.len() - 1 {
@@ -168,4 +171,21 @@ pub fn resolve<'s>(store: &'s Store, name: &str) -> anyhow::Result<&'s asl_store
         .resolve_snapshot(name)
         .map_err(store_error)
         .with_context(|| format!("in store {}", store.layout().root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn human_bytes_prints_the_sizes_the_tools_always_printed() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(human_bytes(3 * (1 << 30) + (1 << 29)), "3.5 GiB");
+        assert_eq!(human_bytes((1 << 50) - 1), "1024.0 TiB");
+        assert_eq!(human_bytes(1 << 50), "1.0 PiB");
+    }
 }

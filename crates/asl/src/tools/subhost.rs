@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
 use super::Tool;
+use super::common::human_bytes;
 use crate::exit::{Code, fail};
 
 pub const TOOLS: &[Tool] = &[
@@ -185,21 +186,6 @@ struct List {
     /// Print a JSON array on stdout.
     #[arg(long)]
     json: bool,
-}
-
-fn human_bytes(b: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
 }
 
 fn human_secs(s: f64) -> String {

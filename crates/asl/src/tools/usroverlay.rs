@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use asl_usroverlay::{
     ApplyRequest, BootOutcome, Diff, Mode, OverlayRecord, OverlayStatus, Overlays, State,
-    StateDirs, human_bytes, rfc3339, unit,
+    StateDirs, rfc3339, unit,
 };
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use super::Tool;
+use super::common::human_bytes;
 use crate::exit::{Code, fail};
 
 pub const TOOLS: &[Tool] = &[Tool {
