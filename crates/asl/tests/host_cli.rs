@@ -1,27 +1,16 @@
 //! End-to-end tests of the host tools through the real binary: asl-preflight, asl-config,
 //! asl-image.
 
-#[path = "../../asl-host/tests/common/mod.rs"]
 mod common;
+#[path = "../../asl-host/tests/common/mod.rs"]
+mod fake_root;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::FakeRoot;
-
-fn asl() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_asl"));
-    c.env_remove("ASL_ROOT").env_remove("NOTIFY_SOCKET");
-    c
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{asl, text};
+use fake_root::FakeRoot;
 
 #[test]
 fn preflight_writes_the_mode_file_and_reports_json() {

@@ -2,30 +2,17 @@
 //! asl-dag, asl-why, asl-used-by, asl-key. Real processes, real tracing, the reference
 //! Python in-toto implementation.
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn asl() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_asl"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("cannot start asl")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::{asl, run, transcript};
 
 fn init_store(store: &Path) {
     let o = run(asl().args(["init-store", "--store"]).arg(store));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
 }
 
 fn c_project(dir: &Path) {
@@ -73,7 +60,7 @@ fn unprivileged_capture_of_a_gcc_build_uses_ptrace_and_observes_sources_and_head
         run(&mut c)
     };
     let o = as_nobody(&["init-store", "--store", "store"]);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     let mut digests = Vec::new();
     for i in 0..2 {
         for f in ["helper.o", "main.o", "app"] {
@@ -103,7 +90,7 @@ fn unprivileged_capture_of_a_gcc_build_uses_ptrace_and_observes_sources_and_head
             "--cmd",
             "gcc -Iinclude -c helper.c && gcc -Iinclude -c main.c && gcc -o app helper.o main.o",
         ]);
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", transcript(&o));
         let r = receipt(&work.join(&outdir).join("receipt.json"));
         assert_eq!(r["observed"]["mode"], "ptrace");
         assert_eq!(r["context"]["uid"], 65534);
@@ -143,7 +130,7 @@ fn a_failing_command_passes_its_exit_status_through_and_its_receipt_records_it()
         .arg("--outdir")
         .arg(&outdir)
         .args(["--cmd", "echo out; echo err >&2; exit 5"]));
-    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(5), "{}", transcript(&o));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "out\n",
@@ -158,7 +145,7 @@ fn a_failing_command_passes_its_exit_status_through_and_its_receipt_records_it()
         .arg(&store)
         .arg("verify")
         .arg(outdir.join("receipt.json")));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     let reference = std::fs::read_to_string(outdir.join("receipt.ref")).unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains(reference.trim()));
     // A tampered receipt file no longer matches its action digest.
@@ -172,7 +159,7 @@ fn a_failing_command_passes_its_exit_status_through_and_its_receipt_records_it()
         .arg(&store)
         .arg("verify")
         .arg(&tampered));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", transcript(&o));
 }
 
 fn snapshots(store: &Path) -> usize {
@@ -180,7 +167,7 @@ fn snapshots(store: &Path) -> usize {
         .args(["admin", "--json", "--store"])
         .arg(store)
         .arg("snapshots"));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v.as_array().expect("snapshots --json is an array").len()
 }
@@ -235,7 +222,7 @@ fn a_capture_stores_at_its_own_compression_level() {
             c.args(["--compression-level", l]);
         }
         let o = run(c.args(["--", "true"]));
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", transcript(&o));
         block_bytes(&store)
     };
     let default = stored("default", None);
@@ -282,11 +269,11 @@ fn bad_input_gives_a_clear_error_and_commits_no_receipt() {
             .args(["capture", "--store"])
             .arg(&store)
             .args(args));
-        assert!(!o.status.success(), "{}", text(&o));
+        assert!(!o.status.success(), "{}", transcript(&o));
         assert!(
             String::from_utf8_lossy(&o.stderr).contains(needle),
             "{}",
-            text(&o)
+            transcript(&o)
         );
     }
     let o = run(asl()
@@ -296,7 +283,7 @@ fn bad_input_gives_a_clear_error_and_commits_no_receipt() {
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("asl-init-store"),
         "{}",
-        text(&o)
+        transcript(&o)
     );
     assert!(!dir.path().join("nostore").exists());
     assert_eq!(snapshots(&store), 0);
@@ -316,7 +303,7 @@ fn seed_003_workflow_renders_a_dag_whose_edges_chain_the_steps() {
             .args(["capture", "-q", "--store"])
             .arg(&pre)
             .args(args));
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", transcript(&o));
     };
     cap(&["--file", "scripts/tool.sh", "--outdir", "per/overlay"]);
     cap(&[
@@ -355,7 +342,7 @@ fn seed_003_workflow_renders_a_dag_whose_edges_chain_the_steps() {
         .arg(&pre)
         .arg("--out")
         .arg(&svg));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     let s = std::fs::read_to_string(&svg).unwrap();
     assert!(s.contains("<svg"), "{s}");
     // Both SVG renderers draw the artifacts: Graphviz `dot` (scripts/deps/prov.apt installs
@@ -366,7 +353,7 @@ fn seed_003_workflow_renders_a_dag_whose_edges_chain_the_steps() {
             .args(["dag", "--store"])
             .arg(&pre)
             .args(["--format", "svg"]));
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", transcript(&o));
         String::from_utf8(o.stdout).unwrap()
     };
     let by_graphviz = svg_with_path(&std::env::var("PATH").unwrap_or_default());
@@ -388,7 +375,7 @@ fn seed_003_workflow_renders_a_dag_whose_edges_chain_the_steps() {
         .args(["dag", "--store"])
         .arg(&pre)
         .args(["--format", "dot"]));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     let mut dot = Command::new("dot")
         .arg("-Tsvg")
         .stdin(std::process::Stdio::piped())
@@ -407,7 +394,7 @@ fn seed_003_workflow_renders_a_dag_whose_edges_chain_the_steps() {
         .args(["dag", "--store"])
         .arg(&pre)
         .args(["--format", "json"]));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let links = d["links"].as_array().unwrap();
     let ids: Vec<String> = ["s1", "s2", "s3"]
@@ -450,11 +437,11 @@ fn seed_003_workflow_renders_a_dag_whose_edges_chain_the_steps() {
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&ids[1]),
         "{}",
-        text(&o)
+        transcript(&o)
     );
     // Store verification follows receipts and edges (no dangling references).
     let o = run(asl().args(["admin", "--store"]).arg(&pre).arg("verify"));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
 }
 
 #[test]
@@ -472,7 +459,7 @@ fn exports_verify_with_the_reference_python_in_toto() {
     init_store(&store);
     std::fs::write(w.join("in.txt"), "hello\nworld\n").unwrap();
     let o = run(asl().current_dir(w).args(["key", "generate", "k.json"]));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     let o = run(asl()
         .current_dir(w)
         .args(["key", "show", "--json", "k.json"]));
@@ -489,7 +476,7 @@ fn exports_verify_with_the_reference_python_in_toto() {
             "--cmd",
             "sort -r in.txt > out.txt",
         ]));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     for (fmt, file) in [("slsa", "prov.json"), ("in-toto-link", "step.link")] {
         let o = run(asl()
             .current_dir(w)
@@ -498,7 +485,7 @@ fn exports_verify_with_the_reference_python_in_toto() {
             .args([
                 "export", "latest", "--format", fmt, "--sign", "k.json", "--out", file,
             ]));
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", transcript(&o));
     }
     let script = r#"
 import base64, hashlib, json, sys
@@ -529,7 +516,7 @@ print("in-toto verification ok")
         .args(["-c", script])
         .arg(k["public"].as_str().unwrap())
         .arg(k["keyid"].as_str().unwrap()));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", transcript(&o));
     // A different key must not verify the export.
     let o = run(asl().current_dir(w).args(["key", "generate", "other.json"]));
     assert!(o.status.success());
@@ -545,7 +532,7 @@ print("in-toto verification ok")
     assert!(
         !o.status.success(),
         "a foreign key verified the export: {}",
-        text(&o)
+        transcript(&o)
     );
 }
 
@@ -566,14 +553,14 @@ fn replay_reports_match_for_a_deterministic_step_and_names_the_output_that_embed
             c.args(["--output", o]);
         }
         let o = run(c.args(["--cmd", cmd]));
-        assert!(o.status.success(), "{}", text(&o));
+        assert!(o.status.success(), "{}", transcript(&o));
     };
     cap("sort in.txt > sorted.txt", &["sorted.txt"]);
     let o = run(asl()
         .args(["capture", "--store"])
         .arg(&store)
         .args(["replay", "latest"]));
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", transcript(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("MATCH"));
     cap(
         "sort in.txt > sorted.txt; date +%s%N > when.txt",
@@ -583,7 +570,7 @@ fn replay_reports_match_for_a_deterministic_step_and_names_the_output_that_embed
         .args(["capture", "--store"])
         .arg(&store)
         .args(["replay", "latest"]));
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(3), "{}", transcript(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("MISMATCH") && out.contains("DIFFERS  when.txt"),
@@ -674,7 +661,7 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
             .arg("--outdir")
             .arg(&out)
             .args(["--cmd", &script(if stop { want } else { -1 })]));
-        assert!(o.status.success(), "{value}: {}", text(&o));
+        assert!(o.status.success(), "{value}: {}", transcript(&o));
         let seen: Vec<i32> = std::fs::read_to_string(dir.path().join("policies"))
             .unwrap()
             .lines()
@@ -709,11 +696,11 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
             .args(["capture", "--trace", trace, "--store"])
             .arg(&store)
             .args(["--outdir", "per-fifo", "--cmd", "touch ran"]));
-        assert_eq!(o.status.code(), Some(2), "{trace}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(2), "{trace}: {}", transcript(&o));
         assert!(
             String::from_utf8_lossy(&o.stderr).contains("ASL_OBSERVER_POLICY=\"fifo\""),
             "{trace}: {}",
-            text(&o)
+            transcript(&o)
         );
         assert!(!dir.path().join("ran").exists(), "{trace}: the command ran");
         assert!(

@@ -1,11 +1,13 @@
 //! End-to-end tests of the store tools (asl-intake, asl-admin, asl-debug, asl-init-store)
 //! through the real binary, on real directories. Crash tests kill the real process.
 
+mod common;
 mod storetest;
 
 use std::path::Path;
 
 use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random};
+use common::next;
 use storetest::*;
 
 #[test]
@@ -524,10 +526,7 @@ fn multicall_names_and_help_work() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("Take one or more file trees"));
-    let none = std::process::Command::new(bin())
-        .arg("no-such-tool")
-        .output()
-        .unwrap();
+    let none = common::asl().arg("no-such-tool").output().unwrap();
     assert_eq!(none.status.code(), Some(2));
 }
 
@@ -582,11 +581,4 @@ fn assert_restored_prefix(src: &Path, target: &Path, present: &[String], all_ext
     for e in present {
         assert!(target.join(e).exists(), "{e} missing from restore");
     }
-}
-
-fn next(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
 }

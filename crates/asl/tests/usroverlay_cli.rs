@@ -2,6 +2,8 @@
 //! throw-away private mount namespace per test (see `asl_usroverlay::testing`), with its
 //! state kept below the test's own directories (`--state-root`).
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -9,12 +11,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 
 use asl_usroverlay::testing::{Machine, machine, mount_table, tree_snapshot};
+use common::{asl, text};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_asl");
-
 fn tool(root: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = asl();
     c.arg("usroverlay").arg("--state-root").arg(root).args(args);
     c.env_remove("ASL_USROVERLAY_CRASH_AT");
     c
@@ -22,13 +23,6 @@ fn tool(root: &Path, args: &[&str]) -> Command {
 
 fn run(root: &Path, args: &[&str]) -> Output {
     tool(root, args).output().expect("running asl")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
 }
 
 /// Runs and requires exit code 0; returns stdout.
@@ -530,10 +524,7 @@ fn cli_install_unit_writes_an_enabled_unit_running_apply_boot_and_uninstall_remo
 
 #[test]
 fn cli_help_teaches_modes_examples_and_exit_codes() {
-    let o = Command::new(BIN)
-        .args(["usroverlay", "--help"])
-        .output()
-        .unwrap();
+    let o = asl().args(["usroverlay", "--help"]).output().unwrap();
     let (out, _) = text(&o);
     assert!(o.status.success());
     for word in [
@@ -546,7 +537,7 @@ fn cli_help_teaches_modes_examples_and_exit_codes() {
     ] {
         assert!(out.contains(word), "--help lacks '{word}': {out}");
     }
-    let o = Command::new(BIN)
+    let o = asl()
         .args(["usroverlay", "apply", "--boot", "--path", "/opt"])
         .output()
         .unwrap();

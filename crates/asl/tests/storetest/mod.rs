@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_asl"))
-}
+use crate::common::next;
 
 pub struct Out {
     pub code: i32,
@@ -26,10 +24,9 @@ impl Out {
 
 /// Runs `asl ARGS... PATHS...`.
 pub fn asl(args: &[&str], paths: &[&Path]) -> Out {
-    let out = Command::new(bin())
+    let out = crate::common::asl()
         .args(args)
         .args(paths)
-        .env_remove("ASL_STORE")
         .stdin(Stdio::null())
         .output()
         .expect("run asl");
@@ -48,7 +45,7 @@ pub fn run_ok(cmd: &mut Command) {
 /// Starts `asl ARGS PATHS`, SIGKILLs it after `delay` seconds; returns whether it was still
 /// running when killed.
 pub fn run_and_kill(args: &[&str], paths: &[&Path], delay: f64) -> bool {
-    let mut child = Command::new(bin())
+    let mut child = crate::common::asl()
         .args(args)
         .args(paths)
         .stdin(Stdio::null())
@@ -129,13 +126,6 @@ pub fn snapshot_ids(store: &Path) -> Vec<u64> {
         .iter()
         .map(|s| s["id"].as_u64().unwrap())
         .collect()
-}
-
-fn next(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
 }
 
 /// The store as it was after the last command that returned: everything in it was fsynced
