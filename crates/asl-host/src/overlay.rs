@@ -297,9 +297,9 @@ fn build(profile: Profile, t: &Path, inputs: &OverlayInputs) -> Result<(), Overl
             std::os::unix::fs::symlink(format!("../{name}"), &link).map_err(io(&link))?;
         }
     }
-    // SAFETY of ownership: as root the files are already root's; chown anyway so a umask or
-    // setgid parent directory cannot leak another group into the image.
-    let is_root = unsafe { libc::geteuid() } == 0;
+    // As root the files are already root's; chown anyway so a umask or setgid parent
+    // directory cannot leak another group into the image.
+    let is_root = builds_as_root();
     walk(t, &mut |p, _| {
         if is_root {
             std::os::unix::fs::lchown(p, Some(0), Some(0)).map_err(io(p))?;
@@ -312,28 +312,33 @@ fn build(profile: Profile, t: &Path, inputs: &OverlayInputs) -> Result<(), Overl
     Ok(())
 }
 
+/// Whether the image is built as root, as the C library answers: under fakeroot, whose
+/// preloaded library answers `geteuid` with 0, it is, and that is how `asl-image` builds a
+/// root-owned image without privileges (the chowns go through the C library too, and
+/// fakeroot records them). rustix asks the kernel directly and would see through fakeroot,
+/// so this one call stays on libc.
+pub fn builds_as_root() -> bool {
+    // SAFETY: geteuid takes no arguments, cannot fail and touches no memory of ours.
+    unsafe { libc::geteuid() == 0 }
+}
+
 fn set_mtime(p: &Path, secs: i64) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes())?;
-    let ts = libc::timespec {
-        tv_sec: secs as libc::time_t,
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
         tv_nsec: 0,
     };
-    let times = [ts, ts];
-    // utimensat with AT_SYMLINK_NOFOLLOW: symlinks get their own time, targets untouched.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    // SYMLINK_NOFOLLOW: symlinks get their own time, targets untouched.
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    Ok(())
 }
 
 /// Visits every entry under `dir` (not following symlinks), deepest first so that directory

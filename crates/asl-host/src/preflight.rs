@@ -391,9 +391,8 @@ pub fn detect_local(root: &Root, conf: &AslConf) -> LocalFacts {
         }
     }
     if l.mounted && !ro && l.exists {
-        let c = std::ffi::CString::new(real.as_os_str().as_bytes());
         // access(2) answers "may I write here" (including EROFS) without creating anything.
-        l.writable = c.is_ok_and(|c| unsafe { libc::access(c.as_ptr(), libc::W_OK) } == 0);
+        l.writable = rustix::fs::access(&real, rustix::fs::Access::WRITE_OK).is_ok();
     }
     l
 }

@@ -489,19 +489,18 @@ fn real_detection_on_this_machine() {
 }
 
 /// Unmounts (lazily) on drop, so a failing test leaves no mount behind.
-struct MountGuard(std::ffi::CString);
+struct MountGuard(std::path::PathBuf);
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        unsafe { libc::umount2(self.0.as_ptr(), libc::MNT_DETACH) };
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
     }
 }
 
 #[test]
 fn real_mounts_are_detected_with_type_source_and_writability() {
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+    assert!(
+        rustix::process::geteuid().is_root(),
         "this test mounts a tmpfs: run it as root (CI does)"
     );
     let t = tempfile::tempdir().unwrap();
@@ -515,21 +514,15 @@ fn real_mounts_are_detected_with_type_source_and_writability() {
     let before = preflight::detect_local(&root, &conf);
     assert!(before.exists && !before.mounted && !before.writable);
 
-    let c = |s: &str| std::ffi::CString::new(s).unwrap();
-    let tgt = c(target.to_str().unwrap());
-    let src = c("asl-preflight-test");
-    let fstype = c("tmpfs");
-    let r = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            tgt.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            c("size=1m").as_ptr().cast(),
-        )
-    };
-    assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
-    let _guard = MountGuard(tgt.clone());
+    rustix::mount::mount(
+        "asl-preflight-test",
+        &target,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        c"size=1m",
+    )
+    .expect("mount tmpfs");
+    let _guard = MountGuard(target.clone());
     let rw = preflight::detect_local(&root, &conf);
     assert!(rw.mounted && rw.writable, "{rw:?}");
     assert_eq!(rw.fstype.as_deref(), Some("tmpfs"));
@@ -540,16 +533,8 @@ fn real_mounts_are_detected_with_type_source_and_writability() {
         "detection wrote into the store"
     );
 
-    let r = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            tgt.as_ptr(),
-            std::ptr::null(),
-            libc::MS_REMOUNT | libc::MS_RDONLY,
-            std::ptr::null(),
-        )
-    };
-    assert_eq!(r, 0, "remount ro: {}", std::io::Error::last_os_error());
+    rustix::mount::mount_remount(&target, rustix::mount::MountFlags::RDONLY, c"")
+        .expect("remount ro");
     let ro = preflight::detect_local(&root, &conf);
     assert!(ro.mounted && !ro.writable, "{ro:?}");
 }
