@@ -610,8 +610,7 @@ fn may_leave_sched_idle() -> bool {
 /// is refused before anything is created or run, whatever `--trace` says.
 #[test]
 fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
-    // SAFETY: no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "this test needs root");
+    assert!(rustix::process::geteuid().is_root(), "this test needs root");
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     init_store(&store);

@@ -36,8 +36,7 @@ impl StoreArg {
 
 /// The default store location (DESIGN §9).
 pub fn default_store() -> PathBuf {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return PathBuf::from("/var/lib/asl/store");
     }
     let data = std::env::var_os("XDG_DATA_HOME")

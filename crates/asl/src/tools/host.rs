@@ -296,7 +296,7 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 .filter(|n| *n != "asl-install-links" && *n != "asl-man")
                 .map(String::from)
                 .collect();
-            if unsafe { libc::geteuid() } != 0 {
+            if !overlay::builds_as_root() {
                 eprintln!(
                     "asl-image: warning: not running as root: the files will be owned by your user \
                      and fail `asl-image lint` (run as root, or under fakeroot)"

@@ -78,7 +78,7 @@ fn replace_link(target: &Path, link: &Path, symlink: bool) -> std::io::Result<()
         std::os::unix::fs::symlink(target, &tmp)?;
     } else if let Err(e) = std::fs::hard_link(target, &tmp) {
         // Hard links fail across filesystems; a symlink is the next best thing.
-        if e.raw_os_error() == Some(libc::EXDEV) {
+        if e.kind() == std::io::ErrorKind::CrossesDevices {
             std::os::unix::fs::symlink(target, &tmp)?;
         } else {
             return Err(e);
