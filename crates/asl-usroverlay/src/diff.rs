@@ -106,13 +106,9 @@ fn lower_meta(path: &Path) -> Result<Option<fs::Metadata>> {
         Ok(md) => Ok(Some(md)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         // A lower path whose parent is a file: nothing of that name underneath.
-        Err(e) if e.raw_os_error() == Some(libc_enotdir()) => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Ok(None),
         Err(e) => Err(Error::io("stat", path, e)),
     }
-}
-
-fn libc_enotdir() -> i32 {
-    rustix::io::Errno::NOTDIR.raw_os_error()
 }
 
 /// Compares `upper` with the tree at `lower`; paths are reported below `shown_as` (the

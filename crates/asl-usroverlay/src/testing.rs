@@ -48,7 +48,8 @@ impl Drop for ScratchDir {
 /// unmounted afterwards propagates back to the namespace we came from. Only raw system calls:
 /// safe to run between fork and exec.
 fn private_namespace() -> std::io::Result<()> {
-    // SAFETY: no file descriptor table is unshared.
+    // SAFETY: only unsharing FILES can leave another thread with descriptors that are not
+    // in its table; NEWNS keeps the descriptor table shared.
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }?;
     mount_change(
         "/",
@@ -66,7 +67,8 @@ fn run_child(test: &str, dir: &Path, role: &str) {
     cmd.args([test, "--exact", "--nocapture", "--test-threads=1"])
         .env(ROLE_ENV, role)
         .env(DIR_ENV, dir);
-    // SAFETY: the closure only makes raw system calls (async-signal-safe).
+    // SAFETY: between fork and exec only async-signal-safe work is sound; the closure makes
+    // two raw system calls and neither allocates nor takes a lock.
     unsafe {
         cmd.pre_exec(private_namespace);
     }
