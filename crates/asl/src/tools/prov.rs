@@ -573,14 +573,24 @@ struct Why {
 
 fn why(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: Why = super::args(m)?;
-    let r = a
-        .reference
-        .parse()
-        .map_err(|e| fail(Code::Usage, format!("{}: {e}", a.reference)))?;
-    let st = open_store(&a.store)?;
-    let g = Graph::load(&st, None).map_err(perr)?;
+    let (r, g) = artifact_and_graph(&a.store, &a.reference)?;
     print!("{}", graph::why(&g, &r, a.depth));
     Ok(Code::Ok.into())
+}
+
+/// The artifact named on the command line and the store's whole provenance graph: what
+/// `asl-why` and `asl-used-by` start from. A malformed reference is a usage error, reported
+/// before the store is opened.
+fn artifact_and_graph(
+    store: &StoreArg,
+    reference: &str,
+) -> anyhow::Result<(asl_store::Reference, Graph)> {
+    let r = reference
+        .parse()
+        .map_err(|e| fail(Code::Usage, format!("{reference}: {e}")))?;
+    let st = open_store(store)?;
+    let g = Graph::load(&st, None).map_err(perr)?;
+    Ok((r, g))
 }
 
 #[derive(Parser, Debug)]
@@ -596,12 +606,7 @@ struct UsedBy {
 
 fn used_by(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: UsedBy = super::args(m)?;
-    let r = a
-        .reference
-        .parse()
-        .map_err(|e| fail(Code::Usage, format!("{}: {e}", a.reference)))?;
-    let st = open_store(&a.store)?;
-    let g = Graph::load(&st, None).map_err(perr)?;
+    let (r, g) = artifact_and_graph(&a.store, &a.reference)?;
     print!("{}", graph::used_by(&g, &r));
     Ok(Code::Ok.into())
 }
