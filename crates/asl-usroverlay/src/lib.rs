@@ -250,6 +250,25 @@ impl Drop for Undo {
 /// Holds the state lock; released on drop (closing the descriptor drops the flock).
 struct Lock(#[allow(dead_code)] fs::File);
 
+/// An overlay unmounted by [`Overlays::take_down`], its state lock still held.
+struct TakenDown {
+    _lock: Lock,
+    rec: OverlayRecord,
+    /// The mount table as it was before the overlay was unmounted.
+    table: Vec<mountinfo::MountEntry>,
+    was_active: bool,
+}
+
+/// Detaches the tmpfs of a transient or read-only overlay's layer, if it is mounted. Lazily:
+/// an overlay unmounted lazily may still be using it.
+fn detach_layer(rec: &OverlayRecord, table: &[mountinfo::MountEntry]) -> Result<()> {
+    if mountinfo::find_layer(table, &rec.name, &rec.layer).is_some() {
+        mount::unmount_path(&rec.layer, Unmount::Lazy)
+            .map_err(|e| Error::sys("unmount", &rec.layer, e))?;
+    }
+    Ok(())
+}
+
 impl Overlays {
     /// Overlays recorded in `dirs` (relative directories are taken from the current one).
     pub fn new(dirs: StateDirs) -> Overlays {
@@ -565,6 +584,26 @@ impl Overlays {
         })
     }
 
+    /// The start of `reset` and `remove`: checks that `name` exists before taking the lock
+    /// (whose directory an unknown name must not create), reads its record again under the
+    /// lock, and unmounts the overlay if it is mounted.
+    fn take_down(&self, name: &str, force: bool) -> Result<TakenDown> {
+        self.find(name)?;
+        let lock = self.lock()?;
+        let rec = self.find(name)?;
+        let table = mountinfo::read()?;
+        let was_active = Self::is_active(&rec, &table);
+        if was_active {
+            self.unmount_overlay(&rec, force)?;
+        }
+        Ok(TakenDown {
+            _lock: lock,
+            rec,
+            table,
+            was_active,
+        })
+    }
+
     fn unmount_overlay(&self, rec: &OverlayRecord, force: bool) -> Result<()> {
         let how = if force {
             Unmount::Lazy
@@ -622,21 +661,14 @@ impl Overlays {
     /// keep what they have open; new opens see the clean overlay).
     pub fn reset(&self, name: &str, force: bool) -> Result<OverlayRecord> {
         require_root("reset")?;
-        self.find(name)?;
-        let _lock = self.lock()?;
-        let rec = self.find(name)?;
-        let table = mountinfo::read()?;
-        if Self::is_active(&rec, &table) {
-            self.unmount_overlay(&rec, force)?;
-        }
+        let TakenDown {
+            _lock, rec, table, ..
+        } = self.take_down(name, force)?;
         match rec.mode {
             Mode::Transient | Mode::ReadOnly => {
                 // A fresh tmpfs is the cheapest complete wipe; the old one is detached lazily
                 // because a lazily unmounted overlay may still use it.
-                if mountinfo::find_layer(&table, &rec.name, &rec.layer).is_some() {
-                    mount::unmount_path(&rec.layer, Unmount::Lazy)
-                        .map_err(|e| Error::sys("unmount", &rec.layer, e))?;
-                }
+                detach_layer(&rec, &table)?;
                 if !rec.layer.is_dir() {
                     mkdir(&rec.layer, 0o700)?;
                 }
@@ -671,22 +703,17 @@ impl Overlays {
     /// Works on stale entries too. Busy files: as for [`Overlays::reset`].
     pub fn remove(&self, name: &str, force: bool) -> Result<Removed> {
         require_root("remove")?;
-        self.find(name)?;
-        let _lock = self.lock()?;
-        let rec = self.find(name)?;
-        let table = mountinfo::read()?;
-        let was_active = Self::is_active(&rec, &table);
-        if was_active {
-            self.unmount_overlay(&rec, force)?;
-        }
+        let TakenDown {
+            _lock,
+            rec,
+            table,
+            was_active,
+        } = self.take_down(name, force)?;
         // Layers first, the record last: an interrupted remove leaves a stale entry that a
         // second remove finishes.
         match rec.mode {
             Mode::Transient | Mode::ReadOnly => {
-                if mountinfo::find_layer(&table, &rec.name, &rec.layer).is_some() {
-                    mount::unmount_path(&rec.layer, Unmount::Lazy)
-                        .map_err(|e| Error::sys("unmount", &rec.layer, e))?;
-                }
+                detach_layer(&rec, &table)?;
                 match fs::remove_dir(&rec.layer) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => {
                         return Err(Error::io("remove", &rec.layer, e));
@@ -732,10 +759,7 @@ impl Overlays {
                 }),
                 Mode::Transient | Mode::ReadOnly => {
                     let cleaned = (|| {
-                        if mountinfo::find_layer(&table, &rec.name, &rec.layer).is_some() {
-                            mount::unmount_path(&rec.layer, Unmount::Lazy)
-                                .map_err(|e| Error::sys("unmount", &rec.layer, e))?;
-                        }
+                        detach_layer(&rec, &table)?;
                         remove_tree_if_present(&rec.layer)?;
                         remove_file_if_present(&rec.file(&self.dirs))
                     })();
