@@ -142,16 +142,7 @@ pub(crate) fn mount_overlay(
     } else {
         MountAttrFlags::empty()
     };
-    let mnt = fsmount(fs.as_fd(), FsMountFlags::FSMOUNT_CLOEXEC, attrs)
-        .map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
-    move_mount(
-        mnt.as_fd(),
-        "",
-        CWD,
-        target,
-        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
-    )
-    .map_err(|e| mount_error(OP, target, e, None))
+    attach(fs.as_fd(), OP, target, attrs)
 }
 
 /// Mounts a fresh tmpfs (tagged with `source`, root mode 0700) on `target`.
@@ -168,12 +159,19 @@ pub(crate) fn mount_tmpfs(source: &str, target: &Path, size: Option<&str>) -> Re
         fsconfig_create(fs.as_fd())
     };
     configure().map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
-    let mnt = fsmount(
-        fs.as_fd(),
-        FsMountFlags::FSMOUNT_CLOEXEC,
-        MountAttrFlags::MOUNT_ATTR_NOSUID,
-    )
-    .map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
+    attach(fs.as_fd(), OP, target, MountAttrFlags::MOUNT_ATTR_NOSUID)
+}
+
+/// The last steps of a new-API mount: turns the created file system context `fs` into a
+/// mount with `attrs` and moves it onto `target`. Errors name `op` and `target`.
+fn attach(
+    fs: BorrowedFd<'_>,
+    op: &'static str,
+    target: &Path,
+    attrs: MountAttrFlags,
+) -> Result<()> {
+    let mnt = fsmount(fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs)
+        .map_err(|e| mount_error(op, target, e, Some(fs)))?;
     move_mount(
         mnt.as_fd(),
         "",
@@ -181,7 +179,7 @@ pub(crate) fn mount_tmpfs(source: &str, target: &Path, size: Option<&str>) -> Re
         target,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )
-    .map_err(|e| mount_error(OP, target, e, None))
+    .map_err(|e| mount_error(op, target, e, None))
 }
 
 /// How to unmount.
