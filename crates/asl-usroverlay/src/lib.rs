@@ -40,7 +40,7 @@ pub mod unit;
 
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -257,6 +257,22 @@ struct TakenDown {
     /// The mount table as it was before the overlay was unmounted.
     table: Vec<mountinfo::MountEntry>,
     was_active: bool,
+}
+
+/// Mounts the overlay of `rec` on `path`: the record's upper and work directories over
+/// `lower` (the tree, opened before anything covered it), read-only unless its mode writes.
+fn mount_layers(rec: &OverlayRecord, path: &Path, lower: BorrowedFd<'_>) -> Result<()> {
+    mount::mount_overlay(
+        &mountinfo::overlay_source(&rec.name),
+        path,
+        &mount::OverlayLayers {
+            lower,
+            upper: &rec.upper(),
+            work: &rec.work(),
+            passing: mount::LayerPassing::Fd,
+        },
+        !rec.mode.is_writable(),
+    )
 }
 
 /// Detaches the tmpfs of a transient or read-only overlay's layer, if it is mounted. Lazily:
@@ -511,17 +527,7 @@ impl Overlays {
             });
         }
         make_layer_dirs(&rec, &lower)?;
-        mount::mount_overlay(
-            &mountinfo::overlay_source(&name),
-            &path,
-            &mount::OverlayLayers {
-                lower: lower.as_fd(),
-                upper: &rec.upper(),
-                work: &rec.work(),
-                passing: mount::LayerPassing::Fd,
-            },
-            !req.mode.is_writable(),
-        )?;
+        mount_layers(&rec, &path, lower.as_fd())?;
         crash_point("after-mount");
         undo.disarm();
         Ok(Applied {
@@ -643,17 +649,7 @@ impl Overlays {
             }
         }
         let lower = mount::open_dir(&path)?;
-        mount::mount_overlay(
-            &mountinfo::overlay_source(&rec.name),
-            &path,
-            &mount::OverlayLayers {
-                lower: lower.as_fd(),
-                upper: &rec.upper(),
-                work: &rec.work(),
-                passing: mount::LayerPassing::Fd,
-            },
-            !rec.mode.is_writable(),
-        )
+        mount_layers(rec, &path, lower.as_fd())
     }
 
     /// Discards every change of overlay `name` and mounts it again, empty, in the same mode.
