@@ -338,6 +338,12 @@ fn first_line(s: &str) -> String {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for space etc.).
+///
+/// asl-usroverlay has a mountinfo parser of its own; preflight does not use it. The host
+/// runtime has no business depending on the /usr overlay tool, and preflight needs what that
+/// parser leaves out: the table read below a configurable root (the tests' fake roots), the
+/// superblock options (a file system mounted `ro` underneath), and mount points compared as
+/// bytes, not as lossy UTF-8 text.
 fn unescape_mountinfo(s: &str) -> PathBuf {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
