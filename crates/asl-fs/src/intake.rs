@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +28,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use asl_store::{AccessError, ArtifactWrite, Put, Reference, TypeTag};
 use crossbeam_channel as chan;
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use rustix::fs::{CWD, FileType, OFlags, Stat};
 
 use crate::statcache::{CachedContent, FileIdentity, StatCache};
 use crate::sys;
@@ -294,6 +295,7 @@ pub fn intake(
         store,
         progress,
         dir_paths: HashMap::new(),
+        dir_buf: Vec::new(),
     };
     // Node 0: the synthetic root holding the given paths.
     walk.nodes
@@ -446,6 +448,8 @@ struct Walk<'a> {
     progress: &'a Progress,
     /// Full paths of directory nodes (as given on the command line + names).
     dir_paths: HashMap<u32, Vec<u8>>,
+    /// The buffer directories are read into, reused from one directory to the next.
+    dir_buf: Vec<u8>,
 }
 
 /// A directory still to be read: its node and the device it must stay on.
@@ -456,14 +460,14 @@ struct PendingDir {
 
 impl<'a> Walk<'a> {
     /// Records the given paths as children of node 0. Returns their node indices.
-    fn top_level(&mut self, paths: &[PathBuf]) -> Result<Vec<(u32, libc::stat64)>, IntakeError> {
-        let mut tops: Vec<(Vec<u8>, PathBuf, libc::stat64)> = Vec::new();
+    fn top_level(&mut self, paths: &[PathBuf]) -> Result<Vec<(u32, Stat)>, IntakeError> {
+        let mut tops: Vec<(Vec<u8>, PathBuf, Stat)> = Vec::new();
         for p in paths {
             let c = sys::cstring(p.as_os_str().as_bytes()).map_err(|e| IntakeError::Path {
                 path: p.clone(),
                 source: e,
             })?;
-            let st = sys::lstat_at(libc::AT_FDCWD, &c).map_err(|e| IntakeError::Path {
+            let st = sys::lstat_at(CWD, &c).map_err(|e| IntakeError::Path {
                 path: p.clone(),
                 source: e,
             })?;
@@ -537,7 +541,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Fills an entry's metadata from its `lstat`.
-    fn fill_from_stat(&mut self, idx: u32, st: &libc::stat64) {
+    fn fill_from_stat(&mut self, idx: u32, st: &Stat) {
         let e = &mut self.nodes[idx as usize].entry;
         e.kind = kind_of(st.st_mode);
         e.mode = st.st_mode & 0o7777;
@@ -566,7 +570,7 @@ impl<'a> Walk<'a> {
         self.progress.entries.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn run(&mut self, tops: &[(u32, libc::stat64)], jobs: &chan::Sender<Job>, shared: &Shared<'_>) {
+    fn run(&mut self, tops: &[(u32, Stat)], jobs: &chan::Sender<Job>, shared: &Shared<'_>) {
         let mut pending: Vec<PendingDir> = Vec::new();
         for &(idx, st) in tops.iter().rev() {
             let path = self.dir_paths[&idx].clone();
@@ -589,9 +593,9 @@ impl<'a> Walk<'a> {
             return;
         };
         let dir = match sys::open_at(
-            libc::AT_FDCWD,
+            CWD,
             &cpath,
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NONBLOCK,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NONBLOCK,
             0,
         ) {
             Ok(fd) => fd,
@@ -601,7 +605,7 @@ impl<'a> Walk<'a> {
             }
         };
         let mut names: Vec<Vec<u8>> = Vec::new();
-        let read = sys::read_dir_names(&dir, |n| names.push(n.to_vec()));
+        let read = sys::read_dir_names(&dir, &mut self.dir_buf, |n| names.push(n.to_vec()));
         if let Err(e) = read {
             // Keep what was read: a partial listing beats none in a rescue.
             self.record_error(d.node, Operation::Readdir, &e);
@@ -629,7 +633,7 @@ impl<'a> Walk<'a> {
             let cname = sys::cstring(&name);
             self.nodes
                 .push(Node::new(Entry::new(name, Kind::Unknown), d.node));
-            let st = cname.and_then(|c| sys::lstat_at(dir.as_raw_fd(), &c).map(|st| (c, st)));
+            let st = cname.and_then(|c| sys::lstat_at(&dir, &c).map(|st| (c, st)));
             match st {
                 Ok((c, st)) => {
                     self.fill_from_stat(idx, &st);
@@ -671,7 +675,7 @@ impl<'a> Walk<'a> {
     fn after_stat(
         &mut self,
         idx: u32,
-        st: &libc::stat64,
+        st: &Stat,
         path: &[u8],
         at: Option<(&OwnedFd, &CStr)>,
         root_dev: u64,
@@ -689,10 +693,8 @@ impl<'a> Walk<'a> {
         match kind {
             Kind::Symlink => {
                 let target = match at {
-                    Some((dir, name)) => {
-                        sys::readlink_at(dir.as_raw_fd(), name, st.st_size as usize)
-                    }
-                    None => sys::readlink_at(libc::AT_FDCWD, &cpath, st.st_size as usize),
+                    Some((dir, name)) => sys::readlink_at(dir, name, st.st_size as usize),
+                    None => sys::readlink_at(CWD, &cpath, st.st_size as usize),
                 };
                 match target {
                     Ok(t) if !t.is_empty() => {
@@ -833,7 +835,7 @@ impl<'a> Walk<'a> {
     /// Encodes and stores every directory's tree, children before parents.
     fn build_trees(
         &mut self,
-        tops: &[(u32, libc::stat64)],
+        tops: &[(u32, Stat)],
         totals: &mut Totals,
     ) -> Result<Reference, IntakeError> {
         for i in (0..self.nodes.len()).rev() {
@@ -896,20 +898,20 @@ impl<'a> Walk<'a> {
     }
 }
 
-fn is_dir(st: &libc::stat64) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+fn is_dir(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::Directory
 }
 
 pub(crate) fn kind_of(mode: u32) -> Kind {
-    match mode & libc::S_IFMT {
-        libc::S_IFREG => Kind::File,
-        libc::S_IFDIR => Kind::Dir,
-        libc::S_IFLNK => Kind::Symlink,
-        libc::S_IFIFO => Kind::Fifo,
-        libc::S_IFSOCK => Kind::Socket,
-        libc::S_IFCHR => Kind::CharDevice,
-        libc::S_IFBLK => Kind::BlockDevice,
-        _ => Kind::Unknown,
+    match FileType::from_raw_mode(mode) {
+        FileType::RegularFile => Kind::File,
+        FileType::Directory => Kind::Dir,
+        FileType::Symlink => Kind::Symlink,
+        FileType::Fifo => Kind::Fifo,
+        FileType::Socket => Kind::Socket,
+        FileType::CharacterDevice => Kind::CharDevice,
+        FileType::BlockDevice => Kind::BlockDevice,
+        FileType::Unknown => Kind::Unknown,
     }
 }
 
@@ -941,10 +943,10 @@ fn worker(shared: &Shared<'_>, jobs: chan::Receiver<Job>, results: chan::Sender<
 
 fn open_for_reading(shared: &Shared<'_>, path: &CStr) -> std::io::Result<OwnedFd> {
     // O_NONBLOCK: a file replaced by a FIFO after the walk must not block the worker.
-    let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK;
     if shared.noatime.load(Ordering::Relaxed) {
-        match sys::open_at(libc::AT_FDCWD, path, flags | libc::O_NOATIME, 0) {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+        match sys::open_at(CWD, path, flags | OFlags::NOATIME, 0) {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PERM.raw_os_error()) => {
                 // O_NOATIME needs ownership or CAP_FOWNER: fall back, and stop trying when
                 // it is clearly not available to this process.
                 if !sys::is_root() {
@@ -954,7 +956,7 @@ fn open_for_reading(shared: &Shared<'_>, path: &CStr) -> std::io::Result<OwnedFd
             r => return r,
         }
     }
-    sys::open_at(libc::AT_FDCWD, path, flags, 0)
+    sys::open_at(CWD, path, flags, 0)
 }
 
 fn read_file(shared: &Shared<'_>, job: &Job, buf: &mut Vec<u8>) -> FileOutcome {
@@ -986,14 +988,14 @@ fn read_file(shared: &Shared<'_>, job: &Job, buf: &mut Vec<u8>) -> FileOutcome {
         }
     };
     o.opened = true;
-    let at_open = match sys::fstat(fd.as_raw_fd()) {
+    let at_open = match sys::fstat(&fd) {
         Ok(st) => st,
         Err(e) => {
             fail(&mut o, Operation::Open, &e);
             return o;
         }
     };
-    if at_open.st_mode & libc::S_IFMT != libc::S_IFREG
+    if FileType::from_raw_mode(at_open.st_mode) != FileType::RegularFile
         || at_open.st_ino != job.pre.ino
         || at_open.st_dev != job.pre.dev
     {
@@ -1012,11 +1014,11 @@ fn read_file(shared: &Shared<'_>, job: &Job, buf: &mut Vec<u8>) -> FileOutcome {
     let size = at_open.st_size as u64;
     let sparse = (at_open.st_blocks as u64).saturating_mul(512) < size;
     let holes = if sparse {
-        sys::holes(fd.as_raw_fd(), size).unwrap_or_default()
+        sys::holes(&fd, size).unwrap_or_default()
     } else {
         Vec::new()
     };
-    let raw = fd.as_raw_fd();
+    let raw = fd.as_fd();
     let result = if size <= SMALL_FILE && holes.is_empty() {
         read_small(raw, size, buf).map_or_else(
             |e| Err(AccessError::Source(e)),
@@ -1087,7 +1089,7 @@ fn read_file(shared: &Shared<'_>, job: &Job, buf: &mut Vec<u8>) -> FileOutcome {
 }
 
 /// Reads a whole small file (at most `size` bytes: growth is caught by the stat check).
-fn read_small(fd: i32, size: u64, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+fn read_small(fd: BorrowedFd<'_>, size: u64, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let size = size as usize;
     // The buffer only grows (to SMALL_FILE at most): no zeroing per file.
     if buf.len() < size {
@@ -1107,7 +1109,7 @@ fn read_small(fd: i32, size: u64, buf: &mut Vec<u8>) -> std::io::Result<usize> {
 /// A file's logical bytes: data read with `pread`, holes produced as zeros without reading.
 /// Stops at the size the file had when opened.
 struct FileSource<'a> {
-    fd: i32,
+    fd: BorrowedFd<'a>,
     pos: u64,
     end: u64,
     holes: &'a [(u64, u64)],

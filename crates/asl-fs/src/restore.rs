@@ -13,13 +13,14 @@
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel as chan;
+use rustix::fs::{CWD, FileType, Mode, OFlags};
 
 use asl_store::{AccessError, ArtifactRead, Reference};
 
@@ -105,15 +106,11 @@ pub fn restore(
             path: target.to_path_buf(),
             source: e,
         })?;
-    let root = sys::open_at(
-        libc::AT_FDCWD,
-        &ctarget,
-        libc::O_RDONLY | libc::O_DIRECTORY,
-        0,
-    )
-    .map_err(|e| RestoreError::Target {
-        path: target.to_path_buf(),
-        source: e,
+    let root = sys::open_at(CWD, &ctarget, OFlags::RDONLY | OFlags::DIRECTORY, 0).map_err(|e| {
+        RestoreError::Target {
+            path: target.to_path_buf(),
+            source: e,
+        }
     })?;
     let policy = Policy {
         owners: opts.owners.unwrap_or_else(sys::is_root),
@@ -148,7 +145,7 @@ pub fn restore(
         let mut r = Restorer {
             store,
             policy: &policy,
-            target_fd: root.as_raw_fd(),
+            target_fd: root.as_fd(),
             links: HashMap::new(),
             s: &mut s,
             issues: &mut main_issues,
@@ -230,8 +227,8 @@ struct Policy {
 /// are `0700` until their contents are done, so only the target's own set-group-ID bit could
 /// hand new files another group.
 fn creator_ids(target: &OwnedFd) -> Option<(u32, u32)> {
-    let st = sys::fstat(target.as_raw_fd()).ok()?;
-    if st.st_mode & libc::S_ISGID != 0 {
+    let st = sys::fstat(target).ok()?;
+    if Mode::from_raw_mode(st.st_mode).contains(Mode::SGID) {
         return None;
     }
     Some(sys::effective_ids())
@@ -311,11 +308,11 @@ struct FileJob {
     rel: Vec<u8>,
 }
 
-fn create_file(dir: RawFd, name: &CStr, e: &Entry) -> std::io::Result<OwnedFd> {
+fn create_file(dir: BorrowedFd<'_>, name: &CStr, e: &Entry) -> std::io::Result<OwnedFd> {
     sys::open_at(
         dir,
         name,
-        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
         create_mode(e),
     )
 }
@@ -325,7 +322,7 @@ fn write_file(store: &dyn ArtifactRead, policy: &Policy, job: FileJob, out: &mut
     let rel = &job.rel;
     let Some(content) = e.content else { return };
     let fd = job.fd;
-    let raw = fd.as_raw_fd();
+    let raw = fd.as_fd();
     let mut sink = FileSink {
         fd: raw,
         pos: 0,
@@ -338,7 +335,7 @@ fn write_file(store: &dyn ArtifactRead, policy: &Policy, job: FileJob, out: &mut
         drop(fd);
         // A partly written file must not look restored.
         if let Ok(name) = sys::cstring(&e.name) {
-            let _ = sys::unlink_at(job.dir.as_raw_fd(), &name);
+            let _ = sys::unlink_at(&*job.dir, &name);
         }
         if is_integrity(&err) {
             out.integrity(rel, Some(content), err);
@@ -375,7 +372,7 @@ fn write_file(store: &dyn ArtifactRead, policy: &Policy, job: FileJob, out: &mut
 /// Owner, xattrs, mode, then mtime — after the contents, so their creation does not
 /// change the directory's mtime afterwards.
 fn set_dir_metadata(policy: &Policy, fd: &OwnedFd, e: &Entry, rel: &[u8], out: &mut Issues) {
-    let raw = fd.as_raw_fd();
+    let raw = fd.as_fd();
     if policy.owners
         && let Err(err) = sys::fchown(raw, e.uid, e.gid)
     {
@@ -390,7 +387,7 @@ fn set_dir_metadata(policy: &Policy, fd: &OwnedFd, e: &Entry, rel: &[u8], out: &
     }
 }
 
-fn set_xattrs_fd(policy: &Policy, fd: RawFd, e: &Entry, rel: &[u8], out: &mut Issues) {
+fn set_xattrs_fd(policy: &Policy, fd: BorrowedFd<'_>, e: &Entry, rel: &[u8], out: &mut Issues) {
     for (n, v) in &e.xattrs {
         if policy.wanted_xattr(n)
             && let Err(err) = sys::fsetxattr(fd, n, v)
@@ -405,7 +402,7 @@ fn set_xattrs_fd(policy: &Policy, fd: RawFd, e: &Entry, rel: &[u8], out: &mut Is
 struct Restorer<'a, 's> {
     store: &'a dyn ArtifactRead,
     policy: &'a Policy,
-    target_fd: RawFd,
+    target_fd: BorrowedFd<'s>,
     /// Hardlink group → target-relative path of its first restored member.
     links: HashMap<u64, CString>,
     s: &'s mut RestoreSummary,
@@ -472,7 +469,7 @@ impl Restorer<'_, '_> {
         let Ok(name) = sys::cstring(&e.name) else {
             return;
         };
-        let dfd = dir.as_raw_fd();
+        let dfd = dir.as_fd();
         if e.kind != Kind::Dir
             && e.hardlink_group != 0
             && let Some(first) = self.links.get(&e.hardlink_group)
@@ -508,11 +505,11 @@ impl Restorer<'_, '_> {
         }
     }
 
-    fn dir(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &mut Vec<u8>) {
+    fn dir(&mut self, dir: BorrowedFd<'_>, name: &CStr, e: &Entry, rel: &mut Vec<u8>) {
         if let Err(err) = sys::mkdir_at(dir, name, 0o700) {
             return self.issues.error(rel, "mkdir", err);
         }
-        let fd = match sys::open_at(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0) {
+        let fd = match sys::open_at(dir, name, OFlags::RDONLY | OFlags::DIRECTORY, 0) {
             Ok(fd) => Arc::new(fd),
             Err(err) => return self.issues.error(rel, "open directory", err),
         };
@@ -537,7 +534,7 @@ impl Restorer<'_, '_> {
             self.not_taken_in(rel, e);
             return false;
         }
-        let fd = match create_file(dir.as_raw_fd(), name, e) {
+        let fd = match create_file(dir.as_fd(), name, e) {
             Ok(fd) => fd,
             Err(err) => {
                 self.issues.error(rel, "create", err);
@@ -558,7 +555,7 @@ impl Restorer<'_, '_> {
         true
     }
 
-    fn symlink(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &[u8]) -> bool {
+    fn symlink(&mut self, dir: BorrowedFd<'_>, name: &CStr, e: &Entry, rel: &[u8]) -> bool {
         if e.link_target.is_empty() {
             self.not_taken_in(rel, e);
             return false;
@@ -575,14 +572,20 @@ impl Restorer<'_, '_> {
         true
     }
 
-    fn special(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &[u8]) -> bool {
+    fn special(&mut self, dir: BorrowedFd<'_>, name: &CStr, e: &Entry, rel: &[u8]) -> bool {
         let (fmt, dev) = match e.kind {
-            Kind::Fifo => (libc::S_IFIFO, 0),
-            Kind::Socket => (libc::S_IFSOCK, 0),
-            Kind::CharDevice => (libc::S_IFCHR, sys::makedev(e.rdev_major, e.rdev_minor)),
-            _ => (libc::S_IFBLK, sys::makedev(e.rdev_major, e.rdev_minor)),
+            Kind::Fifo => (FileType::Fifo, 0),
+            Kind::Socket => (FileType::Socket, 0),
+            Kind::CharDevice => (
+                FileType::CharacterDevice,
+                sys::makedev(e.rdev_major, e.rdev_minor),
+            ),
+            _ => (
+                FileType::BlockDevice,
+                sys::makedev(e.rdev_major, e.rdev_minor),
+            ),
         };
-        if let Err(err) = sys::mknod_at(dir, name, fmt | (e.mode & 0o777), dev) {
+        if let Err(err) = sys::mknod_at(dir, name, fmt.as_raw_mode() | (e.mode & 0o777), dev) {
             self.issues.error(rel, "mknod", err);
             return false;
         }
@@ -593,7 +596,7 @@ impl Restorer<'_, '_> {
 
     /// Owner, xattrs, mode and mtime of an entry that cannot be opened safely (symlinks,
     /// FIFOs, sockets, devices), set through its directory without following it.
-    fn finish_at(&mut self, dir: RawFd, name: &CStr, e: &Entry, rel: &[u8], chmod: bool) {
+    fn finish_at(&mut self, dir: BorrowedFd<'_>, name: &CStr, e: &Entry, rel: &[u8], chmod: bool) {
         if self.policy.owners
             && let Err(err) = sys::lchown_at(dir, name, e.uid, e.gid)
         {
@@ -601,7 +604,7 @@ impl Restorer<'_, '_> {
         }
         if !e.xattrs.is_empty() {
             // There is no lsetxattrat: reach the entry through our own directory fd.
-            let mut p = format!("/proc/self/fd/{dir}/").into_bytes();
+            let mut p = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
             p.extend_from_slice(name.to_bytes());
             if let Ok(path) = sys::cstring(&p) {
                 for (n, v) in &e.xattrs {
@@ -630,7 +633,7 @@ impl Restorer<'_, '_> {
 /// `ftruncate` sets the size). Bytes inside a hole that are not zero are written anyway, so
 /// the restored content always equals the verified artifact.
 struct FileSink<'a> {
-    fd: RawFd,
+    fd: BorrowedFd<'a>,
     pos: u64,
     holes: &'a [Hole],
     hole_ix: usize,

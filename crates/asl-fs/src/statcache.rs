@@ -32,7 +32,7 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
-    pub fn from_stat(st: &libc::stat64) -> FileIdentity {
+    pub fn from_stat(st: &rustix::fs::Stat) -> FileIdentity {
         FileIdentity {
             dev: st.st_dev,
             ino: st.st_ino,

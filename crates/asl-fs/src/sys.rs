@@ -1,110 +1,78 @@
-//! Thin, safe wrappers over the system calls intake and restore need, all working on raw
-//! name bytes (names are not UTF-8) and directory file descriptors.
+//! The system calls intake and restore need, on [`rustix`]: they work on raw name bytes (names
+//! are not UTF-8) and directory file descriptors, and return `io::Error`s carrying the errno,
+//! which is what intake records for an entry and restore reports.
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 
-pub fn errno() -> i32 {
-    io::Error::last_os_error().raw_os_error().unwrap_or(0)
-}
-
-fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
+use rustix::fs::{
+    Advice, AtFlags, FileType, Gid, Mode, OFlags, RawDir, SeekFrom, Stat, Timespec, Timestamps,
+    Uid, XattrFlags,
+};
+use rustix::io::Errno;
 
 /// A NUL-terminated copy of name bytes (names never contain NUL: checked by the caller).
 pub fn cstring(b: &[u8]) -> io::Result<CString> {
-    CString::new(b).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(b).map_err(|_| io::Error::from(Errno::INVAL))
 }
 
-/// `lstat` of `name` relative to `dir` (or of an absolute/relative path with `AT_FDCWD`).
-pub fn lstat_at(dir: RawFd, name: &CStr) -> io::Result<libc::stat64> {
-    // SAFETY: stat64 is plain old data; fstatat64 fills it or fails.
-    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
-    cvt(unsafe { libc::fstatat64(dir, name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) })?;
-    Ok(st)
+/// `lstat` of `name` relative to `dir` (or of an absolute/relative path with [`rustix::fs::CWD`]).
+pub fn lstat_at(dir: impl AsFd, name: &CStr) -> io::Result<Stat> {
+    Ok(rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?)
 }
 
-pub fn fstat(fd: RawFd) -> io::Result<libc::stat64> {
-    // SAFETY: as above.
-    let mut st: libc::stat64 = unsafe { std::mem::zeroed() };
-    cvt(unsafe { libc::fstat64(fd, &mut st) })?;
-    Ok(st)
+pub fn fstat(fd: impl AsFd) -> io::Result<Stat> {
+    Ok(rustix::fs::fstat(fd)?)
 }
 
 /// Opens with `flags | O_CLOEXEC | O_NOFOLLOW`, relative to `dir`.
-pub fn open_at(dir: RawFd, name: &CStr, flags: libc::c_int, mode: u32) -> io::Result<OwnedFd> {
-    // SAFETY: a valid C string and flags; the returned fd is owned by us.
-    let fd = cvt(unsafe {
-        libc::openat(
-            dir,
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
-            mode as libc::c_uint,
-        )
-    })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+pub fn open_at(dir: impl AsFd, name: &CStr, flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
+    let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        flags,
+        Mode::from_raw_mode(mode),
+    )?)
 }
 
-/// The names in an open directory (without `.` and `..`), with their `d_type`.
-/// Consumes the descriptor's position; the descriptor stays owned by the caller.
-pub fn read_dir_names(dir: &OwnedFd, mut each: impl FnMut(&[u8])) -> io::Result<()> {
-    // fdopendir takes ownership of its fd: give it a duplicate.
-    let dup = cvt(unsafe { libc::fcntl(dir.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
-    // SAFETY: dup is a valid directory fd; on success the DIR owns it.
-    let dirp = unsafe { libc::fdopendir(dup) };
-    if dirp.is_null() {
-        let e = io::Error::last_os_error();
-        unsafe { libc::close(dup) };
-        return Err(e);
+/// The room [`read_dir_names`] gives one `getdents64` batch. An entry takes at most about
+/// 280 bytes (a 255-byte name and its header), so a batch always holds at least one.
+const DIR_BATCH: usize = 32 * 1024;
+
+/// Calls `each` with the name of every entry of an open directory (without `.` and `..`), in
+/// the order the filesystem returns them. Names point into `buf`, which the caller keeps from
+/// one directory to the next: no allocation per directory or per entry. Reads from the
+/// descriptor's position to the end; the descriptor stays owned by the caller.
+pub fn read_dir_names(
+    dir: &OwnedFd,
+    buf: &mut Vec<u8>,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
+    buf.clear();
+    buf.reserve(DIR_BATCH);
+    let mut entries = RawDir::new(dir, buf.spare_capacity_mut());
+    while let Some(entry) = entries.next() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            // A directory removed while it is read: like readdir(3), the end of it.
+            Err(Errno::NOENT) => break,
+            Err(e) => return Err(e.into()),
+        };
+        let name = entry.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            each(name);
+        }
     }
-    let result = loop {
-        // SAFETY: errno is thread-local; readdir returns NULL at the end or on error.
-        unsafe { *libc::__errno_location() = 0 };
-        let ent = unsafe { libc::readdir64(dirp) };
-        if ent.is_null() {
-            let e = errno();
-            break if e == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::from_raw_os_error(e))
-            };
-        }
-        // SAFETY: d_name is NUL-terminated inside the dirent.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
-        if name == b"." || name == b".." {
-            continue;
-        }
-        each(name);
-    };
-    unsafe { libc::closedir(dirp) };
-    result
+    Ok(())
 }
 
-pub fn readlink_at(dir: RawFd, name: &CStr, size_hint: usize) -> io::Result<Vec<u8>> {
-    let mut cap = size_hint.max(63) + 1;
-    loop {
-        let mut buf = vec![0u8; cap];
-        // SAFETY: buf has cap bytes.
-        let n = unsafe { libc::readlinkat(dir, name.as_ptr(), buf.as_mut_ptr().cast(), cap) };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let n = n as usize;
-        if n < cap {
-            buf.truncate(n);
-            return Ok(buf);
-        }
-        cap *= 2;
-        if cap > 1 << 20 {
-            return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
-        }
-    }
+/// The target of the symlink `name` in `dir`; `size_hint` (its `lstat` size) sizes the
+/// buffer so one call usually suffices.
+pub fn readlink_at(dir: impl AsFd, name: &CStr, size_hint: usize) -> io::Result<Vec<u8>> {
+    let target = rustix::fs::readlinkat(dir, name, Vec::with_capacity(size_hint + 1))?;
+    Ok(target.into_bytes())
 }
 
 /// All extended attributes of `path` (not following a final symlink), sorted by name.
@@ -112,21 +80,14 @@ pub fn readlink_at(dir: RawFd, name: &CStr, size_hint: usize) -> io::Result<Vec<
 pub fn lxattrs(path: &CStr) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let mut names = vec![0u8; 256];
     let len = loop {
-        // SAFETY: buffer of names.len() bytes.
-        let n = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-        if n >= 0 {
-            break n as usize;
-        }
-        match errno() {
-            libc::ERANGE => {
-                let n = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
-                if n < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                names.resize(n as usize + 1, 0);
+        match rustix::fs::llistxattr(path, &mut names[..]) {
+            Ok(n) => break n,
+            Err(Errno::RANGE) => {
+                let n = rustix::fs::llistxattr_query(path)?;
+                names.resize(n + 1, 0);
             }
-            libc::ENOTSUP => return Ok(Vec::new()),
-            e => return Err(io::Error::from_raw_os_error(e)),
+            Err(Errno::NOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
         }
     };
     let mut out = Vec::new();
@@ -134,34 +95,21 @@ pub fn lxattrs(path: &CStr) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let cname = cstring(name)?;
         let mut val = vec![0u8; 256];
         loop {
-            let n = unsafe {
-                libc::lgetxattr(
-                    path.as_ptr(),
-                    cname.as_ptr(),
-                    val.as_mut_ptr().cast(),
-                    val.len(),
-                )
-            };
-            if n >= 0 {
-                val.truncate(n as usize);
-                break;
-            }
-            match errno() {
-                libc::ERANGE => {
-                    let n = unsafe {
-                        libc::lgetxattr(path.as_ptr(), cname.as_ptr(), std::ptr::null_mut(), 0)
-                    };
-                    if n < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    val.resize(n as usize + 1, 0);
+            match rustix::fs::lgetxattr(path, cname.as_c_str(), &mut val[..]) {
+                Ok(n) => {
+                    val.truncate(n);
+                    break;
+                }
+                Err(Errno::RANGE) => {
+                    let n = rustix::fs::lgetxattr_query(path, cname.as_c_str())?;
+                    val.resize(n + 1, 0);
                 }
                 // Removed between list and get: it no longer exists.
-                libc::ENODATA => {
+                Err(Errno::NODATA) => {
                     val.clear();
                     break;
                 }
-                e => return Err(io::Error::from_raw_os_error(e)),
+                Err(e) => return Err(e.into()),
             }
         }
         out.push((name.to_vec(), val));
@@ -171,22 +119,18 @@ pub fn lxattrs(path: &CStr) -> io::Result<Vec<(Vec<u8>, Vec<u8>)>> {
     Ok(out)
 }
 
-/// Data ranges of a sparse file via SEEK_DATA/SEEK_HOLE: the holes within `[0, size)`.
-/// Returns `None` when the filesystem does not report holes.
-pub fn holes(fd: RawFd, size: u64) -> io::Result<Vec<(u64, u64)>> {
+/// The holes of a sparse file within `[0, size)`, as `(offset, len)`, found with
+/// `SEEK_DATA`/`SEEK_HOLE`. A filesystem that does not report holes gives none.
+pub fn holes(fd: impl AsFd, size: u64) -> io::Result<Vec<(u64, u64)>> {
+    let fd = fd.as_fd();
     let mut holes = Vec::new();
     let mut pos: u64 = 0;
     while pos < size {
-        // SAFETY: lseek on our own fd.
-        let data = unsafe { libc::lseek64(fd, pos as i64, libc::SEEK_DATA) };
-        let data = if data < 0 {
-            match errno() {
-                // No data after pos: the rest is a hole.
-                libc::ENXIO => size,
-                e => return Err(io::Error::from_raw_os_error(e)),
-            }
-        } else {
-            (data as u64).min(size)
+        let data = match rustix::fs::seek(fd, SeekFrom::Data(pos)) {
+            Ok(data) => data.min(size),
+            // No data after pos: the rest is a hole.
+            Err(Errno::NXIO) => size,
+            Err(e) => return Err(e.into()),
         };
         if data > pos {
             holes.push((pos, data - pos));
@@ -194,11 +138,8 @@ pub fn holes(fd: RawFd, size: u64) -> io::Result<Vec<(u64, u64)>> {
         if data >= size {
             break;
         }
-        let hole = unsafe { libc::lseek64(fd, data as i64, libc::SEEK_HOLE) };
-        if hole < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        pos = (hole as u64).min(size);
+        let hole = rustix::fs::seek(fd, SeekFrom::Hole(data))?;
+        pos = hole.min(size);
         if pos == data {
             // Should not happen (SEEK_HOLE from data returns a later offset); avoid a loop.
             break;
@@ -207,140 +148,167 @@ pub fn holes(fd: RawFd, size: u64) -> io::Result<Vec<(u64, u64)>> {
     Ok(holes)
 }
 
-pub fn pread(fd: RawFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    loop {
-        // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::pread64(fd, buf.as_mut_ptr().cast(), buf.len(), offset as i64) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        if errno() != libc::EINTR {
-            return Err(io::Error::last_os_error());
-        }
-    }
+pub fn pread(fd: impl AsFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let fd = fd.as_fd();
+    Ok(rustix::io::retry_on_intr(|| {
+        rustix::io::pread(fd, &mut *buf, offset)
+    })?)
 }
 
-pub fn pwrite_all(fd: RawFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+pub fn pwrite_all(fd: impl AsFd, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    let fd = fd.as_fd();
     while !buf.is_empty() {
-        // SAFETY: buf is valid.
-        let n = unsafe { libc::pwrite64(fd, buf.as_ptr().cast(), buf.len(), offset as i64) };
-        if n < 0 {
-            if errno() == libc::EINTR {
-                continue;
+        match rustix::io::pwrite(fd, buf, offset) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
             }
-            return Err(io::Error::last_os_error());
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::WriteZero));
-        }
-        buf = &buf[n as usize..];
-        offset += n as u64;
     }
     Ok(())
 }
 
-pub fn mkdir_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
-    cvt(unsafe { libc::mkdirat(dir, name.as_ptr(), mode) }).map(|_| ())
+pub fn mkdir_at(dir: impl AsFd, name: &CStr, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?)
 }
 
-pub fn symlink_at(target: &CStr, dir: RawFd, name: &CStr) -> io::Result<()> {
-    cvt(unsafe { libc::symlinkat(target.as_ptr(), dir, name.as_ptr()) }).map(|_| ())
+pub fn symlink_at(target: &CStr, dir: impl AsFd, name: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::symlinkat(target, dir, name)?)
 }
 
-pub fn mknod_at(dir: RawFd, name: &CStr, mode: u32, dev: u64) -> io::Result<()> {
-    cvt(unsafe { libc::mknodat(dir, name.as_ptr(), mode, dev) }).map(|_| ())
+/// `mknodat` with `mode` holding both the file type (`S_IF*`) and the permission bits.
+pub fn mknod_at(dir: impl AsFd, name: &CStr, mode: u32, dev: u64) -> io::Result<()> {
+    let file_type = FileType::from_raw_mode(mode);
+    let perm = Mode::from_raw_mode(mode & 0o7777);
+    Ok(rustix::fs::mknodat(dir, name, file_type, perm, dev)?)
 }
 
-pub fn link_at(old_dir: RawFd, old: &CStr, new_dir: RawFd, new: &CStr) -> io::Result<()> {
-    cvt(unsafe { libc::linkat(old_dir, old.as_ptr(), new_dir, new.as_ptr(), 0) }).map(|_| ())
+pub fn link_at(old_dir: impl AsFd, old: &CStr, new_dir: impl AsFd, new: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::linkat(
+        old_dir,
+        old,
+        new_dir,
+        new,
+        AtFlags::empty(),
+    )?)
 }
 
-pub fn unlink_at(dir: RawFd, name: &CStr) -> io::Result<()> {
-    cvt(unsafe { libc::unlinkat(dir, name.as_ptr(), 0) }).map(|_| ())
+pub fn unlink_at(dir: impl AsFd, name: &CStr) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
+}
+
+/// The owner ids as the kernel takes them. Unchecked: an id recorded as `u32::MAX` reaches
+/// the kernel as it did through libc (where it means "leave unchanged").
+fn owner(uid: u32, gid: u32) -> (Option<Uid>, Option<Gid>) {
+    (
+        Some(Uid::from_raw_unchecked(uid)),
+        Some(Gid::from_raw_unchecked(gid)),
+    )
 }
 
 /// `fchownat` without following a final symlink.
-pub fn lchown_at(dir: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
-    cvt(unsafe { libc::fchownat(dir, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
-        .map(|_| ())
+pub fn lchown_at(dir: impl AsFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
+    let (uid, gid) = owner(uid, gid);
+    Ok(rustix::fs::chownat(
+        dir,
+        name,
+        uid,
+        gid,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
-pub fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
-    cvt(unsafe { libc::fchown(fd, uid, gid) }).map(|_| ())
+pub fn fchown(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
+    let (uid, gid) = owner(uid, gid);
+    Ok(rustix::fs::fchown(fd, uid, gid)?)
 }
 
-pub fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
-    cvt(unsafe { libc::fchmod(fd, mode) }).map(|_| ())
+pub fn fchmod(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))?)
 }
 
 /// `fchmodat` (never on symlinks: Linux cannot change a symlink's mode).
-pub fn chmod_at(dir: RawFd, name: &CStr, mode: u32) -> io::Result<()> {
-    cvt(unsafe { libc::fchmodat(dir, name.as_ptr(), mode, 0) }).map(|_| ())
+pub fn chmod_at(dir: impl AsFd, name: &CStr, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::chmodat(
+        dir,
+        name,
+        Mode::from_raw_mode(mode),
+        AtFlags::empty(),
+    )?)
 }
 
-fn timespecs(sec: i64, nsec: u32) -> [libc::timespec; 2] {
-    let t = libc::timespec {
-        tv_sec: sec as libc::time_t,
-        tv_nsec: nsec as libc::c_long,
+fn timestamps(sec: i64, nsec: u32) -> Timestamps {
+    let t = Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec.into(),
     };
     // atime is not recorded: set it equal to mtime so restores are reproducible.
-    [t, t]
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
 }
 
-pub fn futimens(fd: RawFd, sec: i64, nsec: u32) -> io::Result<()> {
-    let ts = timespecs(sec, nsec);
-    cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map(|_| ())
+pub fn futimens(fd: impl AsFd, sec: i64, nsec: u32) -> io::Result<()> {
+    Ok(rustix::fs::futimens(fd, &timestamps(sec, nsec))?)
 }
 
-pub fn lutimens_at(dir: RawFd, name: &CStr, sec: i64, nsec: u32) -> io::Result<()> {
-    let ts = timespecs(sec, nsec);
-    cvt(unsafe { libc::utimensat(dir, name.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
-        .map(|_| ())
+pub fn lutimens_at(dir: impl AsFd, name: &CStr, sec: i64, nsec: u32) -> io::Result<()> {
+    let ts = timestamps(sec, nsec);
+    Ok(rustix::fs::utimensat(
+        dir,
+        name,
+        &ts,
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?)
 }
 
-pub fn fsetxattr(fd: RawFd, name: &[u8], value: &[u8]) -> io::Result<()> {
+pub fn fsetxattr(fd: impl AsFd, name: &[u8], value: &[u8]) -> io::Result<()> {
     let n = cstring(name)?;
-    cvt(unsafe { libc::fsetxattr(fd, n.as_ptr(), value.as_ptr().cast(), value.len(), 0) })
-        .map(|_| ())
+    Ok(rustix::fs::fsetxattr(
+        fd,
+        n.as_c_str(),
+        value,
+        XattrFlags::empty(),
+    )?)
 }
 
 pub fn lsetxattr(path: &CStr, name: &[u8], value: &[u8]) -> io::Result<()> {
     let n = cstring(name)?;
-    cvt(unsafe {
-        libc::lsetxattr(
-            path.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    })
-    .map(|_| ())
+    Ok(rustix::fs::lsetxattr(
+        path,
+        n.as_c_str(),
+        value,
+        XattrFlags::empty(),
+    )?)
 }
 
-pub fn ftruncate(fd: RawFd, len: u64) -> io::Result<()> {
-    cvt(unsafe { libc::ftruncate64(fd, len as i64) }).map(|_| ())
+pub fn ftruncate(fd: impl AsFd, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::ftruncate(fd, len)?)
 }
 
-pub fn fadvise_sequential(fd: RawFd) {
+pub fn fadvise_sequential(fd: impl AsFd) {
     // Advisory only: a failure changes nothing.
-    unsafe { libc::posix_fadvise(fd, 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+    let _ = rustix::fs::fadvise(fd, 0, None, Advice::Sequential);
 }
 
 pub fn is_root() -> bool {
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 pub fn major(dev: u64) -> u32 {
-    libc::major(dev)
+    rustix::fs::major(dev)
 }
 
 pub fn minor(dev: u64) -> u32 {
-    libc::minor(dev)
+    rustix::fs::minor(dev)
 }
 
 pub fn makedev(major: u32, minor: u32) -> u64 {
-    libc::makedev(major, minor)
+    rustix::fs::makedev(major, minor)
 }
 
 /// The message of an errno value, as `strerror` gives it.
@@ -350,8 +318,10 @@ pub fn strerror(errno: i32) -> String {
 
 /// The effective user and group ids: the owner of files this process creates.
 pub fn effective_ids() -> (u32, u32) {
-    // SAFETY: geteuid and getegid cannot fail.
-    unsafe { (libc::geteuid(), libc::getegid()) }
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
 }
 
 /// The process umask, read from `/proc/self/status` (`umask(2)` can only read it by

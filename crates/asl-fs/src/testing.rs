@@ -72,7 +72,7 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
 
 fn set_mtime(path: &Path, sec: i64, nsec: u32) {
     let c = sys::cstring(path.as_os_str().as_bytes()).expect("path without NUL");
-    sys::lutimens_at(libc::AT_FDCWD, &c, sec, nsec).expect("set mtime");
+    sys::lutimens_at(rustix::fs::CWD, &c, sec, nsec).expect("set mtime");
 }
 
 fn set_xattr(path: &Path, name: &[u8], value: &[u8]) {
@@ -82,7 +82,7 @@ fn set_xattr(path: &Path, name: &[u8], value: &[u8]) {
 
 fn mknod(path: &Path, mode: u32, dev: u64) {
     let c = sys::cstring(path.as_os_str().as_bytes()).expect("path without NUL");
-    sys::mknod_at(libc::AT_FDCWD, &c, mode, dev).expect("mknod");
+    sys::mknod_at(rustix::fs::CWD, &c, mode, dev).expect("mknod");
 }
 
 /// Builds the rescue tree under `dir` (which must exist and be empty). Needs a filesystem
@@ -441,8 +441,7 @@ fn observe(root: &Path) -> BTreeMap<Vec<u8>, Observed> {
                 libc::S_IFREG => {
                     let f = std::fs::File::open(&path)
                         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-                    use std::os::fd::AsRawFd;
-                    o.holes = sys::holes(f.as_raw_fd(), m.size()).expect("SEEK_HOLE");
+                    o.holes = sys::holes(&f, m.size()).expect("SEEK_HOLE");
                     let mut h = blake3::Hasher::new();
                     h.update_reader(&f).expect("read file");
                     o.content = Some(h.finalize().to_hex().to_string());
