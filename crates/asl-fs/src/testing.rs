@@ -13,6 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FileType;
+
 use crate::sys;
 
 /// What the rescue tree contains, for tests to assert on.
@@ -151,7 +153,11 @@ pub fn build_rescue_tree(dir: &Path, opts: &RescueTreeOptions) -> RescueTreeMani
 
     // FIFOs, sockets, devices.
     mkdir(b"special");
-    mknod(&p(&root, b"special/fifo"), libc::S_IFIFO | 0o640, 0);
+    mknod(
+        &p(&root, b"special/fifo"),
+        FileType::Fifo.as_raw_mode() | 0o640,
+        0,
+    );
     {
         let sock = p(&root, b"special/socket");
         let l = std::os::unix::net::UnixListener::bind(&sock).expect("bind unix socket");
@@ -160,12 +166,12 @@ pub fn build_rescue_tree(dir: &Path, opts: &RescueTreeOptions) -> RescueTreeMani
     if as_root {
         mknod(
             &p(&root, b"special/null"),
-            libc::S_IFCHR | 0o666,
+            FileType::CharacterDevice.as_raw_mode() | 0o666,
             sys::makedev(1, 3),
         );
         mknod(
             &p(&root, b"special/loop-blk"),
-            libc::S_IFBLK | 0o660,
+            FileType::BlockDevice.as_raw_mode() | 0o660,
             sys::makedev(7, 200),
         );
     }
@@ -195,7 +201,11 @@ pub fn build_rescue_tree(dir: &Path, opts: &RescueTreeOptions) -> RescueTreeMani
     fs::hard_link(p(&root, b"links/a"), p(&root, b"links/sub/c")).expect("link");
     write(&p(&root, b"links/x"), b"group two\n");
     fs::hard_link(p(&root, b"links/x"), p(&root, b"links/y")).expect("link");
-    mknod(&p(&root, b"links/fifo1"), libc::S_IFIFO | 0o600, 0);
+    mknod(
+        &p(&root, b"links/fifo1"),
+        FileType::Fifo.as_raw_mode() | 0o600,
+        0,
+    );
     fs::hard_link(p(&root, b"links/fifo1"), p(&root, b"links/fifo2")).expect("link fifo");
 
     // Symlinks: dangling, absolute, to a directory, a loop.
@@ -299,45 +309,18 @@ pub fn without_dac_override<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
 fn drop_dac_capabilities() -> std::io::Result<()> {
-    const VERSION_3: u32 = 0x2008_0522;
-    const DAC: u32 = (1 << 1) | (1 << 2); // CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-    let mut h = CapHeader {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut d = [CapData::default(); 2];
-    // SAFETY: capget/capset with a version-3 header and two data words, on this thread.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut h as *mut CapHeader, d.as_mut_ptr()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    d[0].effective &= !DAC;
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut h as *mut CapHeader, d.as_ptr()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    use rustix::thread::{CapabilitySet, capabilities, set_capabilities};
+    let mut caps = capabilities(None)?;
+    caps.effective -= CapabilitySet::DAC_OVERRIDE | CapabilitySet::DAC_READ_SEARCH;
+    set_capabilities(None, caps)?;
     Ok(())
 }
 
 /// What [`compare_trees`] looks at, per path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Observed {
-    kind: u32,
+    kind: FileType,
     mode: u32,
     uid: u32,
     gid: u32,
@@ -405,14 +388,18 @@ fn observe(root: &Path) -> BTreeMap<Vec<u8>, Observed> {
             let path = p(root, &r);
             let m = std::fs::symlink_metadata(&path)
                 .unwrap_or_else(|e| panic!("lstat {}: {e}", path.display()));
-            let kind = m.mode() & libc::S_IFMT;
+            let kind = FileType::from_raw_mode(m.mode());
             let cpath = sys::cstring(path.as_os_str().as_bytes()).expect("no NUL");
             let mut o = Observed {
                 kind,
                 mode: m.mode() & 0o7777,
                 uid: m.uid(),
                 gid: m.gid(),
-                size: if kind == libc::S_IFDIR { 0 } else { m.size() },
+                size: if kind == FileType::Directory {
+                    0
+                } else {
+                    m.size()
+                },
                 mtime: (m.mtime(), m.mtime_nsec()),
                 rdev: m.rdev(),
                 xattrs: sys::lxattrs(&cpath)
@@ -422,14 +409,14 @@ fn observe(root: &Path) -> BTreeMap<Vec<u8>, Observed> {
                 holes: Vec::new(),
                 content: None,
             };
-            if kind != libc::S_IFDIR && m.nlink() > 1 {
+            if kind != FileType::Directory && m.nlink() > 1 {
                 let first = inodes
                     .entry((m.dev(), m.ino()))
                     .or_insert_with(|| r.clone());
                 o.hardlink_first = Some(first.clone());
             }
             match kind {
-                libc::S_IFLNK => {
+                FileType::Symlink => {
                     o.link_target = Some(
                         std::fs::read_link(&path)
                             .expect("readlink")
@@ -438,7 +425,7 @@ fn observe(root: &Path) -> BTreeMap<Vec<u8>, Observed> {
                             .to_vec(),
                     );
                 }
-                libc::S_IFREG => {
+                FileType::RegularFile => {
                     let f = std::fs::File::open(&path)
                         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
                     o.holes = sys::holes(&f, m.size()).expect("SEEK_HOLE");
@@ -446,7 +433,7 @@ fn observe(root: &Path) -> BTreeMap<Vec<u8>, Observed> {
                     h.update_reader(&f).expect("read file");
                     o.content = Some(h.finalize().to_hex().to_string());
                 }
-                libc::S_IFDIR => stack.push(r.clone()),
+                FileType::Directory => stack.push(r.clone()),
                 _ => {}
             }
             out.insert(r, o);

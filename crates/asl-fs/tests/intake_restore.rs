@@ -12,6 +12,10 @@ use asl_fs::testing::{
 use asl_fs::tree::{Kind, Operation};
 use asl_fs::{IntakeOptions, Progress, RestoreOptions, intake, lookup, restore};
 use asl_store::{AccessError, ArtifactRead, ArtifactWrite, HashAlgo, MemoryStore, Reference};
+use rustix::io::Errno;
+
+const EACCES: i32 = Errno::ACCESS.raw_os_error();
+const EINVAL: i32 = Errno::INVAL.raw_os_error();
 
 fn opts(threads: usize) -> IntakeOptions {
     IntakeOptions {
@@ -166,8 +170,8 @@ fn unreadable_file_and_directory_are_recorded_and_intake_goes_on() {
         .collect();
     failed.sort();
     let mut expected = vec![
-        (m.unreadable[1].clone(), Operation::Opendir, libc::EACCES),
-        (m.unreadable[0].clone(), Operation::Open, libc::EACCES),
+        (m.unreadable[1].clone(), Operation::Opendir, EACCES),
+        (m.unreadable[0].clone(), Operation::Open, EACCES),
     ];
     expected.sort();
     assert_eq!(failed, expected);
@@ -176,7 +180,7 @@ fn unreadable_file_and_directory_are_recorded_and_intake_goes_on() {
     assert_eq!(file.content, None);
     assert_eq!(
         file.error.map(|e| (e.op, e.errno)),
-        Some((Operation::Open, libc::EACCES))
+        Some((Operation::Open, EACCES))
     );
     let dir = lookup(&store, &s.root, b"modes/locked-dir").unwrap();
     assert_eq!(dir.kind, Kind::Dir);
@@ -698,14 +702,27 @@ struct MountGuard(PathBuf);
 
 impl Drop for MountGuard {
     fn drop(&mut self) {
-        let c = std::ffi::CString::new(self.0.as_os_str().as_bytes()).unwrap();
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let _ = rustix::mount::unmount(&self.0, rustix::mount::UnmountFlags::DETACH);
     }
+}
+
+/// Mounts a tmpfs of `size` (e.g. `"1m"`) at `at`, unmounted when the guard drops.
+fn mount_tmpfs(at: &Path, size: &str) -> MountGuard {
+    let data = std::ffi::CString::new(format!("size={size}")).unwrap();
+    rustix::mount::mount(
+        "asl-fs-test",
+        at,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        data.as_c_str(),
+    )
+    .unwrap_or_else(|e| panic!("mount tmpfs at {}: {e}", at.display()));
+    MountGuard(at.to_path_buf())
 }
 
 #[test]
 fn one_file_system_records_a_mount_point_as_an_empty_directory() {
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     }
@@ -713,18 +730,7 @@ fn one_file_system_records_a_mount_point_as_an_empty_directory() {
     std::fs::write(src.path().join("outer"), b"outer").unwrap();
     let mnt = src.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
-    let c = std::ffi::CString::new(mnt.as_os_str().as_bytes()).unwrap();
-    let r = unsafe {
-        libc::mount(
-            c"asl-fs-test".as_ptr(),
-            c.as_ptr(),
-            c"tmpfs".as_ptr(),
-            0,
-            c"size=1m".as_ptr().cast(),
-        )
-    };
-    assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
-    let _guard = MountGuard(mnt.clone());
+    let _guard = mount_tmpfs(&mnt, "1m");
     std::fs::write(mnt.join("inner"), b"inner").unwrap();
 
     let store = MemoryStore::new(HashAlgo::Blake3);
@@ -764,34 +770,35 @@ fn a_read_error_from_the_kernel_is_recorded_with_its_errno_and_intake_goes_on() 
     let s = intake(&store, &[ok, failing.clone()], &opts(2), &Progress::new()).unwrap();
     assert_eq!(s.errors.len(), 1, "{:?}", s.errors);
     let err = &s.errors[0];
-    assert_eq!((err.op, err.errno), (Operation::Read, libc::EINVAL));
+    assert_eq!((err.op, err.errno), (Operation::Read, EINVAL));
     assert_eq!(err.path, failing);
     let e = lookup(&store, &s.root, b"speed").unwrap();
     assert_eq!(e.kind, Kind::File);
     assert_eq!(e.content, None);
     assert_eq!(
         e.error.map(|x| (x.op, x.errno)),
-        Some((Operation::Read, libc::EINVAL))
+        Some((Operation::Read, EINVAL))
     );
     let ok = lookup(&store, &s.root, b"ok").unwrap();
     assert_eq!(ok.content, Some(HashAlgo::Blake3.digest(b"fine")));
 }
 
 fn set_mtime(p: &Path, sec: i64) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let t = libc::timespec {
+    let t = rustix::fs::Timespec {
         tv_sec: sec,
         tv_nsec: 0,
     };
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            [t, t].as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
     };
-    assert_eq!(r, 0);
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -802,19 +809,8 @@ fn creation_order_and_directory_order_do_not_change_the_root_reference() {
     // On tmpfs, readdir returns entries in an order that depends on creation order (ext4's
     // hashed directories would hide a missing sort), so build both trees there when root.
     let base = tempfile::tempdir().unwrap();
-    let _guard = if unsafe { libc::geteuid() } == 0 {
-        let c = std::ffi::CString::new(base.path().as_os_str().as_bytes()).unwrap();
-        let r = unsafe {
-            libc::mount(
-                c"asl-fs-test".as_ptr(),
-                c.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                c"size=4m".as_ptr().cast(),
-            )
-        };
-        assert_eq!(r, 0, "mount tmpfs: {}", std::io::Error::last_os_error());
-        Some(MountGuard(base.path().to_path_buf()))
+    let _guard = if rustix::process::geteuid().is_root() {
+        Some(mount_tmpfs(base.path(), "4m"))
     } else {
         None
     };
