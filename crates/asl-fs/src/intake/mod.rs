@@ -1,0 +1,438 @@
+//! Intake: file trees into tree artifacts, in parallel.
+//!
+//! The pipeline has three stages:
+//! 1. **Walk** (the calling thread): reads each directory once, sorts its names, `lstat`s every
+//!    entry, reads symlink targets and xattrs, consults the stat cache, and hands every
+//!    regular file that must be read to the workers through a bounded queue. The walk stays
+//!    ahead of the workers by the queue's length.
+//! 2. **Read** (`threads` workers): open (`O_NOATIME` when allowed), read with large buffers
+//!    and feed [`ArtifactWrite::put_bytes`]/[`ArtifactWrite::put_reader`], which chunk, hash,
+//!    compress and deduplicate. Holes of sparse files are fed as zeros without reading them.
+//!    A file whose `stat` differs after reading is flagged "changed during read".
+//! 3. **Trees** (the calling thread, after the workers): hardlink groups are numbered, then
+//!    directories are encoded bottom-up and stored as `TypeTag::TREE`.
+//!
+//! Every entry's metadata comes from the walk, every content from exactly one read, and
+//! entries are ordered by name: the root reference depends only on the input tree, never on
+//! the thread count or on scheduling.
+//!
+//! Each stage is a module (`walk`, `read`, `trees`); this one holds the public API, the
+//! state the stages share (`Walk`'s nodes, the jobs and their outcomes) and [`intake()`],
+//! which wires them together.
+
+use std::collections::HashMap;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use asl_store::{AccessError, ArtifactWrite, Put, Reference};
+use crossbeam_channel as chan;
+use globset::GlobSet;
+
+use crate::statcache::{FileIdentity, StatCache};
+use crate::tree::{Entry, EntryError, Hole, Kind, Operation, TreeError};
+
+mod read;
+mod trees;
+mod walk;
+
+use read::worker;
+use walk::build_excludes;
+
+/// Jobs the walk may queue ahead of the workers.
+const QUEUE_LEN: usize = 4096;
+
+/// A hook tests use to act on a file at a precise point: called by the worker right after it
+/// opened the file and took its first `fstat`, before reading.
+pub type OpenHook = Arc<dyn Fn(&Path) + Send + Sync>;
+
+/// How to take a tree in.
+#[derive(Clone, Default)]
+pub struct IntakeOptions {
+    /// Worker threads reading files; 0 = available parallelism.
+    pub threads: usize,
+    /// Glob patterns; an entry whose full path or whose name matches is left out.
+    pub excludes: Vec<String>,
+    /// Do not descend into directories on another filesystem (they are recorded, empty).
+    pub one_file_system: bool,
+    /// Where the stat cache lives (read at the start, rewritten at the end). `None`: no cache.
+    pub stat_cache: Option<PathBuf>,
+    #[doc(hidden)]
+    pub after_open: Option<OpenHook>,
+}
+
+impl std::fmt::Debug for IntakeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntakeOptions")
+            .field("threads", &self.threads)
+            .field("excludes", &self.excludes)
+            .field("one_file_system", &self.one_file_system)
+            .field("stat_cache", &self.stat_cache)
+            .finish()
+    }
+}
+
+/// Live counters for a progress display; updated by the walk and the workers.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Entries of every kind seen by the walk.
+    pub entries: AtomicU64,
+    /// Regular files whose content is known (read or taken from the stat cache).
+    pub files: AtomicU64,
+    pub dirs: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_new: AtomicU64,
+    pub errors: AtomicU64,
+    current: Mutex<PathBuf>,
+}
+
+impl Progress {
+    pub fn new() -> Progress {
+        Progress::default()
+    }
+
+    /// The directory or large file being worked on.
+    pub fn current_path(&self) -> PathBuf {
+        self.current.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn set_current(&self, p: &[u8]) {
+        if let Ok(mut c) = self.current.try_lock() {
+            c.clear();
+            c.push(OsStr::from_bytes(p));
+        }
+    }
+}
+
+/// One input that could not be taken in (fully).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IntakeErrorRecord {
+    #[serde(serialize_with = "ser_path_lossy")]
+    pub path: PathBuf,
+    pub op: Operation,
+    pub errno: i32,
+    pub message: String,
+}
+
+fn ser_path_lossy<S: serde::Serializer>(p: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
+}
+
+/// What an intake did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IntakeSummary {
+    /// The root tree artifact.
+    pub root: Reference,
+    pub files: u64,
+    pub dirs: u64,
+    pub symlinks: u64,
+    /// FIFOs, sockets and devices.
+    pub specials: u64,
+    /// Logical bytes of all regular files (holes included).
+    pub bytes_total: u64,
+    /// Bytes actually read from files (holes and stat-cache hits are not read).
+    pub bytes_read: u64,
+    /// Bytes of new chunk data the store took (before compression), trees included.
+    pub bytes_new: u64,
+    /// Bytes offered to the store (file contents and tree artifacts).
+    pub bytes_stored: u64,
+    pub chunks: u64,
+    pub new_chunks: u64,
+    /// Files opened for reading (an unchanged re-intake opens none).
+    pub files_opened: u64,
+    pub stat_cache_hits: u64,
+    pub excluded: u64,
+    pub changed_during_read: u64,
+    pub errors: Vec<IntakeErrorRecord>,
+    /// Set when the stat cache could not be written (the intake itself is complete).
+    pub stat_cache_warning: Option<String>,
+    pub seconds: f64,
+}
+
+impl IntakeSummary {
+    /// Bytes offered / new bytes (∞ when nothing was new).
+    pub fn dedup_ratio(&self) -> f64 {
+        if self.bytes_new == 0 {
+            f64::INFINITY
+        } else {
+            self.bytes_stored as f64 / self.bytes_new as f64
+        }
+    }
+}
+
+/// Why an intake could not complete (nothing of it is referenced by a snapshot).
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("no path given to take in")]
+    NoPaths,
+    #[error("cannot take in {path}: {source}")]
+    Path {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: cannot be one of several inputs (it has no last path component)")]
+    NoName { path: PathBuf },
+    #[error(
+        "{a} and {b} would both be named '{name}' in the snapshot's root; take them in separately"
+    )]
+    DuplicateName {
+        a: PathBuf,
+        b: PathBuf,
+        name: String,
+    },
+    #[error("invalid --exclude pattern '{pattern}': {message}")]
+    BadExclude { pattern: String, message: String },
+    #[error("the store failed while storing {path}: {source}")]
+    Store {
+        path: PathBuf,
+        #[source]
+        source: AccessError,
+    },
+    #[error("cannot encode the tree of {path}: {source}")]
+    Tree {
+        path: PathBuf,
+        #[source]
+        source: TreeError,
+    },
+}
+
+/// One walked entry.
+struct Node {
+    entry: Entry,
+    parent: u32,
+    /// Directories: their children are `nodes[first_child..first_child + child_count]`,
+    /// sorted by name.
+    first_child: u32,
+    child_count: u32,
+    /// Non-directories with more than one link: (dev, ino).
+    link_key: Option<(u64, u64)>,
+    /// Later members of a hardlink group take their content from this node.
+    link_first: Option<u32>,
+}
+
+impl Node {
+    fn new(entry: Entry, parent: u32) -> Node {
+        Node {
+            entry,
+            parent,
+            first_child: 0,
+            child_count: 0,
+            link_key: None,
+            link_first: None,
+        }
+    }
+}
+
+struct Job {
+    node: u32,
+    path: CString,
+    pre: FileIdentity,
+}
+
+/// The outcome of reading one file.
+struct FileOutcome {
+    node: u32,
+    put: Option<Put>,
+    holes: Vec<Hole>,
+    changed: bool,
+    error: Option<(EntryError, String)>,
+    bytes_read: u64,
+    opened: bool,
+    cacheable: Option<FileIdentity>,
+    fatal: Option<AccessError>,
+}
+
+/// Counters the workers share.
+struct Shared<'a> {
+    store: &'a dyn ArtifactWrite,
+    progress: &'a Progress,
+    noatime: AtomicBool,
+    abort: AtomicBool,
+    after_open: Option<OpenHook>,
+}
+
+/// Takes the trees at `paths` into `store` and returns the summary with the root reference.
+///
+/// One path that is a directory: the root tree is that directory's tree. Otherwise (one
+/// file, or several paths) the root tree is a synthetic directory whose entries are the
+/// paths' last components. Unreadable inputs below the given paths are recorded as error
+/// entries and counted in the summary; only a failure of the store or of a given path itself
+/// stops the intake.
+pub fn intake(
+    store: &dyn ArtifactWrite,
+    paths: &[PathBuf],
+    opts: &IntakeOptions,
+    progress: &Progress,
+) -> Result<IntakeSummary, IntakeError> {
+    let started = Instant::now();
+    if paths.is_empty() {
+        return Err(IntakeError::NoPaths);
+    }
+    let excludes = build_excludes(&opts.excludes)?;
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        opts.threads
+    };
+    let old_cache = match &opts.stat_cache {
+        Some(p) => StatCache::load(p),
+        None => StatCache::new(),
+    };
+
+    let mut walk = Walk {
+        nodes: Vec::with_capacity(1024),
+        excludes,
+        one_file_system: opts.one_file_system,
+        old_cache: &old_cache,
+        new_cache: StatCache::new(),
+        links: HashMap::new(),
+        errors: Vec::new(),
+        excluded: 0,
+        cache_hits: 0,
+        store,
+        progress,
+        dir_paths: HashMap::new(),
+        dir_buf: Vec::new(),
+    };
+    // Node 0: the synthetic root holding the given paths.
+    walk.nodes
+        .push(Node::new(Entry::new(Vec::new(), Kind::Dir), 0));
+    let tops = walk.top_level(paths)?;
+
+    let shared = Shared {
+        store,
+        progress,
+        noatime: AtomicBool::new(true),
+        abort: AtomicBool::new(false),
+        after_open: opts.after_open.clone(),
+    };
+    let (job_tx, job_rx) = chan::bounded::<Job>(QUEUE_LEN);
+    let (res_tx, res_rx) = chan::unbounded::<FileOutcome>();
+    let mut outcomes = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            let rx = job_rx.clone();
+            let tx = res_tx.clone();
+            let shared = &shared;
+            scope.spawn(move || worker(shared, rx, tx));
+        }
+        drop(res_tx);
+        drop(job_rx);
+        walk.run(&tops, &job_tx, &shared);
+        drop(job_tx);
+        outcomes.extend(res_rx.iter());
+    });
+
+    let mut totals = Totals::default();
+    let mut fatal = None;
+    for o in outcomes {
+        if let Some(e) = o.fatal {
+            let path = walk.path_of(o.node);
+            fatal.get_or_insert(IntakeError::Store { path, source: e });
+            continue;
+        }
+        walk.apply_outcome(o, &mut totals);
+    }
+    if let Some(e) = fatal {
+        return Err(e);
+    }
+    walk.resolve_hardlinks();
+    // The stat cache is complete once every outcome is in; writing it (megabytes and an
+    // fsync) happens beside the tree building, the single-threaded tail of an intake.
+    let new_cache = std::mem::take(&mut walk.new_cache);
+    let (root, stat_cache_warning) = std::thread::scope(|scope| {
+        let saver = scope.spawn(|| {
+            let p = opts.stat_cache.as_ref()?;
+            new_cache
+                .save(p)
+                .err()
+                .map(|e| format!("cannot write the stat cache {}: {e}", p.display()))
+        });
+        let root = walk.build_trees(&tops, &mut totals);
+        let warning = saver
+            .join()
+            .unwrap_or_else(|_| Some("the stat cache writer panicked".into()));
+        (root, warning)
+    });
+    let root = root?;
+    let mut s = IntakeSummary {
+        root,
+        files: 0,
+        dirs: 0,
+        symlinks: 0,
+        specials: 0,
+        bytes_total: 0,
+        bytes_read: totals.bytes_read,
+        bytes_new: totals.bytes_new,
+        bytes_stored: totals.bytes_stored,
+        chunks: totals.chunks,
+        new_chunks: totals.new_chunks,
+        files_opened: totals.opened,
+        stat_cache_hits: walk.cache_hits,
+        excluded: walk.excluded,
+        changed_during_read: 0,
+        errors: std::mem::take(&mut walk.errors),
+        stat_cache_warning,
+        seconds: 0.0,
+    };
+    for n in walk.nodes.iter().skip(1) {
+        match n.entry.kind {
+            Kind::File => {
+                s.files += 1;
+                s.bytes_total += n.entry.size;
+                s.changed_during_read += u64::from(n.entry.changed_during_read);
+            }
+            Kind::Dir => s.dirs += 1,
+            Kind::Symlink => s.symlinks += 1,
+            Kind::Unknown => {}
+            _ => s.specials += 1,
+        }
+    }
+    s.errors.sort_by(|a, b| a.path.cmp(&b.path));
+    s.seconds = started.elapsed().as_secs_f64();
+    Ok(s)
+}
+
+#[derive(Default)]
+struct Totals {
+    bytes_read: u64,
+    bytes_new: u64,
+    bytes_stored: u64,
+    chunks: u64,
+    new_chunks: u64,
+    opened: u64,
+}
+
+impl Totals {
+    fn add_put(&mut self, p: &Put) {
+        self.bytes_new += p.new_bytes;
+        self.bytes_stored += p.len;
+        self.chunks += u64::from(p.chunks);
+        self.new_chunks += u64::from(p.new_chunks);
+    }
+}
+
+/// The state of one intake: every walked entry and what the walk learned about it. The walk
+/// fills it, the trees stage turns it into tree artifacts.
+struct Walk<'a> {
+    nodes: Vec<Node>,
+    excludes: Option<GlobSet>,
+    one_file_system: bool,
+    old_cache: &'a StatCache,
+    new_cache: StatCache,
+    /// (dev, ino) of multiply-linked non-directories → (first node, members seen).
+    links: HashMap<(u64, u64), (u32, u32)>,
+    errors: Vec<IntakeErrorRecord>,
+    excluded: u64,
+    cache_hits: u64,
+    store: &'a dyn ArtifactWrite,
+    progress: &'a Progress,
+    /// Full paths of directory nodes (as given on the command line + names).
+    dir_paths: HashMap<u32, Vec<u8>>,
+    /// The buffer directories are read into, reused from one directory to the next.
+    dir_buf: Vec<u8>,
+}
