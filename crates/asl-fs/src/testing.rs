@@ -72,7 +72,8 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
-fn set_mtime(path: &Path, sec: i64, nsec: u32) {
+/// Sets the mtime (and atime) of `path`, not following a final symlink.
+pub fn set_mtime(path: &Path, sec: i64, nsec: u32) {
     let c = sys::cstring(path.as_os_str().as_bytes()).expect("path without NUL");
     sys::lutimens_at(rustix::fs::CWD, &c, sec, nsec).expect("set mtime");
 }

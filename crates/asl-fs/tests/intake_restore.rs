@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use asl_fs::testing::{
-    RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random, without_dac_override,
+    RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random, set_mtime,
+    without_dac_override,
 };
 use asl_fs::tree::{Kind, Operation};
 use asl_fs::{IntakeOptions, Progress, RestoreOptions, intake, lookup, restore};
@@ -781,24 +782,6 @@ fn a_read_error_from_the_kernel_is_recorded_with_its_errno_and_intake_goes_on() 
     assert_eq!(ok.content, Some(HashAlgo::Blake3.digest(b"fine")));
 }
 
-fn set_mtime(p: &Path, sec: i64) {
-    let t = rustix::fs::Timespec {
-        tv_sec: sec,
-        tv_nsec: 0,
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        p,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .unwrap();
-}
-
 #[test]
 fn creation_order_and_directory_order_do_not_change_the_root_reference() {
     let names: Vec<String> = (0..300)
@@ -819,9 +802,9 @@ fn creation_order_and_directory_order_do_not_change_the_root_reference() {
         }
         for n in &order {
             std::fs::write(sub.join(n), n.as_bytes()).unwrap();
-            set_mtime(&sub.join(n), 1_000_000);
+            set_mtime(&sub.join(n), 1_000_000, 0);
         }
-        set_mtime(&sub, 2_000_000);
+        set_mtime(&sub, 2_000_000, 0);
         let store = MemoryStore::new(HashAlgo::Blake3);
         roots.push(
             intake(
