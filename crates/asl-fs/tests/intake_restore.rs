@@ -10,7 +10,7 @@ use asl_fs::testing::{
     without_dac_override,
 };
 use asl_fs::tree::{Kind, Operation};
-use asl_fs::{IntakeOptions, Progress, RestoreOptions, intake, lookup, restore};
+use asl_fs::{IntakeOptions, IntakeSummary, Progress, RestoreOptions, intake, lookup, restore};
 use asl_store::{AccessError, ArtifactRead, ArtifactWrite, HashAlgo, MemoryStore, Reference};
 use rustix::io::Errno;
 
@@ -22,6 +22,17 @@ fn opts(threads: usize) -> IntakeOptions {
         threads,
         ..Default::default()
     }
+}
+
+/// Takes the directory `dir` into `store` with `threads` readers (0: all cores).
+fn intake_dir(store: &dyn ArtifactWrite, dir: &Path, threads: usize) -> IntakeSummary {
+    intake(
+        store,
+        &[dir.to_path_buf()],
+        &opts(threads),
+        &Progress::new(),
+    )
+    .unwrap()
 }
 
 fn small_rescue_tree(dir: &Path) -> asl_fs::testing::RescueTreeManifest {
@@ -44,13 +55,7 @@ fn rescue_tree_round_trips_exactly_through_intake_and_restore() {
     let src = tempfile::tempdir().unwrap();
     let m = build_rescue_tree(src.path(), &RescueTreeOptions::default());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(0),
-        &Progress::new(),
-    )
-    .unwrap();
+    let s = intake_dir(&store, src.path(), 0);
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     assert!(s.files > m.big_dir_entries as u64);
     let dst = tempfile::tempdir().unwrap();
@@ -82,13 +87,7 @@ fn same_tree_gives_same_root_reference_with_1_and_4_threads() {
     let mut roots = Vec::new();
     for threads in [1, 4] {
         let store = MemoryStore::new(HashAlgo::Blake3);
-        let s = intake(
-            &store,
-            &[src.path().to_path_buf()],
-            &opts(threads),
-            &Progress::new(),
-        )
-        .unwrap();
+        let s = intake_dir(&store, src.path(), threads);
         roots.push(s.root);
     }
     assert_eq!(roots[0], roots[1]);
@@ -154,15 +153,7 @@ fn unreadable_file_and_directory_are_recorded_and_intake_goes_on() {
     let store = MemoryStore::new(HashAlgo::Blake3);
     // As root, mode 000 stops nothing; without CAP_DAC_OVERRIDE it does (for real, in the
     // kernel's permission check).
-    let s = without_dac_override(|| {
-        intake(
-            &store,
-            &[src.path().to_path_buf()],
-            &opts(2),
-            &Progress::new(),
-        )
-        .unwrap()
-    });
+    let s = without_dac_override(|| intake_dir(&store, src.path(), 2));
     let mut failed: Vec<(PathBuf, Operation, i32)> = s
         .errors
         .iter()
@@ -266,13 +257,7 @@ fn hardlinks_share_one_content_and_a_group_number() {
     let src = tempfile::tempdir().unwrap();
     small_rescue_tree(src.path());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(2),
-        &Progress::new(),
-    )
-    .unwrap();
+    let s = intake_dir(&store, src.path(), 2);
     let get = |p: &[u8]| lookup(&store, &s.root, p).unwrap();
     let (a, b, c, x) = (
         get(b"links/a"),
@@ -424,13 +409,7 @@ fn restore_refuses_a_non_empty_target_and_writes_nothing() {
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("a"), b"a").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(1),
-        &Progress::new(),
-    )
-    .unwrap();
+    let s = intake_dir(&store, src.path(), 1);
     let dst = tempfile::tempdir().unwrap();
     std::fs::write(dst.path().join("existing"), b"keep me").unwrap();
     let err = restore(
@@ -465,13 +444,7 @@ fn restore_of_a_subpath_restores_only_that_subtree_or_file() {
     let src = tempfile::tempdir().unwrap();
     small_rescue_tree(src.path());
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(2),
-        &Progress::new(),
-    )
-    .unwrap();
+    let s = intake_dir(&store, src.path(), 2);
     let dst = tempfile::tempdir().unwrap();
     let t = dst.path().join("sub");
     restore(
@@ -530,13 +503,7 @@ fn corrupt_file_artifact_is_reported_by_path_and_restore_goes_on() {
     std::fs::write(src.path().join("d/bad"), b"will be damaged").unwrap();
     std::fs::write(src.path().join("d/good"), b"fine").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(1),
-        &Progress::new(),
-    )
-    .unwrap();
+    let s = intake_dir(&store, src.path(), 1);
     let damaged = HashAlgo::Blake3.digest(b"will be damaged");
     let ds = DamagedStore {
         inner: &store,
@@ -596,13 +563,7 @@ fn restore_refuses_a_target_holding_a_planted_symlink_and_leaves_its_victim_alon
     let src = tempfile::tempdir().unwrap();
     std::fs::write(src.path().join("f"), b"data").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(1),
-        &Progress::new(),
-    )
-    .unwrap();
+    let s = intake_dir(&store, src.path(), 1);
     let outside = tempfile::tempdir().unwrap();
     let victim = outside.path().join("victim");
     std::fs::write(&victim, b"original").unwrap();
@@ -628,7 +589,7 @@ fn browse_lookup_ls_cat_and_diff_work_on_stored_trees() {
     std::fs::create_dir(root.join("same")).unwrap();
     std::fs::write(root.join("same/s"), b"s").unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let a = intake(&store, &[root.to_path_buf()], &opts(1), &Progress::new()).unwrap();
+    let a = intake_dir(&store, root, 1);
 
     let f = lookup(&store, &a.root, b"/d/e/./f").unwrap();
     let mut out = Vec::new();
@@ -660,7 +621,7 @@ fn browse_lookup_ls_cat_and_diff_work_on_stored_trees() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let b = intake(&store, &[root.to_path_buf()], &opts(1), &Progress::new()).unwrap();
+    let b = intake_dir(&store, root, 1);
     let changes: Vec<(String, asl_fs::ChangeKind)> = asl_fs::diff(&store, &a.root, &b.root)
         .unwrap()
         .into_iter()
@@ -744,13 +705,7 @@ fn one_file_system_records_a_mount_point_as_an_empty_directory() {
     assert!(asl_fs::ls(&store, &m).unwrap().is_empty());
     assert!(lookup(&store, &s.root, b"outer").is_ok());
 
-    let all = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(1),
-        &Progress::new(),
-    )
-    .unwrap();
+    let all = intake_dir(&store, src.path(), 1);
     assert!(lookup(&store, &all.root, b"mnt/inner").is_ok());
 }
 
@@ -806,16 +761,7 @@ fn creation_order_and_directory_order_do_not_change_the_root_reference() {
         }
         set_mtime(&sub, 2_000_000, 0);
         let store = MemoryStore::new(HashAlgo::Blake3);
-        roots.push(
-            intake(
-                &store,
-                &[d.path().to_path_buf()],
-                &opts(3),
-                &Progress::new(),
-            )
-            .unwrap()
-            .root,
-        );
+        roots.push(intake_dir(&store, d.path(), 3).root);
     }
     assert_eq!(roots[0], roots[1]);
 }
@@ -827,13 +773,7 @@ fn a_file_whose_other_link_is_outside_the_intake_is_not_a_hardlink_group() {
     std::fs::write(src.path().join("inside"), b"shared inode").unwrap();
     std::fs::hard_link(src.path().join("inside"), outside.path().join("other")).unwrap();
     let store = MemoryStore::new(HashAlgo::Blake3);
-    let s = intake(
-        &store,
-        &[src.path().to_path_buf()],
-        &opts(1),
-        &Progress::new(),
-    )
-    .unwrap();
+    let s = intake_dir(&store, src.path(), 1);
     let e = lookup(&store, &s.root, b"inside").unwrap();
     assert_eq!(e.hardlink_group, 0);
     assert_eq!(e.content, Some(HashAlgo::Blake3.digest(b"shared inode")));
