@@ -72,6 +72,12 @@ pub fn pseudo_random(seed: u64, len: usize) -> Vec<u8> {
     out
 }
 
+/// Waits until fresh ctimes are older than the stat cache's racy margin (50 ms), so the files
+/// just written are cacheable. Not a timing assertion: only a precondition of a scenario.
+pub fn let_ctimes_settle() {
+    std::thread::sleep(std::time::Duration::from_millis(120));
+}
+
 /// Sets the mtime (and atime) of `path`, not following a final symlink.
 pub fn set_mtime(path: &Path, sec: i64, nsec: u32) {
     let c = sys::cstring(path.as_os_str().as_bytes()).expect("path without NUL");

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use asl_fs::testing::{
-    RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random, set_mtime,
-    without_dac_override,
+    RescueTreeOptions, build_rescue_tree, compare_trees, let_ctimes_settle, pseudo_random,
+    set_mtime, without_dac_override,
 };
 use asl_fs::tree::{Kind, Operation};
 use asl_fs::{IntakeOptions, IntakeSummary, Progress, RestoreOptions, intake, lookup, restore};
@@ -42,12 +42,6 @@ fn small_rescue_tree(dir: &Path) -> asl_fs::testing::RescueTreeManifest {
             big_dir_entries: 2_000,
         },
     )
-}
-
-/// Waits until fresh ctimes are older than the stat cache's racy margin, so the files just
-/// written are cacheable. Not a timing assertion: only a precondition of the scenario.
-fn let_ctimes_settle() {
-    std::thread::sleep(std::time::Duration::from_millis(120));
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees};
+use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees, let_ctimes_settle};
 use asl_fs::{IntakeOptions, IntakeSummary, Progress, RestoreOptions, intake, restore};
 use asl_store::{InitOptions, SnapshotMeta, Store, Writer};
 
@@ -82,7 +82,7 @@ fn unchanged_reintake_into_the_real_store_only_stats_and_adds_nothing() {
             big_dir_entries: 1_000,
         },
     );
-    std::thread::sleep(std::time::Duration::from_millis(120));
+    let_ctimes_settle();
     let store = tempfile::tempdir().unwrap();
     let opts = IntakeOptions {
         stat_cache: Some(store.path().join("cache/statcache-test")),
