@@ -5,6 +5,8 @@
 //! * [`without_dac_override`] runs code on a thread that lost root's permission bypass, so
 //!   that a mode-000 file really is unreadable even for root (capabilities are per thread on
 //!   Linux, and threads spawned from that thread inherit the reduced set).
+//! * [`pseudo_random`], [`set_mtime`] and [`let_ctimes_settle`]: the small helpers the
+//!   tests share, so that each exists once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
