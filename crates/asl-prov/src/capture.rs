@@ -167,21 +167,9 @@ fn put_path(writer: &Writer, cache_dir: &Path, path: &Path) -> Result<FileRef, s
 }
 
 fn uname() -> (String, String) {
-    // SAFETY: utsname is plain data, filled by uname.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return (String::new(), String::new());
-    }
-    let s = |a: &[libc::c_char]| {
-        let b: Vec<u8> = a
-            .iter()
-            .take_while(|c| **c != 0)
-            .map(|c| *c as u8)
-            .collect();
-        String::from_utf8_lossy(&b).into_owned()
-    };
-    (s(&u.release), s(&u.machine))
+    let u = rustix::system::uname();
+    let s = |c: &std::ffi::CStr| c.to_string_lossy().into_owned();
+    (s(u.release()), s(u.machine()))
 }
 
 fn distro() -> String {
@@ -223,14 +211,16 @@ fn context(algo: HashAlgo, extra_allow: &[String]) -> (Context, BTreeMap<String,
         }
     }
     names.sort();
-    // SAFETY: umask is read by setting and restoring it; no other thread creates files now.
-    let umask = unsafe {
-        let m = libc::umask(0o022);
-        libc::umask(m);
-        m
+    // umask is read by setting and restoring it; no other thread creates files now.
+    let umask = {
+        let m = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(m);
+        m.as_raw_mode()
     };
-    // SAFETY: no preconditions.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (uid, gid) = (
+        rustix::process::getuid().as_raw(),
+        rustix::process::getgid().as_raw(),
+    );
     let (kernel, arch) = uname();
     (
         Context {
@@ -485,22 +475,8 @@ fn tee(
 }
 
 fn os_pipe() -> Result<(std::fs::File, std::fs::File), ProvError> {
-    let mut fds = [0i32; 2];
-    // SAFETY: valid array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(ProvError::Os(
-            "pipe2".into(),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: fresh descriptors we own.
-    Ok(unsafe {
-        (
-            std::fs::File::from_raw_fd(fds[0]),
-            std::fs::File::from_raw_fd(fds[1]),
-        )
-    })
+    let (r, w) = launch::pipe()?;
+    Ok((r.into(), w.into()))
 }
 
 /// The id and logseq of the store's newest snapshot, (0, 0) when there is none: what a
@@ -943,17 +919,11 @@ pub fn capture_file(
 }
 
 fn xattr_names(path: &Path) -> Vec<String> {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+    let mut buf = vec![0u8; 64 * 1024];
+    let Ok(n) = rustix::fs::listxattr(path, &mut buf[..]) else {
         return Vec::new();
     };
-    let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: valid C string and buffer.
-    let n = unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return Vec::new();
-    }
-    let mut v: Vec<String> = buf[..n as usize]
+    let mut v: Vec<String> = buf[..n]
         .split(|b| *b == 0)
         .filter(|s| !s.is_empty())
         .map(|s| String::from_utf8_lossy(s).into_owned())

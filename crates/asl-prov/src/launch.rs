@@ -94,19 +94,8 @@ fn cstr(b: &[u8], what: &str) -> Result<CString, ProvError> {
 }
 
 pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), ProvError> {
-    let mut fds = [0i32; 2];
-    // SAFETY: fds is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(ProvError::Os(
-            "pipe2".into(),
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: pipe2 returned two fresh descriptors we now own.
-    unsafe {
-        use std::os::fd::FromRawFd;
-        Ok((OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])))
-    }
+    rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| ProvError::Os("pipe2".into(), e.into()))
 }
 
 /// Runs the command under `mode` (never `Auto`: the caller decides) and waits for it.
@@ -189,9 +178,7 @@ pub fn run(spec: &RunSpec<'_>, mode: TraceMode) -> Result<RunOutcome, ProvError>
 /// Reads the exec-failure pipe: EOF means exec succeeded (the pipe closed on exec).
 pub(crate) fn check_exec(err_r: &OwnedFd, pid: i32, program: &Path) -> Result<(), ProvError> {
     let mut buf = [0u8; 4];
-    // SAFETY: reading into a local buffer from a descriptor we own.
-    let n = unsafe { libc::read(err_r.as_raw_fd(), buf.as_mut_ptr().cast(), 4) };
-    if n == 4 {
+    if let Ok(4) = rustix::io::read(err_r, &mut buf) {
         let errno = i32::from_ne_bytes(buf);
         let _ = wait_top(pid);
         return Err(ProvError::Exec {

@@ -43,8 +43,7 @@ const SKIP_FS: &[&str] = &[
 
 /// Whether fanotify can be used here: it needs CAP_SYS_ADMIN (we check for root).
 pub fn available() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Mount points of `pid`'s namespace, with their file system types.
@@ -88,8 +87,9 @@ fn unescape(s: &str) -> String {
 }
 
 fn kill_and_reap(pid: i32) {
-    // SAFETY: killing and reaping our own child.
-    unsafe { libc::kill(pid, libc::SIGKILL) };
+    if let Some(p) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+    }
     let _ = wait_top(pid);
 }
 
@@ -101,9 +101,7 @@ pub(crate) fn observe(
     spec: &RunSpec<'_>,
 ) -> Result<RunOutcome, ProvError> {
     let mut b = [0u8];
-    // SAFETY: reading one byte into a local.
-    let n = unsafe { libc::read(ready_r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
-    if n != 1 {
+    if !matches!(rustix::io::read(&ready_r, &mut b), Ok(1)) {
         // The child failed before exec; it wrote the errno to the error pipe.
         check_exec(&err_r, pid, spec.program)?;
         let _ = wait_top(pid);
@@ -137,7 +135,7 @@ pub(crate) fn observe(
     let mut marked = 0;
     let mut fd_marks = 0;
     // fsid -> a descriptor on that file system, for open_by_handle_at.
-    let mut mount_fds: HashMap<[i32; 2], OwnedFd> = HashMap::new();
+    let mut mount_fds: HashMap<u64, OwnedFd> = HashMap::new();
     for (mp, fstype) in &mounts {
         if SKIP_FS.contains(&fstype.as_str()) {
             continue;
@@ -164,18 +162,18 @@ pub(crate) fn observe(
         kill_and_reap(pid);
         return Err(ProvError::Trace("fanotify could mark no mount".into()));
     }
-    // SAFETY: pidfd_open on our own child; the descriptor is owned below.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    if pidfd < 0 {
-        let e = std::io::Error::last_os_error();
-        kill_and_reap(pid);
-        return Err(ProvError::Os("pidfd_open".into(), e));
-    }
-    // SAFETY: fresh descriptor.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let pidfd = match rustix::process::Pid::from_raw(pid)
+        .ok_or(rustix::io::Errno::SRCH)
+        .and_then(|p| rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()))
+    {
+        Ok(fd) => fd,
+        Err(e) => {
+            kill_and_reap(pid);
+            return Err(ProvError::Os("pidfd_open".into(), e.into()));
+        }
+    };
     // Let the child exec.
-    // SAFETY: writing one byte from a local.
-    unsafe { libc::write(go_w.as_raw_fd(), b.as_ptr().cast(), 1) };
+    let _ = rustix::io::write(&go_w, &b);
     drop(go_w);
     check_exec(&err_r, pid, spec.program)?;
 
@@ -192,34 +190,26 @@ pub(crate) fn observe(
         }
     };
     // While the command runs, this thread keeps to a quiet scheduling policy (see
-    // `quiet`). It waits on the child only, and reads the queues every BATCH_MS. Waiting on
+    // `quiet`). It waits on the child only, and reads the queues every BATCH_PERIOD. Waiting on
     // the fanotify descriptors would have the kernel wake this thread for every single event
     // (an inter-processor wakeup charged to the traced command: ~4 % of a `tar` of
     // /usr/share in a profile); the queues are unlimited, so nothing is lost by batching.
-    let quiet = Quiet::enter(
-        &pidfd,
-        std::time::Duration::from_millis(BATCH_MS as u64),
-        spec.observer,
-    );
+    let batch = rustix::event::Timespec::try_from(BATCH_PERIOD).unwrap_or_default();
+    let quiet = Quiet::enter(&pidfd, BATCH_PERIOD, spec.observer);
     loop {
-        let mut fds = [libc::pollfd {
-            fd: pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: a valid array of one pollfd.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), 1, BATCH_MS) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EINTR) {
-                continue;
+        use rustix::event::{PollFd, PollFlags};
+        let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&batch)) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                quiet.leave();
+                kill_and_reap(pid);
+                return Err(ProvError::Os("poll".into(), e.into()));
             }
-            quiet.leave();
-            kill_and_reap(pid);
-            return Err(ProvError::Os("poll".into(), e));
         }
         drain_all(&mut events, &mut gaps);
-        if fds[0].revents != 0 {
+        if !fds[0].revents().is_empty() {
             break;
         }
         quiet.read_done();
@@ -404,12 +394,10 @@ impl EventLog {
 fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<String>) {
     let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
     loop {
-        // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            return;
-        }
-        let n = n as usize;
+        let n = match rustix::io::read(fan, &mut *buf) {
+            Ok(n) if n > 0 => n,
+            _ => return,
+        };
         let mut off = 0;
         while off + meta_len <= n {
             // SAFETY: the kernel wrote whole metadata records; read_unaligned copes with the
@@ -648,7 +636,7 @@ unsafe fn raw3(n: libc::c_long, a: usize, b: usize, c: usize) -> isize {
 }
 
 /// How long events may queue before they are read (see the wait loop in `observe`).
-const BATCH_MS: i32 = 10;
+const BATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn init(report: u32) -> std::io::Result<OwnedFd> {
     // SAFETY: plain syscall; the returned descriptor is owned below.
@@ -687,30 +675,24 @@ fn mark(fan: &OwnedFd, path: &CString, mask: u64) -> std::io::Result<()> {
     }
 }
 
-/// The fsid of the file system at `path` and a descriptor on it.
-fn fs_handle_root(path: &CString) -> Option<([i32; 2], OwnedFd)> {
-    // SAFETY: valid C string.
+/// The fsid of the file system at `path` (as [`fsid`] packs it) and a descriptor on it.
+fn fs_handle_root(path: &CString) -> Option<(u64, OwnedFd)> {
+    use rustix::fs::{Mode, OFlags};
     // Not O_PATH: open_by_handle_at refuses path-only descriptors (EBADF).
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fresh descriptor.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: statfs is plain data.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer.
-    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) } != 0 {
-        return None;
-    }
-    // SAFETY: fsid_t is two i32 (its fields are private in libc).
-    let fsid: [i32; 2] = unsafe { std::mem::transmute(st.f_fsid) };
-    Some((fsid, fd))
+    let fd = rustix::fs::open(
+        path.as_c_str(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let st = rustix::fs::fstatvfs(&fd).ok()?;
+    Some((st.f_fsid, fd))
+}
+
+/// The two 32-bit words of a kernel fsid as one number, the way `statvfs` packs them (first
+/// word low), so an event's fsid and a mount's compare.
+fn fsid(words: [i32; 2]) -> u64 {
+    u64::from(words[0] as u32) | (u64::from(words[1] as u32) << 32)
 }
 
 /// Resolves a directory file handle to a path through the file system's descriptor.
@@ -748,15 +730,13 @@ thread_local! {
     /// it skips the walk through `/proc/self/fd` (2.0 to 1.55 µs per directory here, and a
     /// file-heavy command visits thousands).
     static PROC_FD_DIR: Option<OwnedFd> = {
-        // SAFETY: valid C string; the descriptor is owned below.
-        let fd = unsafe {
-            libc::open(
-                c"/proc/self/fd".as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        // SAFETY: fresh descriptor.
-        (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
+        use rustix::fs::{Mode, OFlags};
+        rustix::fs::open(
+            "/proc/self/fd",
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
     };
 }
 
@@ -764,22 +744,13 @@ thread_local! {
 fn fd_path(fd: &OwnedFd) -> Option<String> {
     let relative = PROC_FD_DIR.with(|dir| {
         let dir = dir.as_ref()?;
-        let name = CString::new(fd.as_raw_fd().to_string()).ok()?;
         let mut buf = [0u8; libc::PATH_MAX as usize];
-        // SAFETY: valid descriptor, C string, and a buffer of the length given.
-        let n = unsafe {
-            libc::readlinkat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
+        let n = rustix::fs::readlinkat_raw(dir, fd.as_raw_fd().to_string(), &mut buf[..]).ok()?;
         // A link as long as the buffer may have been cut short.
-        if n < 0 || n as usize >= buf.len() {
+        if n >= buf.len() {
             return None;
         }
-        Some(String::from_utf8_lossy(&buf[..n as usize]).into_owned())
+        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
     });
     relative.or_else(|| {
         std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
@@ -793,18 +764,16 @@ fn fd_path(fd: &OwnedFd) -> Option<String> {
 fn drain_fid(
     fan: &OwnedFd,
     buf: &mut [u8],
-    mount_fds: &HashMap<[i32; 2], OwnedFd>,
+    mount_fds: &HashMap<u64, OwnedFd>,
     events: &mut EventLog,
     gaps: &mut Vec<String>,
 ) {
     let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
     loop {
-        // SAFETY: reading into our buffer.
-        let n = unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            return;
-        }
-        let n = n as usize;
+        let n = match rustix::io::read(fan, &mut *buf) {
+            Ok(n) if n > 0 => n,
+            _ => return,
+        };
         let mut off = 0;
         while off + meta_len <= n {
             // SAFETY: the kernel wrote whole records; read_unaligned copes with alignment.
@@ -823,7 +792,7 @@ fn drain_fid(
             if rec.len() >= 20 && rec[0] == libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
                 let rd =
                     |o: usize| i32::from_ne_bytes([rec[o], rec[o + 1], rec[o + 2], rec[o + 3]]);
-                let fsid = [rd(4), rd(8)];
+                let fsid = fsid([rd(4), rd(8)]);
                 let hbytes = rd(12) as usize;
                 let htype = rd(16);
                 if 20 + hbytes <= rec.len() {

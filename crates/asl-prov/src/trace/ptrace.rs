@@ -325,8 +325,9 @@ pub(crate) fn observe(
     // SAFETY: the child is stopped and traced by us.
     if unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts as libc::c_long) } != 0 {
         let e = std::io::Error::last_os_error();
-        // SAFETY: killing our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        if let Some(p) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        }
         let _ = crate::launch::wait_top(pid);
         return Err(ProvError::Os("PTRACE_SETOPTIONS".into(), e));
     }

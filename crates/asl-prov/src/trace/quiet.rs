@@ -25,7 +25,7 @@
 //! * **SCHED_BATCH** otherwise: it drops the wakeup preemption yet keeps a fair share of the
 //!   machine, and any thread may leave it again.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::error::ProvError;
@@ -171,30 +171,10 @@ impl Policy {
 /// requires: CAP_SYS_NICE in its effective set, in the initial user namespace (the kernel
 /// checks the capability there; a namespace's root lacks it).
 fn may_leave_idle() -> bool {
-    const CAP_SYS_NICE: u32 = 23;
-    const VERSION_3: u32 = 0x2008_0522;
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    let mut header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget with a version-3 header and the two data words that version fills.
-    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
-    r == 0
-        && data[0].effective & (1 << CAP_SYS_NICE) != 0
-        && std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| initial_uid_map(&m))
+    rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_NICE)
+    }) && std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| initial_uid_map(&m))
 }
 
 /// Whether `/proc/self/uid_map` text `map` is the initial user namespace's (all ids, as is).
@@ -311,8 +291,7 @@ fn start_watchdog(
     last_read: std::sync::Arc<std::sync::atomic::AtomicU64>,
     since: std::time::Instant,
 ) -> Option<Watchdog> {
-    // SAFETY: gettid has no preconditions.
-    let observer = unsafe { libc::gettid() };
+    let observer = rustix::thread::gettid().as_raw_nonzero().get();
     // Its own copy: the watchdog may outlive the caller's use of the pidfd.
     let child = child.try_clone().ok()?;
     let (stop_r, stop) = crate::launch::pipe().ok()?;
@@ -323,31 +302,21 @@ fn start_watchdog(
         .spawn(move || {
             let mut batch = false;
             loop {
+                use rustix::event::{PollFd, PollFlags, Timespec};
                 let mut fds = [
-                    libc::pollfd {
-                        fd: child.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
-                    libc::pollfd {
-                        fd: stop_r.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    },
+                    PollFd::new(&child, PollFlags::IN),
+                    PollFd::new(&stop_r, PollFlags::IN),
                 ];
-                let timeout = if batch { -1 } else { check.as_millis() as i32 };
-                // SAFETY: a valid array of two pollfds.
-                let r = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
-                if r < 0 {
-                    if std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                        continue;
-                    }
+                let timeout = (!batch).then(|| Timespec::try_from(check).unwrap_or_default());
+                match rustix::event::poll(&mut fds, timeout.as_ref()) {
+                    Ok(_) => {}
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(_) => return,
+                }
+                if !fds[1].revents().is_empty() {
                     return;
                 }
-                if fds[1].revents != 0 {
-                    return;
-                }
-                if fds[0].revents != 0 {
+                if !fds[0].revents().is_empty() {
                     normal.apply(observer);
                     return;
                 }
@@ -365,7 +334,6 @@ fn start_watchdog(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::fd::FromRawFd;
 
     /// A read period long enough that the watchdog never finds a read overdue in a test:
     /// the policies asserted are the ones the test itself caused.
@@ -406,11 +374,10 @@ mod tests {
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // SAFETY: pidfd_open on our own child; the descriptor is owned below.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, c.id() as i32, 0) } as i32;
-        assert!(fd >= 0, "pidfd_open: {}", std::io::Error::last_os_error());
-        // SAFETY: a fresh descriptor.
-        (c, unsafe { OwnedFd::from_raw_fd(fd) })
+        let pid = rustix::process::Pid::from_child(&c);
+        let fd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+            .expect("pidfd_open");
+        (c, fd)
     }
 
     fn own_policy() -> i32 {
