@@ -425,214 +425,17 @@ fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<St
     }
 }
 
-/// Closes the fanotify groups without making this process wait for it.
+/// Closes the fanotify groups on a thread of their own, which nobody waits for.
 ///
 /// The last close of a group that had marks waits for the kernel's mark reaper, which waits
-/// for an SRCU grace period: 0.1 ms to over 10 ms here. Closed on a thread of ours, that wait
-/// often outlasted the receipt's assembly, and the process's exit then waited for the thread
-/// (a capture of W1 ended 2–12 ms later than one with `--trace none`). So the last reference
-/// goes to a short-lived child process: this thread starts it, drops its own copies, and only
-/// then lets the child close its copies and exit; this thread reaps it, and if the process
-/// exits first, init (or the nearest subreaper) does. Started from its own thread, the child
-/// is invisible to a ptrace observer's `wait4(-1, __WNOTHREAD)` on another thread.
-///
-/// The child shares this process's memory (`CLONE_VM`; posix_spawn's child does too, though
-/// there the parent waits, `CLONE_VFORK`) and gets its own copy of the descriptor table. A
-/// fork instead copied the page tables, under the address-space lock that the receipt's
-/// assembly on the other thread needed for its page faults, and each page either side then
-/// wrote cost a copy. A W1 capture (`perf stat`, 15 runs, the command's own processes
-/// included) took 3,330 page faults with the fork and 2,530 with this child, about 1.6 ms of
-/// CPU here. The child runs [`closer`] on a stack of its own, with signals blocked.
+/// for an SRCU grace period. Every event has been read by the time the groups are closed, so
+/// the receipt does not depend on the close, and the capture need not wait for it: it goes on
+/// assembling and storing the receipt while the close completes. Should the thread not
+/// start, the groups are closed here.
 fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
-    std::thread::spawn(move || {
-        let Ok((go_r, go_w)) = crate::launch::pipe() else {
-            return;
-        };
-        // Descriptors the child keeps, ascending, prepared before the clone (the child
-        // allocates nothing).
-        let mut job = CloserJob {
-            keep: [-1; 4],
-            keep_len: groups.len() + 1,
-            go_r: go_r.as_raw_fd(),
-            go_w: go_w.as_raw_fd(),
-            // Where closing one by one stops if close_range is missing (Linux < 5.9).
-            // SAFETY: sysconf has no preconditions.
-            open_max: unsafe { libc::sysconf(libc::_SC_OPEN_MAX) }.clamp(1024, 65536) as u32,
-        };
-        debug_assert!(job.keep_len <= job.keep.len());
-        for (k, fd) in job.keep.iter_mut().zip(
-            groups
-                .iter()
-                .map(AsRawFd::as_raw_fd)
-                .chain([go_r.as_raw_fd()]),
-        ) {
-            *k = fd;
-        }
-        job.keep[..job.keep_len].sort_unstable();
-        const STACK: usize = 64 * 1024;
-        // SAFETY: an anonymous private mapping, unmapped below once the child is reaped.
-        let stack = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                STACK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
-                -1,
-                0,
-            )
-        };
-        if stack == libc::MAP_FAILED {
-            return;
-        }
-        // Signals blocked in the child from its first instruction: a handler of ours must not
-        // run there, on shared memory (glibc keeps its two internal signals, which have no
-        // handler of ours; SIGKILL and SIGSTOP cannot be blocked). This thread's mask is
-        // restored at once.
-        // SAFETY: sigset operations on locals; pthread_sigmask on the calling thread.
-        let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-        let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-        unsafe {
-            libc::sigfillset(&mut all);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
-        }
-        // SAFETY: the child runs `closer` on its own stack, which stays mapped until the
-        // child is reaped (or, should the process end first, for as long as the child holds
-        // the address space); `job` lives in this frame, which outlasts the child likewise.
-        let pid = unsafe {
-            libc::clone(
-                closer,
-                stack.cast::<u8>().add(STACK).cast(),
-                libc::CLONE_VM | libc::SIGCHLD,
-                (&raw mut job).cast(),
-            )
-        };
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
-        drop(groups);
-        drop(go_w);
-        drop(go_r);
-        if pid > 0 {
-            let mut status = 0;
-            // SAFETY: reaping our own child.
-            while unsafe { libc::waitpid(pid, &mut status, 0) } < 0
-                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
-            {}
-        }
-        // SAFETY: the mapping made above; the child that ran on it has been reaped (or was
-        // never started).
-        unsafe { libc::munmap(stack, STACK) };
-    });
-}
-
-/// What the closer child of [`close_groups_elsewhere`] needs, prepared before it starts.
-struct CloserJob {
-    /// The descriptors it keeps (the groups and `go_r`), ascending, in `keep[..keep_len]`.
-    keep: [i32; 4],
-    keep_len: usize,
-    /// The pipe whose EOF tells it that the parent has dropped its copies of the groups.
-    go_r: i32,
-    go_w: i32,
-    open_max: u32,
-}
-
-/// The closer child: keeps only the groups and the pipe's read end, waits for EOF on it,
-/// closes the groups (the slow close) and exits. It shares the parent's memory and thread-
-/// local storage, so it makes raw system calls that leave `errno` alone ([`raw3`]) and reads
-/// nothing but `job`.
-extern "C" fn closer(job: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `job` points at the CloserJob prepared by close_groups_elsewhere, which stays
-    // alive while this child runs; everything below is a system call on descriptor numbers.
-    unsafe {
-        let job = &*(job as *const CloserJob);
-        let sys = |n: libc::c_long, a: usize, b: usize, c: usize| raw3(n, a, b, c);
-        // `keep` holds `keep_len` descriptors; the other slots are -1.
-        let kept = || job.keep.iter().take(job.keep_len).map(|&fd| fd as u32);
-        // The pipe's write end first: EOF must not depend on close_range.
-        sys(libc::SYS_close, job.go_w as usize, 0, 0);
-        // Everything else but `keep`: the caller's pipes above all.
-        let close_range = |lo: u32, hi: u32| {
-            if sys(libc::SYS_close_range, lo as usize, hi as usize, 0) != 0 {
-                for fd in lo..=hi.min(job.open_max) {
-                    sys(libc::SYS_close, fd as usize, 0, 0);
-                }
-            }
-        };
-        let mut lo = 0u32;
-        for fd in kept() {
-            if fd > lo {
-                close_range(lo, fd - 1);
-            }
-            lo = fd + 1;
-        }
-        close_range(lo, u32::MAX);
-        // EOF once the parent thread has dropped its copies of the groups. The signals a
-        // handler could catch are blocked, so no read ends early; one that fails for another
-        // reason ends the wait.
-        let mut b = 0u8;
-        while sys(libc::SYS_read, job.go_r as usize, (&raw mut b) as usize, 1) > 0 {}
-        for fd in kept() {
-            sys(libc::SYS_close, fd as usize, 0, 0);
-        }
-        sys(libc::SYS_exit, 0, 0, 0);
-    }
-    0
-}
-
-/// A system call with up to three arguments; returns the kernel's result (a negative errno
-/// on failure) and, unlike libc's `syscall`, never writes `errno`, which a `CLONE_VM` child
-/// shares with the thread that started it.
-///
-/// # Safety
-/// As for the system call made.
-#[cfg(target_arch = "x86_64")]
-unsafe fn raw3(n: libc::c_long, a: usize, b: usize, c: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the x86-64 Linux system call convention; rcx and r11 are clobbered.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") n as isize => ret,
-            in("rdi") a,
-            in("rsi") b,
-            in("rdx") c,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// See the x86-64 version.
-///
-/// # Safety
-/// As for the system call made.
-#[cfg(target_arch = "aarch64")]
-unsafe fn raw3(n: libc::c_long, a: usize, b: usize, c: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the AArch64 Linux system call convention (number in x8, svc #0).
-    unsafe {
-        std::arch::asm!(
-            "svc 0",
-            in("x8") n,
-            inlateout("x0") a as isize => ret,
-            in("x1") b,
-            in("x2") c,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// Elsewhere libc's `syscall`, whose `errno` write on a failure may land in the starting
-/// thread's; that thread only reads it after a failed `waitpid`.
-///
-/// # Safety
-/// As for the system call made.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-unsafe fn raw3(n: libc::c_long, a: usize, b: usize, c: usize) -> isize {
-    // SAFETY: as for the system call made.
-    unsafe { libc::syscall(n, a, b, c) as isize }
+    let _ = std::thread::Builder::new()
+        .name("asl-fanotify-close".into())
+        .spawn(move || drop(groups));
 }
 
 /// How long events may queue before they are read (see the wait loop in `observe`).
@@ -828,16 +631,6 @@ fn drain_fid(
 mod tests {
     use super::*;
 
-    /// Children of every thread of this process.
-    fn children() -> Vec<String> {
-        std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-            .flat_map(|c| c.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-            .collect()
-    }
-
     /// The two-core conversion gives what one pass over the events gives, in event order,
     /// whichever half the left-out reads of written paths fall in.
     #[test]
@@ -882,12 +675,11 @@ mod tests {
     }
 
     #[test]
-    fn groups_closed_elsewhere_are_closed_everywhere_and_the_closer_is_reaped() {
+    fn groups_closed_elsewhere_are_closed() {
         // Pipe write ends stand in for the groups: the read ends see EOF only once every
-        // copy, the closer process's included, is closed.
+        // copy is closed.
         let (r1, w1) = crate::launch::pipe().unwrap();
         let (r2, w2) = crate::launch::pipe().unwrap();
-        let before = children();
         close_groups_elsewhere(vec![w1, w2]);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -899,14 +691,5 @@ mod tests {
         });
         rx.recv_timeout(std::time::Duration::from_secs(10))
             .expect("a copy of a group stayed open");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while children().iter().any(|c| !before.contains(c)) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the closer process was not reaped: {:?}",
-                children()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
     }
 }
