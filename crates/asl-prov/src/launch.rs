@@ -193,9 +193,9 @@ pub(crate) fn check_exec(err_r: &OwnedFd, pid: i32, program: &Path) -> Result<()
 pub(crate) fn wait_top(pid: i32) -> Result<(i32, libc::rusage), ProvError> {
     loop {
         let mut status = 0;
-        // SAFETY: rusage is plain data, zero is a valid value.
+        // SAFETY: rusage is plain integers, for which all-zero is a valid value.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to locals.
+        // SAFETY: `status` and `ru` are live locals of the types wait4 writes.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
         if r == pid {
             return Ok((status, ru));
@@ -224,8 +224,10 @@ fn fork_child(
         ChildSetup::Ptrace { filter } => (filter.as_ptr(), filter.len()),
         _ => (std::ptr::null(), 0),
     };
-    // SAFETY: fork in a process whose other threads we do not rely on in the child; the
-    // child only makes raw syscalls on memory prepared above, then execs or _exits.
+    // SAFETY: in the child only this thread exists, and locks other threads held (malloc's
+    // among them) stay held. So the child makes only async-signal-safe calls, on memory
+    // prepared before the fork, and then execs or _exits: it never returns into code that
+    // could allocate or take a lock.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(ProvError::Os(
@@ -237,7 +239,10 @@ fn fork_child(
         return Ok(pid);
     }
     // Child.
-    // SAFETY: async-signal-safe syscalls only; every pointer outlives the exec.
+    // SAFETY: every call below is async-signal-safe (dup2, chdir, unshare, mount, read,
+    // write, ptrace, raise, prctl, execve, _exit). Every pointer passed (cwd, program, argv,
+    // env, the seccomp filter, locals) points at memory made before the fork, alive until
+    // execve or _exit; argv and env end with a null pointer.
     unsafe {
         let die = |errno: i32| -> ! {
             let b = errno.to_ne_bytes();

@@ -131,9 +131,8 @@ fn gcc_build_under_ptrace_observes_every_source_and_header_and_keeps_the_action_
 
 #[test]
 fn gcc_build_under_fanotify_observes_every_source_and_header_and_keeps_the_action_digest() {
-    // SAFETY: no preconditions.
     assert_eq!(
-        unsafe { libc::geteuid() },
+        rustix::process::geteuid().as_raw(),
         0,
         "this test needs root (CI runs as root)"
     );
@@ -516,9 +515,10 @@ fn the_command_gets_passed_descriptors_and_none_of_the_capturing_process() {
     let store = new_store(dir.path());
     let held = std::fs::File::create(dir.path().join("held")).unwrap(); // close-on-exec
     use std::os::fd::AsRawFd;
-    // SAFETY: duplicating descriptors we own; both are closed below.
-    let passed = unsafe { libc::fcntl(held.as_raw_fd(), libc::F_DUPFD, 200) };
-    let own = unsafe { libc::fcntl(held.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 220) };
+    let passed_fd = rustix::io::fcntl_dupfd_cloexec(&held, 200).unwrap();
+    rustix::io::fcntl_setfd(&passed_fd, rustix::io::FdFlags::empty()).unwrap();
+    let own_fd = rustix::io::fcntl_dupfd_cloexec(&held, 220).unwrap();
+    let (passed, own) = (passed_fd.as_raw_fd(), own_fd.as_raw_fd());
     assert!(passed >= 200 && own >= 220);
     for trace in [TraceMode::None, TraceMode::Ptrace, TraceMode::Fanotify] {
         let c = capture(
@@ -544,11 +544,7 @@ fn the_command_gets_passed_descriptors_and_none_of_the_capturing_process() {
         );
         assert!(!fds.contains(&own), "{trace:?}: {own} leaked: {fds:?}");
     }
-    // SAFETY: our own descriptors.
-    unsafe {
-        libc::close(passed);
-        libc::close(own);
-    }
+    drop((passed_fd, own_fd));
 }
 
 /// The capture's compression level applies to everything it stores, the declared inputs
@@ -606,9 +602,8 @@ fn fanotify_keeps_every_access_when_the_machine_turns_busy() {
 /// Captures `cat` of `n` files under fanotify (beside busy loops on every core if `busy`)
 /// and checks that the receipt lists each file read, in order.
 fn every_read_of_many_files_is_recorded(n: usize, busy: bool) {
-    // SAFETY: no preconditions.
     assert_eq!(
-        unsafe { libc::geteuid() },
+        rustix::process::geteuid().as_raw(),
         0,
         "this test needs root (CI runs as root)"
     );

@@ -400,8 +400,9 @@ fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<St
         };
         let mut off = 0;
         while off + meta_len <= n {
-            // SAFETY: the kernel wrote whole metadata records; read_unaligned copes with the
-            // byte buffer's alignment.
+            // SAFETY: `off + meta_len <= n` and the kernel wrote `n` bytes, so the bytes read
+            // lie in `buf` and are initialised; the metadata is plain integers, valid for any
+            // bytes, and read_unaligned needs no alignment.
             let m: libc::fanotify_event_metadata =
                 unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
             if m.event_len == 0 {
@@ -411,11 +412,13 @@ fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<St
                 gaps.push("the fanotify queue overflowed: some accesses were lost".into());
             }
             if m.fd >= 0 {
-                let path = std::fs::read_link(format!("/proc/self/fd/{}", m.fd))
+                // SAFETY: the kernel opened `m.fd` in this process for this event alone and
+                // handed it to us; nothing else owns it, so this OwnedFd is its one owner.
+                let fd = unsafe { OwnedFd::from_raw_fd(m.fd) };
+                let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
                     .map(|p| p.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                // SAFETY: the event's descriptor is ours to close.
-                unsafe { libc::close(m.fd) };
+                drop(fd);
                 if !path.is_empty() {
                     events.push_path(m.pid, m.mask, path);
                 }
@@ -442,7 +445,7 @@ fn close_groups_elsewhere(groups: Vec<OwnedFd>) {
 const BATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(10);
 
 fn init(report: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the returned descriptor is owned below.
+    // SAFETY: fanotify_init takes flags only, no pointer; its result is checked below.
     let fan = unsafe {
         libc::fanotify_init(
             libc::FAN_CLASS_NOTIF
@@ -456,12 +459,13 @@ fn init(report: u32) -> std::io::Result<OwnedFd> {
     if fan < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    // SAFETY: fresh descriptor.
+    // SAFETY: `fan` is a descriptor fanotify_init has just opened; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fan) })
 }
 
 fn mark(fan: &OwnedFd, path: &CString, mask: u64) -> std::io::Result<()> {
-    // SAFETY: valid C string; fan is ours.
+    // SAFETY: `path` is NUL-terminated and outlives the call, `fan` is a group we hold open;
+    // the kernel only reads the path.
     let r = unsafe {
         libc::fanotify_mark(
             fan.as_raw_fd(),
@@ -504,15 +508,15 @@ fn resolve_dir(mount_fd: &OwnedFd, handle_type: i32, handle: &[u8]) -> Option<St
     let mut buf = vec![0u32; 2 + handle.len().div_ceil(4)];
     buf[0] = handle.len() as u32;
     buf[1] = handle_type as u32;
-    // SAFETY: the buffer holds 8 + handle.len() bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            handle.as_ptr(),
-            buf.as_mut_ptr().add(2).cast::<u8>(),
-            handle.len(),
-        );
+    // The handle's bytes, in memory order, from byte 8 on.
+    for (word, chunk) in buf[2..].iter_mut().zip(handle.chunks(4)) {
+        let mut b = [0u8; 4];
+        b[..chunk.len()].copy_from_slice(chunk);
+        *word = u32::from_ne_bytes(b);
     }
-    // SAFETY: valid file_handle buffer; root has CAP_DAC_READ_SEARCH.
+    // SAFETY: `buf` is a struct file_handle as the kernel lays it out (handle_bytes,
+    // handle_type, then handle_bytes bytes), live and writable for the call; `mount_fd` is
+    // open. (Without CAP_DAC_READ_SEARCH the call fails; it does not misbehave.)
     let fd = unsafe {
         libc::open_by_handle_at(
             mount_fd.as_raw_fd(),
@@ -523,7 +527,7 @@ fn resolve_dir(mount_fd: &OwnedFd, handle_type: i32, handle: &[u8]) -> Option<St
     if fd < 0 {
         return None;
     }
-    // SAFETY: fresh descriptor.
+    // SAFETY: `fd` is a descriptor open_by_handle_at has just opened; nothing else owns it.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     fd_path(&fd)
 }
@@ -579,7 +583,8 @@ fn drain_fid(
         };
         let mut off = 0;
         while off + meta_len <= n {
-            // SAFETY: the kernel wrote whole records; read_unaligned copes with alignment.
+            // SAFETY: as in `drain`: `off + meta_len <= n` bytes the kernel wrote, plain
+            // integers, read unaligned.
             let m: libc::fanotify_event_metadata =
                 unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
             let len = m.event_len as usize;

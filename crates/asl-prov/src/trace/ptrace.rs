@@ -151,15 +151,17 @@ fn path_arg(t: &Tracee, pid: i32, dirfd: i64, addr: u64) -> Option<String> {
 }
 
 fn getregs(pid: i32) -> Option<libc::user_regs_struct> {
-    // SAFETY: zeroed plain data; PTRACE_GETREGS fills it.
+    // SAFETY: user_regs_struct is plain integers, for which all-zero is a valid value.
     let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
-    // SAFETY: the tracee is stopped and traced by us.
+    // SAFETY: PTRACE_GETREGS writes one user_regs_struct at the address given, `regs`, live
+    // and of that type; for a pid that is not our stopped tracee it fails and writes nothing.
     let r = unsafe { libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs as *mut _) };
     (r == 0).then_some(regs)
 }
 
 fn resume(pid: i32, req: libc::c_uint, sig: i32) {
-    // SAFETY: resuming a stopped tracee; a failure means it is gone, which waitpid reports.
+    // SAFETY: the resume requests take no pointer (the data argument is a signal number); for
+    // a pid that is not our stopped tracee they fail (it is gone, which the wait reports).
     unsafe {
         libc::ptrace(req, pid, 0, sig as libc::c_long);
     }
@@ -314,7 +316,7 @@ pub(crate) fn observe(
         | libc::PTRACE_O_EXITKILL;
     // Wait for the child's self-inflicted SIGSTOP.
     let mut status = 0;
-    // SAFETY: waiting for our own child.
+    // SAFETY: `status` is a live int for waitpid to write; it takes no other pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::__WNOTHREAD) };
     if r != pid || !libc::WIFSTOPPED(status) {
         let _ = crate::launch::check_exec(&err_r, pid, spec.program);
@@ -322,7 +324,8 @@ pub(crate) fn observe(
             "the child did not stop for tracing (wait status {status:#x})"
         )));
     }
-    // SAFETY: the child is stopped and traced by us.
+    // SAFETY: PTRACE_SETOPTIONS takes the options as a value, no pointer; it fails for a pid
+    // that is not our stopped tracee.
     if unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts as libc::c_long) } != 0 {
         let e = std::io::Error::last_os_error();
         if let Some(p) = rustix::process::Pid::from_raw(pid) {
@@ -348,7 +351,7 @@ pub(crate) fn observe(
     let mut top_status = None;
     let mut expect_stop: HashSet<i32> = HashSet::new();
     let mut early_stop: HashSet<i32> = HashSet::new();
-    // SAFETY: zero is a valid rusage.
+    // SAFETY: rusage is plain integers, for which all-zero is a valid value.
     let mut top_rusage: libc::rusage = unsafe { std::mem::zeroed() };
     tracees.insert(
         pid,
@@ -360,9 +363,9 @@ pub(crate) fn observe(
 
     loop {
         let mut status = 0;
-        // SAFETY: zero is a valid rusage.
+        // SAFETY: rusage is plain integers, for which all-zero is a valid value.
         let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: valid pointers to locals.
+        // SAFETY: `status` and `ru` are live locals of the types wait4 writes.
         let p = unsafe { libc::wait4(-1, &mut status, libc::__WALL | libc::__WNOTHREAD, &mut ru) };
         if p < 0 {
             let e = std::io::Error::last_os_error();
@@ -419,7 +422,8 @@ pub(crate) fn observe(
                 }
                 libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
                     let mut msg: libc::c_ulong = 0;
-                    // SAFETY: p is stopped at a ptrace event.
+                    // SAFETY: PTRACE_GETEVENTMSG writes one unsigned long at the address given,
+                    // `msg`; it fails for a pid not stopped at an event and writes nothing.
                     unsafe { libc::ptrace(libc::PTRACE_GETEVENTMSG, p, 0, &mut msg as *mut _) };
                     let child = msg as i32;
                     let parent_exe = index.get(&p).and_then(|i| procs[*i].exe.clone());

@@ -137,9 +137,12 @@ impl Policy {
 
     /// The policy of thread `tid` (0: the calling thread).
     pub(crate) fn of_thread(tid: i32) -> Option<Policy> {
-        // SAFETY: `tid` names a thread or fails; `param` is a valid out-pointer.
+        // SAFETY: sched_getscheduler only reads the policy of thread `tid` (or fails with
+        // ESRCH); it takes no pointer.
         let policy = unsafe { libc::sched_getscheduler(tid) };
         let mut param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: `param` is a live, writable sched_param for the kernel to fill; `tid` as
+        // above.
         if policy < 0 || unsafe { libc::sched_getparam(tid, &mut param) } != 0 {
             return None;
         }
@@ -162,7 +165,8 @@ impl Policy {
         } else {
             0
         };
-        // SAFETY: `tid` names a thread of this process or fails; `param` is valid.
+        // SAFETY: `self.param` is a live sched_param the kernel only reads; for a `tid` that
+        // names no thread the call fails.
         unsafe { libc::sched_setscheduler(tid, self.policy | flag, &self.param) == 0 }
     }
 }
@@ -457,7 +461,7 @@ mod tests {
         for flag in [0, libc::SCHED_RESET_ON_FORK] {
             on_own_thread(move || {
                 let param = libc::sched_param { sched_priority: 0 };
-                // SAFETY: setting the calling thread's policy; `param` is valid.
+                // SAFETY: `param` is a live sched_param the kernel only reads.
                 let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER | flag, &param) };
                 assert_eq!(set, 0);
                 let (mut c, pidfd) = child();
@@ -543,7 +547,7 @@ mod tests {
 
     /// The raw policy of the calling thread, SCHED_RESET_ON_FORK included.
     fn raw_policy() -> i32 {
-        // SAFETY: sched_getscheduler of the calling thread.
+        // SAFETY: sched_getscheduler takes no pointer; it only reads this thread's policy.
         unsafe { libc::sched_getscheduler(0) }
     }
 
@@ -552,7 +556,7 @@ mod tests {
         on_own_thread(|| {
             let flagged = libc::SCHED_OTHER | libc::SCHED_RESET_ON_FORK;
             let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: setting the calling thread's policy; `param` is valid.
+            // SAFETY: `param` is a live sched_param the kernel only reads.
             assert_eq!(unsafe { libc::sched_setscheduler(0, flagged, &param) }, 0);
             let (mut c, pidfd) = child();
             for (idle, expected) in quiet_policies() {
