@@ -475,7 +475,7 @@ fn tee(
 }
 
 fn os_pipe() -> Result<(std::fs::File, std::fs::File), ProvError> {
-    let (r, w) = launch::pipe()?;
+    let (r, w) = crate::child::pipe()?;
     Ok((r.into(), w.into()))
 }
 

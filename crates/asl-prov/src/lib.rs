@@ -18,6 +18,7 @@
 
 pub mod canon;
 pub mod capture;
+mod child;
 pub mod error;
 pub mod export;
 pub mod graph;

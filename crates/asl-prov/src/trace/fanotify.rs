@@ -13,9 +13,9 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use super::quiet::Quiet;
-use super::{Access, ProcessRecord, TraceMode};
+use super::{Access, ProcessRecord, RunOutcome, RunSpec, TraceMode};
+use crate::child::{self, ChildSetup, Exec, check_exec, kill_and_reap, wait_top};
 use crate::error::ProvError;
-use crate::launch::{RunOutcome, RunSpec, check_exec, wait_top};
 
 /// Pseudo file systems not worth marking: nothing there is an input or an output.
 const SKIP_FS: &[&str] = &[
@@ -86,14 +86,22 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn kill_and_reap(pid: i32) {
-    if let Some(p) = rustix::process::Pid::from_raw(pid) {
-        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-    }
-    let _ = wait_top(pid);
+/// Runs `exec` in a private mount namespace whose mounts this process marks before the
+/// child may exec, and observes it until it ends.
+pub(crate) fn run(exec: &Exec<'_>, spec: &RunSpec<'_>) -> Result<RunOutcome, ProvError> {
+    let (ready_r, ready_w) = child::pipe()?;
+    let (go_r, go_w) = child::pipe()?;
+    let setup = ChildSetup::Fanotify {
+        ready: ready_w.as_raw_fd(),
+        go: go_r.as_raw_fd(),
+    };
+    let (pid, err_r) = child::start(exec, &setup)?;
+    drop(ready_w);
+    drop(go_r);
+    observe(pid, ready_r, go_w, err_r, spec)
 }
 
-pub(crate) fn observe(
+fn observe(
     pid: i32,
     ready_r: OwnedFd,
     go_w: OwnedFd,
@@ -683,8 +691,8 @@ mod tests {
     fn groups_closed_elsewhere_are_closed() {
         // Pipe write ends stand in for the groups: the read ends see EOF only once every
         // copy is closed.
-        let (r1, w1) = crate::launch::pipe().unwrap();
-        let (r2, w2) = crate::launch::pipe().unwrap();
+        let (r1, w1) = crate::child::pipe().unwrap();
+        let (r2, w2) = crate::child::pipe().unwrap();
         close_groups_elsewhere(vec![w1, w2]);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

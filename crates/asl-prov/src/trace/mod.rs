@@ -11,6 +11,7 @@
 //!   renames (mount marks carry no directory-entry events).
 
 pub mod fanotify;
+pub(crate) mod none;
 pub mod ptrace;
 mod quiet;
 
@@ -70,6 +71,34 @@ impl TraceMode {
         };
         v.iter().map(|s| s.to_string()).collect()
     }
+}
+
+/// What to run.
+pub struct RunSpec<'a> {
+    /// The resolved program (absolute path).
+    pub program: &'a Path,
+    /// argv, argv[0] included.
+    pub argv: &'a [String],
+    pub cwd: &'a Path,
+    /// Where the command's stdout and stderr go.
+    pub stdout: &'a std::fs::File,
+    pub stderr: &'a std::fs::File,
+    /// How a fanotify observer keeps out of the command's way.
+    pub observer: ObserverPolicy,
+}
+
+/// What came out of a run.
+pub struct RunOutcome {
+    /// Raw wait status of the top process.
+    pub status: i32,
+    /// Resource usage of the top process and every descendant it waited for.
+    pub rusage: libc::rusage,
+    /// The mechanism that actually observed the run.
+    pub mode: TraceMode,
+    pub processes: Vec<ProcessRecord>,
+    pub accesses: Vec<Access>,
+    /// Things the mechanism could not see in this run (queue overflow, exited processes ...).
+    pub gaps: Vec<String>,
 }
 
 /// One observed access.

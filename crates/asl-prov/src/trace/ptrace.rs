@@ -12,9 +12,9 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::{Access, ProcessRecord, TraceMode, normalize, split_status};
+use super::{Access, ProcessRecord, RunOutcome, RunSpec, TraceMode, normalize, split_status};
+use crate::child::{self, ChildSetup, Exec};
 use crate::error::ProvError;
-use crate::launch::{RunOutcome, RunSpec};
 
 #[cfg(target_arch = "x86_64")]
 mod nr {
@@ -301,12 +301,16 @@ fn read_cmdline(pid: i32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Runs `exec` traced: the child stops after `PTRACE_TRACEME`, installs the seccomp filter
+/// once resumed, and is traced with its whole tree until every process has exited.
+pub(crate) fn run(exec: &Exec<'_>, spec: &RunSpec<'_>) -> Result<RunOutcome, ProvError> {
+    let filter = seccomp_filter();
+    let (pid, err_r) = child::start(exec, &ChildSetup::Ptrace { filter })?;
+    observe(pid, err_r, spec)
+}
+
 /// Traces the stopped child `pid` until the whole tree has exited.
-pub(crate) fn observe(
-    pid: i32,
-    err_r: OwnedFd,
-    spec: &RunSpec<'_>,
-) -> Result<RunOutcome, ProvError> {
+fn observe(pid: i32, err_r: OwnedFd, spec: &RunSpec<'_>) -> Result<RunOutcome, ProvError> {
     let opts = libc::PTRACE_O_TRACESYSGOOD
         | libc::PTRACE_O_TRACESECCOMP
         | libc::PTRACE_O_TRACEFORK
@@ -319,7 +323,7 @@ pub(crate) fn observe(
     // SAFETY: `status` is a live int for waitpid to write; it takes no other pointer.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::__WALL | libc::__WNOTHREAD) };
     if r != pid || !libc::WIFSTOPPED(status) {
-        let _ = crate::launch::check_exec(&err_r, pid, spec.program);
+        let _ = child::check_exec(&err_r, pid, spec.program);
         return Err(ProvError::Trace(format!(
             "the child did not stop for tracing (wait status {status:#x})"
         )));
@@ -328,10 +332,7 @@ pub(crate) fn observe(
     // that is not our stopped tracee.
     if unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid, 0, opts as libc::c_long) } != 0 {
         let e = std::io::Error::last_os_error();
-        if let Some(p) = rustix::process::Pid::from_raw(pid) {
-            let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-        }
-        let _ = crate::launch::wait_top(pid);
+        child::kill_and_reap(pid);
         return Err(ProvError::Os("PTRACE_SETOPTIONS".into(), e));
     }
     resume(pid, libc::PTRACE_CONT, 0);
@@ -510,7 +511,7 @@ pub(crate) fn observe(
         };
         resume(p, req, deliver);
     }
-    crate::launch::check_exec(&err_r, pid, spec.program)?;
+    child::check_exec(&err_r, pid, spec.program)?;
     let Some(status) = top_status else {
         gaps.push("the top process's exit status was not observed".into());
         return Err(ProvError::Trace(

@@ -298,7 +298,7 @@ fn start_watchdog(
     let observer = rustix::thread::gettid().as_raw_nonzero().get();
     // Its own copy: the watchdog may outlive the caller's use of the pidfd.
     let child = child.try_clone().ok()?;
-    let (stop_r, stop) = crate::launch::pipe().ok()?;
+    let (stop_r, stop) = crate::child::pipe().ok()?;
     // Checked at least this often (a little after a read would next be due).
     let check = period + STARVED_AFTER;
     let handle = std::thread::Builder::new()
