@@ -18,16 +18,15 @@ pub fn to_vec(value: &Value) -> Result<Vec<u8>, String> {
 
 /// Encodes any serde value canonically, straight from its `Serialize` implementation: the
 /// same bytes as [`to_vec`] of `serde_json::to_value(value)`, without building the value tree
-/// (a receipt of a file-heavy command holds ~10^5 strings; the tree cost more than the run's
-/// observation). See [`direct`] for how object keys get sorted.
+/// (a receipt of a file-heavy command holds a string per access, and building a tree of them
+/// would cost an allocation each). See [`direct`] for how object keys get sorted.
 pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     encode_sized(value, 1024)
 }
 
 /// [`encode`] into a buffer that starts with room for `capacity` bytes. For a value of
-/// megabytes, an estimate of its size spares the buffer's doublings, each into memory the
-/// process has not touched yet (a page fault costs ~2 µs on our VM; for a 6.5 MB receipt this
-/// saved 400 of the capture's 8.7 k faults).
+/// megabytes, an estimate of its size spares the buffer's doublings, each a copy into memory
+/// the process has not touched yet, which costs a page fault per page.
 pub fn encode_sized<T: serde::Serialize + ?Sized>(
     value: &T,
     capacity: usize,
@@ -40,7 +39,7 @@ pub fn encode_sized<T: serde::Serialize + ?Sized>(
 fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
     match value {
         // serde_json's own encoding of scalars is already minimal and deterministic; written
-        // straight into `out` (receipts of file-heavy commands hold ~10^5 strings).
+        // straight into `out`, with no intermediate string per scalar.
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::String(s) => serde_json::to_writer(&mut *out, s).map_err(|e| e.to_string())?,

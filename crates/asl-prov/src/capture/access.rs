@@ -27,8 +27,8 @@ pub fn summarise(
     let decl_in: Vec<String> = inputs.iter().map(|p| abs(cwd, p)).collect();
     let decl_out: Vec<String> = outputs.iter().map(|p| abs(cwd, p)).collect();
     let is_declared = |p: &str, d: &[String]| d.iter().any(|x| trace::under(p, x));
-    // Borrowed paths and one sort of positions: a file-heavy command yields ~10^5 accesses,
-    // and this runs after the command has ended, on the capture's critical path.
+    // Borrowed paths and one sort of positions: a file-heavy command yields an access per file
+    // it touches, and this runs after the command has ended, on the capture's critical path.
     let mut written: BTreeSet<&str> = BTreeSet::new();
     let mut created: BTreeSet<&str> = BTreeSet::new();
     let mut deleted: BTreeSet<&str> = BTreeSet::new();

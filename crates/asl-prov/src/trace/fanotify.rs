@@ -199,9 +199,9 @@ fn observe(
     };
     // While the command runs, this thread keeps to a quiet scheduling policy (see
     // `quiet`). It waits on the child only, and reads the queues every BATCH_PERIOD. Waiting on
-    // the fanotify descriptors would have the kernel wake this thread for every single event
-    // (an inter-processor wakeup charged to the traced command: ~4 % of a `tar` of
-    // /usr/share in a profile); the queues are unlimited, so nothing is lost by batching.
+    // the fanotify descriptors would have the kernel wake this thread for every single event,
+    // an inter-processor wakeup charged to the traced command; the queues are unlimited, so
+    // nothing is lost by batching.
     let batch = rustix::event::Timespec::try_from(BATCH_PERIOD).unwrap_or_default();
     let quiet = Quiet::enter(&pidfd, BATCH_PERIOD, spec.observer);
     loop {
@@ -366,14 +366,13 @@ impl EventLog {
             }
             n
         };
-        // One vector for all, sized once, so its memory is touched once. Fresh pages cost a
-        // fault each: two vectors appended one to the other took ~450 more faults for 43 k
-        // accesses.
+        // One vector for all, sized once, so its memory is touched once: fresh pages cost a
+        // fault each, and two vectors appended one to the other would touch them twice.
         let mut all: Vec<Access> = Vec::new();
         all.resize_with(self.list.len(), Access::default);
         // This runs after the command has ended, on the capture's critical path, when both
-        // cores of a small machine are free: a long list is converted in two halves at once
-        // (a `tar` of /usr/share, 43 k events: 9-15 ms before, 5-8 ms after).
+        // cores of a small machine are free: a long list is converted in two halves at once.
+        // A short one is not worth a thread.
         if self.list.len() < 8192 {
             let n = convert(&self.list, &mut all);
             all.truncate(n);
@@ -542,8 +541,8 @@ fn resolve_dir(mount_fd: &OwnedFd, handle_type: i32, handle: &[u8]) -> Option<St
 
 thread_local! {
     /// This process's `/proc/self/fd`, opened once: reading a descriptor's link relative to
-    /// it skips the walk through `/proc/self/fd` (2.0 to 1.55 µs per directory here, and a
-    /// file-heavy command visits thousands).
+    /// it skips the path walk through `/proc/self/fd` that each of the many directories a
+    /// file-heavy command visits would otherwise cost.
     static PROC_FD_DIR: Option<OwnedFd> = {
         use rustix::fs::{Mode, OFlags};
         rustix::fs::open(

@@ -104,12 +104,12 @@ pub struct RunOutcome {
 /// One observed access.
 ///
 /// Fields are declared in their canonical (sorted) key order, so the canonical encoder writes
-/// the ~10^5 accesses of a file-heavy command without rearranging any of them.
+/// the many accesses of a file-heavy command without rearranging any of them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     /// `read`, `write`, `create`, `delete`, `rename`, `exec`, `stat`, `probe_absent`, `open_dir`.
-    /// Borrowed from the observers' own constants: a file-heavy command yields ~10^5
-    /// accesses, and this spares an allocation each.
+    /// Borrowed from the observers' own constants: a file-heavy command yields an access per
+    /// file it touches, and this spares an allocation each.
     pub op: std::borrow::Cow<'static, str>,
     /// Absolute path, lexically normalised.
     pub path: String,

@@ -1,20 +1,13 @@
 //! How the fanotify observer keeps out of the traced command's way while the command runs.
 //!
 //! The observer reads the kernel's event queues every few milliseconds. Whatever CPU it takes
-//! while the command runs is taken from the command: a `tar | cat` keeps both cores of a small
-//! machine busy in turns, and 26 ms of extra observer work spread over a 480 ms run made the
-//! run 30 ms longer. Under the normal policy its wakeups also preempted the command
-//! (`tar | cat` of /usr/share: 1.52x the plain run).
-//!
-//! So, while the command runs, the observer thread is moved to a quieter policy:
+//! while the command runs is taken from the command, and under the normal policy its wakeups
+//! also preempt the command. So, while the command runs, the observer thread is moved to a
+//! quieter policy ([`ObserverPolicy`] chooses how):
 //! * **SCHED_IDLE** when a core is idle as the command starts and the process holds
 //!   CAP_SYS_NICE (in the initial user namespace), which it needs to leave that policy again.
-//!   The thread then runs on a core the command leaves idle. A `tar | cat` of /usr/share/doc,
-//!   40 alternating rounds: the capture cost 17.5 ms over the plain run (1.20x), against
-//!   21.8 ms (1.25x) under SCHED_BATCH. On a machine kept busy by other work such a thread
-//!   barely runs: beside two busy loops, without the guards below, the same capture took 2
-//!   to 3 times as long as under SCHED_BATCH; with them, no longer. A **watchdog** thread
-//!   under the normal policy
+//!   The thread then runs on a core the command leaves idle. On a machine kept busy by other
+//!   work such a thread would barely run, so a **watchdog** thread under the normal policy
 //!   * moves the observer back to normal the moment the command ends, so that the end is
 //!     noticed and the receipt assembled without waiting for an idle core;
 //!   * moves it to SCHED_BATCH for the rest of the run when its last read of the queues
@@ -24,15 +17,19 @@
 //!     within a few milliseconds of an access can be gone under any policy).
 //! * **SCHED_BATCH** otherwise: it drops the wakeup preemption yet keeps a fair share of the
 //!   machine, and any thread may leave it again.
+//!
+//! The policy is the thread's own again when [`Quiet`] is dropped, panics included. A thread
+//! under any policy other than the normal one is left as it is. The measurements behind these
+//! choices are in docs/BENCHMARKS.md and bench/results.
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::error::ProvError;
 
-/// How much later than due the observer may be before it counts as starved. Unloaded, reads
-/// come 10-12 ms apart and take at most ~7 ms (43 k events over 480 ms); beside two busy
-/// loops, single reads took 80-105 ms.
+/// How much later than due the observer may be before it counts as starved: above the
+/// lateness and read time of an observer that has a core when it needs one, and well below
+/// what a read takes when the observer is starved by busy threads.
 pub(crate) const STARVED_AFTER: Duration = Duration::from_millis(20);
 
 /// Whether an observer due to read every `period`, whose last read ended `since_read` ago, is
@@ -350,7 +347,7 @@ mod tests {
     #[test]
     fn an_observer_is_starved_when_its_last_read_ended_over_20_ms_after_due() {
         let p = ms(10);
-        // Unloaded runs: reads 10-12 ms apart.
+        // On time, or a little late.
         assert!(!overdue(p, ms(0)));
         assert!(!overdue(p, ms(12)));
         assert!(!overdue(p, ms(30)));
