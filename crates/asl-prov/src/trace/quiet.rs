@@ -390,14 +390,19 @@ mod tests {
         std::thread::spawn(f).join().unwrap();
     }
 
-    /// (`idle` for [`Quiet::enter_as`], the policy it must give): SCHED_BATCH, and SCHED_IDLE
-    /// where this process may leave it again.
+    /// Fails the test unless this process may leave SCHED_IDLE again: the tests of the idle
+    /// policy and its watchdog need it, and CI has it (it runs as root).
+    fn needs_cap_sys_nice() {
+        assert!(
+            may_leave_idle(),
+            "this test needs CAP_SYS_NICE in the initial user namespace (CI runs as root)"
+        );
+    }
+
+    /// (`idle` for [`Quiet::enter_as`], the policy it must give): SCHED_BATCH and SCHED_IDLE.
     fn quiet_policies() -> Vec<(bool, i32)> {
-        let mut cases = vec![(false, libc::SCHED_BATCH)];
-        if may_leave_idle() {
-            cases.push((true, libc::SCHED_IDLE));
-        }
-        cases
+        needs_cap_sys_nice();
+        vec![(false, libc::SCHED_BATCH), (true, libc::SCHED_IDLE)]
     }
 
     #[test]
@@ -422,10 +427,7 @@ mod tests {
 
     #[test]
     fn the_watchdog_returns_the_observer_to_normal_when_the_command_ends() {
-        if !may_leave_idle() {
-            eprintln!("skipped: needs CAP_SYS_NICE");
-            return;
-        }
+        needs_cap_sys_nice();
         on_own_thread(|| {
             let (mut c, pidfd) = child();
             let q = Quiet::enter_as(&pidfd, LONG, true);
@@ -450,10 +452,7 @@ mod tests {
 
     #[test]
     fn the_watchdog_moves_an_observer_that_does_not_read_to_batch() {
-        if !may_leave_idle() {
-            eprintln!("skipped: needs CAP_SYS_NICE");
-            return;
-        }
+        needs_cap_sys_nice();
         // Both moves keep a caller's SCHED_RESET_ON_FORK flag.
         for flag in [0, libc::SCHED_RESET_ON_FORK] {
             on_own_thread(move || {
@@ -482,9 +481,9 @@ mod tests {
     fn a_panic_while_quiet_restores_the_policy() {
         on_own_thread(|| {
             let (mut c, pidfd) = child();
-            let idle = may_leave_idle();
+            needs_cap_sys_nice();
             let r = std::panic::catch_unwind(|| {
-                let _q = Quiet::enter_as(&pidfd, LONG, idle);
+                let _q = Quiet::enter_as(&pidfd, LONG, true);
                 assert_ne!(own_policy(), libc::SCHED_OTHER);
                 panic!("in the middle of a read");
             });
