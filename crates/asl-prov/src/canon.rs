@@ -4,22 +4,22 @@
 //! strings use serde_json's escaping and numbers must be integers (receipts keep times in
 //! milliseconds so that no float formatting question ever arises). Two writers that build the
 //! same value therefore produce the same bytes, and so the same reference.
+//!
+//! One encoder (`direct`) writes both canonical forms: this one, and the OLPC form of
+//! securesystemslib that in-toto links are signed over ([`olpc`]), which differs only in how
+//! strings are escaped.
 
 use serde_json::Value;
 
 mod direct;
 
-/// Encodes `value` canonically. Fails only on a float, which the formats never contain.
-pub fn to_vec(value: &Value) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(1024);
-    write(value, &mut out)?;
-    Ok(out)
-}
+use direct::Escaping;
 
-/// Encodes any serde value canonically, straight from its `Serialize` implementation: the
-/// same bytes as [`to_vec`] of `serde_json::to_value(value)`, without building the value tree
-/// (a receipt of a file-heavy command holds a string per access, and building a tree of them
-/// would cost an allocation each). See [`direct`] for how object keys get sorted.
+/// Encodes any serde value canonically (a [`Value`] included), straight from its
+/// `Serialize` implementation, without building a value tree (a receipt of a file-heavy
+/// command holds a string per access, and building a tree of them would cost an allocation
+/// each). See `direct` for how object keys get sorted. Fails only on a float, which the
+/// formats never contain.
 pub fn encode<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
     encode_sized(value, 1024)
 }
@@ -31,72 +31,65 @@ pub fn encode_sized<T: serde::Serialize + ?Sized>(
     value: &T,
     capacity: usize,
 ) -> Result<Vec<u8>, String> {
-    let mut ser = direct::Canon::with_capacity(capacity);
-    value.serialize(&mut ser).map_err(|e| e.to_string())?;
-    Ok(ser.into_bytes())
+    encode_as(value, capacity, Escaping::Json)
 }
 
-fn write(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    match value {
-        // serde_json's own encoding of scalars is already minimal and deterministic; written
-        // straight into `out`, with no intermediate string per scalar.
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::String(s) => serde_json::to_writer(&mut *out, s).map_err(|e| e.to_string())?,
-        Value::Number(n) => {
-            if n.is_f64() {
-                return Err(format!("canonical JSON has no floats (got {n})"));
-            }
-            serde_json::to_writer(&mut *out, n).map_err(|e| e.to_string())?;
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write(item, out)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, k.as_str()).map_err(|e| e.to_string())?;
-                out.push(b':');
-                write(&map[*k], out)?;
-            }
-            out.push(b'}');
-        }
-    }
-    Ok(())
+/// The canonical JSON of securesystemslib (OLPC style), which in-toto links are signed over:
+/// sorted keys, no whitespace, and strings escaped *only* for `"` and `\` (other bytes,
+/// control characters included, are written raw). Integers only.
+pub fn olpc(value: &Value) -> Result<Vec<u8>, String> {
+    encode_as(value, 1024, Escaping::Olpc)
+}
+
+fn encode_as<T: serde::Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+    escaping: Escaping,
+) -> Result<Vec<u8>, String> {
+    let mut ser = direct::Canon::with_capacity(capacity, escaping);
+    value.serialize(&mut ser).map_err(|e| e.to_string())?;
+    Ok(ser.into_bytes())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The value-tree form, the reference [`encode`] must match: serde_json's own encoding
+    /// of a `Value`, whose objects are sorted maps (serde_json is built without
+    /// `preserve_order`; the first test below fails should that change).
+    fn to_vec(value: &Value) -> Result<Vec<u8>, String> {
+        if has_float(value) {
+            return Err("a float".into());
+        }
+        serde_json::to_vec(value).map_err(|e| e.to_string())
+    }
+
+    fn has_float(value: &Value) -> bool {
+        match value {
+            Value::Number(n) => n.is_f64(),
+            Value::Array(a) => a.iter().any(has_float),
+            Value::Object(m) => m.values().any(has_float),
+            _ => false,
+        }
+    }
+
     #[test]
     fn keys_are_sorted_and_whitespace_dropped_whatever_the_insertion_order() {
         let a: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, 2], "x": "s"}}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"a": {"x": "s", "y": [1, 2]}, "b": 1}"#).unwrap();
-        assert_eq!(
-            to_vec(&a).unwrap(),
-            br#"{"a":{"x":"s","y":[1,2]},"b":1}"#.to_vec()
-        );
-        assert_eq!(to_vec(&a).unwrap(), to_vec(&b).unwrap());
+        let sorted = br#"{"a":{"x":"s","y":[1,2]},"b":1}"#.to_vec();
+        assert_eq!(encode(&a).unwrap(), sorted);
+        assert_eq!(encode(&b).unwrap(), sorted);
+        assert_eq!(olpc(&b).unwrap(), sorted);
+        assert_eq!(to_vec(&b).unwrap(), sorted);
     }
 
     #[test]
     fn floats_are_refused() {
         let v: Value = serde_json::from_str(r#"{"t": 1.5}"#).unwrap();
-        assert!(to_vec(&v).is_err());
         assert!(encode(&v).is_err());
+        assert!(olpc(&v).is_err());
         assert!(encode(&[1.5f32]).is_err());
     }
 
@@ -195,7 +188,7 @@ mod tests {
         assert_eq!(encode(&Dup).unwrap(), tree);
     }
 
-    fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+    pub(super) fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
         use proptest::prelude::*;
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -222,67 +215,55 @@ mod tests {
     }
 }
 
-/// The canonical JSON of securesystemslib (OLPC style), which in-toto links are signed over:
-/// sorted keys, no whitespace, and strings escaped *only* for `"` and `\` (other bytes,
-/// control characters included, are written raw). Integers only.
-pub fn olpc(value: &Value) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    olpc_write(value, &mut out)?;
-    Ok(out)
-}
-
-fn olpc_string(s: &str, out: &mut Vec<u8>) {
-    out.push(b'"');
-    for b in s.bytes() {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
-fn olpc_write(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::String(s) => olpc_string(s, out),
-        Value::Number(n) => {
-            if n.is_f64() {
-                return Err(format!("canonical JSON has no floats (got {n})"));
-            }
-            out.extend_from_slice(n.to_string().as_bytes());
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                olpc_write(item, out)?;
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                olpc_string(k, out);
-                out.push(b':');
-                olpc_write(&map[*k], out)?;
-            }
-            out.push(b'}');
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod olpc_tests {
+    use serde_json::Value;
+
+    /// securesystemslib's encoder, written out: the reference the OLPC mode must match byte
+    /// for byte (in-toto verifiers check signatures over these bytes).
+    fn model(value: &Value, out: &mut Vec<u8>) {
+        let string = |s: &str, out: &mut Vec<u8>| {
+            out.push(b'"');
+            for b in s.bytes() {
+                if b == b'"' || b == b'\\' {
+                    out.push(b'\\');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        };
+        match value {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::String(s) => string(s, out),
+            Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    model(item, out);
+                }
+                out.push(b']');
+            }
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    string(k, out);
+                    out.push(b':');
+                    model(&map[*k], out);
+                }
+                out.push(b'}');
+            }
+        }
+    }
+
     #[test]
     fn olpc_escapes_only_quote_and_backslash() {
         let v = serde_json::json!({"b": "x\n\"y\\", "a": 1});
@@ -290,5 +271,14 @@ mod olpc_tests {
             super::olpc(&v).unwrap(),
             b"{\"a\":1,\"b\":\"x\n\\\"y\\\\\"}".to_vec()
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn olpc_mode_equals_the_securesystemslib_encoding(v in super::tests::arb_value()) {
+            let mut want = Vec::new();
+            model(&v, &mut want);
+            proptest::prop_assert_eq!(super::olpc(&v).unwrap(), want);
+        }
     }
 }

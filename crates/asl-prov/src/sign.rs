@@ -133,7 +133,7 @@ pub fn keyid_of(public_hex: &str) -> String {
         "scheme": "ed25519",
         "keyval": {"public": public_hex},
     });
-    let bytes = crate::canon::to_vec(&desc).unwrap_or_default();
+    let bytes = crate::canon::encode(&desc).unwrap_or_default();
     hex::encode(sha2::Sha256::digest(&bytes))
 }
 

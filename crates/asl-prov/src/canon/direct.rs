@@ -1,10 +1,11 @@
 //! A serde `Serializer` that writes canonical JSON directly into a byte vector.
 //!
-//! Contract: for every value, the bytes are exactly those of [`super::to_vec`] applied to
-//! `serde_json::to_value(value)` — keys sorted by byte order (a repeated key keeps its last
-//! value, as `serde_json::Map::insert` does), serde_json's string escaping and integer
-//! formatting, no whitespace — except that every float is refused (to_value turns a NaN into
-//! `null`; the formats have no floats at all).
+//! Contract: for every value, the bytes are exactly those of `serde_json::to_vec` applied to
+//! `serde_json::to_value(value)` (whose maps are sorted) — keys sorted by byte order (a
+//! repeated key keeps its last value, as `serde_json::Map::insert` does), serde_json's string
+//! escaping and integer formatting, no whitespace — except that every float is refused
+//! (to_value turns a NaN into `null`; the formats have no floats at all). With
+//! [`Escaping::Olpc`] only the escaping of strings differs.
 //!
 //! How keys get sorted without a value tree: each member of an object is written in the order
 //! serde hands it over, and its key and byte range are pushed on one stack shared by all
@@ -55,19 +56,33 @@ struct Member {
     end: usize,
 }
 
+/// How strings (values and keys) are escaped: the one thing in which the two canonical forms
+/// differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Escaping {
+    /// serde_json's: `"`, `\` and the control characters. Receipts, edges, signatures.
+    #[default]
+    Json,
+    /// securesystemslib's (OLPC canonical JSON, which in-toto links are signed over): only
+    /// `"` and `\`; every other byte, control characters included, is written raw.
+    Olpc,
+}
+
 #[derive(Default)]
 pub struct Canon {
     out: Vec<u8>,
     /// Members of every object still open, innermost last.
     members: Vec<Member>,
+    escaping: Escaping,
 }
 
 impl Canon {
     /// A writer whose output starts with room for `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> Canon {
+    pub fn with_capacity(capacity: usize, escaping: Escaping) -> Canon {
         Canon {
             out: Vec::with_capacity(capacity),
             members: Vec::new(),
+            escaping,
         }
     }
 
@@ -76,6 +91,17 @@ impl Canon {
     }
 
     fn string(&mut self, s: &str) {
+        if self.escaping == Escaping::Olpc {
+            self.out.push(b'"');
+            for b in s.bytes() {
+                if b == b'"' || b == b'\\' {
+                    self.out.push(b'\\');
+                }
+                self.out.push(b);
+            }
+            self.out.push(b'"');
+            return;
+        }
         // serde_json's escaping is the canonical one, and it escapes exactly the control
         // characters, '"' and '\\'. Most strings (paths, references) hold none of them and
         // are copied as they are.
