@@ -397,8 +397,14 @@ impl EventLog {
     }
 }
 
-/// Reads every queued event; resolves each event's descriptor to a path and closes it.
-fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<String>) {
+/// Reads every queued event of `fan` into `buf`, and hands each to `each` with its
+/// information records (the bytes after its metadata); notes a queue overflow in `gaps`.
+fn read_events(
+    fan: &OwnedFd,
+    buf: &mut [u8],
+    gaps: &mut Vec<String>,
+    mut each: impl FnMut(&libc::fanotify_event_metadata, &[u8], &mut Vec<String>),
+) {
     let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
     loop {
         let n = match rustix::io::read(fan, &mut *buf) {
@@ -412,27 +418,38 @@ fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<St
             // bytes, and read_unaligned needs no alignment.
             let m: libc::fanotify_event_metadata =
                 unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
-            if m.event_len == 0 {
+            let len = m.event_len as usize;
+            if len < meta_len || off + len > n {
                 break;
             }
             if m.mask & libc::FAN_Q_OVERFLOW != 0 {
                 gaps.push("the fanotify queue overflowed: some accesses were lost".into());
             }
-            if m.fd >= 0 {
-                // SAFETY: the kernel opened `m.fd` in this process for this event alone and
-                // handed it to us; nothing else owns it, so this OwnedFd is its one owner.
-                let fd = unsafe { OwnedFd::from_raw_fd(m.fd) };
-                let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                drop(fd);
-                if !path.is_empty() {
-                    events.push_path(m.pid, m.mask, path);
-                }
-            }
-            off += m.event_len as usize;
+            let info = buf
+                .get(off + m.metadata_len as usize..off + len)
+                .unwrap_or_default();
+            each(&m, info, gaps);
+            off += len;
         }
     }
+}
+
+/// Reads every queued event; resolves each event's descriptor to a path and closes it.
+fn drain(fan: &OwnedFd, buf: &mut [u8], events: &mut EventLog, gaps: &mut Vec<String>) {
+    read_events(fan, buf, gaps, |m, _, _| {
+        if m.fd >= 0 {
+            // SAFETY: the kernel opened `m.fd` in this process for this event alone and
+            // handed it to us; nothing else owns it, so this OwnedFd is its one owner.
+            let fd = unsafe { OwnedFd::from_raw_fd(m.fd) };
+            let path = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            drop(fd);
+            if !path.is_empty() {
+                events.push_path(m.pid, m.mask, path);
+            }
+        }
+    });
 }
 
 /// Closes the fanotify groups on a thread of their own, which nobody waits for.
@@ -582,61 +599,39 @@ fn drain_fid(
     events: &mut EventLog,
     gaps: &mut Vec<String>,
 ) {
-    let meta_len = std::mem::size_of::<libc::fanotify_event_metadata>();
-    loop {
-        let n = match rustix::io::read(fan, &mut *buf) {
-            Ok(n) if n > 0 => n,
-            _ => return,
-        };
-        let mut off = 0;
-        while off + meta_len <= n {
-            // SAFETY: as in `drain`: `off + meta_len <= n` bytes the kernel wrote, plain
-            // integers, read unaligned.
-            let m: libc::fanotify_event_metadata =
-                unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off).cast()) };
-            let len = m.event_len as usize;
-            if len < meta_len || off + len > n {
-                break;
-            }
-            if m.mask & libc::FAN_Q_OVERFLOW != 0 {
-                gaps.push("the fanotify queue overflowed: some accesses were lost".into());
-            }
-            let rec = &buf[off + m.metadata_len as usize..off + len];
-            // info header (type u8, pad u8, len u16), fsid (2 x i32), handle_bytes u32,
-            // handle_type i32, handle, then the NUL-terminated name.
-            if rec.len() >= 20 && rec[0] == libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
-                let rd =
-                    |o: usize| i32::from_ne_bytes([rec[o], rec[o + 1], rec[o + 2], rec[o + 3]]);
-                let fsid = fsid([rd(4), rd(8)]);
-                let hbytes = rd(12) as usize;
-                let htype = rd(16);
-                if 20 + hbytes <= rec.len() {
-                    let handle = &rec[20..20 + hbytes];
-                    let name_raw = &rec[20 + hbytes..];
-                    let name_end = name_raw
-                        .iter()
-                        .position(|b| *b == 0)
-                        .unwrap_or(name_raw.len());
-                    let name = &name_raw[..name_end];
-                    // fsid, handle size, type and handle: the directory's identity.
-                    let key = &rec[4..20 + hbytes];
-                    let dir = events.dir(key, || {
-                        mount_fds
-                            .get(&fsid)
-                            .and_then(|mfd| resolve_dir(mfd, htype, handle))
-                    });
-                    match dir {
-                        Some(d) => events.push(m.pid, m.mask, d, name),
-                        None => gaps.push(format!(
-                            "an access to '{}' in a directory that could not be resolved (removed during the run?)",
-                            String::from_utf8_lossy(name)
-                        )),
-                    }
+    read_events(fan, buf, gaps, |m, rec, gaps| {
+        // info header (type u8, pad u8, len u16), fsid (2 x i32), handle_bytes u32,
+        // handle_type i32, handle, then the NUL-terminated name.
+        if rec.len() >= 20 && rec[0] == libc::FAN_EVENT_INFO_TYPE_DFID_NAME {
+            let rd = |o: usize| i32::from_ne_bytes([rec[o], rec[o + 1], rec[o + 2], rec[o + 3]]);
+            let fsid = fsid([rd(4), rd(8)]);
+            let hbytes = rd(12) as usize;
+            let htype = rd(16);
+            if 20 + hbytes <= rec.len() {
+                let handle = &rec[20..20 + hbytes];
+                let name_raw = &rec[20 + hbytes..];
+                let name_end = name_raw
+                    .iter()
+                    .position(|b| *b == 0)
+                    .unwrap_or(name_raw.len());
+                let name = &name_raw[..name_end];
+                // fsid, handle size, type and handle: the directory's identity.
+                let key = &rec[4..20 + hbytes];
+                let dir = events.dir(key, || {
+                    mount_fds
+                        .get(&fsid)
+                        .and_then(|mfd| resolve_dir(mfd, htype, handle))
+                });
+                match dir {
+                    Some(d) => events.push(m.pid, m.mask, d, name),
+                    None => gaps.push(format!(
+                        "an access to '{}' in a directory that could not be resolved (removed during the run?)",
+                        String::from_utf8_lossy(name)
+                    )),
                 }
             }
-            off += len;
         }
-    }
+    });
 }
 
 #[cfg(test)]
