@@ -167,6 +167,18 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// The references of the declared inputs, sorted: what a receipt signature binds.
+    pub fn sorted_input_refs(&self) -> Vec<String> {
+        let mut inputs: Vec<String> = self
+            .action
+            .inputs
+            .iter()
+            .map(|i| i.reference.clone())
+            .collect();
+        inputs.sort();
+        inputs
+    }
+
     pub fn encode(&self) -> Result<Vec<u8>, String> {
         crate::canon::encode_sized(self, self.encoded_size_estimate())
     }

@@ -218,13 +218,7 @@ pub fn payload_for(
     domain_id: u32,
     snapshot: (u64, u64),
 ) -> SignaturePayload {
-    let mut inputs: Vec<String> = receipt
-        .action
-        .inputs
-        .iter()
-        .map(|i| i.reference.clone())
-        .collect();
-    inputs.sort();
+    let inputs = receipt.sorted_input_refs();
     SignaturePayload {
         domain_id,
         snapshot_id: snapshot.0,

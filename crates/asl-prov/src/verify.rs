@@ -148,13 +148,7 @@ fn check_signature(
 ) -> SignatureCheck {
     let mut problem = sig.check().err();
     if problem.is_none() {
-        let mut inputs: Vec<String> = receipt
-            .action
-            .inputs
-            .iter()
-            .map(|i| i.reference.clone())
-            .collect();
-        inputs.sort();
+        let inputs = receipt.sorted_input_refs();
         if sig.payload.per_artifact_id != receipt_ref.to_string() {
             problem = Some(format!(
                 "signs receipt {}, not this one",
