@@ -84,20 +84,9 @@ fn files_of(
         out.insert(f.path.clone(), sha256_of(reader, &r)?);
         return Ok(());
     }
-    let mut stack = vec![(f.path.trim_end_matches('/').to_string(), r)];
-    while let Some((prefix, tr)) = stack.pop() {
-        let tree =
-            asl_fs::browse::read_tree(reader, &tr).map_err(|e| ProvError::Fs(e.to_string()))?;
-        for e in tree.entries {
-            let name = format!("{prefix}/{}", String::from_utf8_lossy(&e.name));
-            match (e.kind, e.content) {
-                (asl_fs::Kind::Dir, Some(c)) => stack.push((name, c)),
-                (asl_fs::Kind::File, Some(c)) => {
-                    out.insert(name, sha256_of(reader, &c)?);
-                }
-                _ => {}
-            }
-        }
+    let prefix = f.path.trim_end_matches('/');
+    for (name, c) in crate::stored::tree_files(reader, r)? {
+        out.insert(format!("{prefix}/{name}"), sha256_of(reader, &c)?);
     }
     Ok(())
 }

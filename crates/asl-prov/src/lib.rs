@@ -26,6 +26,7 @@ pub mod launch;
 pub mod receipt;
 pub mod replay;
 pub mod sign;
+mod stored;
 pub mod trace;
 pub mod verify;
 

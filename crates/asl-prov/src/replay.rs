@@ -63,30 +63,6 @@ fn hash_file(algo: HashAlgo, p: &Path) -> std::io::Result<Reference> {
     }
 }
 
-/// Files of a stored tree: relative path → content reference.
-fn tree_files(
-    reader: &dyn ArtifactRead,
-    r: Reference,
-) -> Result<BTreeMap<String, Reference>, ProvError> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![(String::new(), r)];
-    while let Some((prefix, tr)) = stack.pop() {
-        let tree =
-            asl_fs::browse::read_tree(reader, &tr).map_err(|e| ProvError::Fs(e.to_string()))?;
-        for e in tree.entries {
-            let name = format!("{prefix}{}", String::from_utf8_lossy(&e.name));
-            match (e.kind, e.content) {
-                (asl_fs::Kind::Dir, Some(c)) => stack.push((format!("{name}/"), c)),
-                (asl_fs::Kind::File, Some(c)) => {
-                    out.insert(name, c);
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// Files of a directory on disk: relative path → content reference.
 fn dir_files(algo: HashAlgo, root: &Path) -> BTreeMap<String, Reference> {
     let mut out = BTreeMap::new();
@@ -191,7 +167,7 @@ pub fn replay(
         let recorded = parse_ref(&o.reference).map_err(ProvError::Fs)?;
         let path = root.join(relative(&o.path)?);
         if o.kind == "tree" {
-            let want = tree_files(&reader, recorded)?;
+            let want = crate::stored::tree_files(&reader, recorded)?;
             let got = if path.is_dir() {
                 dir_files(algo, &path)
             } else {
