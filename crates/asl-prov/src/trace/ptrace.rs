@@ -101,6 +101,18 @@ struct Tracee {
     pending: Option<Pending>,
 }
 
+impl Tracee {
+    /// How to resume it: to its syscall-exit stop while a decoded call awaits its result,
+    /// else freely.
+    fn resume_request(&self) -> libc::c_uint {
+        if self.pending.is_some() {
+            libc::PTRACE_SYSCALL
+        } else {
+            libc::PTRACE_CONT
+        }
+    }
+}
+
 fn proc_link(pid: i32, what: &str) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/{what}")).ok()
 }
@@ -448,12 +460,7 @@ fn observe(pid: i32, err_r: OwnedFd, spec: &RunSpec<'_>) -> Result<RunOutcome, P
                     } else if let Some(i) = index.get(&child) {
                         procs[*i].ppid = p;
                     }
-                    let req = if t.pending.is_some() {
-                        libc::PTRACE_SYSCALL
-                    } else {
-                        libc::PTRACE_CONT
-                    };
-                    resume(p, req, 0);
+                    resume(p, t.resume_request(), 0);
                 }
                 libc::PTRACE_EVENT_EXEC => {
                     // The old /proc/PID/mem belongs to the replaced image.
@@ -464,20 +471,10 @@ fn observe(pid: i32, err_r: OwnedFd, spec: &RunSpec<'_>) -> Result<RunOutcome, P
                         procs[*i].exe = exe;
                         procs[*i].argv = argv;
                     }
-                    let req = if t.pending.is_some() {
-                        libc::PTRACE_SYSCALL
-                    } else {
-                        libc::PTRACE_CONT
-                    };
-                    resume(p, req, 0);
+                    resume(p, t.resume_request(), 0);
                 }
                 _ => {
-                    let req = if t.pending.is_some() {
-                        libc::PTRACE_SYSCALL
-                    } else {
-                        libc::PTRACE_CONT
-                    };
-                    resume(p, req, 0);
+                    resume(p, t.resume_request(), 0);
                 }
             }
             continue;
@@ -504,12 +501,7 @@ fn observe(pid: i32, err_r: OwnedFd, spec: &RunSpec<'_>) -> Result<RunOutcome, P
         } else {
             sig
         };
-        let req = if t.pending.is_some() {
-            libc::PTRACE_SYSCALL
-        } else {
-            libc::PTRACE_CONT
-        };
-        resume(p, req, deliver);
+        resume(p, t.resume_request(), deliver);
     }
     child::check_exec(&err_r, pid, spec.program)?;
     let Some(status) = top_status else {
