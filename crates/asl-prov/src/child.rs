@@ -12,9 +12,12 @@
 //! A leaf: the tracers call into it, and it knows nothing of them.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use rustix::mount::MountPropagationFlags;
+use rustix::thread::UnshareFlags;
 
 use crate::error::ProvError;
 
@@ -60,13 +63,13 @@ impl<'a> Exec<'a> {
 }
 
 /// What the child does between fork and exec.
-pub(crate) enum ChildSetup {
+pub(crate) enum ChildSetup<'a> {
     None,
     /// Unshare the mount namespace, report ready on the first fd, wait for a byte on the
     /// second.
     Fanotify {
-        ready: i32,
-        go: i32,
+        ready: BorrowedFd<'a>,
+        go: BorrowedFd<'a>,
     },
     /// PTRACE_TRACEME, stop, then install this seccomp filter.
     Ptrace {
@@ -85,7 +88,7 @@ pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), ProvError> {
 
 /// Forks the child with `setup` and lets it exec; returns its pid and the read end of the
 /// close-on-exec pipe on which it reports an exec failure (see [`check_exec`]).
-pub(crate) fn start(exec: &Exec<'_>, setup: &ChildSetup) -> Result<(i32, OwnedFd), ProvError> {
+pub(crate) fn start(exec: &Exec<'_>, setup: &ChildSetup<'_>) -> Result<(i32, OwnedFd), ProvError> {
     // The child reports an exec failure (errno) through this close-on-exec pipe.
     let (err_r, err_w) = pipe()?;
     let pid = fork_child(exec, &err_w, setup)?;
@@ -134,15 +137,11 @@ pub(crate) fn kill_and_reap(pid: i32) {
 
 /// Forks the child, which runs `setup` and then execs `exec`; returns its pid. The child
 /// reports a failure before the exec as its errno on `err_w`.
-fn fork_child(exec: &Exec<'_>, err_w: &OwnedFd, setup: &ChildSetup) -> Result<i32, ProvError> {
-    let Exec { program, cwd, .. } = exec;
+fn fork_child(exec: &Exec<'_>, err_w: &OwnedFd, setup: &ChildSetup<'_>) -> Result<i32, ProvError> {
     let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut env: Vec<*const libc::c_char> = exec.env.iter().map(|a| a.as_ptr()).collect();
     env.push(std::ptr::null());
-    let out_fd = exec.stdout.as_raw_fd();
-    let err_fd = exec.stderr.as_raw_fd();
-    let err_w = err_w.as_raw_fd();
     let (filter_ptr, filter_len) = match setup {
         ChildSetup::Ptrace { filter } => (filter.as_ptr(), filter.len()),
         _ => (std::ptr::null(), 0),
@@ -161,75 +160,89 @@ fn fork_child(exec: &Exec<'_>, err_w: &OwnedFd, setup: &ChildSetup) -> Result<i3
     if pid > 0 {
         return Ok(pid);
     }
-    // Child.
-    // SAFETY: every call below is async-signal-safe (dup2, chdir, unshare, mount, read,
-    // write, ptrace, raise, prctl, execve, _exit). Every pointer passed (cwd, program, argv,
-    // env, the seccomp filter, locals) points at memory made before the fork, alive until
-    // execve or _exit; argv and env end with a null pointer.
-    unsafe {
-        let die = |errno: i32| -> ! {
-            let b = errno.to_ne_bytes();
-            libc::write(err_w, b.as_ptr().cast(), 4);
-            libc::_exit(127)
-        };
-        let errno = || *libc::__errno_location();
-        if libc::dup2(out_fd, 1) < 0 || libc::dup2(err_fd, 2) < 0 {
-            die(errno());
-        }
-        if libc::chdir(cwd.as_ptr()) != 0 {
-            die(errno());
-        }
-        match setup {
-            ChildSetup::None => {}
-            ChildSetup::Fanotify { ready, go } => {
-                // A private copy of the mount tree: the parent marks these copies, so only
-                // accesses made from this namespace (the command's process tree) are seen.
-                if libc::unshare(libc::CLONE_NEWNS) != 0 {
-                    die(errno());
-                }
-                if libc::mount(
-                    std::ptr::null(),
-                    c"/".as_ptr(),
-                    std::ptr::null(),
-                    libc::MS_REC | libc::MS_SLAVE,
-                    std::ptr::null(),
-                ) != 0
-                {
-                    die(errno());
-                }
-                let b = [1u8];
-                libc::write(*ready, b.as_ptr().cast(), 1);
-                let mut g = [0u8];
-                if libc::read(*go, g.as_mut_ptr().cast(), 1) != 1 {
-                    // The parent gave up: do not run unobserved.
-                    libc::_exit(127);
-                }
+    // Child. Only async-signal-safe calls from here on (see above): rustix's are system
+    // calls made directly, which neither allocate nor lock.
+    let die = |e: rustix::io::Errno| -> ! {
+        let _ = rustix::io::write(err_w, &e.raw_os_error().to_ne_bytes());
+        exit_child()
+    };
+    if let Err(e) = rustix::stdio::dup2_stdout(exec.stdout)
+        .and_then(|()| rustix::stdio::dup2_stderr(exec.stderr))
+        .and_then(|()| rustix::process::chdir(exec.cwd.as_c_str()))
+    {
+        die(e);
+    }
+    match setup {
+        ChildSetup::None => {}
+        ChildSetup::Fanotify { ready, go } => {
+            // A private copy of the mount tree: the parent marks these copies, so only
+            // accesses made from this namespace (the command's process tree) are seen.
+            // SAFETY: unshare is unsafe because it changes what other threads of the process
+            // share; this forked child has no other thread.
+            if let Err(e) = unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) } {
+                die(e);
             }
-            ChildSetup::Ptrace { .. } => {
-                if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
-                    die(errno());
-                }
-                libc::raise(libc::SIGSTOP);
-                if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-                    die(errno());
-                }
-                let prog = libc::sock_fprog {
-                    len: filter_len as u16,
-                    filter: filter_ptr as *mut libc::sock_filter,
-                };
-                if libc::prctl(
+            if let Err(e) = rustix::mount::mount_change(
+                c"/",
+                MountPropagationFlags::REC | MountPropagationFlags::DOWNSTREAM,
+            ) {
+                die(e);
+            }
+            let _ = rustix::io::write(ready, &[1]);
+            let mut g = [0u8];
+            if !matches!(rustix::io::read(go, &mut g), Ok(1)) {
+                // The parent gave up: do not run unobserved.
+                exit_child();
+            }
+        }
+        ChildSetup::Ptrace { .. } => {
+            // SAFETY: PTRACE_TRACEME takes no pointer (the other arguments are ignored).
+            if unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) } != 0 {
+                die(last_errno());
+            }
+            // Stop until the tracer has set its options.
+            let _ = rustix::process::kill_process(
+                rustix::process::getpid(),
+                rustix::process::Signal::STOP,
+            );
+            if let Err(e) = rustix::thread::set_no_new_privs(true) {
+                die(e);
+            }
+            let prog = libc::sock_fprog {
+                len: filter_len as u16,
+                filter: filter_ptr as *mut libc::sock_filter,
+            };
+            // SAFETY: `prog` points at the filter, made before the fork and alive until the
+            // exec; the kernel copies the program and keeps no pointer to it.
+            let r = unsafe {
+                libc::prctl(
                     libc::PR_SET_SECCOMP,
                     libc::SECCOMP_MODE_FILTER,
                     &prog as *const libc::sock_fprog,
                     0,
                     0,
-                ) != 0
-                {
-                    die(errno());
-                }
+                )
+            };
+            if r != 0 {
+                die(last_errno());
             }
         }
-        libc::execve(program.as_ptr(), argv.as_ptr(), env.as_ptr());
-        die(errno());
     }
+    // SAFETY: the program and every element of `argv` and `env` are NUL-terminated strings
+    // made before the fork, and both arrays end with a null pointer; execve only reads them.
+    unsafe { libc::execve(exec.program.as_ptr(), argv.as_ptr(), env.as_ptr()) };
+    die(last_errno())
+}
+
+/// The errno of the libc call that has just failed.
+fn last_errno() -> rustix::io::Errno {
+    rustix::io::Errno::from_io_error(&std::io::Error::last_os_error())
+        .unwrap_or(rustix::io::Errno::INVAL)
+}
+
+/// Ends the forked child at once: no atexit handler or destructor of the parent's runs in it.
+fn exit_child() -> ! {
+    // SAFETY: _exit takes a status only and does not return; unlike `exit` it runs nothing of
+    // the parent's (atexit handlers, stdio buffers), which is what a forked child needs.
+    unsafe { libc::_exit(127) }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 
 use super::quiet::Quiet;
 use super::{Access, ProcessRecord, RunOutcome, RunSpec, TraceMode};
@@ -92,8 +92,8 @@ pub(crate) fn run(exec: &Exec<'_>, spec: &RunSpec<'_>) -> Result<RunOutcome, Pro
     let (ready_r, ready_w) = child::pipe()?;
     let (go_r, go_w) = child::pipe()?;
     let setup = ChildSetup::Fanotify {
-        ready: ready_w.as_raw_fd(),
-        go: go_r.as_raw_fd(),
+        ready: ready_w.as_fd(),
+        go: go_r.as_fd(),
     };
     let (pid, err_r) = child::start(exec, &setup)?;
     drop(ready_w);
