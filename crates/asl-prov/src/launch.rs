@@ -1,5 +1,5 @@
 //! Starting the wrapped command under the mechanism chosen: resolve the program, prepare
-//! it for the exec ([`crate::child`]) and hand it to the tracer, which owns its setup
+//! it for the exec (`crate::child`) and hand it to the tracer, which owns its setup
 //! between fork and exec and the wait.
 
 use std::path::{Path, PathBuf};

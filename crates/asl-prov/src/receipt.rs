@@ -82,7 +82,7 @@ pub struct RunRecord {
     /// Exit code, when the command exited.
     pub exit_code: Option<i32>,
     pub processes: Vec<ProcessRecord>,
-    /// The program argv[0] resolved to.
+    /// The program `argv[0]` resolved to.
     pub program: String,
     pub rusage: Rusage,
     /// Terminating signal, when it was killed.

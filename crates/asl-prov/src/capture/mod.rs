@@ -35,7 +35,7 @@ use host::context;
 
 /// What to capture.
 pub struct CaptureOptions {
-    /// The command; argv[0] is looked up in `$PATH`.
+    /// The command; `argv[0]` is looked up in `$PATH`.
     pub argv: Vec<String>,
     pub cwd: PathBuf,
     pub inputs: Vec<PathBuf>,

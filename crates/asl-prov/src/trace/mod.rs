@@ -9,6 +9,10 @@
 //!   the mount tree and only those copies are marked, so the events are exactly the command's
 //!   own. Cheap, but sees only opens, reads, writes and execs — no probes, no deletes or
 //!   renames (mount marks carry no directory-entry events).
+//!
+//! With `none` the command runs unobserved. Each mechanism sets up its own child
+//! between fork and exec (through `crate::child`, which knows nothing of them) and waits for
+//! it; [`RunSpec`] says what to run and [`RunOutcome`] is what every mechanism returns.
 
 pub mod fanotify;
 pub(crate) mod none;
@@ -77,7 +81,7 @@ impl TraceMode {
 pub struct RunSpec<'a> {
     /// The resolved program (absolute path).
     pub program: &'a Path,
-    /// argv, argv[0] included.
+    /// argv, `argv[0]` included.
     pub argv: &'a [String],
     pub cwd: &'a Path,
     /// Where the command's stdout and stderr go.
