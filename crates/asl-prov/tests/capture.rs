@@ -671,3 +671,32 @@ fn every_read_of_many_files_is_recorded(n: usize, busy: bool) {
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
+
+/// A program that exists but cannot be executed is refused with the kernel's reason under
+/// every mechanism, and nothing is committed: the child's exec failure reaches the parent.
+#[test]
+fn an_unexecutable_program_is_refused_with_its_errno_under_every_mechanism() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, b"not a program\n\0\x01").unwrap();
+    std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for trace in [TraceMode::None, TraceMode::Ptrace, TraceMode::Fanotify] {
+        let e = capture(&store, &opts(dir.path(), &["./bad"], &[], &[], trace))
+            .err()
+            .unwrap_or_else(|| panic!("{trace:?}: the capture succeeded"));
+        match e {
+            asl_prov::ProvError::Exec { program, source } => {
+                assert_eq!(program, dir.path().join("./bad"), "{trace:?}");
+                assert_eq!(
+                    source.raw_os_error(),
+                    Some(rustix::io::Errno::NOEXEC.raw_os_error()),
+                    "{trace:?}"
+                );
+            }
+            other => panic!("{trace:?}: {other}"),
+        }
+    }
+    assert_eq!(snapshot_count(&store), 0);
+}
