@@ -73,12 +73,7 @@ fn ms(d: std::time::Duration) -> u64 {
 }
 
 fn now_rfc3339_ms() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let s = asl_store::snapshot::rfc3339(d.as_secs() as i64);
-    // "...SSZ" -> "...SS.mmmZ"
-    format!("{}.{:03}Z", s.trim_end_matches('Z'), d.subsec_millis())
+    format!("{:.3}", jiff::Timestamp::now())
 }
 
 /// The mechanism `Auto` stands for here.
