@@ -1,12 +1,12 @@
-//! The single-writer lock: `locks/writer.lock`, held with flock(2).
+//! The single-writer lock: `locks/writer.lock`, held with flock(2) (what
+//! [`File::try_lock`] takes on Linux).
 //!
 //! flock is released by the kernel when the holder dies, so a lock left by a killed writer
 //! is never obeyed: the next writer simply gets it. The file's content (pid and host) is
 //! only there to name the holder in the error message.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use crate::error::{IoContext, Result, StoreError};
@@ -22,8 +22,7 @@ impl Drop for WriterLock {
     /// helper that closes descriptors late) shares the locked open file, and closing our own
     /// descriptor would leave the lock held until that copy is closed too.
     fn drop(&mut self) {
-        // SAFETY: flock on a valid, owned descriptor.
-        unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
+        let _ = self.file.unlock();
     }
 }
 
@@ -36,11 +35,9 @@ impl WriterLock {
             .truncate(false)
             .open(lock_path)
             .at(lock_path)?;
-        // SAFETY: flock on a valid, owned descriptor.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
                 let mut parts = holder.split_whitespace();
@@ -52,7 +49,7 @@ impl WriterLock {
                     host,
                 });
             }
-            return Err(StoreError::io(lock_path, err));
+            Err(TryLockError::Error(err)) => return Err(StoreError::io(lock_path, err)),
         }
         let me = format!("{} {}\n", std::process::id(), crate::snapshot::hostname());
         file.set_len(0).at(lock_path)?;
