@@ -23,6 +23,7 @@ pub mod config;
 pub mod error;
 mod fsutil;
 pub mod gc;
+mod layout;
 mod lock;
 pub mod log;
 pub mod merge;
@@ -40,10 +41,11 @@ pub mod writer;
 pub use access::{AccessError, ArtifactRead, ArtifactWrite, MemoryStore, Put, TypeTag};
 pub use config::StoreConfig;
 pub use error::{Result, StoreError};
+pub use layout::Layout;
 pub use reader::Reader;
 pub use reference::{DIGEST_LEN, HashAlgo, Hasher, ParseReferenceError, Reference};
 pub use snapshot::{Snapshot, SnapshotMeta};
-pub use store::{InitOptions, Layout, Store};
+pub use store::{InitOptions, Store};
 pub use writer::{Commit, LockedStore, Writer};
 
 /// Lists the references an artifact of type `tag` holds, given its bytes. GC and verify

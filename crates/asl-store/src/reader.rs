@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use crate::access::{AccessError, ArtifactRead};
 use crate::block::{self, PartList, RecordKind};
 use crate::error::{Result, StoreError};
+use crate::layout::Layout;
 use crate::reference::Reference;
 use crate::state::{Location, State};
-use crate::store::Layout;
 
 /// Open block files kept by a reader; small files of one directory share blocks, so a few
 /// handles serve many reads.

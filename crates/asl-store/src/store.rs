@@ -1,52 +1,14 @@
 //! Opening and creating stores; the read-only view.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::config::StoreConfig;
 use crate::error::{IoContext, Result, StoreError};
+use crate::layout::{Layout, load_config};
 use crate::log;
 use crate::reader::Reader;
 use crate::snapshot::Snapshot;
 use crate::state::State;
-
-/// The files and directories of a store (see `docs/FORMAT.md`).
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub root: PathBuf,
-}
-
-impl Layout {
-    pub fn new(root: &Path) -> Layout {
-        Layout {
-            root: root.to_path_buf(),
-        }
-    }
-    pub fn config(&self) -> PathBuf {
-        self.root.join("config")
-    }
-    pub fn log(&self) -> PathBuf {
-        self.root.join("log").join("asl.log")
-    }
-    pub fn blocks(&self) -> PathBuf {
-        self.root.join("blocks")
-    }
-    pub fn blocks_open(&self) -> PathBuf {
-        self.root.join("blocks").join("open")
-    }
-    pub fn segments(&self) -> PathBuf {
-        self.root.join("segments")
-    }
-    pub fn segments_open(&self) -> PathBuf {
-        self.root.join("segments").join("open")
-    }
-    pub fn lock(&self) -> PathBuf {
-        self.root.join("locks").join("writer.lock")
-    }
-    /// Derived caches (stat cache ...): deleting this directory loses nothing.
-    pub fn cache(&self) -> PathBuf {
-        self.root.join("cache")
-    }
-}
 
 /// Options for a new store.
 #[derive(Debug, Clone)]
@@ -177,12 +139,4 @@ impl Store {
     pub fn reader_at(&self, snapshot: &Snapshot) -> Reader<'_> {
         Reader::new(&self.layout, &self.state, Some(snapshot.logseq))
     }
-}
-
-pub(crate) fn load_config(layout: &Layout) -> Result<StoreConfig> {
-    let path = layout.config();
-    if !path.exists() {
-        return Err(StoreError::NotAStore(layout.root.clone()));
-    }
-    StoreConfig::load(&path)
 }

@@ -25,6 +25,7 @@ use crate::access::{AccessError, ArtifactWrite, Put, TypeTag};
 use crate::block::{BlockId, Codec, OpenBlock, PartList, RecordKind};
 use crate::config::StoreConfig;
 use crate::error::{IoContext, Result, StoreError};
+use crate::layout::{Layout, load_config};
 use crate::lock::WriterLock;
 use crate::log::{self, LogAppender};
 use crate::reader::Reader;
@@ -33,7 +34,6 @@ use crate::reference::{HashAlgo, Reference};
 use crate::segment::{self, IndexRecord, Segment, Visibility};
 use crate::snapshot::{Snapshot, SnapshotMeta};
 use crate::state::State;
-use crate::store::{Layout, load_config};
 
 /// A record written by this writer and not yet in a sealed segment.
 #[derive(Debug, Clone, Copy)]
