@@ -1,0 +1,237 @@
+//! Committing a session: seal its blocks, write its segment, log the snapshot (steps 3 and
+//! 4 of the write ordering in [`crate::writer`]).
+
+use super::Writer;
+use crate::error::{IoContext, Result, StoreError};
+use crate::records::Event;
+use crate::reference::Reference;
+use crate::segment::{self, IndexRecord, Segment, Visibility};
+use crate::snapshot::{Snapshot, SnapshotMeta};
+
+/// What a commit did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Commit {
+    pub snapshot: Snapshot,
+    pub segment_id: Option<u64>,
+    pub new_records: u64,
+    pub new_raw_bytes: u64,
+    pub new_stored_bytes: u64,
+}
+
+impl Writer {
+    /// Commits everything put so far as a new snapshot.
+    pub fn commit(&mut self, root: Option<Reference>, meta: SnapshotMeta) -> Result<Commit> {
+        {
+            let mut slot = self.block.lock().unwrap_or_else(|p| p.into_inner());
+            let last = self.seal_block(&mut slot);
+            let joined = self.join_sealing();
+            last?;
+            joined?;
+            slot.seq = 0;
+        }
+        let session = std::mem::take(&mut *self.lock_session());
+        let mut records = Vec::with_capacity(session.pending.len());
+        for (digest, p) in &session.pending {
+            let p = p.ok_or_else(|| {
+                StoreError::corrupt("writer session", "a put was still running at commit")
+            })?;
+            let block = session
+                .sealed
+                .get(p.block_seq as usize)
+                .copied()
+                .flatten()
+                .ok_or_else(|| {
+                    StoreError::corrupt("writer session", "record in an unsealed block")
+                })?;
+            records.push((
+                block,
+                IndexRecord {
+                    reference: Reference::new(self.algo, *digest),
+                    kind: p.kind,
+                    codec: p.codec,
+                    visibility: Visibility::Internal,
+                    domain_id: self.config.domain_id,
+                    type_tag: p.type_tag,
+                    block_index: 0,
+                    stored_len: p.stored_len,
+                    raw_len: p.raw_len,
+                    block_offset: p.offset,
+                    artifact_len: p.artifact_len,
+                    visible_since: 0,
+                },
+            ));
+        }
+        let new_records = records.len() as u64;
+        // Small segments folded into this commit's own (crate::merge): only when there are
+        // new entries, so that a commit of nothing stays a log append.
+        let (entries, merged) = if records.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            self.entries_to_merge(&crate::merge::plan(
+                &self.state.segments,
+                &self.state.damaged_segments,
+            ))
+        };
+        // Stable sort in Segment::build: the new entries (visible from this commit) come
+        // after the older ones they might repeat.
+        records.splice(0..0, entries);
+        let flags = if merged.is_empty() {
+            0
+        } else {
+            segment::FLAG_COMPACTED
+        };
+        let mut events = Vec::new();
+        let mut segment = None;
+        if !records.is_empty() {
+            let id = self.state.max_segment_id + 1;
+            let seg = Segment::build(id, self.config.domain_id, flags, records);
+            let checksum = self.write_segment(&seg)?;
+            events.push(if merged.is_empty() {
+                Event::SegmentSeal {
+                    segment_id: id,
+                    record_count: seg.records.len() as u64,
+                    checksum,
+                }
+            } else {
+                Event::GcCommit {
+                    segment_id: id,
+                    record_count: seg.records.len() as u64,
+                    checksum,
+                    retired: merged.clone(),
+                    deleted_blocks: Vec::new(),
+                }
+            });
+            segment = Some(seg);
+        }
+        let snapshot_id = self.state.max_snapshot_id + 1;
+        let meta_json = serde_json::to_vec(&meta).unwrap_or_default();
+        events.push(Event::Snapshot {
+            snapshot_id,
+            root,
+            meta: meta_json,
+        });
+        let seqs = self.append(&events)?;
+        // The log is durable: update the in-memory state to match it.
+        if let Some(seg) = &segment {
+            // The retired files stay until the next writer opens the store (crate::merge).
+            for id in &merged {
+                self.state.segments.remove(id);
+                self.state.retired_segments.insert(*id);
+            }
+            self.state.max_segment_id = seg.segment_id;
+            self.state.segments.insert(
+                seg.segment_id,
+                crate::state::SegmentInfo {
+                    segment_id: seg.segment_id,
+                    sealed_at: seqs[0],
+                    record_count: seg.records.len() as u64,
+                    checksum: match &events[0] {
+                        Event::SegmentSeal { checksum, .. } | Event::GcCommit { checksum, .. } => {
+                            *checksum
+                        }
+                        _ => [0; 32],
+                    },
+                },
+            );
+            self.state.add_segment(seg, seqs[0]);
+        }
+        let snapshot = Snapshot {
+            id: snapshot_id,
+            logseq: *seqs.last().unwrap_or(&0),
+            root,
+            meta,
+        };
+        self.state.max_snapshot_id = snapshot_id;
+        self.state.snapshots.insert(snapshot_id, snapshot.clone());
+        Ok(Commit {
+            snapshot,
+            segment_id: segment.map(|s| s.segment_id),
+            new_records,
+            new_raw_bytes: session.new_raw_bytes,
+            new_stored_bytes: session.new_stored_bytes,
+        })
+    }
+
+    /// Writes a segment file durably under its sealed name; returns its checksum.
+    pub(crate) fn write_segment(&self, seg: &Segment) -> Result<[u8; 32]> {
+        let (bytes, checksum) = seg.encode();
+        let tmp = self
+            .layout
+            .segments_open()
+            .join(format!("{:016x}.tmp", seg.segment_id));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+            f.write_all(&bytes).at(&tmp)?;
+            f.sync_all().at(&tmp)?;
+        }
+        let dest = self
+            .layout
+            .segments()
+            .join(segment::file_name(seg.segment_id));
+        std::fs::rename(&tmp, &dest).at(&dest)?;
+        crate::fsutil::sync_dir(&self.layout.segments())?;
+        Ok(checksum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::access::{ArtifactRead, ArtifactWrite, TypeTag};
+    use crate::reference::HashAlgo;
+    use crate::writer::test_data::*;
+
+    #[test]
+    fn committed_artifacts_read_back_and_uncommitted_ones_are_invisible() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+        let big = pseudo_random(700_000, 3);
+        let p1 = w.put_bytes(b"small artifact", TypeTag::BYTES).unwrap();
+        let p2 = w.put_bytes(&big, TypeTag::TREE).unwrap();
+        let p3 = w.put_bytes(b"", TypeTag::BYTES).unwrap();
+        assert!(
+            crate::Store::open(&path)
+                .unwrap()
+                .reader()
+                .artifact_len(&p1.reference)
+                .is_none()
+        );
+        w.commit(Some(p2.reference), SnapshotMeta::now("test"))
+            .unwrap();
+        let p4 = w.put_bytes(b"not committed", TypeTag::BYTES).unwrap();
+        drop(w);
+        let s = crate::Store::open(&path).unwrap();
+        let r = s.reader();
+        assert_eq!(r.read_all(&p1.reference).unwrap(), b"small artifact");
+        assert_eq!(r.read_all(&p2.reference).unwrap(), big);
+        assert_eq!(r.read_all(&p3.reference).unwrap(), b"");
+        assert_eq!(r.type_tag(&p2.reference), Some(TypeTag::TREE.0));
+        assert_eq!(r.type_tag(&p1.reference), Some(TypeTag::BYTES.0));
+        // The chunks of a typed composite artifact are plain bytes: only the whole is typed.
+        let loc = r.locate(&p2.reference).unwrap();
+        for (_, d) in r.part_list(loc).unwrap().parts {
+            assert_eq!(r.type_tag(&Reference::new(HashAlgo::Blake3, d)), Some(0));
+        }
+        assert!(r.artifact_len(&p4.reference).is_none());
+        assert_eq!(s.snapshots().len(), 1);
+    }
+
+    #[test]
+    fn a_reader_at_an_older_snapshot_does_not_see_later_artifacts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+        let a = w.put_bytes(b"first", TypeTag::BYTES).unwrap();
+        w.commit(Some(a.reference), SnapshotMeta::now("t")).unwrap();
+        let b = w.put_bytes(b"second", TypeTag::BYTES).unwrap();
+        w.commit(Some(b.reference), SnapshotMeta::now("t")).unwrap();
+        let s = crate::Store::open(&path).unwrap();
+        let first = s.resolve_snapshot("1").unwrap();
+        let r = s.reader_at(first);
+        assert!(r.artifact_len(&a.reference).is_some());
+        assert!(r.artifact_len(&b.reference).is_none());
+        assert!(s.reader().artifact_len(&b.reference).is_some());
+    }
+}
