@@ -101,7 +101,7 @@ impl Writer {
                     deleted_blocks: Vec::new(),
                 }
             });
-            segment = Some(seg);
+            segment = Some((seg, checksum));
         }
         let snapshot_id = self.state.max_snapshot_id + 1;
         let meta_json = serde_json::to_vec(&meta).unwrap_or_default();
@@ -112,7 +112,7 @@ impl Writer {
         });
         let seqs = self.append(&events)?;
         // The log is durable: update the in-memory state to match it.
-        if let Some(seg) = &segment {
+        if let Some((seg, checksum)) = &segment {
             // The retired files stay until the next writer opens the store (crate::merge).
             for id in &merged {
                 self.state.segments.remove(id);
@@ -125,12 +125,7 @@ impl Writer {
                     segment_id: seg.segment_id,
                     sealed_at: seqs[0],
                     record_count: seg.records.len() as u64,
-                    checksum: match &events[0] {
-                        Event::SegmentSeal { checksum, .. } | Event::GcCommit { checksum, .. } => {
-                            *checksum
-                        }
-                        _ => [0; 32],
-                    },
+                    checksum: *checksum,
                 },
             );
             self.state.add_segment(seg, seqs[0]);
@@ -145,7 +140,7 @@ impl Writer {
         self.state.snapshots.insert(snapshot_id, snapshot.clone());
         Ok(Commit {
             snapshot,
-            segment_id: segment.map(|s| s.segment_id),
+            segment_id: segment.map(|(s, _)| s.segment_id),
             new_records,
             new_raw_bytes: session.new_raw_bytes,
             new_stored_bytes: session.new_stored_bytes,
