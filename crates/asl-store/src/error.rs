@@ -51,6 +51,15 @@ pub enum StoreError {
     NoSuchSnapshot(String),
     #[error("'{name}' matches several snapshots ({ids}); use the id")]
     AmbiguousSnapshot { name: String, ids: String },
+    /// The metadata of a snapshot being committed could not be encoded; nothing was logged.
+    #[error("snapshot {snapshot_id}{}: its metadata does not encode as JSON: {source}",
+        label.as_deref().map(|l| format!(" ('{l}')")).unwrap_or_default())]
+    SnapshotMetaEncoding {
+        snapshot_id: u64,
+        label: Option<String>,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("the store has no snapshots yet")]
     NoSnapshots,
     #[error("zstd level {0} is not in 1..=19")]

@@ -21,6 +21,10 @@ pub struct Commit {
 impl Writer {
     /// Commits everything put so far as a new snapshot.
     pub fn commit(&mut self, root: Option<Reference>, meta: SnapshotMeta) -> Result<Commit> {
+        // Encoded before anything is sealed or written: metadata that cannot be logged fails
+        // the commit with the session intact, rather than committing empty metadata.
+        let snapshot_id = self.state.max_snapshot_id + 1;
+        let meta_json = encode_meta(snapshot_id, &meta)?;
         {
             let mut slot = self.block.lock().unwrap_or_else(|p| p.into_inner());
             let last = self.seal_block(&mut slot);
@@ -103,8 +107,6 @@ impl Writer {
             });
             segment = Some((seg, checksum));
         }
-        let snapshot_id = self.state.max_snapshot_id + 1;
-        let meta_json = serde_json::to_vec(&meta).unwrap_or_default();
         events.push(Event::Snapshot {
             snapshot_id,
             root,
@@ -170,6 +172,16 @@ impl Writer {
     }
 }
 
+/// The JSON of a SNAPSHOT record's metadata. `SnapshotMeta` holds only strings and a JSON
+/// value, which always encode; the error is returned rather than assumed away all the same.
+fn encode_meta(snapshot_id: u64, meta: &SnapshotMeta) -> Result<Vec<u8>> {
+    serde_json::to_vec(meta).map_err(|source| StoreError::SnapshotMetaEncoding {
+        snapshot_id,
+        label: meta.label.clone(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +240,25 @@ mod tests {
         assert!(r.artifact_len(&a.reference).is_some());
         assert!(r.artifact_len(&b.reference).is_none());
         assert!(s.reader().artifact_len(&b.reference).is_some());
+    }
+
+    /// `SnapshotMeta` cannot fail to encode, so the failure itself cannot be provoked; what
+    /// is checked is that the error it would give names the snapshot and its label.
+    #[test]
+    fn a_metadata_encoding_error_names_the_snapshot_and_its_label() {
+        let source = serde_json::from_str::<u8>("x").unwrap_err();
+        let e = StoreError::SnapshotMetaEncoding {
+            snapshot_id: 7,
+            label: Some("nightly".into()),
+            source,
+        };
+        let text = e.to_string();
+        assert!(text.starts_with("snapshot 7 ('nightly'): "), "{text}");
+        assert!(!e.is_integrity());
+        let meta = SnapshotMeta::now("test");
+        assert_eq!(
+            encode_meta(7, &meta).unwrap(),
+            serde_json::to_vec(&meta).unwrap()
+        );
     }
 }
