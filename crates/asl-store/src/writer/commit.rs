@@ -1,7 +1,8 @@
 //! Committing a session: seal its blocks, write its segment, log the snapshot (steps 3 and
 //! 4 of the write ordering in [`crate::writer`]).
 
-use super::Writer;
+use super::{Session, Writer};
+use crate::block::BlockId;
 use crate::error::{IoContext, Result, StoreError};
 use crate::records::Event;
 use crate::reference::Reference;
@@ -18,22 +19,96 @@ pub struct Commit {
     pub new_stored_bytes: u64,
 }
 
+/// The segment a commit wrote: durable under its sealed name, visible once its log record
+/// is appended.
+struct NewSegment {
+    segment: Segment,
+    checksum: [u8; 32],
+    /// The small segments folded into it ([`crate::merge`]), retired by its record.
+    merged: Vec<u64>,
+}
+
+impl NewSegment {
+    /// The log record that makes the segment visible: `SEGMENT_SEAL`, or `GC_COMMIT` when it
+    /// retires the segments merged into it.
+    fn seal_event(&self) -> Event {
+        let segment_id = self.segment.segment_id;
+        let record_count = self.segment.records.len() as u64;
+        if self.merged.is_empty() {
+            Event::SegmentSeal {
+                segment_id,
+                record_count,
+                checksum: self.checksum,
+            }
+        } else {
+            Event::GcCommit {
+                segment_id,
+                record_count,
+                checksum: self.checksum,
+                retired: self.merged.clone(),
+                deleted_blocks: Vec::new(),
+            }
+        }
+    }
+}
+
 impl Writer {
-    /// Commits everything put so far as a new snapshot.
+    /// Commits everything put so far as a new snapshot, in the write ordering of
+    /// [`crate::writer`]: blocks sealed, then the segment written, then one log append.
     pub fn commit(&mut self, root: Option<Reference>, meta: SnapshotMeta) -> Result<Commit> {
         // Encoded before anything is sealed or written: metadata that cannot be logged fails
         // the commit with the session intact, rather than committing empty metadata.
         let snapshot_id = self.state.max_snapshot_id + 1;
         let meta_json = encode_meta(snapshot_id, &meta)?;
-        {
-            let mut slot = self.block.lock().unwrap_or_else(|p| p.into_inner());
-            let last = self.seal_block(&mut slot);
-            let joined = self.join_sealing();
-            last?;
-            joined?;
-            slot.seq = 0;
-        }
+        // Step 3: every block sealed, then the index entries as a segment.
+        self.seal_session_blocks()?;
         let session = std::mem::take(&mut *self.lock_session());
+        let records = self.session_records(&session)?;
+        let new_records = records.len() as u64;
+        let segment = self.write_commit_segment(records)?;
+        // Step 4: one log append makes the segment and the snapshot visible.
+        let mut events: Vec<Event> = segment.iter().map(NewSegment::seal_event).collect();
+        events.push(Event::Snapshot {
+            snapshot_id,
+            root,
+            meta: meta_json,
+        });
+        let seqs = self.append(&events)?;
+        // The log is durable: update the in-memory state to match it.
+        if let Some(new) = &segment {
+            self.add_committed_segment(new, seqs[0]);
+        }
+        let snapshot = Snapshot {
+            id: snapshot_id,
+            logseq: *seqs.last().unwrap_or(&0),
+            root,
+            meta,
+        };
+        self.state.max_snapshot_id = snapshot_id;
+        self.state.snapshots.insert(snapshot_id, snapshot.clone());
+        Ok(Commit {
+            snapshot,
+            segment_id: segment.map(|s| s.segment.segment_id),
+            new_records,
+            new_raw_bytes: session.new_raw_bytes,
+            new_stored_bytes: session.new_stored_bytes,
+        })
+    }
+
+    /// Seals the open block and waits for every block sealing in the background; the next
+    /// session numbers its blocks from 0 again.
+    fn seal_session_blocks(&self) -> Result<()> {
+        let mut slot = self.block.lock().unwrap_or_else(|p| p.into_inner());
+        let last = self.seal_block(&mut slot);
+        let joined = self.join_sealing();
+        last?;
+        joined?;
+        slot.seq = 0;
+        Ok(())
+    }
+
+    /// The index entries of the records `session` wrote, each in the block it was sealed in.
+    fn session_records(&self, session: &Session) -> Result<Vec<(BlockId, IndexRecord)>> {
         let mut records = Vec::with_capacity(session.pending.len());
         for (digest, p) in &session.pending {
             let p = p.ok_or_else(|| {
@@ -65,17 +140,23 @@ impl Writer {
                 },
             ));
         }
-        let new_records = records.len() as u64;
-        // Small segments folded into this commit's own (crate::merge): only when there are
-        // new entries, so that a commit of nothing stays a log append.
-        let (entries, merged) = if records.is_empty() {
-            (Vec::new(), Vec::new())
-        } else {
-            self.entries_to_merge(&crate::merge::plan(
-                &self.state.segments,
-                &self.state.damaged_segments,
-            ))
-        };
+        Ok(records)
+    }
+
+    /// Writes the commit's segment: the new entries plus those of the small segments merged
+    /// in. `None` when there are no new entries, so that a commit of nothing stays a log
+    /// append (and merges nothing).
+    fn write_commit_segment(
+        &self,
+        mut records: Vec<(BlockId, IndexRecord)>,
+    ) -> Result<Option<NewSegment>> {
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let (entries, merged) = self.entries_to_merge(&crate::merge::plan(
+            &self.state.segments,
+            &self.state.damaged_segments,
+        ));
         // Stable sort in Segment::build: the new entries (visible from this commit) come
         // after the older ones they might repeat.
         records.splice(0..0, entries);
@@ -84,69 +165,35 @@ impl Writer {
         } else {
             segment::FLAG_COMPACTED
         };
-        let mut events = Vec::new();
-        let mut segment = None;
-        if !records.is_empty() {
-            let id = self.state.max_segment_id + 1;
-            let seg = Segment::build(id, self.config.domain_id, flags, records);
-            let checksum = self.write_segment(&seg)?;
-            events.push(if merged.is_empty() {
-                Event::SegmentSeal {
-                    segment_id: id,
-                    record_count: seg.records.len() as u64,
-                    checksum,
-                }
-            } else {
-                Event::GcCommit {
-                    segment_id: id,
-                    record_count: seg.records.len() as u64,
-                    checksum,
-                    retired: merged.clone(),
-                    deleted_blocks: Vec::new(),
-                }
-            });
-            segment = Some((seg, checksum));
+        let id = self.state.max_segment_id + 1;
+        let segment = Segment::build(id, self.config.domain_id, flags, records);
+        let checksum = self.write_segment(&segment)?;
+        Ok(Some(NewSegment {
+            segment,
+            checksum,
+            merged,
+        }))
+    }
+
+    /// Brings the in-memory state in line with a logged segment record at `sealed_at`.
+    fn add_committed_segment(&mut self, new: &NewSegment, sealed_at: u64) {
+        let seg = &new.segment;
+        // The retired files stay until the next writer opens the store (crate::merge).
+        for id in &new.merged {
+            self.state.segments.remove(id);
+            self.state.retired_segments.insert(*id);
         }
-        events.push(Event::Snapshot {
-            snapshot_id,
-            root,
-            meta: meta_json,
-        });
-        let seqs = self.append(&events)?;
-        // The log is durable: update the in-memory state to match it.
-        if let Some((seg, checksum)) = &segment {
-            // The retired files stay until the next writer opens the store (crate::merge).
-            for id in &merged {
-                self.state.segments.remove(id);
-                self.state.retired_segments.insert(*id);
-            }
-            self.state.max_segment_id = seg.segment_id;
-            self.state.segments.insert(
-                seg.segment_id,
-                crate::state::SegmentInfo {
-                    segment_id: seg.segment_id,
-                    sealed_at: seqs[0],
-                    record_count: seg.records.len() as u64,
-                    checksum: *checksum,
-                },
-            );
-            self.state.add_segment(seg, seqs[0]);
-        }
-        let snapshot = Snapshot {
-            id: snapshot_id,
-            logseq: *seqs.last().unwrap_or(&0),
-            root,
-            meta,
-        };
-        self.state.max_snapshot_id = snapshot_id;
-        self.state.snapshots.insert(snapshot_id, snapshot.clone());
-        Ok(Commit {
-            snapshot,
-            segment_id: segment.map(|(s, _)| s.segment_id),
-            new_records,
-            new_raw_bytes: session.new_raw_bytes,
-            new_stored_bytes: session.new_stored_bytes,
-        })
+        self.state.max_segment_id = seg.segment_id;
+        self.state.segments.insert(
+            seg.segment_id,
+            crate::state::SegmentInfo {
+                segment_id: seg.segment_id,
+                sealed_at,
+                record_count: seg.records.len() as u64,
+                checksum: new.checksum,
+            },
+        );
+        self.state.add_segment(seg, sealed_at);
     }
 
     /// Writes a segment file durably under its sealed name; returns its checksum.
