@@ -169,8 +169,8 @@ impl StoreConfig {
 pub(crate) fn random_hex16() -> String {
     let mut b = [0u8; 8];
     // getrandom(2) never fails for 8 bytes once the pool is initialised; fall back to time.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if n != b.len() as isize {
+    let filled = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    if !matches!(filled, Ok(n) if n == b.len()) {
         let t = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
