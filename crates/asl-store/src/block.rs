@@ -317,9 +317,9 @@ pub fn decode_trailer(bytes: &[u8]) -> std::result::Result<Vec<BlockEntry>, Stri
 }
 
 thread_local! {
-    /// One decompression context per thread: creating one per record showed in restore
-    /// profiles, and one per segment in the opening of a store with many small commits (it
-    /// allocates and clears the context's tables every time).
+    /// One decompression context per thread: creating one allocates and clears the context's
+    /// tables, work that would otherwise be repeated for every record of a restore and every
+    /// segment of a store's opening.
     static DECOMPRESSOR: std::cell::RefCell<std::io::Result<zstd::bulk::Decompressor<'static>>> =
         std::cell::RefCell::new(zstd::bulk::Decompressor::new());
 }

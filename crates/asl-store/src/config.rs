@@ -32,8 +32,8 @@ impl Default for ChunkerParams {
     fn default() -> Self {
         ChunkerParams {
             algorithm: String::new(),
-            // Large chunks: zstd compresses a 512 KiB chunk ~7 % better than a 64 KiB one on
-            // /usr/share (bench/results), and an edit still costs at most one 2 MiB chunk.
+            // Large chunks: zstd compresses a 512 KiB chunk better than a 64 KiB one (the
+            // figures are in bench/results), and an edit still costs at most one 2 MiB chunk.
             min_size: 128 * 1024,
             avg_size: 512 * 1024,
             max_size: 2048 * 1024,

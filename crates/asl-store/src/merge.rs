@@ -2,9 +2,10 @@
 //!
 //! Every commit with new entries adds a segment, and opening a store reads and checksums
 //! every visible one. A provenance store commits once per captured command, a few entries
-//! each: after 400 captures, opening took 5–11 ms of a capture's ~20 ms overhead. So a commit
-//! may fold small segments into the segment it writes anyway, with the same GC_COMMIT record
-//! garbage collection uses (retiring exactly the folded segments, deleting no block).
+//! each, so without merging the cost of opening it would grow with every capture, and a
+//! capture opens its store. So a commit may fold small segments into the segment it writes
+//! anyway, with the same GC_COMMIT record garbage collection uses (retiring exactly the folded
+//! segments, deleting no block).
 //!
 //! Policy (tiered, like a log-structured merge): a segment of fewer than
 //! [`SMALL_SEGMENT_RECORDS`] entries is in tier ⌊log₈ record_count⌋. When a tier holds

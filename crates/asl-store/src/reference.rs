@@ -15,7 +15,8 @@ pub const DIGEST_LEN: usize = 32;
 pub enum HashAlgo {
     /// `0x0001`, HASH-ASL1-256: SHA-256. Mandatory to support.
     Sha256,
-    /// `0x0002`: BLAKE3-256. The default for new stores (2.5× faster on chunk-sized inputs).
+    /// `0x0002`: BLAKE3-256. The default for new stores (faster than SHA-256 on chunk-sized
+    /// inputs).
     Blake3,
 }
 

@@ -52,16 +52,16 @@ impl Writer {
 /// Whether `raw` is already compressed (or random) so that zstd would only spend time on it:
 /// the order-0 entropy of a sample of its bytes is within a hair of 8 bits per byte.
 ///
-/// Why: a fifth of a typical /usr is gzip, PNG or other compressed data, which zstd scans at
-/// full cost to save ~0.4 %. Order-0 entropy cannot see repeats, so data made of repeated
+/// Why: much of a typical /usr is gzip, PNG or other compressed data, which zstd scans at
+/// full cost to save next to nothing. Order-0 entropy cannot see repeats, so data made of repeated
 /// random blocks would be stored raw; within one chunk that is rare, and the record stays
 /// correct either way (the codec is per record).
 fn looks_incompressible(raw: &[u8]) -> bool {
     // Below 1 KiB a sample says too little, and zstd's attempt is cheap anyway.
     const MIN: usize = 1024;
-    // Above 64 KiB zstd still finds ~0.7 % in gzip files (their headers and stored blocks;
-    // measured on /usr/share), and a large record's one attempt costs little next to the many
-    // small ones this check saves.
+    // Above 64 KiB zstd still finds something to save in gzip files (their headers and
+    // stored blocks), and a large record's one attempt costs little next to the many small
+    // ones this check saves.
     const MAX: usize = 64 * 1024;
     // Four windows spread over the record: a header or a stored tail does not decide alone.
     const WINDOW: usize = 2048;

@@ -270,8 +270,8 @@ impl Writer {
                 b.data_len() + stored.len() as u64 > u64::from(self.config.block_target_size)
             });
             if is_full && let Some(b) = slot.block.take() {
-                // Sealed outside this lock (an fsync of 8 MiB took 3-7 ms, during which every
-                // other put stood still).
+                // Sealed outside this lock: sealing fsyncs a whole block, and every other put
+                // would stand still meanwhile.
                 full = Some((slot.seq, b));
                 slot.seq += 1;
             }

@@ -25,7 +25,7 @@ impl Writer {
     ) -> Result<Put, AccessError> {
         let max = self.config.chunker.max_size as usize;
         // Twice the largest chunk: the unread rest is moved to the front only once at least
-        // `max` bytes were consumed, not after every chunk (that memmove showed in profiles).
+        // `max` bytes were consumed, not after every chunk (which would copy the rest each time).
         let cap = 2 * max;
         CHUNK_BUF.with(|cell| {
             // A nested put on the same thread (none today) would find the buffer borrowed:
@@ -37,7 +37,8 @@ impl Writer {
                 None => &mut own,
             };
             // Grown only as far as the source fills it: a capture's empty stdout would
-            // otherwise zero and fault in 4 MiB (~2 ms, a tenth of a small capture's cost).
+            // otherwise zero and fault in two whole chunks, a large part of what a small
+            // capture costs.
             if buf.is_empty() {
                 buf.resize(FIRST_READ.min(cap), 0);
             }
