@@ -37,6 +37,8 @@ pub mod state;
 pub mod store;
 pub mod verify;
 pub mod writer;
+#[cfg(test)]
+mod xorshift;
 
 pub use access::{AccessError, ArtifactRead, ArtifactWrite, MemoryStore, Put, TypeTag};
 pub use config::StoreConfig;

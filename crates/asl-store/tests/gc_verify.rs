@@ -1,8 +1,12 @@
 //! GC and verify on real stores in temporary directories.
 
+#[path = "../src/xorshift.rs"]
+mod xorshift;
+
 use asl_store::gc::GcOptions;
 use asl_store::verify::{VerifyOptions, verify};
 use asl_store::{ArtifactRead, ArtifactWrite, Reference, SnapshotMeta, Store, TypeTag, Writer};
+use xorshift::pseudo_random;
 
 /// Test "trees": a TREE artifact's bytes are its children's references, one per line.
 fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
@@ -13,18 +17,6 @@ fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
         .map_err(|e| e.to_string())?
         .lines()
         .map(|l| l.parse::<Reference>().map_err(|e| e.to_string()))
-        .collect()
-}
-
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
         .collect()
 }
 
@@ -39,6 +31,20 @@ fn snapshot(w: &mut Writer, files: &[Vec<u8>]) -> Vec<Reference> {
     w.commit(Some(tree.reference), SnapshotMeta::now("test"))
         .unwrap();
     refs
+}
+
+/// Verifies the store at `path` and asserts that a problem names an object `names` matches.
+fn assert_reported(path: &std::path::Path, names: impl Fn(&str) -> bool) {
+    let v = verify(
+        &Store::open(path).unwrap(),
+        &VerifyOptions::default(),
+        &children,
+    );
+    assert!(
+        v.problems.iter().any(|p| names(&p.object)),
+        "{:#?}",
+        v.problems
+    );
 }
 
 fn store_bytes(dir: &std::path::Path) -> u64 {
@@ -64,9 +70,9 @@ fn gc_after_forget_removes_unreachable_data_and_keeps_retained_snapshots_whole()
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-    let shared = noise(300_000, 1);
-    let only_old = noise(2_000_000, 2);
-    let only_new = noise(500_000, 3);
+    let shared = pseudo_random(300_000, 1);
+    let only_old = pseudo_random(2_000_000, 2);
+    let only_new = pseudo_random(500_000, 3);
     let old = snapshot(&mut w, &[shared.clone(), only_old.clone()]);
     let new = snapshot(&mut w, &[shared.clone(), only_new.clone()]);
     let before = store_bytes(&path);
@@ -93,7 +99,7 @@ fn gc_after_forget_removes_unreachable_data_and_keeps_retained_snapshots_whole()
     let mut w = Writer::open(&path).unwrap();
     let p = w.put_bytes(&only_new, TypeTag::BYTES).unwrap();
     assert_eq!(p.new_chunks, 0);
-    snapshot(&mut w, &[noise(10_000, 9)]);
+    snapshot(&mut w, &[pseudo_random(10_000, 9)]);
 }
 
 #[test]
@@ -101,7 +107,7 @@ fn gc_keeps_what_an_older_snapshot_sees_even_if_tombstoned_now() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-    let data = noise(100_000, 5);
+    let data = pseudo_random(100_000, 5);
     let refs = snapshot(&mut w, std::slice::from_ref(&data));
     w.tombstone(refs[0]).unwrap();
     w.gc(&GcOptions::default(), &children).unwrap();
@@ -117,8 +123,8 @@ fn a_dry_run_gc_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-    snapshot(&mut w, &[noise(1_000_000, 1)]);
-    snapshot(&mut w, &[noise(1_000_000, 2)]);
+    snapshot(&mut w, &[pseudo_random(1_000_000, 1)]);
+    snapshot(&mut w, &[pseudo_random(1_000_000, 2)]);
     w.forget(1).unwrap();
     let log_before = std::fs::read(path.join("log/asl.log")).unwrap();
     let bytes_before = store_bytes(&path);
@@ -164,7 +170,7 @@ fn a_flipped_byte_in_a_block_is_found_by_read_data_naming_block_artifact_and_sna
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-    let refs = snapshot(&mut w, &[noise(50_000, 1)]);
+    let refs = snapshot(&mut w, &[pseudo_random(50_000, 1)]);
     drop(w);
     let block = one_block(&path);
     flip(&block, 100);
@@ -191,42 +197,20 @@ fn a_flipped_byte_in_a_segment_or_the_log_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-    snapshot(&mut w, &[noise(10_000, 1)]);
-    snapshot(&mut w, &[noise(10_000, 2)]);
+    snapshot(&mut w, &[pseudo_random(10_000, 1)]);
+    snapshot(&mut w, &[pseudo_random(10_000, 2)]);
     drop(w);
     let seg = path.join("segments").join(format!("{:016x}.seg", 1));
     let seg_bytes = std::fs::read(&seg).unwrap();
     flip(&seg, 70);
-    let v = verify(
-        &Store::open(&path).unwrap(),
-        &VerifyOptions::default(),
-        &children,
-    );
-    assert!(
-        v.problems
-            .iter()
-            .any(|p| p.object.contains("0000000000000001.seg")),
-        "{:#?}",
-        v.problems
-    );
+    assert_reported(&path, |object| object.contains("0000000000000001.seg"));
     std::fs::write(&seg, seg_bytes).unwrap();
 
     let log = path.join("log/asl.log");
     let len = std::fs::metadata(&log).unwrap().len() as usize;
     // A byte inside the first record (not the last: see docs/FORMAT.md on torn tails).
     flip(&log, 24 + 20);
-    let v = verify(
-        &Store::open(&path).unwrap(),
-        &VerifyOptions::default(),
-        &children,
-    );
-    assert!(
-        v.problems
-            .iter()
-            .any(|p| p.object.starts_with("log record 1")),
-        "{:#?}",
-        v.problems
-    );
+    assert_reported(&path, |object| object.starts_with("log record 1"));
     assert!(len > 100);
     // A damaged log is never cut silently by a writer.
     assert!(Writer::open(&path).is_err());
@@ -237,8 +221,8 @@ fn deleting_every_segment_loses_nothing_after_reindex() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-    let a = snapshot(&mut w, &[noise(700_000, 1), noise(100, 2)]);
-    let b = snapshot(&mut w, &[noise(300_000, 3)]);
+    let a = snapshot(&mut w, &[pseudo_random(700_000, 1), pseudo_random(100, 2)]);
+    let b = snapshot(&mut w, &[pseudo_random(300_000, 3)]);
     drop(w);
     for e in std::fs::read_dir(path.join("segments")).unwrap() {
         let e = e.unwrap();
@@ -260,8 +244,8 @@ fn deleting_every_segment_loses_nothing_after_reindex() {
     let v = verify(&s, &VerifyOptions { read_data: true }, &children);
     assert!(v.ok(), "{:#?}", v.problems);
     let r = s.reader();
-    assert_eq!(r.read_all(&a[0]).unwrap(), noise(700_000, 1));
-    assert_eq!(r.read_all(&b[0]).unwrap(), noise(300_000, 3));
+    assert_eq!(r.read_all(&a[0]).unwrap(), pseudo_random(700_000, 1));
+    assert_eq!(r.read_all(&b[0]).unwrap(), pseudo_random(300_000, 3));
 }
 
 #[test]
@@ -270,7 +254,10 @@ fn an_empty_artifact_sharing_its_offset_with_the_next_record_verifies() {
     let path = dir.path().join("s");
     let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
     // The empty chunk is a zero-length record: the next record starts at the same offset.
-    let refs = snapshot(&mut w, &[Vec::new(), noise(5_000, 1), noise(7_000, 2)]);
+    let refs = snapshot(
+        &mut w,
+        &[Vec::new(), pseudo_random(5_000, 1), pseudo_random(7_000, 2)],
+    );
     drop(w);
     let s = Store::open(&path).unwrap();
     let v = verify(&s, &VerifyOptions { read_data: true }, &children);
