@@ -137,7 +137,7 @@ impl Writer {
             return Ok(report);
         }
 
-        // 3. Copy live records out of blocks being repacked, then build the compacted segment.
+        // 3. Copy live records out of blocks being repacked, then list the compacted entries.
         let mut moved: HashMap<[u8; 32], (BlockId, u64)> = HashMap::new();
         let mut written: Vec<BlockId> = Vec::new();
         {
@@ -226,6 +226,32 @@ impl Writer {
                 },
             ));
         }
+
+        // 4. Commit: the compacted segment, then the GC_COMMIT naming what goes.
+        let mut deleted: Vec<BlockId> = delete;
+        deleted.extend(repack.iter().map(|n| self.state.blocks[*n as usize]));
+        // A new block whose bytes equal a deleted one's has the same name: keep it.
+        let written_set: HashSet<BlockId> = written.iter().copied().collect();
+        deleted.retain(|b| !written_set.contains(b));
+        let retired = self.commit_compacted(records, deleted.iter().map(|b| b.0).collect())?;
+        report.segments_retired = retired.len();
+
+        // 5. Delete, then replay so the in-memory state matches the log.
+        self.remove_files(&retired, &deleted)?;
+        self.remove_files(&[], &orphans)?;
+        self.reload()?;
+        Ok(report)
+    }
+
+    /// Writes `records` as one compacted segment (none when there are no records), then logs
+    /// the GC_COMMIT that makes it the only visible segment: every segment visible now is
+    /// retired and `deleted_blocks` are gone. Returns the retired segment ids; their files and
+    /// the blocks are still to be deleted.
+    fn commit_compacted(
+        &mut self,
+        records: Vec<(BlockId, IndexRecord)>,
+        deleted_blocks: Vec<[u8; 32]>,
+    ) -> Result<Vec<u64>> {
         let segment_id = self.state.max_segment_id + 1;
         let seg = Segment::build(segment_id, self.config.domain_id, FLAG_COMPACTED, records);
         let checksum = if seg.records.is_empty() {
@@ -233,15 +259,7 @@ impl Writer {
         } else {
             self.write_segment(&seg)?
         };
-
-        // 4. Commit.
-        let mut deleted: Vec<BlockId> = delete;
-        deleted.extend(repack.iter().map(|n| self.state.blocks[*n as usize]));
-        // A new block whose bytes equal a deleted one's has the same name: keep it.
-        let written_set: HashSet<BlockId> = written.iter().copied().collect();
-        deleted.retain(|b| !written_set.contains(b));
         let retired: Vec<u64> = self.state.segments.keys().copied().collect();
-        report.segments_retired = retired.len();
         self.append(&[Event::GcCommit {
             segment_id: if seg.records.is_empty() {
                 0
@@ -251,14 +269,9 @@ impl Writer {
             record_count: seg.records.len() as u64,
             checksum,
             retired: retired.clone(),
-            deleted_blocks: deleted.iter().map(|b| b.0).collect(),
+            deleted_blocks,
         }])?;
-
-        // 5. Delete, then replay so the in-memory state matches the log.
-        self.remove_files(&retired, &deleted)?;
-        self.remove_files(&[], &orphans)?;
-        self.reload()?;
-        Ok(report)
+        Ok(retired)
     }
 
     /// Sealed block files that no visible index entry uses (left by a crashed writer).
@@ -394,31 +407,8 @@ impl Writer {
             }
         }
         rep.entries = records.len();
-        let segment_id = self.state.max_segment_id + 1;
-        let seg = Segment::build(
-            segment_id,
-            self.config.domain_id,
-            FLAG_COMPACTED,
-            records.into_values().collect(),
-        );
-        let checksum = if seg.records.is_empty() {
-            [0u8; 32]
-        } else {
-            self.write_segment(&seg)?
-        };
-        let retired: Vec<u64> = self.state.segments.keys().copied().collect();
+        let retired = self.commit_compacted(records.into_values().collect(), Vec::new())?;
         rep.segments_retired = retired.len();
-        self.append(&[Event::GcCommit {
-            segment_id: if seg.records.is_empty() {
-                0
-            } else {
-                segment_id
-            },
-            record_count: seg.records.len() as u64,
-            checksum,
-            retired: retired.clone(),
-            deleted_blocks: Vec::new(),
-        }])?;
         self.remove_files(&retired, &[])?;
         let cache = self.layout.cache();
         if cache.exists() {
