@@ -101,30 +101,49 @@ pub fn encode_ref(r: Option<&Reference>) -> [u8; 2 + DIGEST_LEN] {
     r.map(|r| r.to_bytes()).unwrap_or([0u8; 2 + DIGEST_LEN])
 }
 
+/// The fields SEGMENT_SEAL and GC_COMMIT begin with: segment id, record count, checksum.
+fn sealed_segment(b: &mut &[u8]) -> Option<(u64, u64, [u8; 32])> {
+    Some((u64le(b)?, u64le(b)?, arr32(b)?))
+}
+
+fn put_sealed_segment(p: &mut Vec<u8>, segment_id: u64, record_count: u64, checksum: &[u8; 32]) {
+    p.extend_from_slice(&segment_id.to_le_bytes());
+    p.extend_from_slice(&record_count.to_le_bytes());
+    p.extend_from_slice(checksum);
+}
+
 impl Event {
+    /// A TOMBSTONE event when `hide`, else a TOMBSTONE_LIFT.
+    pub fn tombstone(domain_id: u32, reference: Reference, hide: bool) -> Event {
+        if hide {
+            Event::Tombstone {
+                domain_id,
+                reference,
+            }
+        } else {
+            Event::TombstoneLift {
+                domain_id,
+                reference,
+            }
+        }
+    }
+
     /// Decodes a payload of type `t`. `None` means the payload is malformed.
     pub fn decode(t: u32, payload: &[u8]) -> Option<Event> {
         let mut b = payload;
         let ev = match t {
-            SEGMENT_SEAL => Event::SegmentSeal {
-                segment_id: u64le(&mut b)?,
-                record_count: u64le(&mut b)?,
-                checksum: arr32(&mut b)?,
-            },
+            SEGMENT_SEAL => {
+                let (segment_id, record_count, checksum) = sealed_segment(&mut b)?;
+                Event::SegmentSeal {
+                    segment_id,
+                    record_count,
+                    checksum,
+                }
+            }
             TOMBSTONE | TOMBSTONE_LIFT => {
                 let domain_id = u32le(&mut b)?;
                 let reference = reference(&mut b)??;
-                if t == TOMBSTONE {
-                    Event::Tombstone {
-                        domain_id,
-                        reference,
-                    }
-                } else {
-                    Event::TombstoneLift {
-                        domain_id,
-                        reference,
-                    }
-                }
+                Event::tombstone(domain_id, reference, t == TOMBSTONE)
             }
             SNAPSHOT => {
                 let snapshot_id = u64le(&mut b)?;
@@ -141,9 +160,7 @@ impl Event {
                 snapshot_id: u64le(&mut b)?,
             },
             GC_COMMIT => {
-                let segment_id = u64le(&mut b)?;
-                let record_count = u64le(&mut b)?;
-                let checksum = arr32(&mut b)?;
+                let (segment_id, record_count, checksum) = sealed_segment(&mut b)?;
                 let n = u32le(&mut b)? as usize;
                 if n > b.len() / 8 {
                     return None;
@@ -180,9 +197,7 @@ impl Event {
                 record_count,
                 checksum,
             } => {
-                p.extend_from_slice(&segment_id.to_le_bytes());
-                p.extend_from_slice(&record_count.to_le_bytes());
-                p.extend_from_slice(checksum);
+                put_sealed_segment(&mut p, *segment_id, *record_count, checksum);
                 SEGMENT_SEAL
             }
             Event::Tombstone {
@@ -223,9 +238,7 @@ impl Event {
                 retired,
                 deleted_blocks,
             } => {
-                p.extend_from_slice(&segment_id.to_le_bytes());
-                p.extend_from_slice(&record_count.to_le_bytes());
-                p.extend_from_slice(checksum);
+                put_sealed_segment(&mut p, *segment_id, *record_count, checksum);
                 p.extend_from_slice(&(retired.len() as u32).to_le_bytes());
                 for s in retired {
                     p.extend_from_slice(&s.to_le_bytes());

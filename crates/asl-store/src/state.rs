@@ -105,34 +105,20 @@ impl State {
                     segment_id,
                     record_count,
                     checksum,
-                } => {
-                    st.max_segment_id = st.max_segment_id.max(segment_id);
-                    st.segments.insert(
-                        segment_id,
-                        SegmentInfo {
-                            segment_id,
-                            sealed_at: rec.logseq,
-                            record_count,
-                            checksum,
-                        },
-                    );
-                }
+                } => st.add_sealed_segment(SegmentInfo {
+                    segment_id,
+                    sealed_at: rec.logseq,
+                    record_count,
+                    checksum,
+                }),
                 Event::Tombstone {
                     domain_id,
                     reference,
-                } => st
-                    .tombstones
-                    .entry(*reference.digest())
-                    .or_default()
-                    .push((rec.logseq, domain_id, true)),
+                } => st.add_tombstone(rec.logseq, domain_id, &reference, true),
                 Event::TombstoneLift {
                     domain_id,
                     reference,
-                } => st
-                    .tombstones
-                    .entry(*reference.digest())
-                    .or_default()
-                    .push((rec.logseq, domain_id, false)),
+                } => st.add_tombstone(rec.logseq, domain_id, &reference, false),
                 Event::Snapshot {
                     snapshot_id,
                     root,
@@ -174,16 +160,12 @@ impl State {
                     st.deleted_blocks
                         .extend(deleted_blocks.into_iter().map(BlockId));
                     if segment_id != 0 {
-                        st.max_segment_id = st.max_segment_id.max(segment_id);
-                        st.segments.insert(
+                        st.add_sealed_segment(SegmentInfo {
                             segment_id,
-                            SegmentInfo {
-                                segment_id,
-                                sealed_at: rec.logseq,
-                                record_count,
-                                checksum,
-                            },
-                        );
+                            sealed_at: rec.logseq,
+                            record_count,
+                            checksum,
+                        });
                     }
                 }
                 Event::Unknown(_) => {}
@@ -205,6 +187,27 @@ impl State {
             }
         }
         Ok(st)
+    }
+
+    /// Makes a segment visible, as its SEGMENT_SEAL or GC_COMMIT record does (its entries
+    /// are loaded separately, by [`State::add_segment`]).
+    pub(crate) fn add_sealed_segment(&mut self, info: SegmentInfo) {
+        self.max_segment_id = self.max_segment_id.max(info.segment_id);
+        self.segments.insert(info.segment_id, info);
+    }
+
+    /// Records a TOMBSTONE (`hide`) or TOMBSTONE_LIFT of `reference` logged at `logseq`.
+    pub(crate) fn add_tombstone(
+        &mut self,
+        logseq: u64,
+        domain_id: u32,
+        reference: &Reference,
+        hide: bool,
+    ) {
+        self.tombstones
+            .entry(*reference.digest())
+            .or_default()
+            .push((logseq, domain_id, hide));
     }
 
     /// Adds a segment's records to the index. Entries without their own `visible_since`

@@ -183,16 +183,12 @@ impl Writer {
             self.state.segments.remove(id);
             self.state.retired_segments.insert(*id);
         }
-        self.state.max_segment_id = seg.segment_id;
-        self.state.segments.insert(
-            seg.segment_id,
-            crate::state::SegmentInfo {
-                segment_id: seg.segment_id,
-                sealed_at,
-                record_count: seg.records.len() as u64,
-                checksum: new.checksum,
-            },
-        );
+        self.state.add_sealed_segment(crate::state::SegmentInfo {
+            segment_id: seg.segment_id,
+            sealed_at,
+            record_count: seg.records.len() as u64,
+            checksum: new.checksum,
+        });
         self.state.add_segment(seg, sealed_at);
     }
 

@@ -353,23 +353,9 @@ impl Writer {
     fn tombstone_event(&mut self, reference: Reference, hide: bool) -> Result<()> {
         self.check_algo(&reference)?;
         let domain_id = self.config.domain_id;
-        let event = if hide {
-            Event::Tombstone {
-                domain_id,
-                reference,
-            }
-        } else {
-            Event::TombstoneLift {
-                domain_id,
-                reference,
-            }
-        };
-        let seqs = self.append(&[event])?;
+        let seqs = self.append(&[Event::tombstone(domain_id, reference, hide)])?;
         self.state
-            .tombstones
-            .entry(*reference.digest())
-            .or_default()
-            .push((seqs[0], domain_id, hide));
+            .add_tombstone(seqs[0], domain_id, &reference, hide);
         Ok(())
     }
 
