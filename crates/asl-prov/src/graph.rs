@@ -46,15 +46,7 @@ impl Graph {
             Some(s) => store.reader_at(s),
             None => store.reader(),
         };
-        let algo = store.config().algo();
-        let mut edge_refs: Vec<Reference> = store
-            .state()
-            .index
-            .iter()
-            .filter(|(_, loc)| loc.type_tag == TypeTag::EDGE.0)
-            .map(|(d, _)| Reference::new(algo, *d))
-            .filter(|r| reader.locate(r).is_some())
-            .collect();
+        let mut edge_refs: Vec<Reference> = reader.artifacts_of_type(TypeTag::EDGE);
         edge_refs.sort();
         let mut g = Graph {
             steps: Vec::new(),

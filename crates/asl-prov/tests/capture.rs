@@ -317,7 +317,7 @@ fn bad_input_is_refused_with_a_clear_error_and_commits_nothing() {
     assert_eq!(snapshot_count(&store), 0);
     let st = Store::open(&store).unwrap();
     assert!(
-        st.state().index.is_empty(),
+        st.counts().index_entries == 0,
         "nothing may be visible after refused captures"
     );
 }
@@ -566,7 +566,7 @@ fn declared_inputs_are_stored_at_the_captures_level() {
         let c = capture(&store, &o).unwrap();
         let r: Reference = c.receipt.action.inputs[0].reference.parse().unwrap();
         let st = Store::open(&store).unwrap();
-        st.state().lookup(&r, None).unwrap().stored_len
+        st.reader().locate(&r).unwrap().stored_len
     };
     let (one, three, nineteen) = (
         stored_len(Some(1)),

@@ -26,14 +26,14 @@ pub mod gc;
 mod layout;
 mod lock;
 pub mod log;
-pub mod merge;
+pub(crate) mod merge;
 pub mod reach;
 pub mod reader;
 pub mod records;
 pub mod reference;
 pub mod segment;
 pub mod snapshot;
-pub mod state;
+pub(crate) mod state;
 pub mod store;
 pub mod verify;
 pub mod writer;
@@ -47,7 +47,8 @@ pub use layout::Layout;
 pub use reader::Reader;
 pub use reference::{DIGEST_LEN, HashAlgo, Hasher, ParseReferenceError, Reference};
 pub use snapshot::{Snapshot, SnapshotMeta};
-pub use store::{InitOptions, Store};
+pub use state::{Location, SegmentInfo};
+pub use store::{InitOptions, Store, StoreCounts};
 pub use writer::{Commit, LockedStore, Writer};
 
 /// Lists the references an artifact of type `tag` holds, given its bytes. GC and verify

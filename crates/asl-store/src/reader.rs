@@ -5,8 +5,8 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use crate::access::{AccessError, ArtifactRead};
-use crate::block::{self, PartList, RecordKind};
+use crate::access::{AccessError, ArtifactRead, TypeTag};
+use crate::block::{self, BlockId, PartList, RecordKind};
 use crate::error::{Result, StoreError};
 use crate::layout::Layout;
 use crate::reference::Reference;
@@ -37,6 +37,25 @@ impl<'a> Reader<'a> {
     /// The index entry of an artifact, if visible to this reader.
     pub fn locate(&self, reference: &Reference) -> Option<&'a Location> {
         self.state.lookup(reference, self.at)
+    }
+
+    /// The id of the block that holds the record at `loc`, a location this reader gave.
+    pub fn block_id(&self, loc: &Location) -> BlockId {
+        self.state.blocks[loc.block as usize]
+    }
+
+    /// Every artifact of type `tag` visible to this reader, in no particular order.
+    pub fn artifacts_of_type(&self, tag: TypeTag) -> Vec<Reference> {
+        let Some(algo) = self.state.algo else {
+            return Vec::new();
+        };
+        self.state
+            .index
+            .iter()
+            .filter(|(_, loc)| loc.type_tag == tag.0)
+            .map(|(d, _)| Reference::new(algo, *d))
+            .filter(|r| self.locate(r).is_some())
+            .collect()
     }
 
     fn block_file(&self, block: u32) -> Result<(Arc<File>, std::path::PathBuf)> {

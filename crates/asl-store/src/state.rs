@@ -24,7 +24,7 @@ pub struct Location {
     pub visibility: Visibility,
     pub domain_id: u32,
     pub type_tag: u32,
-    /// Index into [`State::blocks`].
+    /// Index into the block list ([`crate::Store::blocks`], [`crate::Reader::block_id`]).
     pub block: u32,
     pub stored_len: u32,
     pub raw_len: u32,
@@ -283,17 +283,18 @@ impl State {
         self.snapshots.values().collect()
     }
 
+    /// The retained snapshot with the highest id.
+    pub fn latest_snapshot(&self) -> Option<&Snapshot> {
+        self.snapshots.values().next_back()
+    }
+
     /// Resolves a snapshot name: a numeric id, `latest`, or a label (latest with that label).
     pub fn resolve_snapshot(&self, name: &str) -> Result<&Snapshot> {
         if self.snapshots.is_empty() {
             return Err(StoreError::NoSnapshots);
         }
         if name == "latest" {
-            return self
-                .snapshots
-                .values()
-                .next_back()
-                .ok_or(StoreError::NoSnapshots);
+            return self.latest_snapshot().ok_or(StoreError::NoSnapshots);
         }
         let trimmed = name.trim_start_matches('#');
         if let Ok(id) = trimmed.parse::<u64>() {

@@ -2,13 +2,14 @@
 
 use std::path::Path;
 
+use crate::block::{BlockId, RecordKind};
 use crate::config::StoreConfig;
 use crate::error::{IoContext, Result, StoreError};
 use crate::layout::{Layout, load_config};
 use crate::log;
 use crate::reader::Reader;
 use crate::snapshot::Snapshot;
-use crate::state::State;
+use crate::state::{SegmentInfo, State};
 
 /// Options for a new store.
 #[derive(Debug, Clone)]
@@ -27,6 +28,21 @@ impl Default for InitOptions {
             chunk_sizes: None,
         }
     }
+}
+
+/// What a store holds, counted over the index of CURRENT (tombstoned entries included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Retained snapshots.
+    pub snapshots: usize,
+    pub index_entries: usize,
+    /// Visible segments.
+    pub segments: usize,
+    pub blocks: usize,
+    /// The bytes of every chunk record before compression.
+    pub chunk_raw_bytes: u64,
+    /// The records of the log (its last logseq).
+    pub log_records: u64,
 }
 
 /// A store opened for reading. Cheap to open; sees the state as of opening.
@@ -118,16 +134,56 @@ impl Store {
     pub fn config(&self) -> &StoreConfig {
         &self.config
     }
-    pub fn state(&self) -> &State {
+    pub(crate) fn state(&self) -> &State {
         &self.state
     }
 
+    /// The retained snapshots, in id order.
     pub fn snapshots(&self) -> Vec<&Snapshot> {
         self.state.snapshot_list()
     }
 
+    /// The snapshot a name given by a user means: an id, `latest`, or a label.
     pub fn resolve_snapshot(&self, name: &str) -> Result<&Snapshot> {
         self.state.resolve_snapshot(name)
+    }
+
+    /// The visible segments, in id order.
+    pub fn segments(&self) -> impl Iterator<Item = &SegmentInfo> {
+        self.state.segments.values()
+    }
+
+    /// Segment `segment_id`, if it is visible.
+    pub fn segment(&self, segment_id: u64) -> Option<&SegmentInfo> {
+        self.state.segments.get(&segment_id)
+    }
+
+    /// Every block the visible index refers to.
+    pub fn blocks(&self) -> &[BlockId] {
+        &self.state.blocks
+    }
+
+    /// How many damaged objects opening found (`verify` reports them).
+    pub fn damage_count(&self) -> usize {
+        self.state.damage.len()
+    }
+
+    /// How much the store holds, as of opening.
+    pub fn counts(&self) -> StoreCounts {
+        let st = &self.state;
+        StoreCounts {
+            snapshots: st.snapshots.len(),
+            index_entries: st.index.len(),
+            segments: st.segments.len(),
+            blocks: st.blocks.len(),
+            chunk_raw_bytes: st
+                .index
+                .values()
+                .filter(|l| l.kind == RecordKind::Chunk)
+                .map(|l| u64::from(l.raw_len))
+                .sum(),
+            log_records: st.last_logseq,
+        }
     }
 
     /// A reader of CURRENT.

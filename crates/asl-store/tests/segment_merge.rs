@@ -49,19 +49,19 @@ fn merging_keeps_what_every_snapshot_sees_and_bounds_the_segment_count() {
     let (_dir, path, mut w) = new_store();
     let commits = small_commits(&mut w, 300, 0);
     // Tiers of 1-7, 8-63, 64-511 and 512-4095 entries, at most 8 segments each.
-    let visible = w.state().segments.len();
+    let visible = w.segments().count();
     assert!(
         visible <= 32,
         "{visible} segments visible after 300 commits"
     );
     assert!(
-        w.state().segments.values().any(|s| s.record_count >= 64),
+        w.segments().any(|s| s.record_count >= 64),
         "entries were merged up more than one tier"
     );
     drop(w);
 
     let store = Store::open(&path).unwrap();
-    let snaps = store.state().snapshot_list();
+    let snaps = store.snapshots();
     assert_eq!(snaps.len(), 300);
     for (n, snap) in snaps.iter().enumerate() {
         let reader = store.reader_at(snap);
@@ -88,7 +88,7 @@ fn merging_keeps_what_every_snapshot_sees_and_bounds_the_segment_count() {
     // The files of retired segments are left for the next writer, which deletes them.
     let before = segment_files(&path);
     let w = Writer::open(&path).unwrap();
-    let visible = w.state().segments.len();
+    let visible = w.segments().count();
     drop(w);
     assert!(before > visible, "no retired segment file was left");
     assert_eq!(segment_files(&path), visible);
@@ -99,15 +99,15 @@ fn a_tombstone_still_hides_a_merged_entry_and_only_from_its_position() {
     let (_dir, path, mut w) = new_store();
     let first = small_commits(&mut w, 1, 1000);
     w.tombstone(first[0][1]).unwrap();
-    let after_tombstone = w.state().last_logseq;
+    let after_tombstone = w.last_logseq();
     small_commits(&mut w, 40, 0);
     assert!(
-        !w.state().segments.contains_key(&1),
+        !w.segments().any(|s| s.segment_id == 1),
         "the first segment was merged"
     );
     drop(w);
     let store = Store::open(&path).unwrap();
-    let first_snap = store.state().snapshot_list()[0].clone();
+    let first_snap = store.snapshots()[0].clone();
     assert!(first_snap.logseq < after_tombstone);
     assert!(store.reader_at(&first_snap).locate(&first[0][1]).is_some());
     assert!(store.reader().locate(&first[0][1]).is_none());
@@ -127,11 +127,11 @@ fn a_damaged_small_segment_is_not_merged_away() {
     let mut w = Writer::open(&path).unwrap();
     small_commits(&mut w, 30, 100);
     assert!(
-        w.state().segments.contains_key(&2),
+        w.segments().any(|s| s.segment_id == 2),
         "the damaged segment stays visible"
     );
     assert!(
-        !w.state().segments.contains_key(&1),
+        !w.segments().any(|s| s.segment_id == 1),
         "merging went on around it"
     );
     drop(w);

@@ -124,10 +124,7 @@ fn os_pipe() -> Result<(std::fs::File, std::fs::File), ProvError> {
 /// receipt signature binds the receipt to.
 fn latest_snapshot(writer: &Writer) -> (u64, u64) {
     writer
-        .state()
-        .snapshots
-        .values()
-        .next_back()
+        .latest_snapshot()
         .map(|s| (s.id, s.logseq))
         .unwrap_or((0, 0))
 }

@@ -5,7 +5,7 @@
 //! 2. a full block is fsynced and renamed to its sealed name (and the directory fsynced) by a
 //!    thread of its own, so that no put waits for the disk;
 //! 3. at commit every sealing thread is joined and the last block sealed, then the new index
-//!    entries (and those of small segments merged in, see [`crate::merge`]) are written as a
+//!    entries (and those of small segments merged in, see `crate::merge`) are written as a
 //!    segment (fsync, rename, directory fsync);
 //! 4. one log append of `SEGMENT_SEAL` (`GC_COMMIT` when segments were merged) + `SNAPSHOT`,
 //!    then fsync of the log.
@@ -42,7 +42,8 @@ use crate::log::{self, LogAppender};
 use crate::reader::Reader;
 use crate::records::Event;
 use crate::reference::{HashAlgo, Reference};
-use crate::state::State;
+use crate::snapshot::Snapshot;
+use crate::state::{SegmentInfo, State};
 use sealing::Sealing;
 
 /// A record written by this writer and not yet in a sealed segment.
@@ -218,8 +219,29 @@ impl Writer {
     pub fn layout(&self) -> &Layout {
         &self.layout
     }
-    pub fn state(&self) -> &State {
-        &self.state
+    /// The ids of the retained snapshots, in order.
+    pub fn snapshot_ids(&self) -> Vec<u64> {
+        self.state.snapshots.keys().copied().collect()
+    }
+
+    /// The retained snapshot with the highest id.
+    pub fn latest_snapshot(&self) -> Option<&Snapshot> {
+        self.state.latest_snapshot()
+    }
+
+    /// The snapshot a name given by a user means: an id, `latest`, or a label.
+    pub fn resolve_snapshot(&self, name: &str) -> Result<&Snapshot> {
+        self.state.resolve_snapshot(name)
+    }
+
+    /// The visible segments, in id order.
+    pub fn segments(&self) -> impl Iterator<Item = &SegmentInfo> {
+        self.state.segments.values()
+    }
+
+    /// The logseq of the last record in the log (0 for an empty log).
+    pub fn last_logseq(&self) -> u64 {
+        self.state.last_logseq
     }
 
     /// A reader of the committed state (what this writer has not committed is not visible).

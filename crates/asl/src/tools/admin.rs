@@ -176,7 +176,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let mut w = open_writer(&store_arg)?;
             let mut ids = Vec::new();
             for name in &snapshots {
-                let id = w.state().resolve_snapshot(name).map_err(store_error)?.id;
+                let id = w.resolve_snapshot(name).map_err(store_error)?.id;
                 ids.push(id);
             }
             for id in &ids {
@@ -191,7 +191,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let mut w = open_writer(&store_arg)?;
             let mut forgotten = Vec::new();
             if let Some(n) = keep_last {
-                let ids: Vec<u64> = w.state().snapshots.keys().copied().collect();
+                let ids: Vec<u64> = w.snapshot_ids();
                 forgotten = ids[..ids.len().saturating_sub(n)].to_vec();
                 if !dry_run {
                     for id in &forgotten {
@@ -563,19 +563,14 @@ fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {
 }
 
 fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let st = store.state();
+    let counts = store.counts();
     let mut block_bytes = 0u64;
-    for b in &st.blocks {
+    for b in store.blocks() {
         block_bytes += std::fs::metadata(b.path(&store.layout().blocks()))
             .map(|m| m.len())
             .unwrap_or(0);
     }
-    let chunk_raw: u64 = st
-        .index
-        .values()
-        .filter(|l| l.kind == asl_store::block::RecordKind::Chunk)
-        .map(|l| u64::from(l.raw_len))
-        .sum();
+    let chunk_raw = counts.chunk_raw_bytes;
     let log_bytes = std::fs::metadata(store.layout().log())
         .map(|m| m.len())
         .unwrap_or(0);
@@ -583,13 +578,13 @@ fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
         "store": store.layout().root,
         "hash": store.config().hash,
         "domain_id": store.config().domain_id,
-        "snapshots": st.snapshots.len(),
-        "index_entries": st.index.len(),
-        "segments": st.segments.len(),
-        "blocks": st.blocks.len(),
+        "snapshots": counts.snapshots,
+        "index_entries": counts.index_entries,
+        "segments": counts.segments,
+        "blocks": counts.blocks,
         "block_bytes": block_bytes,
         "chunk_bytes_uncompressed": chunk_raw,
-        "log_records": st.last_logseq,
+        "log_records": counts.log_records,
         "log_bytes": log_bytes,
     });
     out.emit(&v, || {
@@ -598,13 +593,13 @@ fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
             store.layout().root.display(),
             store.config().hash,
             store.config().domain_id,
-            st.snapshots.len(),
-            st.index.len(),
-            st.segments.len(),
-            st.blocks.len(),
+            counts.snapshots,
+            counts.index_entries,
+            counts.segments,
+            counts.blocks,
             human_bytes(block_bytes),
             human_bytes(chunk_raw),
-            st.last_logseq,
+            counts.log_records,
             human_bytes(log_bytes)
         )
     });

@@ -97,7 +97,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 .map_err(|e| fail(Code::Failure, format!("{}: {e}", path.display())))?;
             let (seg, checksum) = Segment::decode(&bytes)
                 .map_err(|e| fail(Code::Integrity, format!("segment {}: {e}", path.display())))?;
-            let v = segment_json(&seg, &bytes, &checksum, store.state().segments.get(&n));
+            let v = segment_json(&seg, &bytes, &checksum, store.segment(n));
             out.emit(&v, || serde_json::to_string_pretty(&v).unwrap_or_default());
         }
         Cmd::Block { id } => {
@@ -162,7 +162,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let loc = reader
                 .locate(&r)
                 .ok_or_else(|| fail(Code::Failure, format!("{r} is not in the index")))?;
-            let block = store.state().blocks[loc.block as usize];
+            let block = reader.block_id(loc);
             let parts = if loc.kind == RecordKind::Parts {
                 reader
                     .part_list(loc)
@@ -257,7 +257,7 @@ fn segment_json(
     seg: &Segment,
     bytes: &[u8],
     checksum: &[u8; 32],
-    sealed: Option<&asl_store::state::SegmentInfo>,
+    sealed: Option<&asl_store::SegmentInfo>,
 ) -> serde_json::Value {
     json!({
         // 2: records stored as zstd-compressed byte planes; 1: as they are (FORMAT.md §7).

@@ -41,7 +41,7 @@ impl IntakeBackend for LocalStore {
         let ready = Ready {
             store: dir,
             snapshots: store.snapshots().len(),
-            damage: store.state().damage.len(),
+            damage: store.damage_count(),
         };
         self.out.emit(&ready, || {
             format!(
