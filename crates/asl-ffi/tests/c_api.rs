@@ -459,3 +459,58 @@ fn the_committed_header_is_what_cbindgen_generates() {
         generated.display()
     );
 }
+
+#[test]
+fn the_installed_library_header_and_pkg_config_file_build_the_documented_example() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("root");
+    ok(Command::new("bash")
+        .arg(crate_dir().join("../../scripts/install-libasl.sh"))
+        .env("DESTDIR", &root)
+        .env("PREFIX", "/usr/local")
+        .env("LIBASL_SO", libasl()));
+    let lib = root.join("usr/local/lib");
+    assert_eq!(
+        std::fs::read_link(lib.join("libasl.so.0")).expect("soname link"),
+        Path::new(&format!("libasl.so.{}", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(
+        std::fs::read_link(lib.join("libasl.so")).expect("link"),
+        Path::new("libasl.so.0")
+    );
+
+    let flags = ok(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "asl"])
+        .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
+        .env("PKG_CONFIG_SYSROOT_DIR", &root));
+    let flags: Vec<&str> = flags.split_whitespace().collect();
+    assert!(flags.contains(&"-lasl"), "{flags:?}");
+
+    // The example of docs/libasl.md is this file, verbatim.
+    let example = std::fs::read_to_string(crate_dir().join("examples/example.c")).expect("c");
+    let doc = std::fs::read_to_string(crate_dir().join("../../docs/libasl.md")).expect("doc");
+    assert!(
+        doc.contains(&example),
+        "docs/libasl.md does not quote crates/asl-ffi/examples/example.c verbatim"
+    );
+    let exe = work.path().join("example");
+    ok(Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg(crate_dir().join("examples/example.c"))
+        .args(&flags)
+        .arg("-o")
+        .arg(&exe));
+    let needed = ok(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(needed.contains("Shared library: [libasl.so.0]"), "{needed}");
+
+    let dir = work.path().join("tree");
+    std::fs::create_dir(&dir).expect("mkdir");
+    std::fs::write(dir.join("f"), "x").expect("write");
+    let out = ok(Command::new(&exe)
+        .arg(work.path().join("store"))
+        .arg(&dir)
+        .env("LD_LIBRARY_PATH", &lib));
+    assert!(out.contains(": taken in by example.c"), "{out}");
+    assert!(out.contains("snapshot 1  intake   example"), "{out}");
+    assert!(out.contains("snapshot 2  note     -"), "{out}");
+}
