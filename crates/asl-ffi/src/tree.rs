@@ -333,11 +333,12 @@ pub unsafe extern "C" fn asl_restore(
         let name = unsafe { args::text(snapshot, "snapshot name") }?;
         // SAFETY: as above.
         let target = unsafe { args::path(target, "target") }?;
-        let inner: Option<Vec<u8>> = if path.is_null() {
-            None
+        // NULL and "" both mean the whole tree.
+        let inner: Vec<u8> = if path.is_null() {
+            Vec::new()
         } else {
             // SAFETY: as above.
-            Some(unsafe { args::cstr(path, "path") }?.to_bytes().to_vec())
+            unsafe { args::cstr(path, "path") }?.to_bytes().to_vec()
         };
         if flags & !(ASL_RESTORE_NO_OWNERS | ASL_RESTORE_NO_XATTRS) != 0 {
             return Err(Error::usage(format!("unknown restore flags {flags:#x}")));
@@ -361,7 +362,7 @@ pub unsafe extern "C" fn asl_restore(
                         snap.id, snap.meta.kind
                     ))
                 })?;
-            let sub = inner.as_deref().filter(|p| !p.is_empty());
+            let sub = (!inner.is_empty()).then_some(inner.as_slice());
             Ok(asl_fs::restore(&reader, &root, sub, &target, &opts)?)
         })?;
         let out = asl_restore_result {

@@ -22,11 +22,14 @@ fn crate_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The library cargo built for this test run: beside the test executable, in deps/ (the
+/// copy in target/<profile>/ is refreshed by `cargo build` only).
 fn libasl() -> PathBuf {
-    let p = profile_dir().join("libasl.so");
+    let exe = std::env::current_exe().expect("test executable path");
+    let p = exe.with_file_name("libasl.so");
     assert!(
         p.exists(),
-        "{} is missing: cargo builds it before the tests",
+        "{} is missing: cargo builds it (crate-type rlib + cdylib) before the tests",
         p.display()
     );
     p
