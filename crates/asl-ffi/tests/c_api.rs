@@ -78,7 +78,9 @@ fn c_test() -> &'static Path {
     EXE.get_or_init(|| {
         let exe = lib_dir().join("asl_test");
         ok(Command::new("gcc")
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-o"])
+            .args([
+                "-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-pthread", "-o",
+            ])
             .arg(&exe)
             .arg("-I")
             .arg(crate_dir().join("include"))
@@ -160,6 +162,13 @@ fn the_c_program_calls_every_function_of_the_header_and_each_call_works() {
     let work = tempfile::tempdir().expect("tempdir");
     let out = ok(&mut c_cmd(&["api".as_ref(), work.path().as_os_str()]));
     assert!(out.contains("API OK"), "{out}");
+}
+
+#[test]
+fn one_handle_is_shared_by_threads_that_put_get_and_race_its_close() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let out = ok(&mut c_cmd(&["threads".as_ref(), work.path().as_os_str()]));
+    assert!(out.contains("THREADS OK 400"), "{out}");
 }
 
 #[test]
@@ -402,6 +411,11 @@ fn valgrind_finds_no_leak_and_no_invalid_access_in_every_call() {
 #[test]
 fn valgrind_finds_no_leak_and_no_invalid_access_on_bad_input() {
     under_valgrind("bad");
+}
+
+#[test]
+fn valgrind_finds_no_invalid_access_with_threads_sharing_a_handle() {
+    under_valgrind("threads");
 }
 
 #[test]

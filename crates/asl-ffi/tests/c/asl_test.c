@@ -3,6 +3,7 @@
  *   asl_test api WORKDIR          every call, on a store it creates in WORKDIR/store
  *   asl_test bad WORKDIR          bad input: NULL, closed handles, non-UTF-8, locks, damage
  *   asl_test read STORE REF FILE  a store written by the CLI: REF must read back as FILE
+ *   asl_test threads WORKDIR      one handle shared by threads that put, get and close
  *
  * It prints "KEY value" lines the Rust harness (tests/c_api.rs) checks against the CLI, and
  * exits non-zero at the first check that fails, naming it. */
@@ -10,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,11 +412,92 @@ static int read_cli_store(const char *store, const char *ref_text, const char *f
   return 0;
 }
 
+/* Threads sharing one handle: puts in parallel, gets of committed data meanwhile, then a close
+ * racing with calls (each call either works or returns ASL_E_HANDLE). */
+#define THREADS 4
+#define PUTS 100
+
+struct worker {
+  asl_store *store;
+  int index;
+  asl_ref refs[PUTS];
+  const asl_ref *committed;
+  int failed;
+};
+
+static void *put_worker(void *arg) {
+  struct worker *w = arg;
+  for (int i = 0; i < PUTS; i++) {
+    char data[64];
+    int n = snprintf(data, sizeof data, "thread %d object %d", w->index, i);
+    if (asl_put(w->store, (const uint8_t *)data, (size_t)n, &w->refs[i]) != ASL_OK) w->failed = 1;
+    char buf[64];
+    size_t len;
+    if (asl_get(w->store, w->committed, (uint8_t *)buf, sizeof buf, &len) != ASL_OK) w->failed = 1;
+  }
+  return NULL;
+}
+
+static void *racing_worker(void *arg) {
+  struct worker *w = arg;
+  for (int i = 0; i < 1000; i++) {
+    asl_snapshot_list *l = NULL;
+    asl_status st = asl_snapshots(w->store, &l);
+    asl_snapshot_list_free(l);
+    if (st == ASL_E_HANDLE) return NULL;
+    if (st != ASL_OK) w->failed = 1;
+  }
+  return NULL;
+}
+
+static int threads(const char *work) {
+  char store[2048];
+  snprintf(store, sizeof store, "%s/store", work);
+  asl_store *s;
+  OK(asl_store_open(store, ASL_OPEN_WRITE | ASL_OPEN_CREATE, &s));
+  asl_ref first;
+  OK(asl_put(s, (const uint8_t *)"first", 5, &first));
+  OK(asl_commit(s, &first, NULL, NULL, NULL));
+  struct worker ws[THREADS];
+  pthread_t tid[THREADS];
+  for (int t = 0; t < THREADS; t++) {
+    ws[t] = (struct worker){.store = s, .index = t, .committed = &first};
+    if (pthread_create(&tid[t], NULL, put_worker, &ws[t]) != 0) fail("pthread_create");
+  }
+  for (int t = 0; t < THREADS; t++) pthread_join(tid[t], NULL);
+  uint64_t id;
+  OK(asl_commit(s, NULL, NULL, "threads", &id));
+  for (int t = 0; t < THREADS; t++) {
+    if (ws[t].failed) fail("thread %d: a call failed", t);
+    for (int i = 0; i < PUTS; i++) {
+      char want[64], buf[64];
+      int n = snprintf(want, sizeof want, "thread %d object %d", t, i);
+      size_t len;
+      OK(asl_get(s, &ws[t].refs[i], (uint8_t *)buf, sizeof buf, &len));
+      if (len != (size_t)n || memcmp(buf, want, len) != 0) fail("thread %d object %d", t, i);
+    }
+  }
+  for (int t = 0; t < THREADS; t++) {
+    ws[t].failed = 0;
+    if (pthread_create(&tid[t], NULL, racing_worker, &ws[t]) != 0) fail("pthread_create");
+  }
+  OK(asl_store_close(s));
+  for (int t = 0; t < THREADS; t++) pthread_join(tid[t], NULL);
+  for (int t = 0; t < THREADS; t++)
+    if (ws[t].failed) fail("racing thread %d got another error than ASL_E_HANDLE", t);
+  /* The close released the lock. */
+  OK(asl_store_open(store, ASL_OPEN_WRITE, &s));
+  OK(asl_store_close(s));
+  printf("THREADS OK %d\n", THREADS * PUTS);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc == 3 && strcmp(argv[1], "api") == 0) return api(argv[2]);
   if (argc == 3 && strcmp(argv[1], "bad") == 0) return bad(argv[2]);
+  if (argc == 3 && strcmp(argv[1], "threads") == 0) return threads(argv[2]);
   if (argc == 5 && strcmp(argv[1], "read") == 0) return read_cli_store(argv[2], argv[3], argv[4]);
-  fprintf(stderr, "usage: asl_test api|bad WORKDIR | read STORE REF FILE\n");
+  fprintf(stderr, "usage: asl_test api|bad|threads WORKDIR | read STORE REF FILE\n");
   return 2;
 }
