@@ -16,7 +16,7 @@ fi
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
 lib="$DESTDIR$PREFIX/lib"
 install -d "$lib/pkgconfig" "$DESTDIR$PREFIX/include"
-install -m 0755 "$LIBASL_SO" "$lib/libasl.so.$version"
+install -m 0644 "$LIBASL_SO" "$lib/libasl.so.$version"
 ln -sfn "libasl.so.$version" "$lib/libasl.so.0"
 ln -sfn "libasl.so.0" "$lib/libasl.so"
 install -m 0644 crates/asl-ffi/include/asl.h "$DESTDIR$PREFIX/include/asl.h"
