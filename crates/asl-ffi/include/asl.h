@@ -390,9 +390,9 @@ enum asl_status asl_artifact_len(struct asl_store *store,
                                  uint64_t *len);
 
 // Copies a committed artifact into `buf` (capacity `cap`) and its length into `*len`.
-// When `cap` is too small nothing is copied, `*len` is the length needed and the status is
-// `ASL_E_BUFFER`. Every byte is checked against the reference: on `ASL_E_CORRUPT` the
-// buffer's contents are unspecified.
+// When `cap` is too small, `*len` is the length needed and the status is `ASL_E_BUFFER`.
+// Every byte is checked against the reference. On any failure the buffer's contents are
+// unspecified.
 //
 // # Safety
 // `reference` points to an `asl_ref`; `buf` is valid for writing `cap` bytes (or NULL when

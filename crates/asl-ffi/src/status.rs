@@ -223,13 +223,23 @@ fn set_last_error(message: &str) {
     LAST_ERROR.with(|m| *m.borrow_mut() = c);
 }
 
+/// Empties the message, without allocating when it is empty already (the common case: a
+/// put or get in a loop).
+fn clear_last_error() {
+    let _ = LAST_ERROR.try_with(|m| {
+        if !m.borrow().is_empty() {
+            *m.borrow_mut() = CString::default();
+        }
+    });
+}
+
 /// Runs the body of an exported function: converts its error to a status and the
 /// thread-local message, and a panic to `ASL_E_INTERNAL`. Every exported function that can
 /// fail goes through here.
 pub fn guard(body: impl FnOnce() -> Result<()>) -> asl_status {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(())) => {
-            set_last_error("");
+            clear_last_error();
             ASL_OK
         }
         Ok(Err(e)) => {

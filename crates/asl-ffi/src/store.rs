@@ -272,9 +272,9 @@ pub unsafe extern "C" fn asl_artifact_len(
 }
 
 /// Copies a committed artifact into `buf` (capacity `cap`) and its length into `*len`.
-/// When `cap` is too small nothing is copied, `*len` is the length needed and the status is
-/// `ASL_E_BUFFER`. Every byte is checked against the reference: on `ASL_E_CORRUPT` the
-/// buffer's contents are unspecified.
+/// When `cap` is too small, `*len` is the length needed and the status is `ASL_E_BUFFER`.
+/// Every byte is checked against the reference. On any failure the buffer's contents are
+/// unspecified.
 ///
 /// # Safety
 /// `reference` points to an `asl_ref`; `buf` is valid for writing `cap` bytes (or NULL when
@@ -297,32 +297,34 @@ pub unsafe extern "C" fn asl_get(
         let h = StoreHandle::get(store)?;
         h.with_view(|v| {
             let reader = v.reader();
-            let need = reader
-                .artifact_len(&r)
-                .ok_or_else(|| Error::from(::asl_store::AccessError::NotFound(r)))?;
-            let need = usize::try_from(need).map_err(|_| {
-                Error::usage(format!(
-                    "artifact {r} ({need} bytes) does not fit in memory"
-                ))
-            })?;
-            // SAFETY: checked not NULL; valid for writes by the contract.
-            unsafe { args::put(len, need) };
-            if need > cap {
-                return Err(Error::new(
-                    asl_status::ASL_E_BUFFER,
-                    format!("artifact {r} has {need} bytes; the buffer holds {cap}"),
-                ));
-            }
-            let dest: &mut [u8] = if need == 0 {
+            let dest: &mut [u8] = if cap == 0 {
                 &mut []
             } else {
-                // SAFETY: `buf` is valid for `cap >= need` bytes by the contract and not
-                // NULL (checked above, cap > 0).
-                unsafe { std::slice::from_raw_parts_mut(buf, need) }
+                // SAFETY: `buf` is valid for writing `cap` bytes by the contract and not NULL
+                // (checked above).
+                unsafe { std::slice::from_raw_parts_mut(buf, cap) }
             };
-            let mut w = &mut dest[..];
-            reader.read_to(&r, &mut w)?;
-            Ok(())
+            // One index lookup on the way that succeeds: the read itself. A buffer that
+            // turns out too small fails the read as a full sink; only then is the length
+            // looked up, to tell the caller what is needed.
+            let mut sink = &mut dest[..];
+            match reader.read_to(&r, &mut sink) {
+                Ok(n) => {
+                    // SAFETY: checked not NULL; valid for writes by the contract.
+                    unsafe { args::put(len, n as usize) };
+                    Ok(())
+                }
+                Err(::asl_store::AccessError::Sink(_)) => {
+                    let need = reader.artifact_len(&r).unwrap_or(0);
+                    // SAFETY: as above.
+                    unsafe { args::put(len, usize::try_from(need).unwrap_or(usize::MAX)) };
+                    Err(Error::new(
+                        asl_status::ASL_E_BUFFER,
+                        format!("artifact {r} has {need} bytes; the buffer holds {cap}"),
+                    ))
+                }
+                Err(e) => Err(e.into()),
+            }
         })
     })
 }
