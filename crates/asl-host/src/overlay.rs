@@ -7,6 +7,8 @@
 //! * every path the profile requires exists;
 //! * executables only in `usr/local/bin` (the binary and its tool links); nothing executable or
 //!   privileged elsewhere — `usr/bin`, `bin`, `lib` are never written;
+//! * the rescue profile may carry the C library at `usr/local/lib/libasl.so` (seed 000), a
+//!   regular file without exec bits;
 //! * nothing but empty directories under `var/lib/asl`, `mnt/` and `run/` (and `var/log` for the
 //!   authority host): state is created at runtime, never shipped;
 //! * no private keys or secrets under `etc/` (or anywhere else); the three config files parse
@@ -378,6 +380,9 @@ impl fmt::Display for Violation {
     }
 }
 
+/// Where seed 000 puts the C library (docs/libasl.md); optional in the rescue profile.
+const LIBASL: &str = "usr/local/lib/libasl.so";
+
 const KEY_NAMES: &[&str] = &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
 const KEY_SUFFIXES: &[&str] = &[".key", ".p12", ".pfx", ".jks", ".sops.yaml", ".sops.json"];
 
@@ -523,10 +528,18 @@ fn check_entry(
         }
         return (v, false);
     }
-    if ft.is_dir() {
-        return (v, !dirs.contains(rel));
+    // The library or one of its directories.
+    let libasl = profile == Profile::Rescue && Path::new(LIBASL).starts_with(rel);
+    if ft.is_dir() && rel != Path::new(LIBASL) {
+        return (v, !dirs.contains(rel) && !libasl);
     }
     let executable = ft.is_file() && mode & 0o111 != 0;
+    if libasl && rel == Path::new(LIBASL) {
+        if !ft.is_file() || executable {
+            v.push("libasl.so must be a regular file without exec bits (mode 0644)".into());
+        }
+        return (v, false);
+    }
     let parent = rel.parent().unwrap_or(Path::new(""));
     if parent == Path::new("usr/local/bin") {
         if ft.is_symlink() {
