@@ -496,6 +496,16 @@ fn the_installed_library_header_and_pkg_config_file_build_the_documented_example
         Path::new("libasl.so.0")
     );
 
+    // The man page is installed and names every function of the header.
+    let man = std::fs::read_to_string(root.join("usr/local/share/man/man3/libasl.3"))
+        .expect("installed libasl.3");
+    for f in functions_in_header() {
+        assert!(
+            man.contains(&format!("{f}(")),
+            "libasl.3 does not document {f}"
+        );
+    }
+
     let flags = ok(Command::new("pkg-config")
         .args(["--cflags", "--libs", "asl"])
         .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
