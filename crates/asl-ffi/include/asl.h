@@ -157,11 +157,13 @@ typedef struct asl_init_options {
 } asl_init_options;
 
 // Reads up to `cap` bytes into `buf`; returns how many (0 at the end), or a negative value
-// on error (the put then fails with `ASL_E_CALLBACK` and stores nothing).
+// on error (the put then fails with `ASL_E_CALLBACK` and stores nothing). It must not call
+// libasl with the same store handle (such a call returns `ASL_E_USAGE`).
 typedef ptrdiff_t (*asl_read_fn)(void *ctx, uint8_t *buf, size_t cap);
 
 // Takes `len` bytes of an artifact being read; returns 0 to go on, anything else to stop
-// (the get then fails with `ASL_E_CALLBACK`).
+// (the get then fails with `ASL_E_CALLBACK`). It must not call libasl with the same store
+// handle (such a call returns `ASL_E_USAGE`).
 typedef int32_t (*asl_write_fn)(void *ctx, const uint8_t *buf, size_t len);
 
 // How to take trees in. Zero (or NULL) in a field means its default.

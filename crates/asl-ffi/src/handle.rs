@@ -87,8 +87,8 @@ static HANDLES: LazyLock<RwLock<HashMap<usize, Arc<StoreHandle>>>> =
 static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 thread_local! {
-    /// The handle whose progress callback this thread is running, if any: a call back into
-    /// the library with that handle would wait for itself.
+    /// The handle whose callback (progress, stream read or write) this thread is running, if
+    /// any: a call back into the library with that handle could wait for itself.
     static IN_CALLBACK: Cell<usize> = const { Cell::new(0) };
 }
 
@@ -129,8 +129,8 @@ impl StoreHandle {
         let id = p.addr();
         if IN_CALLBACK.with(Cell::get) == id {
             return Err(Error::usage(
-                "a progress callback called libasl with the store handle whose call it is \
-                 reporting on; use another handle, or act after the call returns",
+                "a callback called libasl with the store handle whose call it serves; use \
+                 another handle, or act after the call returns",
             ));
         }
         HANDLES

@@ -39,13 +39,15 @@ pub struct asl_init_options {
 }
 
 /// Reads up to `cap` bytes into `buf`; returns how many (0 at the end), or a negative value
-/// on error (the put then fails with `ASL_E_CALLBACK` and stores nothing).
+/// on error (the put then fails with `ASL_E_CALLBACK` and stores nothing). It must not call
+/// libasl with the same store handle (such a call returns `ASL_E_USAGE`).
 #[allow(non_camel_case_types)]
 pub type asl_read_fn =
     Option<unsafe extern "C" fn(ctx: *mut std::ffi::c_void, buf: *mut u8, cap: usize) -> isize>;
 
 /// Takes `len` bytes of an artifact being read; returns 0 to go on, anything else to stop
-/// (the get then fails with `ASL_E_CALLBACK`).
+/// (the get then fails with `ASL_E_CALLBACK`). It must not call libasl with the same store
+/// handle (such a call returns `ASL_E_USAGE`).
 #[allow(non_camel_case_types)]
 pub type asl_write_fn =
     Option<unsafe extern "C" fn(ctx: *mut std::ffi::c_void, buf: *const u8, len: usize) -> i32>;
@@ -189,16 +191,20 @@ pub unsafe extern "C" fn asl_put(
     })
 }
 
-struct CallbackReader {
+struct CallbackReader<'h> {
+    handle: &'h StoreHandle,
     read: unsafe extern "C" fn(*mut std::ffi::c_void, *mut u8, usize) -> isize,
     ctx: *mut std::ffi::c_void,
 }
 
-impl Read for CallbackReader {
+impl Read for CallbackReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        // SAFETY: the callback and its context are the caller's, valid for the call by
-        // the contract of asl_put_stream; `buf` is valid for `buf.len()` bytes.
-        let n = unsafe { (self.read)(self.ctx, buf.as_mut_ptr(), buf.len()) };
+        let (read, ctx) = (self.read, self.ctx);
+        let n = self.handle.in_callback(|| {
+            // SAFETY: the callback and its context are the caller's, valid for the call by
+            // the contract of asl_put_stream; `buf` is valid for `buf.len()` bytes.
+            unsafe { read(ctx, buf.as_mut_ptr(), buf.len()) }
+        });
         if n < 0 {
             return Err(std::io::Error::other(format!(
                 "the read callback returned {n}"
@@ -233,7 +239,11 @@ pub unsafe extern "C" fn asl_put_stream(
         args::out(out, "out")?;
         let read = read.ok_or_else(|| Error::null("read"))?;
         let h = StoreHandle::get(store)?;
-        let mut source = CallbackReader { read, ctx };
+        let mut source = CallbackReader {
+            handle: &h,
+            read,
+            ctx,
+        };
         let put = h
             .read()?
             .writer()?
@@ -329,16 +339,20 @@ pub unsafe extern "C" fn asl_get(
     })
 }
 
-struct CallbackWriter {
+struct CallbackWriter<'h> {
+    handle: &'h StoreHandle,
     write: unsafe extern "C" fn(*mut std::ffi::c_void, *const u8, usize) -> i32,
     ctx: *mut std::ffi::c_void,
 }
 
-impl Write for CallbackWriter {
+impl Write for CallbackWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        // SAFETY: the callback and its context are the caller's, valid for the call by the
-        // contract of asl_get_stream; `buf` is valid for reads of its length.
-        let rc = unsafe { (self.write)(self.ctx, buf.as_ptr(), buf.len()) };
+        let (write, ctx) = (self.write, self.ctx);
+        let rc = self.handle.in_callback(|| {
+            // SAFETY: the callback and its context are the caller's, valid for the call by
+            // the contract of asl_get_stream; `buf` is valid for reads of its length.
+            unsafe { write(ctx, buf.as_ptr(), buf.len()) }
+        });
         if rc != 0 {
             return Err(std::io::Error::other(format!(
                 "the write callback returned {rc}"
@@ -373,7 +387,11 @@ pub unsafe extern "C" fn asl_get_stream(
         let r = unsafe { args::reference(reference, "reference") }?;
         let h = StoreHandle::get(store)?;
         let n = h.with_view(|v| {
-            let mut sink = CallbackWriter { write, ctx };
+            let mut sink = CallbackWriter {
+                handle: &h,
+                write,
+                ctx,
+            };
             Ok(v.reader().read_to(&r, &mut sink)?)
         })?;
         // SAFETY: NULL or valid for writes by the contract.

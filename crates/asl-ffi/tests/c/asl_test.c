@@ -111,6 +111,21 @@ static int32_t write_refuses(void *ctx, const uint8_t *buf, size_t len) {
   return 5;
 }
 
+struct reentry {
+  asl_store *store;
+  const asl_ref *ref;
+  asl_status status;
+};
+
+/* A stream callback calling back into its own handle gets ASL_E_USAGE, not a deadlock. */
+static int32_t write_reenters(void *ctx, const uint8_t *buf, size_t len) {
+  (void)buf, (void)len;
+  struct reentry *r = ctx;
+  uint64_t n;
+  r->status = asl_artifact_len(r->store, r->ref, &n);
+  return 0;
+}
+
 struct progress_seen {
   int calls;
   int done;
@@ -216,6 +231,9 @@ static int api(const char *work) {
   OK(asl_get_stream(w, &stream_ref, check_pattern, &chk, &streamed));
   if (chk.mismatch || chk.seen != (5u << 20) || streamed != (5u << 20))
     fail("get_stream: mismatch %d, %zu bytes", chk.mismatch, chk.seen);
+  struct reentry re = {.store = w, .ref = &put_ref};
+  OK(asl_get_stream(w, &put_ref, write_reenters, &re, NULL));
+  if (re.status != ASL_E_USAGE) fail("re-entry from a stream callback gave %s", asl_status_name(re.status));
 
   /* intake with progress, restore, verify */
   make_tree(tree);
