@@ -1,18 +1,27 @@
 /* The C side of bench/ffi: puts and gets through libasl.so, the same as
  * crates/asl-ffi/examples/bench_rust.rs does through the Rust API.
- * Prints `c put|get SIZE COUNT SECONDS`.
+ * Prints `c put|get SIZE COUNT WALL_SECONDS CPU_SECONDS` (CPU: user and system time of the
+ * whole process, the library's sealing threads included).
  *   bench STORE SIZE COUNT SEED */
 #define _POSIX_C_SOURCE 200809L
 #include <asl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu(void) {
+  struct rusage u;
+  if (getrusage(RUSAGE_SELF, &u) != 0) return -1;
+  return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec / 1e6 +
+         (double)u.ru_stime.tv_sec + (double)u.ru_stime.tv_usec / 1e6;
 }
 
 /* splitmix64, as bench_rust.rs computes it. */
@@ -51,16 +60,16 @@ int main(int argc, char **argv) {
 
   asl_store *w;
   check(asl_store_open(argv[1], ASL_OPEN_WRITE | ASL_OPEN_CREATE, &w), "open");
-  double t = now();
+  double t = now(), c = cpu();
   for (size_t i = 0; i < count; i++) check(asl_put(w, objects[i], size, &refs[i]), "put");
   check(asl_commit(w, NULL, "put", NULL, NULL), "commit");
-  printf("c put %zu %zu %.6f\n", size, count, now() - t);
+  printf("c put %zu %zu %.6f %.6f\n", size, count, now() - t, cpu() - c);
   check(asl_store_close(w), "close");
 
   asl_store *r;
   check(asl_store_open(argv[1], 0, &r), "open");
   uint8_t *buf = malloc(size);
-  t = now();
+  t = now(), c = cpu();
   for (size_t i = 0; i < count; i++) {
     size_t len;
     check(asl_get(r, &refs[i], buf, size, &len), "get");
@@ -69,7 +78,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
-  printf("c get %zu %zu %.6f\n", size, count, now() - t);
+  printf("c get %zu %zu %.6f %.6f\n", size, count, now() - t, cpu() - c);
   check(asl_store_close(r), "close");
   for (size_t i = 0; i < count; i++) free(objects[i]);
   free(objects);

@@ -1,5 +1,6 @@
 //! The Rust side of bench/ffi: the same puts and gets as bench/ffi/bench.c, through the Rust
-//! API the library wraps. Prints `rust put|get SIZE COUNT SECONDS`.
+//! API the library wraps. Prints `rust put|get SIZE COUNT WALL_SECONDS CPU_SECONDS` (CPU: user
+//! and system time of the whole process, its sealing threads included).
 //!
 //!   bench_rust STORE SIZE COUNT SEED
 
@@ -19,6 +20,20 @@ fn fill(buf: &mut [u8], seed: u64) {
         z ^= z >> 31;
         chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
     }
+}
+
+/// User + system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let mut u = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the valid, writable buffer it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, u.as_mut_ptr()) };
+    if rc != 0 {
+        return f64::NAN;
+    }
+    // SAFETY: getrusage succeeded, so the struct is initialised (it was zeroed before anyway).
+    let u = unsafe { u.assume_init() };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,19 +56,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
 
     let mut writer = Writer::open_or_init(&dir, &InitOptions::default())?;
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
     let mut refs = Vec::with_capacity(objects.len());
     for o in &objects {
         refs.push(writer.put_bytes(o, TypeTag::BYTES)?.reference);
     }
     writer.commit(None, SnapshotMeta::now("put"))?;
-    println!("rust put {size} {count} {:.6}", t.elapsed().as_secs_f64());
+    println!(
+        "rust put {size} {count} {:.6} {:.6}",
+        t.elapsed().as_secs_f64(),
+        cpu_seconds() - c
+    );
     drop(writer);
 
     let store = Store::open(&dir)?;
     let reader = store.reader();
     let mut buf = vec![0u8; size];
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
     for (r, o) in refs.iter().zip(&objects) {
         let mut out = &mut buf[..];
         let n = reader.read_to(r, &mut out)?;
@@ -61,6 +80,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             return Err(format!("{r} read back other bytes").into());
         }
     }
-    println!("rust get {size} {count} {:.6}", t.elapsed().as_secs_f64());
+    println!(
+        "rust get {size} {count} {:.6} {:.6}",
+        t.elapsed().as_secs_f64(),
+        cpu_seconds() - c
+    );
     Ok(())
 }
