@@ -123,16 +123,7 @@ impl StoreHandle {
 
     /// The handle a caller's pointer names.
     pub fn get(p: *const asl_store) -> Result<Arc<StoreHandle>> {
-        if p.is_null() {
-            return Err(Error::null("store"));
-        }
-        let id = p.addr();
-        if IN_CALLBACK.with(Cell::get) == id {
-            return Err(Error::usage(
-                "a callback called libasl with the store handle whose call it serves; use \
-                 another handle, or act after the call returns",
-            ));
-        }
+        let id = checked_id(p)?;
         HANDLES
             .read()
             .map_err(|_| poisoned())?
@@ -144,13 +135,11 @@ impl StoreHandle {
     /// Removes the handle from the registry and releases what it holds (the writer lock
     /// first of all), after every call running on it has returned.
     pub fn close(p: *const asl_store) -> Result<()> {
-        if p.is_null() {
-            return Err(Error::null("store"));
-        }
+        let id = checked_id(p)?;
         let handle = HANDLES
             .write()
             .map_err(|_| poisoned())?
-            .remove(&p.addr())
+            .remove(&id)
             .ok_or_else(closed)?;
         // A poisoned lock still holds the writer: release it all the same.
         let mut inner = handle.inner.write().unwrap_or_else(|p| p.into_inner());
@@ -210,6 +199,22 @@ impl StoreHandle {
         let _reset = Reset(IN_CALLBACK.with(|c| c.replace(self.id)));
         f()
     }
+}
+
+/// The registry key of a caller's pointer, refusing NULL and a call from inside one of the
+/// handle's own callbacks (which would wait for the call it is part of).
+fn checked_id(p: *const asl_store) -> Result<usize> {
+    if p.is_null() {
+        return Err(Error::null("store"));
+    }
+    let id = p.addr();
+    if IN_CALLBACK.with(Cell::get) == id {
+        return Err(Error::usage(
+            "a callback called libasl with the store handle whose call it serves; use \
+             another handle, or act after the call returns",
+        ));
+    }
+    Ok(id)
 }
 
 fn closed() -> Error {

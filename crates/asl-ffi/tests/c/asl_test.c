@@ -123,6 +123,7 @@ static int32_t write_reenters(void *ctx, const uint8_t *buf, size_t len) {
   struct reentry *r = ctx;
   uint64_t n;
   r->status = asl_artifact_len(r->store, r->ref, &n);
+  if (asl_store_close(r->store) != ASL_E_USAGE) r->status = ASL_E_FAILED;
   return 0;
 }
 
