@@ -100,6 +100,8 @@ impl From<StoreError> for Error {
             StoreError::NoSuchSnapshot(_)
             | StoreError::AmbiguousSnapshot { .. }
             | StoreError::NoSnapshots => ASL_E_NO_SNAPSHOT,
+            // Snapshot metadata is strings and JSON values: failing to encode it is a bug.
+            StoreError::SnapshotMetaEncoding { .. } => ASL_E_INTERNAL,
         };
         Error::new(status, e.to_string())
     }
