@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ::asl_store::{HashAlgo, SnapshotMeta, TypeTag};
+use ::asl_store::TypeTag;
 
 use crate::args::{self, asl_ref};
 use crate::handle::{StoreHandle, asl_store};
@@ -106,18 +106,6 @@ pub struct asl_restore_result {
     pub errors: u64,
     /// Damaged or missing artifacts (status `ASL_E_CORRUPT`).
     pub integrity_errors: u64,
-}
-
-/// One stat cache per set of input paths, as `asl-intake` keeps them: intakes through the
-/// library and the CLI share it.
-fn stat_cache_path(layout: &::asl_store::Layout, paths: &[PathBuf]) -> PathBuf {
-    let mut key = Vec::new();
-    for p in paths {
-        key.extend_from_slice(p.as_os_str().as_encoded_bytes());
-        key.push(0);
-    }
-    let h = HashAlgo::Blake3.digest(&key);
-    layout.cache().join(format!("statcache-{}", h.short()))
 }
 
 fn snapshot_progress(p: &asl_fs::Progress, done: bool, call: &mut dyn FnMut(&asl_progress)) {
@@ -227,7 +215,7 @@ pub unsafe extern "C" fn asl_intake(
             excludes,
             one_file_system: flags & ASL_INTAKE_ONE_FILE_SYSTEM != 0,
             stat_cache: (flags & ASL_INTAKE_NO_STAT_CACHE == 0)
-                .then(|| stat_cache_path(writer.layout(), &paths)),
+                .then(|| asl_fs::statcache::path_for(writer.layout(), &paths)),
             after_open: None,
         };
         let counters = asl_fs::Progress::new();
@@ -260,20 +248,7 @@ pub unsafe extern "C" fn asl_intake(
             r
         })?;
 
-        let mut meta = SnapshotMeta::now("intake");
-        meta.label = label;
-        meta.paths = paths
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect();
-        meta.summary = serde_json::json!({
-            "files": summary.files,
-            "dirs": summary.dirs,
-            "bytes_total": summary.bytes_total,
-            "bytes_new": summary.bytes_new,
-            "errors": summary.errors.len(),
-            "changed_during_read": summary.changed_during_read,
-        });
+        let meta = summary.snapshot_meta(label, &paths);
         let commit = g.writer_mut()?.commit(Some(summary.root), meta)?;
         g.invalidate();
         let out = asl_intake_result {

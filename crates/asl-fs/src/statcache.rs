@@ -21,6 +21,19 @@ use crate::tree::Hole;
 
 const MAGIC: &[u8; 8] = b"ASLSTC01";
 
+/// Where the stat cache of an intake of `paths` lives in a store: one cache per set of input
+/// paths, so that intakes of different trees do not evict each other's entries. Every
+/// front end (the CLI, libasl) uses this, so that their intakes share the cache.
+pub fn path_for(layout: &asl_store::Layout, paths: &[std::path::PathBuf]) -> std::path::PathBuf {
+    let mut key = Vec::new();
+    for p in paths {
+        key.extend_from_slice(p.as_os_str().as_encoded_bytes());
+        key.push(0);
+    }
+    let h = HashAlgo::Blake3.digest(&key);
+    layout.cache().join(format!("statcache-{}", h.short()))
+}
+
 /// What identifies an unchanged file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileIdentity {

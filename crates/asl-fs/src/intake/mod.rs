@@ -153,6 +153,31 @@ pub struct IntakeSummary {
 }
 
 impl IntakeSummary {
+    /// The metadata of the snapshot that commits this intake: kind `intake`, the label, the
+    /// paths as given, and the figures `asl-admin show` prints. Every front end commits an
+    /// intake with it, so that snapshots read the same whoever made them.
+    pub fn snapshot_meta(
+        &self,
+        label: Option<String>,
+        paths: &[PathBuf],
+    ) -> asl_store::SnapshotMeta {
+        let mut meta = asl_store::SnapshotMeta::now("intake");
+        meta.label = label;
+        meta.paths = paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        meta.summary = serde_json::json!({
+            "files": self.files,
+            "dirs": self.dirs,
+            "bytes_total": self.bytes_total,
+            "bytes_new": self.bytes_new,
+            "errors": self.errors.len(),
+            "changed_during_read": self.changed_during_read,
+        });
+        meta
+    }
+
     /// Bytes offered / new bytes (∞ when nothing was new).
     pub fn dedup_ratio(&self) -> f64 {
         if self.bytes_new == 0 {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use asl_store::{HashAlgo, InitOptions, SnapshotMeta, Store, StoreError, Writer};
+use asl_store::{HashAlgo, InitOptions, Store, StoreError, Writer};
 use clap::{CommandFactory, Parser};
 
 use super::Tool;
@@ -196,24 +196,12 @@ fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         threads: a.threads,
         excludes: a.exclude.clone(),
         one_file_system: a.one_file_system,
-        stat_cache: (!a.no_stat_cache).then(|| stat_cache_path(writer.layout(), &paths)),
+        stat_cache: (!a.no_stat_cache)
+            .then(|| asl_fs::statcache::path_for(writer.layout(), &paths)),
         after_open: None,
     };
     let summary = run_with_progress(&writer, &paths, &opts, a.out)?;
-    let mut meta = SnapshotMeta::now("intake");
-    meta.label = a.label.clone();
-    meta.paths = paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    meta.summary = serde_json::json!({
-        "files": summary.files,
-        "dirs": summary.dirs,
-        "bytes_total": summary.bytes_total,
-        "bytes_new": summary.bytes_new,
-        "errors": summary.errors.len(),
-        "changed_during_read": summary.changed_during_read,
-    });
+    let meta = summary.snapshot_meta(a.label.clone(), &paths);
     let commit = writer
         .commit(Some(summary.root), meta)
         .map_err(store_error)?;
@@ -267,18 +255,6 @@ pub fn open_for_intake(dir: &Path, _is_default: bool) -> anyhow::Result<Writer> 
         Store::init(dir, &InitOptions::default()).map_err(store_error)?;
     }
     Writer::open(dir).map_err(store_error)
-}
-
-/// One stat cache per set of input paths, so intakes of different trees do not evict
-/// each other's entries.
-fn stat_cache_path(layout: &asl_store::Layout, paths: &[PathBuf]) -> PathBuf {
-    let mut key = Vec::new();
-    for p in paths {
-        key.extend_from_slice(p.as_os_str().as_encoded_bytes());
-        key.push(0);
-    }
-    let h = HashAlgo::Blake3.digest(&key);
-    layout.cache().join(format!("statcache-{}", h.short()))
 }
 
 fn run_with_progress(
