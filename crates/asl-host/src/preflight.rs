@@ -36,7 +36,6 @@
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -337,33 +336,6 @@ fn first_line(s: &str) -> String {
         .to_string()
 }
 
-/// Undoes mountinfo's octal escapes (`\040` for space etc.).
-///
-/// asl-usroverlay has a mountinfo parser of its own; preflight does not use it. The host
-/// runtime has no business depending on the /usr overlay tool, and preflight needs what that
-/// parser leaves out: the table read below a configurable root (the tests' fake roots), the
-/// superblock options (a file system mounted `ro` underneath), and mount points compared as
-/// bytes, not as lossy UTF-8 text.
-fn unescape_mountinfo(s: &str) -> PathBuf {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(OsStr::from_bytes(&out))
-}
-
 /// Local mount detection, without writing.
 pub fn detect_local(root: &Root, conf: &AslConf) -> LocalFacts {
     let real = root.join(&conf.local_mount);
@@ -374,27 +346,13 @@ pub fn detect_local(root: &Root, conf: &AslConf) -> LocalFacts {
         ..LocalFacts::default()
     };
     let mut ro = false;
-    if let Some(t) = read_trim(&root.join("/proc/self/mountinfo")) {
-        // id parent maj:min root mountpoint options [optional...] - fstype source superopts
-        for line in t.lines() {
-            let Some((left, right)) = line.split_once(" - ") else {
-                continue;
-            };
-            let lf: Vec<&str> = left.split_whitespace().collect();
-            let rf: Vec<&str> = right.split_whitespace().collect();
-            if lf.len() < 6 || rf.len() < 2 {
-                continue;
-            }
-            if unescape_mountinfo(lf[4]) != conf.local_mount {
-                continue;
-            }
-            // Later entries are mounted on top of earlier ones: the last one is visible.
-            l.mounted = true;
-            l.fstype = Some(rf[0].to_string());
-            l.source = Some(unescape_mountinfo(rf[1]).to_string_lossy().into_owned());
-            let super_ro = rf.get(2).is_some_and(|o| o.split(',').any(|x| x == "ro"));
-            ro = lf[5].split(',').any(|x| x == "ro") || super_ro;
-        }
+    let table = asl_mountinfo::read(&root.join("/proc/self/mountinfo")).unwrap_or_default();
+    // Later entries are mounted on top of earlier ones: the last one is visible.
+    if let Some(m) = table.iter().rfind(|m| m.mount_point == conf.local_mount) {
+        l.mounted = true;
+        l.fstype = Some(m.fs_type.clone());
+        l.source = Some(m.source.clone());
+        ro = m.is_read_only();
     }
     if l.mounted && !ro && l.exists {
         // access(2) answers "may I write here" (including EROFS) without creating anything.

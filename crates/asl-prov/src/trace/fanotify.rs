@@ -48,42 +48,13 @@ pub fn available() -> bool {
 
 /// Mount points of `pid`'s namespace, with their file system types.
 fn mounts(pid: i32) -> Result<Vec<(String, String)>, ProvError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
-        .map_err(|e| ProvError::Os(format!("reading /proc/{pid}/mountinfo"), e))?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(mp), Some(fstype)) = (fields.get(4), fields.get(sep + 1)) else {
-            continue;
-        };
-        out.push((unescape(mp), fstype.to_string()));
-    }
-    Ok(out)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len() + 1
-            && b.get(i + 1..i + 4)
-                .is_some_and(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let path = format!("/proc/{pid}/mountinfo");
+    let table = asl_mountinfo::read(std::path::Path::new(&path))
+        .map_err(|e| ProvError::Os(format!("reading {path}"), e))?;
+    Ok(table
+        .into_iter()
+        .map(|m| (m.mount_point.to_string_lossy().into_owned(), m.fs_type))
+        .collect())
 }
 
 /// Runs `exec` in a private mount namespace whose mounts this process marks before the
