@@ -14,7 +14,8 @@
 //!   systemd (`sd_notify`) and re-reads the mode file when it changes.
 //! * [`units`] — the systemd units `asl-preflight.service` and `asl-intake.service`.
 //! * [`overlay`] — the overlay profiles `rescue` (seed 000) and `auth-host` (seed 001):
-//!   generation of the canonical tree and the lint that enforces the overlay contract.
+//!   generation of the canonical tree and the lint that enforces the overlay contract, with
+//!   seed 000's rules for units and mounts in [`overlay::rules`].
 //!
 //! Every entry point takes a root directory ([`Root`]): `/` on a real host, any directory for
 //! tests and image building. Absolute paths from configuration files are resolved under it.

@@ -1,20 +1,30 @@
 //! Overlay profiles: the tree merged over a base system to make a rescue intake host (seed 000)
 //! or an offline authority host (seed 001), generated as data and checked by a lint.
 //!
+//! Each profile's contract is a list of [`Entry`]s ([`Profile::contract`]), each saying where
+//! it comes from ([`Origin`]) and whether the lint requires it. For the rescue profile the list
+//! is seed 000's layout, in the seed's words: allowed, and required unless the seed calls the
+//! entry optional (the library at `usr/local/lib/libasl.so` is allowed but not required:
+//! nothing in the seed uses it). The project's additions — `usr/local/bin/asl`, further tool
+//! links, the `multi-user.target.wants` links — are allowed, and a tool is required only when a
+//! unit of the tree runs it, with that unit named in the message.
+//!
 //! The overlay contract (what [`lint`] enforces, one [`Violation`] per problem, each naming the
 //! file):
-//! * only the paths the profile lists exist, plus empty directories under its state roots;
-//! * every path the profile requires exists;
+//! * only the paths the contract lists exist, plus empty directories under its state roots;
+//! * every path the contract requires exists;
 //! * executables only in `usr/local/bin` (the binary and its tool links); nothing executable or
 //!   privileged elsewhere — `usr/bin`, `bin`, `lib` are never written;
-//! * the rescue profile may carry the C library at `usr/local/lib/libasl.so` (seed 000), a
-//!   regular file without exec bits;
+//! * the library, where present, is a regular file without exec bits;
 //! * nothing but empty directories under `var/lib/asl`, `mnt/` and `run/` (and `var/log` for the
 //!   authority host): state is created at runtime, never shipped;
 //! * no private keys or secrets under `etc/` (or anywhere else); the three config files parse
 //!   strictly;
 //! * everything owned by root:root; no setuid/setgid files; nothing world-writable; no device
-//!   nodes, FIFOs or sockets; symlinks only where the profile puts them.
+//!   nodes, FIFOs or sockets; symlinks only where the profile puts them;
+//! * rescue only: units, `etc/fstab`, mount units and the pool cache keep seed 000's rules
+//!   ([`rules`]): never write to /usr, /bin, /lib; no state in /etc; never auto-mount the
+//!   crashed root; never assume ZFS or the network; never import pools without approval.
 //!
 //! Deviation from seed 001, on purpose: the authority profile puts its tools in
 //! `usr/local/bin` rather than `bin/` (on merged-/usr systems such as Debian 12 `bin` is a
@@ -32,6 +42,10 @@ use serde::Serialize;
 
 use crate::config::{AslConf, FederationConf, LoggingConf};
 use crate::units;
+
+pub mod rules;
+
+use rules::{Finding, Rule};
 
 /// An overlay profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -53,24 +67,145 @@ impl Profile {
         }
     }
 
-    /// Empty directories the profile ships (besides the parents of its files).
-    fn empty_dirs(self) -> &'static [&'static str] {
+    /// Every entry of the profile's contract: what the lint allows, and what it requires.
+    /// Generation writes all of them except the library (written only when given).
+    pub fn contract(self) -> Vec<Entry> {
+        use Kind::*;
+        use Origin::{Project, Seed};
+        let e = |path, kind, required, origin| Entry {
+            path,
+            kind,
+            required,
+            origin,
+        };
         match self {
-            Profile::Rescue => &[
-                "var/lib/asl/runtime",
-                "var/lib/asl/cache",
-                "var/lib/asl/locks",
-                "run/asl/sockets",
-                "mnt/asl/local",
-                "mnt/asl/remote",
+            // Seed 000's layout, entry by entry, in its own words; then what the project adds.
+            Profile::Rescue => vec![
+                e(
+                    "usr/local/bin/asl-intake",
+                    Tool,
+                    true,
+                    Seed("asl-intake: Primary recovery/intake executable"),
+                ),
+                e(
+                    "usr/local/bin/asl-admin",
+                    Tool,
+                    true,
+                    Seed("asl-admin: Inspection, snapshot listing, GC checks"),
+                ),
+                e(
+                    "usr/local/bin/asl-debug",
+                    Tool,
+                    true,
+                    Seed("asl-debug: Low-level validation, block/segment inspection"),
+                ),
+                e(
+                    LIBASL,
+                    Library,
+                    false,
+                    Seed("lib/ └── libasl.so (under usr/local/)"),
+                ),
+                e(
+                    "etc/asl/asl.conf",
+                    Config,
+                    true,
+                    Seed("asl.conf # mode selection, endpoints"),
+                ),
+                e(
+                    "etc/asl/federation.conf",
+                    Config,
+                    true,
+                    Seed("federation.conf # domain + peer config"),
+                ),
+                e("etc/asl/logging.conf", Config, true, Seed("logging.conf")),
+                e(
+                    "etc/systemd/system/asl-intake.service",
+                    Unit,
+                    true,
+                    Seed("asl-intake.service: Starts the tool"),
+                ),
+                e(
+                    "etc/systemd/system/asl-preflight.service",
+                    Unit,
+                    true,
+                    Seed("asl-preflight.service: Runs once at boot"),
+                ),
+                e(
+                    "var/lib/asl/runtime",
+                    Dir,
+                    true,
+                    Seed("runtime/ # ephemeral runtime state"),
+                ),
+                e(
+                    "var/lib/asl/cache",
+                    Dir,
+                    false,
+                    Seed("cache/ # optional CAS cache"),
+                ),
+                e("var/lib/asl/locks", Dir, true, Seed("locks/")),
+                e(
+                    "run/asl/sockets",
+                    Dir,
+                    false,
+                    Seed("sockets/ # if used (optional)"),
+                ),
+                e(
+                    "mnt/asl/local",
+                    Dir,
+                    true,
+                    Seed("local/ # local ZFS mount target"),
+                ),
+                e(
+                    "mnt/asl/remote",
+                    Dir,
+                    false,
+                    Seed("remote/ # optional remote FS"),
+                ),
+                e(
+                    "usr/local/bin/asl",
+                    Tool,
+                    false,
+                    Project("the multicall binary the tool names link to"),
+                ),
+                e(
+                    "etc/systemd/system/multi-user.target.wants/asl-preflight.service",
+                    WantsLink,
+                    false,
+                    Project("enables the unit at boot, as `systemctl enable` does"),
+                ),
+                e(
+                    "etc/systemd/system/multi-user.target.wants/asl-intake.service",
+                    WantsLink,
+                    false,
+                    Project("enables the unit at boot, as `systemctl enable` does"),
+                ),
             ],
-            Profile::AuthHost => &[
-                "var/lib/asl/common",
-                "var/lib/asl/personal",
-                "var/lib/asl/pools",
-                "var/log",
-                "run/asl",
-                "mnt/asl/local",
+            // The authority host (seed 001) keeps its contract: everything it ships is required.
+            Profile::AuthHost => vec![
+                e("usr/local/bin/asl", Tool, true, Origin::Profile),
+                e("usr/local/bin/asl-preflight", Tool, true, Origin::Profile),
+                e("usr/local/bin/asl-admin", Tool, true, Origin::Profile),
+                e("etc/asl/asl.conf", Config, true, Origin::Profile),
+                e("etc/asl/federation.conf", Config, true, Origin::Profile),
+                e("etc/asl/logging.conf", Config, true, Origin::Profile),
+                e(
+                    "etc/systemd/system/asl-preflight.service",
+                    Unit,
+                    true,
+                    Origin::Profile,
+                ),
+                e(
+                    "etc/systemd/system/multi-user.target.wants/asl-preflight.service",
+                    WantsLink,
+                    true,
+                    Origin::Profile,
+                ),
+                e("var/lib/asl/common", Dir, true, Origin::Profile),
+                e("var/lib/asl/personal", Dir, true, Origin::Profile),
+                e("var/lib/asl/pools", Dir, true, Origin::Profile),
+                e("var/log", Dir, true, Origin::Profile),
+                e("run/asl", Dir, true, Origin::Profile),
+                e("mnt/asl/local", Dir, true, Origin::Profile),
             ],
         }
     }
@@ -83,27 +218,33 @@ impl Profile {
         }
     }
 
-    fn units(self) -> &'static [&'static str] {
-        match self {
-            Profile::Rescue => &[units::PREFLIGHT_UNIT, units::INTAKE_UNIT],
-            // The authority host service comes with its own issue; preflight is shared.
-            Profile::AuthHost => &[units::PREFLIGHT_UNIT],
+    /// Tool names generation always links to the binary: the contract's tools and the
+    /// programs the profile's units run.
+    fn generated_tools(self) -> Vec<String> {
+        let mut tools: Vec<String> = self
+            .contract()
+            .iter()
+            .filter(|e| e.kind == Kind::Tool)
+            .filter_map(|e| e.path.strip_prefix("usr/local/bin/").map(String::from))
+            .collect();
+        for (name, text) in units::all() {
+            if self.units().contains(&name) {
+                for (prog, _) in rules::programs(&text) {
+                    if let Some(t) = prog.strip_prefix("/usr/local/bin/") {
+                        tools.push(t.to_string());
+                    }
+                }
+            }
         }
+        tools
     }
 
-    /// Tool links the units and the seeds' layouts rely on (seed 000: asl-intake, asl-admin,
-    /// asl-debug; seed 001: asl-admin). Generation always creates them.
-    fn required_tools(self) -> &'static [&'static str] {
-        match self {
-            Profile::Rescue => &[
-                "asl",
-                "asl-preflight",
-                "asl-intake",
-                "asl-admin",
-                "asl-debug",
-            ],
-            Profile::AuthHost => &["asl", "asl-preflight", "asl-admin"],
-        }
+    fn units(self) -> Vec<&'static str> {
+        self.contract()
+            .iter()
+            .filter(|e| e.kind == Kind::Unit)
+            .filter_map(|e| e.path.strip_prefix("etc/systemd/system/"))
+            .collect()
     }
 
     fn configs(self) -> [(&'static str, String); 3] {
@@ -144,29 +285,73 @@ format = text            # text | json\n"
         ]
     }
 
-    /// Every directory the profile's tree contains.
+    /// Every directory the profile's tree may contain: its empty directories and the parents
+    /// of every entry.
     fn dirs(self) -> BTreeSet<PathBuf> {
-        let mut files: Vec<PathBuf> = self
-            .empty_dirs()
-            .iter()
-            .map(|d| PathBuf::from(d).join("x"))
-            .collect();
-        files.push("usr/local/bin/asl".into());
-        files.push("etc/asl/asl.conf".into());
-        files.push("etc/systemd/system/multi-user.target.wants/x".into());
-        let mut dirs = BTreeSet::new();
-        for f in files {
-            let mut p = f.parent();
-            while let Some(d) = p {
-                if d.as_os_str().is_empty() {
-                    break;
-                }
-                dirs.insert(d.to_path_buf());
-                p = d.parent();
-            }
-        }
-        dirs
+        dirs_of(self.contract())
     }
+}
+
+fn dirs_of(entries: impl IntoIterator<Item = Entry>) -> BTreeSet<PathBuf> {
+    let mut dirs = BTreeSet::new();
+    for e in entries {
+        let p = Path::new(e.path);
+        if e.kind == Kind::Dir {
+            dirs.insert(p.to_path_buf());
+        }
+        let mut up = p.parent();
+        while let Some(d) = up {
+            if d.as_os_str().is_empty() {
+                break;
+            }
+            dirs.insert(d.to_path_buf());
+            up = d.parent();
+        }
+    }
+    dirs
+}
+
+/// What an entry of a profile's contract is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// An empty directory (state is created at runtime, never shipped).
+    Dir,
+    /// An executable in `usr/local/bin` (or a link to one there).
+    Tool,
+    /// One of the three `/etc/asl` files, checked by the strict parser.
+    Config,
+    /// A systemd unit, checked against the seed's rules.
+    Unit,
+    /// `multi-user.target.wants/<unit>`, a symlink to `../<unit>`.
+    WantsLink,
+    /// The C library, a regular file without exec bits.
+    Library,
+}
+
+/// Why an entry is in a profile's contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// Seed 000 lists it; the seed's words for it.
+    Seed(&'static str),
+    /// The project adds it to the seed's list; why.
+    Project(&'static str),
+    /// Part of the profile as the project defines it (the authority host).
+    Profile,
+}
+
+/// One entry of a profile's contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Entry {
+    /// Relative to the overlay root.
+    pub path: &'static str,
+    pub kind: Kind,
+    /// Whether the lint reports the entry missing. Entries of the seed are required unless the
+    /// seed calls them optional (and the library, see `docs/asl-image.md`); the project's
+    /// additions are not, except tools our units run (found in the units themselves).
+    pub required: bool,
+    pub origin: Origin,
 }
 
 impl fmt::Display for Profile {
@@ -269,7 +454,12 @@ fn write_file(p: &Path, content: &[u8], mode: u32) -> Result<(), OverlayError> {
 
 fn build(profile: Profile, t: &Path, inputs: &OverlayInputs) -> Result<(), OverlayError> {
     mkdir(t)?;
-    for d in profile.dirs() {
+    // The library is not generated (yet): no input gives one.
+    let entries = profile
+        .contract()
+        .into_iter()
+        .filter(|e| e.kind != Kind::Library);
+    for d in dirs_of(entries) {
         mkdir(&t.join(d))?;
     }
     let bin = t.join("usr/local/bin");
@@ -277,7 +467,7 @@ fn build(profile: Profile, t: &Path, inputs: &OverlayInputs) -> Result<(), Overl
     std::fs::copy(&inputs.binary, &asl).map_err(io(&inputs.binary))?;
     std::fs::set_permissions(&asl, std::fs::Permissions::from_mode(0o755)).map_err(io(&asl))?;
     let mut tools: BTreeSet<String> = inputs.tools.iter().cloned().collect();
-    tools.extend(profile.required_tools().iter().map(|s| s.to_string()));
+    tools.extend(profile.generated_tools());
     tools.remove("asl");
     for tool in tools {
         if tool.is_empty() || tool.contains('/') {
@@ -372,6 +562,39 @@ pub struct Violation {
     /// Path relative to the overlay root (`.` for the root itself).
     pub path: PathBuf,
     pub message: String,
+    /// The seed rule broken, when the violation is one of them (`"assumes-zfs"` …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
+}
+
+/// A problem of one entry before it becomes a [`Violation`].
+struct Problem {
+    message: String,
+    rule: Option<Rule>,
+}
+
+impl From<String> for Problem {
+    fn from(message: String) -> Problem {
+        Problem {
+            message,
+            rule: None,
+        }
+    }
+}
+
+impl From<&str> for Problem {
+    fn from(message: &str) -> Problem {
+        Problem::from(message.to_string())
+    }
+}
+
+impl From<Finding> for Problem {
+    fn from(f: Finding) -> Problem {
+        Problem {
+            message: f.message(),
+            rule: Some(f.rule),
+        }
+    }
 }
 
 impl fmt::Display for Violation {
@@ -420,8 +643,9 @@ pub fn lint(dir: &Path, profile: Profile) -> Result<Vec<Violation>, OverlayError
     if !meta.is_dir() {
         return Err(OverlayError::NotADirectory(dir.to_path_buf()));
     }
+    let contract = profile.contract();
     let dirs = profile.dirs();
-    let mut found: Vec<(PathBuf, Vec<String>, bool)> = Vec::new();
+    let mut found: Vec<(PathBuf, Vec<Problem>, bool)> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut visit = |p: &Path, m: &std::fs::Metadata| -> Result<(), OverlayError> {
         let rel = p.strip_prefix(dir).unwrap_or(p).to_path_buf();
@@ -431,7 +655,7 @@ pub fn lint(dir: &Path, profile: Profile) -> Result<Vec<Violation>, OverlayError
             rel
         };
         seen.insert(rel.clone());
-        let (specific, generic) = check_entry(dir, &rel, p, m, profile, &dirs);
+        let (specific, generic) = check_entry(dir, &rel, p, m, profile, &contract, &dirs);
         found.push((rel, specific, generic));
         Ok(())
     };
@@ -444,74 +668,121 @@ pub fn lint(dir: &Path, profile: Profile) -> Result<Vec<Violation>, OverlayError
         .filter(|(_, s, g)| !s.is_empty() || *g)
         .map(|(r, _, _)| r.clone())
         .collect();
-    for (rel, specific, generic) in &found {
-        for m in specific {
+    for (rel, specific, generic) in found {
+        let stray = specific.is_empty() && generic;
+        for p in specific {
             out.push(Violation {
                 path: rel.clone(),
-                message: m.clone(),
+                message: p.message,
+                rule: p.rule,
             });
         }
-        if specific.is_empty() && *generic {
-            let inside = reported.iter().any(|r| r != rel && r.starts_with(rel));
+        if stray {
+            let inside = reported.iter().any(|r| *r != rel && r.starts_with(&rel));
             if !inside {
                 out.push(Violation {
-                    path: rel.clone(),
                     message: format!("not part of the {profile} overlay contract"),
+                    path: rel,
+                    rule: None,
                 });
             }
         }
     }
-    let mut required: Vec<PathBuf> = dirs.iter().cloned().collect();
-    required.extend(
-        profile
-            .required_tools()
-            .iter()
-            .map(|t| Path::new("usr/local/bin").join(t)),
-    );
-    required.extend(profile.configs().iter().map(|(p, _)| PathBuf::from(p)));
-    for u in profile.units() {
-        required.push(Path::new("etc/systemd/system").join(u));
-        required.push(Path::new("etc/systemd/system/multi-user.target.wants").join(u));
-    }
-    for r in required {
-        if !seen.contains(&r) {
+    for e in contract.iter().filter(|e| e.required) {
+        if !seen.contains(Path::new(e.path)) {
+            let message = match e.origin {
+                Origin::Seed(words) => format!("missing (seed 000 lists it: \"{words}\")"),
+                Origin::Project(why) => format!("missing (the project adds it: {why})"),
+                Origin::Profile => format!("missing (the {profile} profile requires it)"),
+            };
             out.push(Violation {
-                path: r,
-                message: format!("missing (the {profile} profile requires it)"),
+                path: PathBuf::from(e.path),
+                message,
+                rule: None,
             });
         }
     }
+    out.extend(tools_units_need(dir, &contract, &seen));
     out.sort_by(|a, b| a.path.cmp(&b.path).then(a.message.cmp(&b.message)));
+    out.dedup_by(|a, b| a.path == b.path && a.message == b.message);
     Ok(out)
 }
 
-/// Returns the specific violations of one entry and whether it is outside the contract.
+/// The tools the tree's units run from `/usr/local/bin` must be there. The seed names no
+/// program for its units, so such a tool is required only because a unit of the tree runs it,
+/// and the message says which unit and line. Tools the contract already requires are left to
+/// that check.
+fn tools_units_need(dir: &Path, contract: &[Entry], seen: &BTreeSet<PathBuf>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for unit in contract.iter().filter(|e| e.kind == Kind::Unit) {
+        let Ok(text) = std::fs::read_to_string(dir.join(unit.path)) else {
+            continue;
+        };
+        for (prog, line) in rules::programs(&text) {
+            let Some(rel) = prog.strip_prefix('/').map(PathBuf::from) else {
+                continue;
+            };
+            if !rel.starts_with("usr/local/bin") || seen.contains(&rel) {
+                continue;
+            }
+            if contract
+                .iter()
+                .any(|e| e.required && Path::new(e.path) == rel)
+            {
+                continue;
+            }
+            out.push(Violation {
+                path: rel,
+                message: format!(
+                    "missing: {} runs it ({line}); seed 000 does not list this tool, the unit \
+                     needs it",
+                    unit.path
+                ),
+                rule: None,
+            });
+        }
+    }
+    out
+}
+
+/// Trees the overlay never writes to but where the contract puts a file (seed 000 ❌ Writing to
+/// /usr, /bin, /lib).
+const SYSTEM_TREES: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64"];
+
+/// Returns the specific problems of one entry and whether it is outside the contract.
 fn check_entry(
     root: &Path,
     rel: &Path,
     real: &Path,
     m: &std::fs::Metadata,
     profile: Profile,
+    contract: &[Entry],
     dirs: &BTreeSet<PathBuf>,
-) -> (Vec<String>, bool) {
-    let mut v = Vec::new();
+) -> (Vec<Problem>, bool) {
+    let mut v: Vec<Problem> = Vec::new();
     let ft = m.file_type();
     let mode = m.mode();
     if m.uid() != 0 || m.gid() != 0 {
-        v.push(format!(
-            "owned by {}:{}; overlay files must be owned by root:root",
-            m.uid(),
-            m.gid()
-        ));
+        v.push(
+            format!(
+                "owned by {}:{}; overlay files must be owned by root:root",
+                m.uid(),
+                m.gid()
+            )
+            .into(),
+        );
     }
     if !ft.is_symlink() && !ft.is_dir() && mode & 0o6000 != 0 {
-        v.push(format!(
-            "setuid/setgid bit set (mode {:o}); the overlay ships no privileged executables",
-            mode & 0o7777
-        ));
+        v.push(
+            format!(
+                "setuid/setgid bit set (mode {:o}); the overlay ships no privileged executables",
+                mode & 0o7777
+            )
+            .into(),
+        );
     }
     if !ft.is_symlink() && mode & 0o002 != 0 && !(ft.is_dir() && mode & 0o1000 != 0) {
-        v.push(format!("world-writable (mode {:o})", mode & 0o7777));
+        v.push(format!("world-writable (mode {:o})", mode & 0o7777).into());
     }
     if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
         v.push("is a device node, FIFO or socket; an overlay holds only files, directories and symlinks".into());
@@ -524,25 +795,60 @@ fn check_entry(
         if !ft.is_dir() {
             v.push(format!(
                 "only empty directories may live under {state}/ (state is created at runtime, never shipped)"
-            ));
+            ).into());
         }
         return (v, false);
     }
-    // The library or one of its directories.
-    let libasl = profile == Profile::Rescue && Path::new(LIBASL).starts_with(rel);
-    if ft.is_dir() && rel != Path::new(LIBASL) {
-        return (v, !dirs.contains(rel) && !libasl);
+    let seed_rules = profile == Profile::Rescue;
+    let entry = contract.iter().find(|e| Path::new(e.path) == rel);
+    if ft.is_dir() && entry.is_none_or(|e| e.kind == Kind::Dir) {
+        return (v, !dirs.contains(rel));
     }
     let executable = ft.is_file() && mode & 0o111 != 0;
-    if libasl && rel == Path::new(LIBASL) {
-        if !ft.is_file() || executable {
-            v.push("libasl.so must be a regular file without exec bits (mode 0644)".into());
-        }
-        return (v, false);
-    }
     let parent = rel.parent().unwrap_or(Path::new(""));
+    match entry.map(|e| e.kind) {
+        Some(Kind::Library) => {
+            if !ft.is_file() || executable {
+                v.push("libasl.so must be a regular file without exec bits (mode 0644)".into());
+            }
+            return (v, false);
+        }
+        Some(Kind::Config) => {
+            if !ft.is_file() {
+                v.push("must be a regular file".into());
+            } else {
+                v.extend(config_problems(rel, real).into_iter().map(Problem::from));
+            }
+            return (v, false);
+        }
+        Some(Kind::Unit) => {
+            if !ft.is_file() {
+                v.push("must be a regular file".into());
+            } else if seed_rules {
+                v.extend(unit_problems(real));
+            }
+            return (v, false);
+        }
+        Some(Kind::WantsLink) => {
+            let name = rel.file_name().map(|n| n.to_string_lossy().into_owned());
+            let expect = name.map(|n| PathBuf::from(format!("../{n}")));
+            if !ft.is_symlink() || std::fs::read_link(real).ok() != expect {
+                v.push(
+                    format!(
+                        "symlink must point to {}",
+                        expect.map(|e| e.display().to_string()).unwrap_or_default()
+                    )
+                    .into(),
+                );
+            }
+            return (v, false);
+        }
+        Some(Kind::Tool) | Some(Kind::Dir) | None => {}
+    }
     if parent == Path::new("usr/local/bin") {
-        if ft.is_symlink() {
+        if ft.is_dir() {
+            v.push("a directory; usr/local/bin holds only the tools".into());
+        } else if ft.is_symlink() {
             let ok = std::fs::read_link(real).ok().is_some_and(|t| {
                 t.components().count() == 1 && root.join(parent).join(&t).is_file()
             });
@@ -554,51 +860,112 @@ fn check_entry(
         }
         return (v, false);
     }
+    let system_tree = SYSTEM_TREES.iter().find(|t| rel.starts_with(t));
     if executable {
-        v.push("executable outside usr/local/bin; tools belong in usr/local/bin and the overlay never writes to usr/bin, bin or lib".into());
+        let mut p = Problem::from(
+            "executable outside usr/local/bin; tools belong in usr/local/bin and the overlay never writes to usr/bin, bin or lib",
+        );
+        if seed_rules && system_tree.is_some() {
+            p.message.push_str(&format!(
+                " (rule {}; seed 000 {})",
+                Rule::WritesSystemTree.id(),
+                Rule::WritesSystemTree.seed_wording()
+            ));
+            p.rule = Some(Rule::WritesSystemTree);
+        }
+        v.push(p);
     }
     if ft.is_file()
         && let Some(why) = secret_reason(real)
     {
-        v.push(format!("{why}; no private keys or secrets in the overlay"));
+        v.push(format!("{why}; no private keys or secrets in the overlay").into());
         return (v, false);
     }
-    let configs = profile.configs();
-    if configs.iter().any(|(p, _)| Path::new(p) == rel) {
-        if !ft.is_file() {
-            v.push("must be a regular file".into());
-        } else {
-            v.extend(config_problems(rel, real));
-        }
-        return (v, false);
-    }
-    if parent == Path::new("etc/systemd/system") {
-        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned());
-        let known = name
-            .as_deref()
-            .is_some_and(|n| profile.units().contains(&n));
-        return (v, !(known && ft.is_file()));
-    }
-    if parent == Path::new("etc/systemd/system/multi-user.target.wants") {
-        let name = rel.file_name().map(|n| n.to_string_lossy().into_owned());
-        let known = name
-            .as_deref()
-            .is_some_and(|n| profile.units().contains(&n));
-        if known && ft.is_symlink() {
-            let target = std::fs::read_link(real).ok();
-            let expect = name.map(|n| PathBuf::from(format!("../{n}")));
-            if target != expect {
-                v.push(format!(
-                    "symlink must point to {}",
-                    expect.map(|e| e.display().to_string()).unwrap_or_default()
-                ));
-            }
-            return (v, false);
-        }
-        return (v, true);
+    if seed_rules && v.is_empty() {
+        // Outside the contract, and what it would do on the rescue system: both said at once.
+        v.extend(
+            seed_rule_problems(rel, real, ft, system_tree.copied())
+                .into_iter()
+                .map(|mut p| {
+                    p.message =
+                        format!("not part of the {profile} overlay contract: {}", p.message);
+                    p
+                }),
+        );
     }
     let generic = v.is_empty();
     (v, generic)
+}
+
+/// The seed's rules for an entry outside the contract: what it would do on the rescue system.
+fn seed_rule_problems(
+    rel: &Path,
+    real: &Path,
+    ft: std::fs::FileType,
+    system_tree: Option<&str>,
+) -> Vec<Problem> {
+    let name = rel
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let finding = |rule: Rule, detail: String| Problem::from(Finding { rule, detail });
+    if rel.starts_with("etc/systemd") {
+        if name.ends_with(".mount") || name.ends_with(".automount") {
+            return vec![finding(
+                Rule::MountsCrashedRoot,
+                "a mount unit: it mounts a filesystem at boot; mounting is the operator's step"
+                    .into(),
+            )];
+        }
+        if ft.is_file() {
+            return unit_problems(real);
+        }
+        return Vec::new();
+    }
+    if rel == Path::new("etc/fstab") && ft.is_file() {
+        let text = std::fs::read_to_string(real).unwrap_or_default();
+        return rules::check_fstab(&text)
+            .into_iter()
+            .map(Problem::from)
+            .collect();
+    }
+    if rel == Path::new("etc/zfs/zpool.cache") {
+        return vec![finding(
+            Rule::ImportsPools,
+            "a ZFS pool cache: zfs-import-cache.service imports every pool it lists at boot".into(),
+        )];
+    }
+    if rel.starts_with("etc/asl") {
+        return vec![finding(
+            Rule::StateInEtc,
+            "etc/asl holds only asl.conf, federation.conf and logging.conf (declarative \
+             configuration, no state); state goes to /var/lib/asl or /run/asl"
+                .into(),
+        )];
+    }
+    if let Some(tree) = system_tree
+        && !ft.is_dir()
+    {
+        return vec![finding(
+            Rule::WritesSystemTree,
+            format!(
+                "the overlay writes nothing under {tree}/ but its tools (usr/local/bin) and \
+                 the library (usr/local/lib/libasl.so)"
+            ),
+        )];
+    }
+    Vec::new()
+}
+
+fn unit_problems(real: &Path) -> Vec<Problem> {
+    match std::fs::read(real).map(String::from_utf8) {
+        Ok(Ok(text)) => rules::check_unit(&text)
+            .into_iter()
+            .map(Problem::from)
+            .collect(),
+        Ok(Err(_)) => vec!["is not valid UTF-8".into()],
+        Err(e) => vec![format!("cannot read: {e}").into()],
+    }
 }
 
 fn config_problems(rel: &Path, real: &Path) -> Vec<String> {

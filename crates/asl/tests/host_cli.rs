@@ -231,3 +231,58 @@ fn image_units_writes_both_units() {
     assert!(intake.contains("ExecStart=/usr/local/bin/asl-intake --service"));
     assert!(Path::new(&t.path().join("asl-preflight.service")).is_file());
 }
+
+#[test]
+fn image_lint_names_the_file_and_the_seed_rule_of_a_unit_that_assumes_zfs() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("o");
+    let o = asl()
+        .args(["image", "overlay", "--profile", "rescue", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    let unit = out.join("etc/systemd/system/asl-intake.service");
+    let text_before = std::fs::read_to_string(&unit).unwrap();
+    std::fs::write(
+        &unit,
+        text_before.replace("[Service]\n", "[Service]\nExecStartPre=zpool import -a\n"),
+    )
+    .unwrap();
+    let o = asl()
+        .args(["image", "lint", "--profile", "rescue"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{stdout}{err}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (rule, words) in [
+        ("assumes-zfs", "❌ Assuming ZFS exists"),
+        ("imports-pools", "Never auto-import pools"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(
+                "etc/systemd/system/asl-intake.service: line 9: ExecStartPre runs `zpool import -a`"
+            ) && l.contains(&format!("rule {rule}"))
+                && l.contains(words)),
+            "{stdout}"
+        );
+    }
+    let o = asl()
+        .args(["image", "lint", "--json", "--profile", "rescue"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut rules: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["rule"].as_str().unwrap())
+        .collect();
+    rules.sort();
+    assert_eq!(rules, ["assumes-zfs", "imports-pools"]);
+}

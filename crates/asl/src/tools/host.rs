@@ -224,6 +224,13 @@ asl-intake units, empty var/lib/asl/{runtime,cache,locks}, run/asl/sockets, \
 mnt/asl/{local,remote}) and auth-host (offline authority host: tools, /etc/asl with mode = \
 local, the preflight unit, empty var/lib/asl/{common,personal,pools}, var/log, run/asl, \
 mnt/asl/local).\n\n\
+The rescue lint holds a tree to seed 000: the seed's entries are allowed and required (except \
+those the seed calls optional, and the library); the project's additions (usr/local/bin/asl, \
+further tool links, the multi-user.target.wants links) are allowed and required only when a \
+unit of the tree runs them. Units, fstab and mount units are checked against the seed's \
+rules: never write to /usr, /bin, /lib; no state in /etc; never auto-mount the crashed root; \
+never assume ZFS; never assume the network; never import pools without approval. \
+docs/asl-image.md lists every rule next to the seed's words.\n\n\
 The overlay is built under a temporary name next to --out and renamed into place, so a failed \
 run leaves nothing behind. Set SOURCE_DATE_EPOCH for reproducible mtimes."
 )]
@@ -253,7 +260,7 @@ enum ImageCmd {
         /// rescue | auth-host
         #[arg(long, value_parser = parse_profile)]
         profile: Profile,
-        /// Print the violations as a JSON array on stdout.
+        /// Print the violations as a JSON array on stdout ({path, message, rule?}).
         #[arg(long)]
         json: bool,
     },
