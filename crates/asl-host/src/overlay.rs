@@ -162,6 +162,12 @@ impl Profile {
                     Seed("remote/ # optional remote FS"),
                 ),
                 e(
+                    LIBASL_SONAME,
+                    LibraryLink,
+                    false,
+                    Project("the soname programs linked with -lasl load; a symlink to libasl.so"),
+                ),
+                e(
                     "usr/local/bin/asl",
                     Tool,
                     false,
@@ -327,6 +333,8 @@ pub enum Kind {
     WantsLink,
     /// The C library, a regular file without exec bits.
     Library,
+    /// The library's soname, a symlink to `libasl.so`.
+    LibraryLink,
 }
 
 /// Why an entry is in a profile's contract.
@@ -383,6 +391,14 @@ pub enum OverlayError {
     },
     #[error("{0}: is not a directory")]
     NotADirectory(PathBuf),
+    #[error(
+        "{path}: is not a shared library ({why}); give the libasl.so cargo builds (target/release/libasl.so)"
+    )]
+    NotASharedLibrary { path: PathBuf, why: String },
+    #[error(
+        "the {0} overlay carries no libasl.so (only the rescue profile, after seed 000, does); leave out the library"
+    )]
+    NoLibraryInProfile(Profile),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OverlayError + '_ {
@@ -401,6 +417,38 @@ pub struct OverlayInputs {
     pub tools: Vec<String>,
     /// When set, every mtime is clamped to this (`SOURCE_DATE_EPOCH`), for reproducible trees.
     pub mtime: Option<i64>,
+    /// The C library (`libasl.so` as cargo builds it), copied to `usr/local/lib/libasl.so`
+    /// where seed 000 puts it. Only the rescue profile carries it.
+    pub libasl: Option<PathBuf>,
+}
+
+/// Refuses anything but an ELF shared object, so that a wrong path (the static archive, the
+/// header, the binary) fails the build instead of shipping under the library's name.
+fn check_shared_library(path: &Path) -> Result<(), OverlayError> {
+    let not = |why: &str| OverlayError::NotASharedLibrary {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    };
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if !meta.is_file() {
+        return Err(not("not a regular file"));
+    }
+    let mut head = [0u8; 18];
+    let mut f = std::fs::File::open(path).map_err(io(path))?;
+    if f.read_exact(&mut head).is_err() || head[..4] != *b"\x7fELF" {
+        return Err(not("no ELF header"));
+    }
+    // e_type at offset 16, in the byte order EI_DATA (offset 5) names: 1 little, 2 big.
+    let e_type = match head[5] {
+        1 => u16::from_le_bytes([head[16], head[17]]),
+        2 => u16::from_be_bytes([head[16], head[17]]),
+        _ => return Err(not("unknown ELF byte order")),
+    };
+    const ET_DYN: u16 = 3;
+    if e_type != ET_DYN {
+        return Err(not("an ELF file, but not a shared object"));
+    }
+    Ok(())
 }
 
 /// Writes the profile's overlay to `out` (which must not exist or be an empty directory). The
@@ -454,11 +502,22 @@ fn write_file(p: &Path, content: &[u8], mode: u32) -> Result<(), OverlayError> {
 
 fn build(profile: Profile, t: &Path, inputs: &OverlayInputs) -> Result<(), OverlayError> {
     mkdir(t)?;
-    // The library is not generated (yet): no input gives one.
+    let library = match &inputs.libasl {
+        Some(lib) => {
+            if !profile.contract().iter().any(|e| e.kind == Kind::Library) {
+                return Err(OverlayError::NoLibraryInProfile(profile));
+            }
+            check_shared_library(lib)?;
+            Some(lib)
+        }
+        None => None,
+    };
+    // The library's directory only when the library goes in: an empty usr/local/lib says
+    // nothing.
     let entries = profile
         .contract()
         .into_iter()
-        .filter(|e| e.kind != Kind::Library);
+        .filter(|e| library.is_some() || !matches!(e.kind, Kind::Library | Kind::LibraryLink));
     for d in dirs_of(entries) {
         mkdir(&t.join(d))?;
     }
@@ -476,6 +535,16 @@ fn build(profile: Profile, t: &Path, inputs: &OverlayInputs) -> Result<(), Overl
         let link = bin.join(&tool);
         // Hard links: one inode, so the image carries the binary once.
         std::fs::hard_link(&asl, &link).map_err(io(&link))?;
+    }
+    if let Some(lib) = library {
+        let dest = t.join(LIBASL);
+        std::fs::copy(lib, &dest).map_err(io(lib))?;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
+            .map_err(io(&dest))?;
+        // The file name the seed gives is the link-time name; programs linked with -lasl
+        // record the soname and load that, so it goes in too, as install-libasl.sh does.
+        let soname = t.join(LIBASL_SONAME);
+        std::os::unix::fs::symlink("libasl.so", &soname).map_err(io(&soname))?;
     }
     for (path, content) in profile.configs() {
         write_file(&t.join(path), content.as_bytes(), 0o644)?;
@@ -605,6 +674,8 @@ impl fmt::Display for Violation {
 
 /// Where seed 000 puts the C library (docs/libasl.md); optional in the rescue profile.
 const LIBASL: &str = "usr/local/lib/libasl.so";
+/// Its soname (crates/asl-ffi/build.rs sets it), which programs linked with `-lasl` load.
+const LIBASL_SONAME: &str = "usr/local/lib/libasl.so.0";
 
 const KEY_NAMES: &[&str] = &["id_rsa", "id_dsa", "id_ecdsa", "id_ed25519"];
 const KEY_SUFFIXES: &[&str] = &[".key", ".p12", ".pfx", ".jks", ".sops.yaml", ".sops.json"];
@@ -810,6 +881,13 @@ fn check_entry(
         Some(Kind::Library) => {
             if !ft.is_file() || executable {
                 v.push("libasl.so must be a regular file without exec bits (mode 0644)".into());
+            }
+            return (v, false);
+        }
+        Some(Kind::LibraryLink) => {
+            if !ft.is_symlink() || std::fs::read_link(real).ok() != Some(PathBuf::from("libasl.so"))
+            {
+                v.push("must be a symlink to libasl.so (the library's soname)".into());
             }
             return (v, false);
         }

@@ -16,6 +16,7 @@ fn inputs(dir: &Path) -> OverlayInputs {
         binary: bin,
         tools: vec!["asl-capture".into()],
         mtime: None,
+        libasl: None,
     }
 }
 

@@ -286,3 +286,71 @@ fn image_lint_names_the_file_and_the_seed_rule_of_a_unit_that_assumes_zfs() {
     rules.sort();
     assert_eq!(rules, ["assumes-zfs", "imports-pools"]);
 }
+
+#[test]
+fn image_overlay_carries_the_library_given_with_libasl() {
+    let t = tempfile::tempdir().unwrap();
+    // A real shared object, as gcc makes one, with the soname libasl's build gives it.
+    let src = t.path().join("lib.c");
+    std::fs::write(&src, "int asl_stand_in(void) { return 7; }\n").unwrap();
+    let lib = t.path().join("libasl.so");
+    let o = Command::new("gcc")
+        .args(["-shared", "-fPIC", "-Wl,-soname,libasl.so.0", "-o"])
+        .arg(&lib)
+        .arg(&src)
+        .output()
+        .expect("gcc not found (scripts/deps/ffi.apt lists it)");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = t.path().join("o");
+    let o = asl()
+        .args(["image", "overlay", "--profile", "rescue", "--libasl"])
+        .arg(&lib)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o).1);
+    assert_eq!(
+        std::fs::read(out.join("usr/local/lib/libasl.so")).unwrap(),
+        std::fs::read(&lib).unwrap()
+    );
+    let o = asl()
+        .args(["image", "lint", "--profile", "rescue"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let (stdout, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{stdout}{err}");
+
+    // Not a library: refused, naming the file, and nothing is written.
+    let out2 = t.path().join("o2");
+    let o = asl()
+        .args(["image", "overlay", "--profile", "rescue", "--libasl"])
+        .arg(&src)
+        .arg("--out")
+        .arg(&out2)
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{}: is not a shared library", src.display())),
+        "{err}"
+    );
+    assert!(!out2.exists());
+
+    // The authority host carries no library: a usage error.
+    let o = asl()
+        .args(["image", "overlay", "--profile", "auth-host", "--libasl"])
+        .arg(&lib)
+        .arg("--out")
+        .arg(t.path().join("o3"))
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--libasl: the auth-host overlay carries no libasl.so"),
+        "{err}"
+    );
+}

@@ -223,7 +223,8 @@ Profiles: rescue (SystemRescue intake overlay: tools, /etc/asl defaults, asl-pre
 asl-intake units, empty var/lib/asl/{runtime,cache,locks}, run/asl/sockets, \
 mnt/asl/{local,remote}) and auth-host (offline authority host: tools, /etc/asl with mode = \
 local, the preflight unit, empty var/lib/asl/{common,personal,pools}, var/log, run/asl, \
-mnt/asl/local).\n\n\
+mnt/asl/local). With --libasl, the rescue overlay also carries the C library at \
+usr/local/lib/libasl.so, where seed 000 puts it.\n\n\
 The rescue lint holds a tree to seed 000: the seed's entries are allowed and required (except \
 those the seed calls optional, and the library); the project's additions (usr/local/bin/asl, \
 further tool links, the multi-user.target.wants links) are allowed and required only when a \
@@ -252,6 +253,10 @@ enum ImageCmd {
         /// The executable to install as usr/local/bin/asl (default: this binary).
         #[arg(long, value_name = "FILE")]
         binary: Option<PathBuf>,
+        /// The C library to install as usr/local/lib/libasl.so (rescue only), e.g.
+        /// target/release/libasl.so; without it the overlay carries no library.
+        #[arg(long, value_name = "FILE")]
+        libasl: Option<PathBuf>,
     },
     /// Check a tree against a profile's overlay contract; one line per violation.
     Lint {
@@ -283,7 +288,17 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             profile,
             out,
             binary,
+            libasl,
         } => {
+            if libasl.is_some() && profile != Profile::Rescue {
+                return Err(fail(
+                    Code::Usage,
+                    format!(
+                        "--libasl: the {profile} overlay carries no libasl.so (only the rescue \
+                         profile, after seed 000, does); leave out --libasl"
+                    ),
+                ));
+            }
             let binary = match binary {
                 Some(b) => b,
                 None => std::env::current_exe().context("cannot find the running binary")?,
@@ -316,6 +331,7 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                     binary,
                     tools,
                     mtime,
+                    libasl,
                 },
             )?;
             println!("{}", out.display());
