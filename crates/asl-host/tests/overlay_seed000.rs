@@ -494,3 +494,24 @@ fn detecting_is_not_presuming() {
     );
     assert_eq!(lint(t.path()), vec![]);
 }
+
+#[test]
+fn docs_list_every_rule_next_to_the_seeds_words() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/asl-image.md"),
+    )
+    .unwrap();
+    for rule in Rule::ALL {
+        // The table row: `| `id` | §N "the seed's words" | … |`, backticks as in the seed.
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", rule.id())))
+            .unwrap_or_else(|| panic!("docs/asl-image.md has no row for {}", rule.id()));
+        let words = rule.seed_wording();
+        assert!(
+            row.replace(['`', '"'], "").contains(words),
+            "{}: the row does not quote {words:?}: {row}",
+            rule.id()
+        );
+    }
+}

@@ -335,7 +335,12 @@ fn command(line: usize, key: &str, argv: &[String], may_fail: bool, out: &mut Ve
                 format!("{what}, which fails the unit where ZFS is missing"),
             ));
         }
-        "mount" | "systemd-mount" if !args.is_empty() => {
+        // `mount` alone or `mount -l` lists; `-a` or a device or directory mounts.
+        "mount" | "systemd-mount"
+            if args
+                .iter()
+                .any(|a| a == "-a" || a == "--all" || !a.starts_with('-')) =>
+        {
             out.push(Finding::new(
                 Rule::MountsCrashedRoot,
                 format!("{what}, mounting at boot; mounting is the operator's step"),
@@ -593,6 +598,22 @@ mod tests {
             rules("[Service]\nReadWritePaths=/usrx /var/lib/asl\n"),
             vec![]
         );
+    }
+
+    #[test]
+    fn listing_mounts_is_not_mounting() {
+        assert_eq!(rules("[Service]\nExecStartPre=/bin/mount -l\n"), vec![]);
+        assert_eq!(
+            rules("[Service]\nExecStartPre=/bin/mount -a\n"),
+            vec![Rule::MountsCrashedRoot]
+        );
+    }
+
+    #[test]
+    fn json_names_a_rule_by_its_id() {
+        for r in Rule::ALL {
+            assert_eq!(serde_json::to_value(r).unwrap(), r.id());
+        }
     }
 
     #[test]
