@@ -103,7 +103,7 @@ impl Profile {
                     LIBASL,
                     Library,
                     false,
-                    Seed("lib/ └── libasl.so (under usr/local/)"),
+                    Seed("libasl.so (under usr/local/lib/)"),
                 ),
                 e(
                     "etc/asl/asl.conf",
