@@ -22,6 +22,7 @@ mod child;
 pub mod error;
 pub mod export;
 pub mod graph;
+pub mod keyfmt;
 pub mod launch;
 pub mod receipt;
 pub mod replay;

@@ -85,9 +85,20 @@ impl Key {
         let text =
             std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
         let kf: KeyFile = serde_json::from_str(&text).map_err(|e| {
-            bad(format!(
-                "not an asl key file ({e}); make one with `asl-key generate`"
-            ))
+            // A key made elsewhere (openssl, securesystemslib) is converted once, not read
+            // here: the asl key file is the one format signing takes.
+            if crate::keyfmt::parse_private(&text).is_ok() {
+                bad(format!(
+                    "not an asl key file but an ed25519 key made elsewhere; convert it with \
+                     `asl-key import {} NEW.key` and use NEW.key",
+                    path.display()
+                ))
+            } else {
+                bad(format!(
+                    "not an asl key file ({e}); make one with `asl-key generate`, or convert \
+                     a PKCS#8 PEM or securesystemslib key with `asl-key import`"
+                ))
+            }
         })?;
         if kf.format != KEY_FORMAT || kf.algorithm != "ed25519" {
             return Err(bad(format!(
@@ -108,6 +119,35 @@ impl Key {
             ));
         }
         Ok(key)
+    }
+
+    /// Reads an ed25519 private key made elsewhere: PEM PKCS#8 (openssl, securesystemslib's
+    /// `CryptoSigner`) or a securesystemslib JSON key (see [`crate::keyfmt`]). A public key
+    /// stated in the file must belong to the private key.
+    pub fn import(path: &Path) -> Result<Key, ProvError> {
+        let bad = |reason: String| ProvError::Key {
+            path: path.into(),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let imported = crate::keyfmt::parse_private(&text).map_err(bad)?;
+        let key = Key {
+            signing: SigningKey::from_bytes(&imported.seed),
+        };
+        if let Some(stated) = imported.stated_public
+            && stated != key.public_bytes()
+        {
+            return Err(bad(format!(
+                "the {} key states a public key that does not belong to its private key",
+                imported.format
+            )));
+        }
+        Ok(key)
+    }
+
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
     }
 
     pub fn public_hex(&self) -> String {
@@ -244,6 +284,44 @@ mod tests {
         let sig = k2.sign(b"msg");
         assert!(verify(&k.public_hex(), b"msg", &sig).is_ok());
         assert!(verify(&k.public_hex(), b"other", &sig).is_err());
+    }
+
+    #[test]
+    fn an_imported_key_whose_stated_public_key_differs_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sslib.json");
+        let k = Key::generate().unwrap();
+        let other = Key::generate().unwrap();
+        let text = |public: String| {
+            serde_json::json!({
+                "keytype": "ed25519", "scheme": "ed25519",
+                "keyval": {"public": public, "private": hex::encode(k.signing.to_bytes())},
+            })
+            .to_string()
+        };
+        std::fs::write(&p, text(k.public_hex())).unwrap();
+        assert_eq!(Key::import(&p).unwrap().public_hex(), k.public_hex());
+        std::fs::write(&p, text(other.public_hex())).unwrap();
+        let e = Key::import(&p).err().unwrap().to_string();
+        assert!(
+            e.contains("sslib.json") && e.contains("does not belong"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn signing_with_a_foreign_key_file_says_to_import_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("key.pem");
+        std::fs::write(
+            &p,
+            "-----BEGIN PRIVATE KEY-----\n\
+             MC4CAQAwBQYDK2VwBCIEIPNw7usTJYGt2EMcMXlbp6QZfNJ1GGYi71ToyPimibM5\n\
+             -----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = Key::load(&p).err().unwrap().to_string();
+        assert!(e.contains("asl-key import") && e.contains("key.pem"), "{e}");
     }
 
     #[test]

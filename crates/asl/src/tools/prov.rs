@@ -120,7 +120,8 @@ struct RunArgs {
     #[arg(long, value_name = "MODE", default_value = "auto",
           value_parser = ["auto", "fanotify", "ptrace", "none"])]
     trace: String,
-    /// Sign the receipt with this key (see asl-key generate).
+    /// Sign the receipt with this key (see asl-key generate; asl-key import converts a key
+    /// made elsewhere).
     #[arg(long, value_name = "KEY")]
     sign: Option<PathBuf>,
     /// Also record the value of this environment variable (and put it in the action digest).
@@ -614,7 +615,15 @@ fn used_by(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
 #[derive(Parser, Debug)]
 #[command(
     name = "asl-key",
-    about = "Generate or show an ed25519 signing key for receipts"
+    about = "Generate, import, show or export an ed25519 signing key for receipts",
+    after_help = "Keys made elsewhere: `asl-key import` reads a PEM PKCS#8 ed25519 key (openssl \
+genpkey -algorithm ed25519; securesystemslib's CryptoSigner) or a securesystemslib JSON key and \
+writes an asl key file, which --sign then takes. `asl-key export --public` writes the public key \
+for in-toto: PEM (in-toto-verify --verification-keys) or a securesystemslib key dictionary (a \
+layout's `keys`).\n\n\
+Examples:\n  openssl genpkey -algorithm ed25519 -out ci.pem && asl-key import ci.pem ci.key\n  \
+asl-key export --public --format pem ci.key --out ci.pub\n  \
+asl-key export --public --format securesystemslib ci.key"
 )]
 struct KeyCmd {
     #[command(subcommand)]
@@ -631,20 +640,59 @@ enum KeySub {
         #[arg(long)]
         json: bool,
     },
+    /// Convert an ed25519 private key made elsewhere (PEM PKCS#8, securesystemslib JSON) into
+    /// a key file (mode 0600; never overwrites).
+    Import {
+        /// The key to read.
+        source: PathBuf,
+        /// The key file to write.
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the public key of a key file in a format other tools read.
+    Export {
+        /// Export the public key (the private key is never exported).
+        #[arg(long, required = true)]
+        public: bool,
+        /// pem: SubjectPublicKeyInfo, as `openssl pkey -pubout` writes it; securesystemslib:
+        /// the JSON key dictionary with its key id.
+        #[arg(long, value_parser = ["pem", "securesystemslib"], default_value = "pem")]
+        format: String,
+        file: PathBuf,
+        /// Output file [default: stdout].
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn key(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: KeyCmd = super::args(m)?;
-    match a.cmd {
-        KeySub::Generate { file } => {
-            let k = Key::generate().map_err(perr)?;
-            k.save(&file).map_err(perr)?;
+    let describe = |file: &std::path::Path, k: &Key, json: bool| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"file": file, "keyid": k.keyid(), "public": k.public_hex(), "algorithm": "ed25519"})
+            );
+        } else {
             println!(
                 "{} keyid {} public {}",
                 file.display(),
                 k.keyid(),
                 k.public_hex()
             );
+        }
+    };
+    match a.cmd {
+        KeySub::Generate { file } => {
+            let k = Key::generate().map_err(perr)?;
+            k.save(&file).map_err(perr)?;
+            describe(&file, &k, false);
+        }
+        KeySub::Import { source, file, json } => {
+            let k = Key::import(&source).map_err(perr)?;
+            k.save(&file).map_err(perr)?;
+            describe(&file, &k, json);
         }
         KeySub::Show { file, json } => {
             let k = Key::load(&file).map_err(perr)?;
@@ -655,6 +703,28 @@ fn key(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 println!("keyid {}\npublic {}", k.keyid(), k.public_hex());
+            }
+        }
+        KeySub::Export {
+            public: _,
+            format,
+            file,
+            out,
+        } => {
+            let k = Key::load(&file).map_err(perr)?;
+            let text = match format.as_str() {
+                "securesystemslib" => {
+                    let v = asl_prov::keyfmt::public_sslib(&k.public_hex());
+                    serde_json::to_string_pretty(&v)
+                        .map_err(|e| fail(Code::Failure, e.to_string()))?
+                        + "\n"
+                }
+                _ => asl_prov::keyfmt::public_pem(&k.public_bytes()),
+            };
+            match out {
+                Some(p) => std::fs::write(&p, text)
+                    .map_err(|e| fail(Code::Failure, format!("writing {}: {e}", p.display())))?,
+                None => print!("{text}"),
             }
         }
     }

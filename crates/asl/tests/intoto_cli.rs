@@ -1,0 +1,173 @@
+//! in-toto interoperability against the real tools: keys made by `openssl` and by
+//! securesystemslib imported with `asl-key import` and exported for in-toto.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{asl, run, transcript};
+use serde_json::Value;
+
+/// Fails (never skips) when the reference tools are missing: CI installs them from
+/// `scripts/deps/prov.apt` and `scripts/deps/prov.pip`.
+fn require_reference_tools() {
+    let python = Command::new("python3")
+        .args(["-c", "import in_toto, securesystemslib.signer"])
+        .output();
+    assert!(
+        python.map(|o| o.status.success()).unwrap_or(false),
+        "python3 with in-toto and securesystemslib is required: pip install -r scripts/deps/prov.pip"
+    );
+    for tool in ["in-toto-run", "in-toto-verify", "openssl"] {
+        let o = Command::new(tool).arg("--version").output();
+        assert!(
+            o.is_ok(),
+            "{tool} is required (scripts/deps/prov.apt, scripts/deps/prov.pip)"
+        );
+    }
+}
+
+fn ok(o: std::process::Output) -> std::process::Output {
+    assert!(o.status.success(), "{}", transcript(&o));
+    o
+}
+
+fn json_of(o: &std::process::Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", transcript(o)))
+}
+
+fn python(dir: &Path, script: &str, args: &[&str]) -> std::process::Output {
+    run(Command::new("python3")
+        .current_dir(dir)
+        .args(["-c", script])
+        .args(args))
+}
+
+fn openssl_key(dir: &Path, name: &str) {
+    ok(run(Command::new("openssl").current_dir(dir).args([
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-out",
+        name,
+    ])));
+}
+
+/// `asl-key import SOURCE FILE --json`: the key id.
+fn import(dir: &Path, source: &str, file: &str) -> String {
+    let o = ok(run(asl()
+        .current_dir(dir)
+        .args(["key", "import", "--json", source, file])));
+    json_of(&o)["keyid"].as_str().unwrap().to_string()
+}
+
+fn export_public(dir: &Path, file: &str, format: &str) -> String {
+    let o = ok(run(asl()
+        .current_dir(dir)
+        .args(["key", "export", "--public", "--format", format, file])));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// Writes a key made by securesystemslib in its two forms: PKCS#8 PEM (`CryptoSigner`) and
+/// the JSON key dictionary with the private key; prints the key id and the public key
+/// dictionary securesystemslib itself gives.
+const SSLIB_KEY: &str = r#"
+import copy, json, sys
+from cryptography.hazmat.primitives import serialization
+from securesystemslib.signer import CryptoSigner
+signer = CryptoSigner.generate_ed25519()
+open(sys.argv[1], "wb").write(signer.private_bytes)
+raw = signer._private_key.private_bytes(
+    serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+legacy = copy.deepcopy(signer.public_key.to_dict())
+legacy["keyid_hash_algorithms"] = ["sha256", "sha512"]
+legacy["keyval"]["private"] = raw.hex()
+open(sys.argv[2], "w").write(json.dumps(legacy))
+print(json.dumps({"keyid": signer.public_key.keyid, "public": signer.public_key.to_dict()}))
+"#;
+
+#[test]
+fn keys_made_by_openssl_and_securesystemslib_are_imported_and_exported_as_in_toto_reads_them() {
+    require_reference_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+
+    // openssl: the key id is securesystemslib's for the same key, the public PEM is
+    // openssl's own byte for byte.
+    openssl_key(w, "o.pem");
+    let keyid = import(w, "o.pem", "o.key");
+    let o = ok(python(
+        w,
+        "import sys\nfrom cryptography.hazmat.primitives.serialization import load_pem_private_key\n\
+         from securesystemslib.signer import CryptoSigner\n\
+         print(CryptoSigner(load_pem_private_key(open(sys.argv[1], 'rb').read(), None)).public_key.keyid)",
+        &["o.pem"],
+    ));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), keyid);
+    let o = ok(run(Command::new("openssl")
+        .current_dir(w)
+        .args(["pkey", "-in", "o.pem", "-pubout"])));
+    assert_eq!(
+        export_public(w, "o.key", "pem"),
+        String::from_utf8(o.stdout).unwrap()
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(w.join("o.key")).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "an imported key file is private");
+
+    // securesystemslib, both forms: the same key id as securesystemslib gives, and the
+    // exported dictionary is securesystemslib's public key plus its key id.
+    let o = ok(python(w, SSLIB_KEY, &["s.pem", "s.json"]));
+    let sslib = json_of(&o);
+    for (source, file) in [("s.pem", "s-pem.key"), ("s.json", "s-json.key")] {
+        assert_eq!(import(w, source, file), sslib["keyid"], "{source}");
+        let mut exported: Value =
+            serde_json::from_str(&export_public(w, file, "securesystemslib")).unwrap();
+        let id = exported.as_object_mut().unwrap().remove("keyid").unwrap();
+        assert_eq!(id, sslib["keyid"]);
+        assert_eq!(exported, sslib["public"], "{source}");
+    }
+
+    // What cannot be imported is refused naming the file, and nothing is written.
+    std::fs::write(w.join("package.txt"), "not a key\n").unwrap();
+    ok(run(Command::new("openssl").current_dir(w).args([
+        "genpkey",
+        "-algorithm",
+        "ed25519",
+        "-aes-128-cbc",
+        "-pass",
+        "pass:secret",
+        "-out",
+        "enc.pem",
+    ])));
+    let o = ok(run(Command::new("openssl").current_dir(w).args([
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ])));
+    std::fs::write(w.join("ec.pem"), o.stdout).unwrap();
+    for (source, needle) in [
+        ("enc.pem", "encrypted"),
+        ("ec.pem", "not ed25519"),
+        ("o.key", "already an asl key file"),
+        ("package.txt", "neither PEM nor JSON"),
+    ] {
+        let o = run(asl()
+            .current_dir(w)
+            .args(["key", "import", source, "new.key"]));
+        assert_eq!(o.status.code(), Some(1), "{}", transcript(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(source) && err.contains(needle), "{err}");
+        assert!(!w.join("new.key").exists());
+    }
+    // An existing key file is never overwritten.
+    let o = run(asl()
+        .current_dir(w)
+        .args(["key", "import", "s.pem", "o.key"]));
+    assert_eq!(o.status.code(), Some(1), "{}", transcript(&o));
+    assert_eq!(import(w, "o.pem", "o2.key"), keyid);
+}
