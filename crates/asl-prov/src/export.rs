@@ -179,6 +179,35 @@ pub fn slsa_envelope(store: &Store, r: &Reference, key: Option<&Key>) -> Result<
     }))
 }
 
+/// The step name of a link exported without `--name`: the basename of the program. For a
+/// `--cmd` capture (`/bin/sh -c SCRIPT`) that is the first word of the script, after any
+/// `NAME=value` assignments; a word ends at a blank or at one of `;&|<>()`. `step` when
+/// there is no such word.
+pub fn default_step_name(argv: &[String]) -> String {
+    let program = match argv {
+        [sh, c, script, ..] if sh == "/bin/sh" && c == "-c" => script
+            .split(|ch: char| ch.is_whitespace() || ";&|<>()".contains(ch))
+            .filter(|w| !w.is_empty())
+            .find(|w| !is_assignment(w))
+            .unwrap_or_default(),
+        [program, ..] => program.as_str(),
+        [] => "",
+    };
+    match program.rsplit('/').next() {
+        Some(base) if !base.is_empty() => base.to_string(),
+        _ => "step".into(),
+    }
+}
+
+/// `NAME=value` in shell terms: a name of letters, digits and `_`, not starting with a digit.
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
 /// An in-toto v0.9 link for the step.
 pub fn intoto_link(
     store: &Store,
@@ -203,15 +232,9 @@ pub fn intoto_link(
                 .collect(),
         )
     };
-    let step = name.map(str::to_string).unwrap_or_else(|| {
-        receipt
-            .action
-            .argv
-            .iter()
-            .find(|a| !a.starts_with('-') && *a != "/bin/sh")
-            .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
-            .unwrap_or_else(|| "step".into())
-    });
+    let step = name
+        .map(str::to_string)
+        .unwrap_or_else(|| default_step_name(&receipt.action.argv));
     let mut byproducts = serde_json::Map::new();
     byproducts.insert("return-value".into(), json!(receipt.exit_status()));
     let signed = json!({
@@ -247,6 +270,26 @@ mod tests {
             ("foobar", "Zm9vYmFy"),
         ] {
             assert_eq!(base64(i.as_bytes()), o);
+        }
+    }
+
+    #[test]
+    fn the_default_step_name_is_the_program_s_basename() {
+        let sh = |script: &str| vec!["/bin/sh".to_string(), "-c".into(), script.into()];
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        for (argv, name) in [
+            (sh("gcc -o hello hello.c && echo done"), "gcc"),
+            (sh("  /usr/bin/make -C src"), "make"),
+            (sh("CC=clang LANG=C ./build.sh --fast"), "build.sh"),
+            (sh("(cd src; make)"), "cd"),
+            (sh("tar -cf x.tar x|gzip"), "tar"),
+            (sh(""), "step"),
+            (argv(&["/usr/bin/sort", "-r", "in.txt"]), "sort"),
+            (argv(&["make"]), "make"),
+            (argv(&["/bin/sh", "script.sh"]), "sh"),
+            (argv(&[]), "step"),
+        ] {
+            assert_eq!(default_step_name(&argv), name, "{argv:?}");
         }
     }
 

@@ -159,7 +159,8 @@ enum Sub {
         /// Sign the export with this key.
         #[arg(long, value_name = "KEY")]
         sign: Option<PathBuf>,
-        /// Step name for the in-toto link [default: the program's name].
+        /// Step name for the in-toto link [default: the basename of the program; for a --cmd
+        /// capture, of the command's first word after any NAME=value assignments].
         #[arg(long)]
         name: Option<String>,
         /// Output file [default: stdout].
