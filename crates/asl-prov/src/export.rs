@@ -6,7 +6,8 @@
 //!   canonical JSON — what `in-toto-verify` and the Python API load.
 //!
 //! Subjects, materials and products carry SHA-256 (what in-toto checks) computed from the
-//! stored artifacts; directory trees are expanded to their files.
+//! stored artifacts; directory trees are expanded to their files. A link records stdout and
+//! stderr as byproducts beside the return value, as `in-toto-run --record-streams` does.
 
 use std::collections::BTreeMap;
 
@@ -208,6 +209,19 @@ fn is_assignment(word: &str) -> bool {
     })
 }
 
+/// A captured stream as `in-toto-run` records it: text, with `\r\n` and `\r` read as `\n`
+/// (Python's universal newlines); bytes that are not UTF-8 become U+FFFD.
+fn stream_text(
+    reader: &dyn ArtifactRead,
+    blob: &crate::receipt::Blob,
+) -> Result<String, ProvError> {
+    let r = parse_ref(&blob.reference).map_err(ProvError::Fs)?;
+    let bytes = reader.read_all(&r)?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .replace("\r\n", "\n")
+        .replace('\r', "\n"))
+}
+
 /// An in-toto v0.9 link for the step.
 pub fn intoto_link(
     store: &Store,
@@ -237,6 +251,10 @@ pub fn intoto_link(
         .unwrap_or_else(|| default_step_name(&receipt.action.argv));
     let mut byproducts = serde_json::Map::new();
     byproducts.insert("return-value".into(), json!(receipt.exit_status()));
+    if let Some(run) = &receipt.run {
+        byproducts.insert("stdout".into(), json!(stream_text(&reader, &run.stdout)?));
+        byproducts.insert("stderr".into(), json!(stream_text(&reader, &run.stderr)?));
+    }
     let signed = json!({
         "_type": "link",
         "name": step,

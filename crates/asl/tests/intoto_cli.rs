@@ -1,5 +1,6 @@
 //! in-toto interoperability against the real tools: keys made by `openssl` and by
-//! securesystemslib imported with `asl-key import` and exported for in-toto.
+//! securesystemslib imported with `asl-key import` and exported for in-toto; links exported by
+//! `asl-capture` compared with what the reference `in-toto-run` records for the same command.
 
 mod common;
 
@@ -170,4 +171,97 @@ fn keys_made_by_openssl_and_securesystemslib_are_imported_and_exported_as_in_tot
         .args(["key", "import", "s.pem", "o.key"]));
     assert_eq!(o.status.code(), Some(1), "{}", transcript(&o));
     assert_eq!(import(w, "o.pem", "o2.key"), keyid);
+}
+
+fn init_store(store: &Path) {
+    ok(run(asl().args(["init-store", "--store"]).arg(store)));
+}
+
+/// Captures a step with `--outdir per/NAME` and exports it as a link signed with `key`;
+/// the link as parsed.
+fn capture_and_export(w: &Path, outdir: &str, args: &[&str], key: &str, link: &str) -> Value {
+    let o = run(asl()
+        .current_dir(w)
+        .args([
+            "capture", "-q", "--trace", "none", "--store", "store", "--outdir",
+        ])
+        .arg(format!("per/{outdir}"))
+        .args(args));
+    assert!(o.status.code().is_some(), "{}", transcript(&o));
+    let receipt = std::fs::read_to_string(w.join("per").join(outdir).join("receipt.ref")).unwrap();
+    ok(run(asl().current_dir(w).args([
+        "capture",
+        "--store",
+        "store",
+        "export",
+        receipt.trim(),
+        "--format",
+        "in-toto-link",
+        "--sign",
+        key,
+        "--out",
+        link,
+    ])));
+    serde_json::from_slice(&std::fs::read(w.join(link)).unwrap()).unwrap()
+}
+
+/// The only `NAME.*.link` file `in-toto-run` wrote in `dir`, parsed.
+fn in_toto_run_link(dir: &Path, name: &str) -> Value {
+    let mut found = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let f = p.file_name().unwrap().to_string_lossy();
+            f.starts_with(&format!("{name}.")) && f.ends_with(".link")
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(found.len(), 1, "{found:?}");
+    serde_json::from_slice(&std::fs::read(found.remove(0)).unwrap()).unwrap()
+}
+
+/// A store and an imported openssl key `k.key` (its PEM `k.pem`) in a fresh directory, and
+/// `ref/` for what `in-toto-run` writes.
+fn workdir() -> tempfile::TempDir {
+    require_reference_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    init_store(&w.join("store"));
+    openssl_key(w, "k.pem");
+    import(w, "k.pem", "k.key");
+    std::fs::create_dir(w.join("ref")).unwrap();
+    dir
+}
+
+/// stdout and stderr, with a carriage return Python's text mode reads as a newline, and a
+/// failing exit: the exported byproducts are what `in-toto-run --record-streams` records for
+/// the same command.
+#[test]
+fn stdout_stderr_and_the_return_value_are_byproducts_as_in_toto_run_records_them() {
+    let dir = workdir();
+    let w = dir.path();
+    let noisy = "printf 'out\\r\\nline\\n'; printf 'err\\n' >&2; exit 3";
+    let captured = capture_and_export(w, "noisy", &["--cmd", noisy], "k.key", "noisy.link");
+    let o = run(Command::new("in-toto-run").current_dir(w).args([
+        "-n",
+        "noisy",
+        "--signing-key",
+        "k.pem",
+        "--metadata-directory",
+        "ref",
+        "--record-streams",
+        "--",
+        "/bin/sh",
+        "-c",
+        noisy,
+    ]));
+    assert!(o.status.code().is_some(), "{}", transcript(&o));
+    let reference = in_toto_run_link(&w.join("ref"), "noisy");
+    assert_eq!(
+        captured["signed"]["byproducts"],
+        reference["signed"]["byproducts"]
+    );
+    assert_eq!(captured["signed"]["byproducts"]["return-value"], 3);
+    assert_eq!(captured["signed"]["byproducts"]["stdout"], "out\nline\n");
+    // Without --name, a `--cmd` step is named after the command's first word.
+    assert_eq!(captured["signed"]["name"], "printf");
 }
