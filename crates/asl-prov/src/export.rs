@@ -6,8 +6,10 @@
 //!   canonical JSON — what `in-toto-verify` and the Python API load.
 //!
 //! Subjects, materials and products carry SHA-256 (what in-toto checks) computed from the
-//! stored artifacts; directory trees are expanded to their files. A link records stdout and
-//! stderr as byproducts beside the return value, as `in-toto-run --record-streams` does.
+//! stored artifacts; directory trees are expanded to their files. A link records what
+//! `in-toto-run` would have recorded for the same declared paths: symlinks to files under
+//! the symlink's own path with the digest of the file they lead to, stdout and stderr as
+//! byproducts beside the return value.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use sha2::Digest;
 use crate::error::ProvError;
 use crate::receipt::{FileRef, Receipt, parse_ref};
 use crate::sign::Key;
+use crate::stored::TreeNode;
 
 pub const BUILD_TYPE: &str = "https://asl.invalid/asl-capture/v1";
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
@@ -180,6 +183,205 @@ pub fn slsa_envelope(store: &Store, r: &Reference, key: Option<&Key>) -> Result<
     }))
 }
 
+/// The declared paths of one side of a step (its inputs, or its outputs) as stored: every
+/// file, directory and symlink under its absolute, lexically normalised path.
+///
+/// Listed as `in-toto-run` walks the same paths (`os.walk` following symlinked directories):
+/// a symlink to a file is recorded under its own name with the file's digest, a symlink to a
+/// directory is walked under its own name, a dangling one is left out. A symlink is resolved
+/// as the kernel would resolve it in the captured tree, but only through what was declared on
+/// the same side: the store holds nothing else, so a link leading out of it is left out, and
+/// a directory link leading back into its own ancestry (a loop) is not walked again.
+struct Declared {
+    nodes: BTreeMap<String, TreeNode>,
+    /// (name in the link, absolute path) of every declared path, in declaration order.
+    roots: Vec<(String, String)>,
+}
+
+/// Symlinks followed in one resolution before giving up, as the kernel's MAXSYMLINKS.
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// `path` made absolute against `cwd` and normalised lexically (`.`, `..`, repeated `/`).
+fn absolute(cwd: &str, path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        format!("{cwd}/{path}")
+    };
+    for c in joined.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+impl Declared {
+    fn load(reader: &dyn ArtifactRead, cwd: &str, refs: &[FileRef]) -> Result<Self, ProvError> {
+        let mut d = Declared {
+            nodes: BTreeMap::new(),
+            roots: Vec::new(),
+        };
+        for f in refs {
+            let r = parse_ref(&f.reference).map_err(ProvError::Fs)?;
+            let root = absolute(cwd, &f.path);
+            d.roots.push((normalised_name(&f.path), root.clone()));
+            if f.kind != "tree" {
+                d.nodes.insert(root, TreeNode::File(r));
+                continue;
+            }
+            d.nodes.insert(root.clone(), TreeNode::Dir);
+            let base = root.trim_end_matches('/');
+            for (name, node) in crate::stored::tree_nodes(reader, r)? {
+                d.nodes.insert(format!("{base}/{name}"), node);
+            }
+        }
+        Ok(d)
+    }
+
+    /// The absolute path a symlink at `link` with `target` leads to, when it leads to a
+    /// declared file or directory. Dangling links, loops and paths outside what was declared
+    /// give `None`.
+    fn resolve(&self, link: &str, target: &str) -> Option<String> {
+        use std::collections::VecDeque;
+        // Components resolved so far (no symlinks among them), and those still to walk.
+        let mut current: Vec<String> = link
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect();
+        current.pop();
+        let mut pending = VecDeque::new();
+        let follow = |current: &mut Vec<String>, pending: &mut VecDeque<String>, t: &str| {
+            if t.starts_with('/') {
+                current.clear();
+            }
+            for c in t.split('/').rev() {
+                pending.push_front(c.to_string());
+            }
+        };
+        follow(&mut current, &mut pending, target);
+        let mut hops = 0;
+        while let Some(c) = pending.pop_front() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    current.pop();
+                    continue;
+                }
+                _ => current.push(c),
+            }
+            match self.nodes.get(&format!("/{}", current.join("/"))) {
+                Some(TreeNode::Symlink(t)) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return None;
+                    }
+                    current.pop();
+                    follow(&mut current, &mut pending, t);
+                }
+                // A file with more path after it: ENOTDIR.
+                Some(TreeNode::File(_)) if !pending.is_empty() => return None,
+                _ => {}
+            }
+        }
+        let path = format!("/{}", current.join("/"));
+        self.nodes.contains_key(&path).then_some(path)
+    }
+
+    /// The entries directly in the directory at `dir`.
+    fn children<'a>(&'a self, dir: &str) -> impl Iterator<Item = (&'a String, &'a TreeNode)> {
+        let prefix = format!("{}/", dir.trim_end_matches('/'));
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(move |(p, _)| p.starts_with(&prefix))
+            .filter(move |(p, _)| !p[dir.trim_end_matches('/').len() + 1..].contains('/'))
+    }
+
+    /// Records the files under the directory at `dir`, named under `shown`; `ancestry` holds
+    /// the directories being walked, so that a link back into them is not walked again.
+    fn walk<'a>(
+        &'a self,
+        dir: &str,
+        shown: &str,
+        ancestry: &mut Vec<String>,
+        out: &mut BTreeMap<String, &'a Reference>,
+    ) {
+        for (path, node) in self.children(dir) {
+            let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+            let shown = match shown {
+                "." => name.to_string(),
+                s => format!("{}/{name}", s.trim_end_matches('/')),
+            };
+            let (path, node) = match node {
+                TreeNode::Symlink(t) => match self.resolve(path, t) {
+                    Some(p) => match self.nodes.get_key_value(&p) {
+                        Some(found) => found,
+                        None => continue,
+                    },
+                    None => continue,
+                },
+                _ => (path, node),
+            };
+            match node {
+                TreeNode::File(r) => {
+                    out.insert(shown, r);
+                }
+                TreeNode::Dir if !ancestry.contains(path) => {
+                    ancestry.push(path.clone());
+                    self.walk(path, &shown, ancestry, out);
+                    ancestry.pop();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// name → SHA-256, as `in-toto-run` records the same paths.
+    fn digests(&self, reader: &dyn ArtifactRead) -> Result<BTreeMap<String, String>, ProvError> {
+        let mut files = BTreeMap::new();
+        for (shown, root) in &self.roots {
+            match self.nodes.get(root) {
+                Some(TreeNode::File(r)) => {
+                    files.insert(shown.clone(), r);
+                }
+                Some(TreeNode::Dir) => self.walk(root, shown, &mut vec![root.clone()], &mut files),
+                _ => {}
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (name, r) in files {
+            out.insert(name, sha256_of(reader, r)?);
+        }
+        Ok(out)
+    }
+}
+
+/// A declared path as `in-toto-run` names it: `os.path.normpath` of what was given.
+fn normalised_name(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in path.split('/') {
+        match c {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|p| *p != "..") => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let body = parts.join("/");
+    match (path.starts_with('/'), body.is_empty()) {
+        (true, _) => format!("/{body}"),
+        (false, true) => ".".into(),
+        (false, false) => body,
+    }
+}
+
 /// The step name of a link exported without `--name`: the basename of the program. For a
 /// `--cmd` capture (`/bin/sh -c SCRIPT`) that is the first word of the script, after any
 /// `NAME=value` assignments; a word ends at a blank or at one of `;&|<>()`. `step` when
@@ -231,14 +433,9 @@ pub fn intoto_link(
 ) -> Result<Value, ProvError> {
     let receipt = load(store, r)?;
     let reader = store.reader();
-    let mut materials = BTreeMap::new();
-    for i in &receipt.action.inputs {
-        files_of(&reader, i, &mut materials)?;
-    }
-    let mut products = BTreeMap::new();
-    for o in &receipt.outputs {
-        files_of(&reader, o, &mut products)?;
-    }
+    let cwd = receipt.action.cwd.as_str();
+    let materials = Declared::load(&reader, cwd, &receipt.action.inputs)?.digests(&reader)?;
+    let products = Declared::load(&reader, cwd, &receipt.outputs)?.digests(&reader)?;
     let digests = |m: BTreeMap<String, String>| -> Value {
         Value::Object(
             m.into_iter()
@@ -309,6 +506,82 @@ mod tests {
         ] {
             assert_eq!(default_step_name(&argv), name, "{argv:?}");
         }
+    }
+
+    #[test]
+    fn declared_names_are_normalised_as_python_normpath_does() {
+        for (p, n) in [
+            ("./tree/", "tree"),
+            ("a//b/./c", "a/b/c"),
+            ("a/../b", "b"),
+            (".", "."),
+            ("../x", "../x"),
+            ("/abs/./p/", "/abs/p"),
+        ] {
+            assert_eq!(normalised_name(p), n, "{p}");
+        }
+    }
+
+    #[test]
+    fn symlinks_resolve_through_declared_paths_only() {
+        let f = |n: u8| TreeNode::File(Reference::new(asl_store::HashAlgo::Blake3, [n; 32]));
+        let mut nodes = BTreeMap::new();
+        for (p, node) in [
+            ("/w/t", TreeNode::Dir),
+            ("/w/t/a", f(1)),
+            ("/w/t/sub", TreeNode::Dir),
+            ("/w/t/sub/b", f(2)),
+            ("/w/t/to-a", TreeNode::Symlink("a".into())),
+            ("/w/t/sub/up", TreeNode::Symlink("../to-a".into())),
+            ("/w/t/abs", TreeNode::Symlink("/w/t/sub/b".into())),
+            ("/w/t/dir", TreeNode::Symlink("sub".into())),
+            ("/w/t/via-dir", TreeNode::Symlink("dir/b".into())),
+            ("/w/t/dangling", TreeNode::Symlink("nothing".into())),
+            ("/w/t/out", TreeNode::Symlink("/etc/passwd".into())),
+            ("/w/t/loop", TreeNode::Symlink("loop".into())),
+            ("/w/t/file-as-dir", TreeNode::Symlink("a/x".into())),
+            ("/w/in.txt", f(3)),
+            ("/w/t/sibling", TreeNode::Symlink("../in.txt".into())),
+            ("/w/t/sub/back", TreeNode::Symlink("..".into())),
+        ] {
+            nodes.insert(p.to_string(), node);
+        }
+        let d = Declared {
+            nodes,
+            roots: vec![("t".into(), "/w/t".into())],
+        };
+        let target = |link: &str| match d.nodes.get(link) {
+            Some(TreeNode::Symlink(t)) => d.resolve(link, t),
+            _ => panic!("{link}"),
+        };
+        assert_eq!(target("/w/t/to-a").as_deref(), Some("/w/t/a"));
+        assert_eq!(target("/w/t/sub/up").as_deref(), Some("/w/t/a"));
+        assert_eq!(target("/w/t/abs").as_deref(), Some("/w/t/sub/b"));
+        assert_eq!(target("/w/t/via-dir").as_deref(), Some("/w/t/sub/b"));
+        assert_eq!(target("/w/t/sibling").as_deref(), Some("/w/in.txt"));
+        assert_eq!(target("/w/t/dir").as_deref(), Some("/w/t/sub"));
+        for none in ["/w/t/dangling", "/w/t/out", "/w/t/loop", "/w/t/file-as-dir"] {
+            assert_eq!(target(none), None, "{none}");
+        }
+        // The walk: files and links to files under their own names, linked directories
+        // walked under the link's name, a link back to an ancestor not walked again.
+        let mut files = BTreeMap::new();
+        d.walk("/w/t", "t", &mut vec!["/w/t".into()], &mut files);
+        let names: Vec<&str> = files.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "t/a",
+                "t/abs",
+                "t/dir/b",
+                "t/dir/up",
+                "t/sibling",
+                "t/sub/b",
+                "t/sub/up",
+                "t/to-a",
+                "t/via-dir"
+            ]
+        );
     }
 
     #[test]

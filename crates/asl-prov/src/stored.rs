@@ -1,5 +1,6 @@
-//! Reading declared outputs back from the store: the files of a stored tree, which replay
-//! compares with what it rebuilt and export lists in an in-toto link.
+//! Reading declared artifacts back from the store: the files of a stored tree, which replay
+//! compares with what it rebuilt, and its files, directories and symlinks, from which export
+//! lists materials and products in an in-toto link.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,30 @@ pub(crate) fn tree_files(
     reader: &dyn ArtifactRead,
     r: Reference,
 ) -> Result<BTreeMap<String, Reference>, ProvError> {
+    Ok(tree_nodes(reader, r)?
+        .into_iter()
+        .filter_map(|(name, node)| match node {
+            TreeNode::File(c) => Some((name, c)),
+            _ => None,
+        })
+        .collect())
+}
+
+/// One entry of a stored tree, as far as in-toto's artifact recording cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TreeNode {
+    File(Reference),
+    Dir,
+    /// A symlink and its target, as stored (lossy UTF-8).
+    Symlink(String),
+}
+
+/// Files, directories and symlinks of a stored tree: relative path → entry. Other kinds
+/// (devices, FIFOs, sockets) and unreadable entries are left out: they have no content.
+pub(crate) fn tree_nodes(
+    reader: &dyn ArtifactRead,
+    r: Reference,
+) -> Result<BTreeMap<String, TreeNode>, ProvError> {
     let mut out = BTreeMap::new();
     let mut stack = vec![(String::new(), r)];
     while let Some((prefix, tr)) = stack.pop() {
@@ -20,9 +45,16 @@ pub(crate) fn tree_files(
         for e in tree.entries {
             let name = format!("{prefix}{}", String::from_utf8_lossy(&e.name));
             match (e.kind, e.content) {
-                (asl_fs::Kind::Dir, Some(c)) => stack.push((format!("{name}/"), c)),
+                (asl_fs::Kind::Dir, Some(c)) => {
+                    stack.push((format!("{name}/"), c));
+                    out.insert(name, TreeNode::Dir);
+                }
                 (asl_fs::Kind::File, Some(c)) => {
-                    out.insert(name, c);
+                    out.insert(name, TreeNode::File(c));
+                }
+                (asl_fs::Kind::Symlink, _) => {
+                    let target = String::from_utf8_lossy(&e.link_target).into_owned();
+                    out.insert(name, TreeNode::Symlink(target));
                 }
                 _ => {}
             }

@@ -1,6 +1,8 @@
 //! in-toto interoperability against the real tools: keys made by `openssl` and by
 //! securesystemslib imported with `asl-key import` and exported for in-toto; links exported by
-//! `asl-capture` compared with what the reference `in-toto-run` records for the same command.
+//! `asl-capture` compared with what the reference `in-toto-run` records for the same paths and
+//! command, and a two-step supply chain verified by the reference `in-toto-verify` under a
+//! layout signed by an owner key.
 
 mod common;
 
@@ -264,4 +266,226 @@ fn stdout_stderr_and_the_return_value_are_byproducts_as_in_toto_run_records_them
     assert_eq!(captured["signed"]["byproducts"]["stdout"], "out\nline\n");
     // Without --name, a `--cmd` step is named after the command's first word.
     assert_eq!(captured["signed"]["name"], "printf");
+}
+
+/// A tree with a link to a file, a relative link up and across, a link to a directory, a link
+/// through that one, and a dangling link: `in-toto-run` records the same names and digests as
+/// the exported links, as products of the step that made the tree and as materials of the
+/// step that read it.
+#[test]
+fn symlinks_in_a_declared_tree_are_recorded_as_in_toto_run_records_them() {
+    let dir = workdir();
+    let w = dir.path();
+    let make_tree = "mkdir -p tree/sub/deep && echo a > tree/a.txt && echo b > tree/sub/deep/b.txt \
+        && ln -s a.txt tree/to-a && ln -s ../to-a tree/sub/up && ln -s sub tree/dir \
+        && ln -s dir/deep/b.txt tree/through-dir && ln -s missing tree/dangling";
+    let made = capture_and_export(
+        w,
+        "make",
+        &["--output", "tree", "--cmd", make_tree],
+        "k.key",
+        "make.link",
+    );
+    let read = capture_and_export(
+        w,
+        "read",
+        &[
+            "--artifact-inputs",
+            "tree",
+            "--output",
+            "list.txt",
+            "--",
+            "sh",
+            "-c",
+            "find tree | sort > list.txt",
+        ],
+        "k.key",
+        "read.link",
+    );
+    ok(run(Command::new("in-toto-run").current_dir(w).args([
+        "-n",
+        "tree",
+        "--signing-key",
+        "k.pem",
+        "--metadata-directory",
+        "ref",
+        "-m",
+        "tree",
+        "-x",
+    ])));
+    let reference = in_toto_run_link(&w.join("ref"), "tree");
+    let recorded = &reference["signed"]["materials"];
+    for name in [
+        "tree/to-a",
+        "tree/sub/up",
+        "tree/dir/deep/b.txt",
+        "tree/through-dir",
+    ] {
+        assert!(
+            made["signed"]["products"].get(name).is_some(),
+            "{name} missing from {}",
+            made["signed"]["products"]
+        );
+    }
+    assert_eq!(&made["signed"]["products"], recorded);
+    assert_eq!(&read["signed"]["materials"], recorded);
+}
+
+/// Writes `root.layout` for the two steps, signed with the owner's PKCS#8 key: `package.sh`
+/// (by the openssl key) must create both files of the tree, the symlink included; `tar` (by
+/// the securesystemslib key) must take exactly those as materials; the inspection requires
+/// the final product to be the one `tar` recorded.
+const LAYOUT: &str = r#"
+import json, sys
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from securesystemslib.signer import CryptoSigner
+from in_toto.models.layout import Inspection, Layout, Step
+from in_toto.models.metadata import Metablock
+owner, packager, archiver = sys.argv[1:4]
+layout = Layout()
+layout.set_relative_expiration(days=1)
+k1 = layout.add_functionary_key(json.load(open(packager)))
+k2 = layout.add_functionary_key(json.load(open(archiver)))
+package = Step(name="package.sh")
+package.pubkeys = [k1["keyid"]]
+package.expected_materials = [["ALLOW", "src/*"], ["DISALLOW", "*"]]
+package.expected_products = [
+    ["REQUIRE", "tree/app.txt"], ["REQUIRE", "tree/current.txt"],
+    ["CREATE", "tree/*"], ["DISALLOW", "*"]]
+archive = Step(name="tar")
+archive.pubkeys = [k2["keyid"]]
+archive.expected_materials = [
+    ["REQUIRE", "tree/current.txt"],
+    ["MATCH", "tree/*", "WITH", "PRODUCTS", "FROM", "package.sh"], ["DISALLOW", "*"]]
+archive.expected_products = [["CREATE", "app.tar"], ["DISALLOW", "*"]]
+check = Inspection(name="check")
+check.set_run_from_string("true")
+check.expected_materials = [
+    ["MATCH", "app.tar", "WITH", "PRODUCTS", "FROM", "tar"],
+    ["ALLOW", "*.link"], ["ALLOW", "root.layout"], ["ALLOW", "owner.pub"], ["DISALLOW", "*"]]
+layout.steps = [package, archive]
+layout.inspect = [check]
+block = Metablock(signed=layout)
+block.create_signature(CryptoSigner(load_pem_private_key(open(owner, "rb").read(), None)))
+block.dump("root.layout")
+"#;
+
+#[test]
+fn a_layout_signed_by_an_owner_key_verifies_two_captured_steps_and_a_tampered_product_fails() {
+    require_reference_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    init_store(&w.join("store"));
+    // Three keys from outside: the owner's and the packager's by openssl, the archiver's by
+    // securesystemslib.
+    openssl_key(w, "owner.pem");
+    import(w, "owner.pem", "owner.key");
+    openssl_key(w, "packager.pem");
+    let packager = import(w, "packager.pem", "packager.key");
+    ok(python(w, SSLIB_KEY, &["archiver.pem", "archiver.json"]));
+    let archiver = import(w, "archiver.json", "archiver.key");
+
+    std::fs::create_dir(w.join("src")).unwrap();
+    std::fs::write(w.join("src/app.txt"), "the application\n").unwrap();
+    std::fs::write(
+        w.join("package.sh"),
+        "#!/bin/sh\nmkdir -p tree && cp src/app.txt tree/ && ln -s app.txt tree/current.txt\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        w.join("package.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+
+    let verify = w.join("verify");
+    std::fs::create_dir(&verify).unwrap();
+    let link1 = format!("verify/package.sh.{}.link", &packager[..8]);
+    let step1 = capture_and_export(
+        w,
+        "package",
+        &[
+            "--artifact-inputs",
+            "src",
+            "--output",
+            "tree",
+            "--cmd",
+            "./package.sh",
+        ],
+        "packager.key",
+        &link1,
+    );
+    assert_eq!(step1["signed"]["name"], "package.sh", "default step name");
+    let link2 = format!("verify/tar.{}.link", &archiver[..8]);
+    let step2 = capture_and_export(
+        w,
+        "archive",
+        &[
+            "--artifact-inputs",
+            "tree",
+            "--output",
+            "app.tar",
+            "--cmd",
+            "tar --sort=name --mtime=@0 --owner=0 --group=0 -cf app.tar tree",
+        ],
+        "archiver.key",
+        &link2,
+    );
+    assert_eq!(step2["signed"]["name"], "tar", "default step name");
+
+    std::fs::write(
+        verify.join("owner.pub"),
+        export_public(w, "owner.key", "pem"),
+    )
+    .unwrap();
+    for (key, out) in [
+        ("packager.key", "packager.pub.json"),
+        ("archiver.key", "archiver.pub.json"),
+    ] {
+        std::fs::write(w.join(out), export_public(w, key, "securesystemslib")).unwrap();
+    }
+    let o = python(
+        &verify,
+        LAYOUT,
+        &[
+            "../owner.pem",
+            "../packager.pub.json",
+            "../archiver.pub.json",
+        ],
+    );
+    assert!(o.status.success(), "{}", transcript(&o));
+    std::fs::copy(w.join("app.tar"), verify.join("app.tar")).unwrap();
+
+    let in_toto_verify = || {
+        run(Command::new("in-toto-verify").current_dir(&verify).args([
+            "--layout",
+            "root.layout",
+            "--verification-keys",
+            "owner.pub",
+            "-v",
+        ]))
+    };
+    let o = in_toto_verify();
+    assert!(
+        o.status.success(),
+        "in-toto-verify refused: {}",
+        transcript(&o)
+    );
+
+    // A tampered final product is caught.
+    let mut tar = std::fs::read(verify.join("app.tar")).unwrap();
+    tar[600] ^= 1;
+    std::fs::write(verify.join("app.tar"), &tar).unwrap();
+    let o = in_toto_verify();
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a tampered product verified: {}",
+        transcript(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("app.tar"),
+        "{}",
+        transcript(&o)
+    );
 }
