@@ -720,7 +720,8 @@ fn key(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                         .map_err(|e| fail(Code::Failure, e.to_string()))?
                         + "\n"
                 }
-                _ => asl_prov::keyfmt::public_pem(&k.public_bytes()),
+                _ => asl_prov::keyfmt::public_pem(&k.public_bytes())
+                    .map_err(|e| fail(Code::Failure, format!("{}: {e}", file.display())))?,
             };
             match out {
                 Some(p) => std::fs::write(&p, text)
