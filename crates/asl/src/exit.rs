@@ -45,12 +45,69 @@ pub fn fail(code: Code, message: impl Into<String>) -> anyhow::Error {
     })
 }
 
-/// Prints `tool: error: message` (the whole cause chain on one line) and picks the exit code.
-pub fn report(tool: &str, err: &anyhow::Error) -> ExitCode {
+/// Prints `tool: error: message` (the whole cause chain on one line) on stderr and picks the
+/// exit code. When the command was given `--json`, the same error also goes to stdout as
+/// `{"error": {"code": N, "message": "..."}}`: a script reading stdout as JSON gets an object
+/// to parse instead of nothing (README, "Using it").
+pub fn report(tool: &str, err: &anyhow::Error, json: bool) -> ExitCode {
     let code = err
         .chain()
         .find_map(|e| e.downcast_ref::<Failure>().map(|f| f.code))
         .unwrap_or(Code::Failure);
-    eprintln!("{tool}: error: {err:#}");
+    let message = format!("{err:#}");
+    eprintln!("{tool}: error: {message}");
+    if json {
+        print_json_error(code, &message);
+    }
     code.into()
+}
+
+/// Reports an error clap found in the arguments (exit 2): clap's own message on stderr and,
+/// when the arguments contain `--json`, the same message without the usage lines that follow
+/// it as the JSON error object on stdout.
+pub fn report_usage(err: &clap::Error, json: bool) -> ExitCode {
+    let _ = err.print();
+    if json {
+        // The message is the first paragraph; it can span lines ("not provided:\n  <PATH>").
+        let rendered = err.render().to_string();
+        let message = rendered
+            .lines()
+            .take_while(|l| !l.trim().is_empty())
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let message = message.strip_prefix("error: ").unwrap_or(&message);
+        print_json_error(Code::Usage, message);
+    }
+    Code::Usage.into()
+}
+
+/// Whether parsed arguments ask for JSON output: a `--json` flag on the tool or on any of
+/// its subcommands (tools define it globally or per subcommand).
+pub fn json_requested(m: &clap::ArgMatches) -> bool {
+    let mut level = Some(m);
+    while let Some(m) = level {
+        if let Ok(Some(true)) = m.try_get_one::<bool>("json") {
+            return true;
+        }
+        level = m.subcommand().map(|(_, sub)| sub);
+    }
+    false
+}
+
+/// Whether arguments clap could not parse contain `--json` among the tool's own options
+/// (before a `--`, after which arguments belong to a command the tool runs).
+pub fn json_in_argv(argv: &[std::ffi::OsString]) -> bool {
+    argv.iter()
+        .skip(1)
+        .take_while(|a| a.as_os_str() != "--")
+        .any(|a| a.as_os_str() == "--json")
+}
+
+fn print_json_error(code: Code, message: &str) {
+    let v = serde_json::json!({ "error": { "code": code as u8, "message": message } });
+    match serde_json::to_string_pretty(&v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("cannot encode the JSON error object: {e}"),
+    }
 }

@@ -93,25 +93,23 @@ pub fn dispatch(mut argv: Vec<OsString>) -> ExitCode {
 }
 
 fn run_tool(tool: &Tool, argv: Vec<OsString>) -> ExitCode {
+    let json = exit::json_in_argv(&argv);
     let matches = match (tool.command)()
         .name(tool.name)
         .version(env!("CARGO_PKG_VERSION"))
         .try_get_matches_from(argv)
     {
         Ok(m) => m,
+        // clap prints help/version to stdout with exit 0 and usage errors with exit 2.
+        Err(e) if e.use_stderr() => return exit::report_usage(&e, json),
         Err(e) => {
-            // clap prints help/version to stdout with exit 0 and usage errors with exit 2.
             let _ = e.print();
-            return if e.use_stderr() {
-                Code::Usage.into()
-            } else {
-                Code::Ok.into()
-            };
+            return Code::Ok.into();
         }
     };
     match (tool.run)(&matches) {
         Ok(code) => code,
-        Err(err) => exit::report(tool.name, &err),
+        Err(err) => exit::report(tool.name, &err, exit::json_requested(&matches)),
     }
 }
 

@@ -1,0 +1,127 @@
+//! The rough edges of the command line a new user met (issue 22 §4), each pinned through the
+//! real binary.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::process::Command;
+
+use common::{asl, run, transcript};
+
+/// What one run of the binary printed.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    transcript: String,
+}
+
+impl Run {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.transcript))
+    }
+}
+
+fn asl_run<S: AsRef<OsStr>>(args: &[S]) -> Run {
+    run_cmd(asl().args(args))
+}
+
+fn run_cmd(cmd: &mut Command) -> Run {
+    let o = run(cmd.stdin(std::process::Stdio::null()));
+    let (stdout, stderr) = common::text(&o);
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        transcript: transcript(&o),
+    }
+}
+
+fn ok<S: AsRef<OsStr>>(args: &[S]) -> Run {
+    let r = asl_run(args);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    r
+}
+
+/// The error object on stdout: `{"error": {"code": N, "message": M}}` where N is the exit
+/// code and M the message of the stderr line.
+fn assert_json_error(r: &Run, code: i32) {
+    assert_eq!(r.code, code, "{}", r.transcript);
+    let j = r.json();
+    assert_eq!(j["error"]["code"], code, "{}", r.transcript);
+    let message = j["error"]["message"].as_str().unwrap();
+    assert!(!message.is_empty());
+    assert!(
+        r.stderr.contains(message),
+        "the JSON message is not the stderr one:\n{}",
+        r.transcript
+    );
+    assert_eq!(j.as_object().map(|o| o.len()), Some(1), "{j}");
+}
+
+#[test]
+fn a_failed_command_given_json_prints_an_error_object_on_stdout() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let s = store.as_os_str();
+    ok(&[OsStr::new("init-store"), OsStr::new("--store"), s]);
+    let a = |args: &[&str]| {
+        let mut v = vec![OsStr::new("admin"), OsStr::new("--store"), s];
+        v.extend(args.iter().map(OsStr::new));
+        asl_run(&v)
+    };
+
+    // --json after the subcommand, and before it (a global flag of asl-admin).
+    let r = a(&["show", "99", "--json"]);
+    assert_json_error(&r, 1);
+    assert!(r.stdout.contains("no snapshot"), "{}", r.transcript);
+    assert_json_error(&a(&["--json", "show", "99"]), 1);
+    // A usage error found by the tool (exit 2) and one found while parsing.
+    assert_json_error(&a(&["ls", "latest:/a/../..", "--json"]), 2);
+    let r = a(&["no-such-subcommand", "--json"]);
+    assert_json_error(&r, 2);
+    assert!(r.stdout.contains("no-such-subcommand"), "{}", r.transcript);
+    // clap's message can span lines; the object carries all of it, not the usage after it.
+    let r = a(&["diff", "1", "--json"]);
+    assert_eq!(r.code, 2, "{}", r.transcript);
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.ends_with("not provided: <NEW>"), "{message:?}");
+    // A subcommand's own --json (asl-key show) and a tool's (overlay-boot).
+    let missing = t.path().join("missing");
+    let r = asl_run(&[
+        OsStr::new("key"),
+        OsStr::new("show"),
+        OsStr::new("--json"),
+        missing.as_os_str(),
+    ]);
+    assert_json_error(&r, 1);
+    let conf = t.path().join("nope.conf");
+    assert_json_error(
+        &asl_run(&[
+            OsStr::new("overlay-boot"),
+            OsStr::new("--json"),
+            conf.as_os_str(),
+        ]),
+        1,
+    );
+
+    // Without --json, stdout stays empty and the stderr line is unchanged.
+    let r = a(&["show", "99"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.stdout, "", "{}", r.transcript);
+    assert!(r.stderr.starts_with("asl-admin: error: "), "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    // A `--json` after `--` belongs to the captured command, not to asl-capture.
+    let r = asl_run(&[
+        OsStr::new("capture"),
+        OsStr::new("--store"),
+        s,
+        OsStr::new("--no-such-option"),
+        OsStr::new("--"),
+        OsStr::new("echo"),
+        OsStr::new("--json"),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.transcript);
+    assert_eq!(r.stdout, "", "{}", r.transcript);
+}
