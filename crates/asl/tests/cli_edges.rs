@@ -44,6 +44,27 @@ fn ok<S: AsRef<OsStr>>(args: &[S]) -> Run {
     r
 }
 
+#[test]
+fn stats_prints_hash_and_domain_without_a_stray_space() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    ok(&[
+        OsStr::new("init-store"),
+        OsStr::new("--domain"),
+        OsStr::new("7"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+    ]);
+    let r = ok(&[
+        OsStr::new("admin"),
+        OsStr::new("stats"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+    ]);
+    let first = r.stdout.lines().next().unwrap_or_default();
+    assert!(first.ends_with("(blake3, domain 7)"), "{first:?}");
+}
+
 /// The error object on stdout: `{"error": {"code": N, "message": M}}` where N is the exit
 /// code and M the message of the stderr line.
 fn assert_json_error(r: &Run, code: i32) {

@@ -589,7 +589,7 @@ fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
     });
     out.emit(&v, || {
         format!(
-            "store {} ({} , domain {})\n  snapshots {}\n  index entries {} in {} segments\n  blocks {} holding {} ({} before compression)\n  log {} records, {}\n",
+            "store {} ({}, domain {})\n  snapshots {}\n  index entries {} in {} segments\n  blocks {} holding {} ({} before compression)\n  log {} records, {}\n",
             store.layout().root.display(),
             store.config().hash,
             store.config().domain_id,
