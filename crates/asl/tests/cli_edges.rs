@@ -65,6 +65,54 @@ fn stats_prints_hash_and_domain_without_a_stray_space() {
     assert!(first.ends_with("(blake3, domain 7)"), "{first:?}");
 }
 
+#[test]
+fn diff_json_paths_have_the_leading_slash_of_the_text_output() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir_all(src.join("etc/app")).unwrap();
+    std::fs::write(src.join("etc/app/conf"), b"old").unwrap();
+    std::fs::write(src.join("gone"), b"x").unwrap();
+    let store = t.path().join("store");
+    let intake = || {
+        ok(&[
+            OsStr::new("intake"),
+            OsStr::new("-q"),
+            OsStr::new("--store"),
+            store.as_os_str(),
+            src.as_os_str(),
+        ])
+    };
+    intake();
+    std::fs::write(src.join("etc/app/conf"), b"new content").unwrap();
+    std::fs::remove_file(src.join("gone")).unwrap();
+    std::fs::write(src.join("etc/new"), b"n").unwrap();
+    intake();
+    let diff = |json: bool| {
+        let mut args = vec![OsStr::new("admin"), OsStr::new("diff"), OsStr::new("1")];
+        args.extend([OsStr::new("2"), OsStr::new("--store"), store.as_os_str()]);
+        if json {
+            args.push(OsStr::new("--json"));
+        }
+        ok(&args)
+    };
+    let text: Vec<String> = diff(false)
+        .stdout
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().1.to_string())
+        .collect();
+    let json: Vec<String> = diff(true)
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(json, text);
+    for p in ["/etc/app/conf", "/etc/new", "/gone"] {
+        assert!(json.iter().any(|j| j == p), "{p} not in {json:?}");
+    }
+}
+
 /// The error object on stdout: `{"error": {"code": N, "message": M}}` where N is the exit
 /// code and M the message of the stderr line.
 fn assert_json_error(r: &Run, code: i32) {

@@ -450,17 +450,31 @@ fn diff(store: &Store, old: &str, new: &str, out: OutputArgs) -> anyhow::Result<
         return Err(fail(Code::Failure, "both snapshots need a tree"));
     };
     let changes = asl_fs::diff(&store.reader(), &ra, &rb).map_err(browse_error)?;
-    out.emit(&changes, || {
-        changes
+    // Paths as the snapshot's absolute paths, the same in text and JSON; the library's are
+    // relative to the roots.
+    #[derive(serde::Serialize)]
+    struct Line {
+        path: String,
+        kind: asl_fs::ChangeKind,
+    }
+    let lines: Vec<Line> = changes
+        .iter()
+        .map(|c| Line {
+            path: format!("/{}", c.path.to_string_lossy()),
+            kind: c.kind,
+        })
+        .collect();
+    out.emit(&lines, || {
+        lines
             .iter()
-            .map(|c| {
-                let mark = match c.kind {
+            .map(|l| {
+                let mark = match l.kind {
                     asl_fs::ChangeKind::Added => '+',
                     asl_fs::ChangeKind::Removed => '-',
                     asl_fs::ChangeKind::Modified => 'M',
                     asl_fs::ChangeKind::Metadata => 'U',
                 };
-                format!("{mark} /{}\n", c.path.display())
+                format!("{mark} {}\n", l.path)
             })
             .collect()
     });
