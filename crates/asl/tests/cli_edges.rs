@@ -45,6 +45,12 @@ fn ok<S: AsRef<OsStr>>(args: &[S]) -> Run {
 }
 
 #[test]
+fn overlay_boot_help_says_where_it_logs_by_default() {
+    let help = ok(&["overlay-boot", "--help"]).stdout;
+    assert!(help.contains("/var/log/subhost/NAME.log"), "{help}");
+}
+
+#[test]
 fn stats_prints_hash_and_domain_without_a_stray_space() {
     let t = tempfile::tempdir().unwrap();
     let store = t.path().join("store");

@@ -46,6 +46,8 @@ The command returns when the subhost is ready (exit 0) or has failed (exit 1, wi
 a failed boot leaves nothing behind. With --foreground it stays attached as the subhost's \
 supervisor until the subhost stops (for systemd: Type=notify; SIGTERM or ^C stop the subhost \
 gracefully).\n\n\
+Log: boot steps, the resolved variables and the services' output are appended to LOG, by \
+default /var/log/subhost/NAME.log.\n\n\
 Minimal subhost:\n  mkdir -p /srv/sub/web/{root,work,live}\n  printf 'BASE=.\\nSTART=none\\n' > /srv/sub/web/web.conf\n  \
 overlay-boot /srv/sub/web/web.conf\n  overlay-go web\n  overlay-stop /srv/sub/web/web.conf\n\n\
 Variables: NAME BASE CABLES INIT LIVE LOG LOWER UPPER WORK PREMOUNT POSTMOUNT START RAM_SIZE SHARE, \
