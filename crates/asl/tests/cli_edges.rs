@@ -44,6 +44,53 @@ fn ok<S: AsRef<OsStr>>(args: &[S]) -> Run {
     r
 }
 
+/// The lines of a `--help` that describe one argument: from the line naming it up to the
+/// next argument.
+fn help_of_arg(help: &str, arg: &str) -> String {
+    let mut lines = help
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(arg));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("{arg} not in:\n{help}"));
+    let rest = lines.take_while(|l| {
+        let t = l.trim_start();
+        // Blank lines separate an argument's paragraphs (clap puts `[default: ...]` in one);
+        // a section heading is not indented, another argument starts with `-` or `<`.
+        t.is_empty() || (l.starts_with(' ') && !t.starts_with('-') && !t.starts_with('<'))
+    });
+    std::iter::once(first)
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn intake_help_shows_one_default_for_threads() {
+    for flag in ["--help", "-h"] {
+        let help = ok(&["intake", flag]).stdout;
+        let threads = help_of_arg(&help, "--threads");
+        assert_eq!(
+            threads.matches("[default:").count(),
+            1,
+            "asl-intake {flag}, --threads:\n{threads}"
+        );
+        assert!(threads.contains("number of cores"), "{threads}");
+    }
+    // The default still means every core, and an explicit count still works.
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("a"), b"a").unwrap();
+    for extra in [&[][..], &["--threads", "1"][..]] {
+        let store = t.path().join(format!("store{}", extra.len()));
+        let mut args = vec![OsStr::new("intake"), OsStr::new("-q")];
+        args.extend(extra.iter().map(OsStr::new));
+        args.extend([OsStr::new("--store"), store.as_os_str(), src.as_os_str()]);
+        ok(&args);
+    }
+}
+
 #[test]
 fn overlay_boot_help_says_where_it_logs_by_default() {
     let help = ok(&["overlay-boot", "--help"]).stdout;

@@ -147,8 +147,8 @@ pub struct Intake {
     #[arg(long, short = 'e', value_name = "GLOB")]
     exclude: Vec<String>,
     /// Worker threads [default: number of cores].
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
     /// Do not cross into other filesystems.
     #[arg(long, short = 'x')]
     one_file_system: bool,
@@ -193,7 +193,8 @@ fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
         .collect();
     let opts = asl_fs::IntakeOptions {
-        threads: a.threads,
+        // 0 is the library's "number of cores".
+        threads: a.threads.unwrap_or(0),
         excludes: a.exclude.clone(),
         one_file_system: a.one_file_system,
         stat_cache: (!a.no_stat_cache)
