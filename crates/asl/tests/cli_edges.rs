@@ -4,6 +4,7 @@
 mod common;
 
 use std::ffi::OsStr;
+use std::path::Path;
 use std::process::Command;
 
 use common::{asl, run, transcript};
@@ -89,6 +90,92 @@ fn intake_help_shows_one_default_for_threads() {
         args.extend([OsStr::new("--store"), store.as_os_str(), src.as_os_str()]);
         ok(&args);
     }
+}
+
+/// The documented decision: exit 4 means some input could not be read. FIFOs, sockets and
+/// devices are recorded as what they are and never opened, so a tree of them exits 0 and
+/// counts them as special; an unreadable file in the same tree makes it 4.
+#[test]
+fn a_tree_with_fifos_sockets_and_devices_exits_0_and_only_unreadable_inputs_exit_4() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("file"), b"data").unwrap();
+    let fifo = src.join("fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success(), "mkfifo failed");
+    let _socket = std::os::unix::net::UnixListener::bind(src.join("socket")).unwrap();
+    let st = Command::new("mknod")
+        .arg(src.join("null"))
+        .args(["c", "1", "3"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mknod needs root (CI runs as root)");
+    let store = t.path().join("store");
+    let r = asl_run(&[
+        OsStr::new("intake"),
+        OsStr::new("--json"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+        src.as_os_str(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    let j = r.json();
+    assert_eq!(j["specials"], 3, "{}", r.transcript);
+    assert_eq!(j["errors"].as_array().map(Vec::len), Some(0));
+    // Each is recorded as what it is, not as a file read or an error.
+    let ls = ok(&[
+        OsStr::new("admin"),
+        OsStr::new("ls"),
+        OsStr::new("-l"),
+        OsStr::new("latest"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+    ]);
+    assert!(
+        ls.stdout
+            .lines()
+            .any(|l| l.starts_with('p') && l.contains("fifo")),
+        "{}",
+        ls.transcript
+    );
+    assert!(
+        ls.stdout.lines().any(|l| l.starts_with('s')),
+        "{}",
+        ls.stdout
+    );
+    assert!(
+        ls.stdout.lines().any(|l| l.starts_with('c')),
+        "{}",
+        ls.stdout
+    );
+
+    // The same tree with a file nobody may read, taken in by nobody: exit 4.
+    let secret = src.join("secret");
+    std::fs::write(&secret, b"x").unwrap();
+    chmod(&secret, 0o000);
+    chmod(t.path(), 0o777);
+    chmod(&src, 0o777);
+    let store2 = t.path().join("store2");
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_asl"))
+        .args(["intake", "--json", "--store"])
+        .arg(&store2)
+        .arg(&src)
+        .env_remove("ASL_STORE");
+    let r = run_cmd(&mut c);
+    assert_eq!(r.code, 4, "{}", r.transcript);
+    let j = r.json();
+    assert_eq!(j["specials"], 3);
+    let errors = j["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{}", r.transcript);
+    assert!(errors[0]["path"].as_str().unwrap().ends_with("secret"));
+}
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
 #[test]

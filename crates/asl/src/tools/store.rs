@@ -128,9 +128,10 @@ fn init_store(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     long_about = "Take one or more file trees into the store as one snapshot.\n\n\
 Files are cut into content-defined chunks, deduplicated against everything already stored, \
 compressed and packed; the tree (names, types, modes, owners, times, xattrs, links, devices, \
-holes, hardlinks) becomes tree artifacts. Unreadable files, I/O errors and files that change \
-while read are recorded in the snapshot and counted, and intake goes on (exit code 4). An \
-unchanged re-intake only stats files (stat cache).\n\n\
+holes, hardlinks) becomes tree artifacts. Unreadable files and I/O errors are recorded in the \
+snapshot and counted, and intake goes on (exit code 4). Files that change while read are stored \
+as read, flagged and counted; FIFOs, sockets and devices are recorded, never opened; neither \
+makes the exit code 4. An unchanged re-intake only stats files (stat cache).\n\n\
 One PATH: the snapshot's root is that directory. Several PATHs: the root holds one entry \
 per path, named by its last component.\n\n\
 The default store is created on first use.",
