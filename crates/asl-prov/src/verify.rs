@@ -34,11 +34,14 @@ impl VerifyReport {
 }
 
 /// Resolves REF to a receipt reference: a receipt, an edge (its payload), or a snapshot
-/// name (`latest`, an id or a label) whose root is an edge.
+/// name (an id or a label) whose root is an edge. `latest` is the newest snapshot whose root
+/// is an edge, that is the newest capture or file import, not the newest snapshot of any
+/// kind: an intake committed after a capture must not make `export latest` fail on a tree.
 pub fn resolve_receipt(store: &Store, name: &str) -> Result<Reference, ProvError> {
     let reader = store.reader();
     let r = match name.parse::<Reference>() {
         Ok(r) => r,
+        Err(_) if name == "latest" => latest_capture(store)?,
         Err(_) => {
             let snap = store.resolve_snapshot(name).map_err(|_| {
                 ProvError::NotFound(format!(
@@ -70,6 +73,24 @@ pub fn resolve_receipt(store: &Store, name: &str) -> Result<Reference, ProvError
         ))),
         None => Err(ProvError::NotFound(format!("{r} is not in the store"))),
     }
+}
+
+/// The root (an edge) of the newest snapshot that holds a capture.
+fn latest_capture(store: &Store) -> Result<Reference, ProvError> {
+    let reader = store.reader();
+    store
+        .snapshots()
+        .into_iter()
+        .rev()
+        .filter_map(|s| s.root)
+        .find(|root| reader.type_tag(root).map(TypeTag) == Some(TypeTag::EDGE))
+        .ok_or_else(|| {
+            ProvError::NotFound(
+                "'latest' names the newest capture, and no snapshot of the store holds one \
+                 (intake snapshots are not captures; record one with asl-capture)"
+                    .into(),
+            )
+        })
 }
 
 /// Verifies a receipt stored in `store`. `trusted` (hex public keys), when not empty, is the

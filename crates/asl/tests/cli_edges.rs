@@ -179,6 +179,82 @@ fn chmod(p: &Path, mode: u32) {
 }
 
 #[test]
+fn capture_export_help_describes_target_and_what_latest_picks() {
+    let help = ok(&["capture", "export", "--help"]).stdout;
+    let target = help_of_arg(&help, "<TARGET>");
+    assert!(target.len() > "  <TARGET>".len() + 10, "{help}");
+    assert!(target.contains("latest"), "{target}");
+    assert!(target.contains("newest capture"), "{target}");
+}
+
+/// Runs `asl TOOL --store STORE ARGS...` in `dir`.
+fn in_store(dir: &Path, store: &Path, tool: &str, args: &[&str]) -> Run {
+    run_cmd(
+        asl()
+            .current_dir(dir)
+            .args([tool, "--store"])
+            .arg(store)
+            .args(args),
+    )
+}
+
+/// A capture, then an intake into the same store: `latest` for verify, export and replay is
+/// still the capture, not the newer intake snapshot (whose root is a tree).
+#[test]
+fn latest_in_capture_export_verify_and_replay_is_the_newest_capture_not_a_later_intake() {
+    let t = tempfile::tempdir().unwrap();
+    let w = t.path();
+    let store = w.join("store");
+    let asl_ok = |tool: &str, args: &[&str]| {
+        let r = in_store(w, &store, tool, args);
+        assert_eq!(r.code, 0, "{tool} {args:?}: {}", r.transcript);
+        r
+    };
+    asl_ok("init-store", &[]);
+    std::fs::create_dir(w.join("tree")).unwrap();
+    std::fs::write(w.join("tree/f"), b"tree").unwrap();
+    asl_ok("intake", &["-q", "tree"]);
+    // A store with no capture at all: `latest` says what it looks for.
+    let r = in_store(w, &store, "capture", &["export", "latest"]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(r.stderr.contains("newest capture"), "{}", r.transcript);
+
+    let capture = [
+        "-q",
+        "--trace",
+        "none",
+        "--label",
+        "the-step",
+        "--output",
+        "out.txt",
+        "--cmd",
+        "echo made > out.txt",
+    ];
+    asl_ok("capture", &capture);
+    asl_ok("intake", &["-q", "tree"]);
+    let snaps = asl_ok("admin", &["snapshots", "--json"]).json();
+    let kinds: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["meta"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["intake", "capture", "intake"], "{snaps}");
+
+    let export =
+        |name: &str| asl_ok("capture", &["export", name, "--format", "in-toto-link"]).json();
+    let latest = export("latest");
+    assert_eq!(latest, export("the-step"));
+    assert!(
+        latest["signed"]["products"]["out.txt"].is_object(),
+        "{latest}"
+    );
+    asl_ok("capture", &["verify", "latest"]);
+    let replay = asl_ok("capture", &["replay", "latest", "--json"]).json();
+    assert_eq!(replay["matches"], true, "{replay}");
+}
+
+#[test]
 fn overlay_boot_help_says_where_it_logs_by_default() {
     let help = ok(&["overlay-boot", "--help"]).stdout;
     assert!(help.contains("/var/log/subhost/NAME.log"), "{help}");

@@ -144,7 +144,8 @@ enum Sub {
     /// Check a receipt (REF, edge, snapshot name, or a receipt.json FILE): action digest,
     /// every artifact it names, signatures.
     Verify {
-        /// Receipt reference, edge reference, snapshot name, or receipt.json path.
+        /// Receipt reference, edge reference, snapshot id or label, `latest` (the newest
+        /// capture), or receipt.json path.
         target: String,
         /// Hex ed25519 public key or key file that must have signed it; repeatable.
         #[arg(long, value_name = "KEY")]
@@ -153,6 +154,9 @@ enum Sub {
     /// Export a receipt as an in-toto Statement with a SLSA v1 predicate (DSSE envelope), or
     /// as an in-toto link.
     Export {
+        /// The receipt to export: a receipt or edge reference (b3:...), a snapshot id or
+        /// label, or `latest`: the newest capture or --file import, even when an intake or
+        /// another kind of snapshot came after it.
         target: String,
         #[arg(long, value_parser = ["slsa", "in-toto-link"], default_value = "slsa")]
         format: String,
@@ -170,6 +174,8 @@ enum Sub {
     /// Re-run a recorded command on its recorded inputs in a scratch directory and compare
     /// every output's digest.
     Replay {
+        /// Receipt reference, edge reference, snapshot id or label, or `latest` (the newest
+        /// capture).
         target: String,
         /// Keep the scratch directory (its path is printed).
         #[arg(long)]
