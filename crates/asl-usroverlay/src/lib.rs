@@ -15,14 +15,18 @@
 //!   label, so the merged root looks exactly like the original.
 //! * **One overlay per path**: a second one (ours or anybody's overlayfs) is refused with the
 //!   reason; names are unique.
-//! * **Record first**: a JSON record ([`OverlayRecord`]) is written atomically before anything
-//!   is mounted and deleted last, and mounts carry the source tag `asl-usroverlay:NAME`. So
-//!   whenever the tool dies, [`Overlays::status`] tells from the record plus the kernel's mount
-//!   table whether the overlay is *active* or *stale* (recorded, mount gone), and
+//! * **Record first**: a JSON record ([`OverlayRecord`]) is written atomically before the
+//!   overlay is mounted and goes last, and mounts carry the source tag `asl-usroverlay:NAME`.
+//!   So whenever the tool dies, [`Overlays::status`] tells from the record plus the kernel's
+//!   mount table whether the overlay is *active* or *stale* (recorded, mount gone), and
 //!   [`Overlays::remove`] cleans either.
-//! * **Nothing half-done on bad input**: every check that can fail on the caller's input runs
-//!   before the first write; a failure after that undoes what the call did.
-//! * All mutating calls need root and hold an exclusive lock (`RUNTIME/.lock`).
+//! * **Records follow mount namespaces**: a transient or read-only overlay's record is written
+//!   into its layer tmpfs while that tmpfs is not yet attached, so record and layer appear
+//!   together and only in the mount namespace the overlay was applied in (and namespaces
+//!   copied from it later). An overlay applied inside `unshare -m` therefore never shows up in
+//!   the host's `/run` — not even as a stale entry after the namespace ends. A layer mount
+//!   point left without a record (by another namespace) is reused, never removed: removing a
+//!   directory that is a mount point elsewhere would detach that namespace's live layer.
 //!
 //! What it is not: it does not cover `/etc` or `/var`, so package-manager state (e.g.
 //! `/var/lib/dpkg`) written while an overlay is active outlives the overlay; `apply` returns a
@@ -40,7 +44,7 @@ pub mod unit;
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -461,9 +465,20 @@ impl Overlays {
             Mode::Hotfix => self.dirs.hotfix_layer(&name),
             Mode::Transient | Mode::ReadOnly => self.dirs.transient_layer(&name),
         };
-        // An empty directory without a record is what a remove interrupted at its very last
-        // step leaves; anything more is somebody's data and is not touched.
-        if fs::symlink_metadata(&layer).is_ok() && fs::remove_dir(&layer).is_err() {
+        // A leftover directory without a record: for hotfix what a remove interrupted at its
+        // very last step leaves; for a transient layer the mount point of an overlay of
+        // another mount namespace (or one that ended). An empty one is removed (hotfix) or
+        // reused as the mount point (transient: removing it would detach a live layer mount
+        // of another namespace); anything more is somebody's data and is not touched.
+        let leftover = fs::symlink_metadata(&layer).is_ok();
+        let in_the_way = leftover
+            && match req.mode {
+                Mode::Hotfix => fs::remove_dir(&layer).is_err(),
+                Mode::Transient | Mode::ReadOnly => fs::read_dir(&layer)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true),
+            };
+        if in_the_way {
             return Err(Error::AlreadyOverlaid {
                 path: path.clone(),
                 reason: format!(
@@ -499,34 +514,25 @@ impl Overlays {
                 undo.push(move || {
                     let _ = fs::remove_dir_all(&l);
                 });
-                record::save(&self.dirs, &rec)?;
+                record::save_in(&layer, &rec)?;
+                make_layer_dirs(&layer, &rec.path, &lower)?;
             }
             Mode::Transient | Mode::ReadOnly => {
-                record::save(&self.dirs, &rec)?;
-                let f = rec.file(&self.dirs);
+                if !leftover {
+                    mkdir(&layer, 0o700)?;
+                    let l = layer.clone();
+                    undo.push(move || {
+                        let _ = fs::remove_dir(&l);
+                    });
+                }
+                attach_transient_layer(&rec, &lower)?;
+                let l = layer.clone();
                 undo.push(move || {
-                    let _ = fs::remove_file(&f);
+                    let _ = mount::unmount_path(&l, Unmount::Lazy);
                 });
             }
         }
         crash_point("after-record");
-        if req.mode != Mode::Hotfix {
-            mkdir(&layer, 0o700)?;
-            let l = layer.clone();
-            undo.push(move || {
-                let _ = fs::remove_dir(&l);
-            });
-            mount::mount_tmpfs(
-                &mountinfo::layer_source(&name),
-                &layer,
-                rec.tmpfs_size.as_deref(),
-            )?;
-            let l = layer.clone();
-            undo.push(move || {
-                let _ = mount::unmount_path(&l, Unmount::Lazy);
-            });
-        }
-        make_layer_dirs(&rec, &lower)?;
         mount_layers(&rec, &path, lower.as_fd())?;
         crash_point("after-mount");
         undo.disarm();
@@ -660,19 +666,18 @@ impl Overlays {
         let TakenDown {
             _lock, rec, table, ..
         } = self.take_down(name, force)?;
+        let lower = mount::open_dir(&rec.path)?;
         match rec.mode {
             Mode::Transient | Mode::ReadOnly => {
-                // A fresh tmpfs is the cheapest complete wipe; the old one is detached lazily
-                // because a lazily unmounted overlay may still use it.
+                // A fresh tmpfs (with the record written into it again) is the cheapest
+                // complete wipe; the old one is detached lazily because a lazily unmounted
+                // overlay may still use it. Dying between the two leaves no record and no
+                // overlay: the same as `remove`.
                 detach_layer(&rec, &table)?;
                 if !rec.layer.is_dir() {
                     mkdir(&rec.layer, 0o700)?;
                 }
-                mount::mount_tmpfs(
-                    &mountinfo::layer_source(&rec.name),
-                    &rec.layer,
-                    rec.tmpfs_size.as_deref(),
-                )?;
+                attach_transient_layer(&rec, &lower)?;
             }
             Mode::Hotfix => {
                 // Renamed away first so that a crash mid-delete never leaves a half-emptied
@@ -686,10 +691,9 @@ impl Overlays {
                     }
                 }
                 remove_tree_if_present(&trash)?;
+                make_layer_dirs(&rec.layer, &rec.path, &lower)?;
             }
         }
-        let lower = mount::open_dir(&rec.path)?;
-        make_layer_dirs(&rec, &lower)?;
         drop(lower);
         self.mount_recorded(&rec)?;
         Ok(rec)
@@ -706,7 +710,7 @@ impl Overlays {
             was_active,
         } = self.take_down(name, force)?;
         // Layers first, the record last: an interrupted remove leaves a stale entry that a
-        // second remove finishes.
+        // second remove finishes. A transient record lives in its layer tmpfs and goes with it.
         match rec.mode {
             Mode::Transient | Mode::ReadOnly => {
                 detach_layer(&rec, &table)?;
@@ -716,12 +720,11 @@ impl Overlays {
                     }
                     _ => {}
                 }
-                remove_file_if_present(&rec.file(&self.dirs))?;
             }
             Mode::Hotfix => {
                 remove_tree_if_present(&rec.upper())?;
                 remove_tree_if_present(&rec.work())?;
-                remove_file_if_present(&rec.file(&self.dirs))?;
+                remove_file_if_present(&rec.file())?;
                 remove_tree_if_present(&rec.layer)?;
             }
         }
@@ -757,7 +760,7 @@ impl Overlays {
                     let cleaned = (|| {
                         detach_layer(&rec, &table)?;
                         remove_tree_if_present(&rec.layer)?;
-                        remove_file_if_present(&rec.file(&self.dirs))
+                        remove_file_if_present(&rec.file())
                     })();
                     cleaned.map(|()| BootOutcome::CleanedStale {
                         name: name.clone(),
@@ -789,11 +792,11 @@ fn validate_tmpfs_size(size: &str) -> Result<()> {
 }
 
 /// Creates `upper/` (with the covered directory's mode, owner and SELinux label, because the
-/// merged root takes its attributes from the upper root) and `work/` (0700).
-fn make_layer_dirs(rec: &OverlayRecord, lower: &std::os::fd::OwnedFd) -> Result<()> {
-    let st = rustix::fs::fstat(lower).map_err(|e| Error::sys("stat", &rec.path, e))?;
-    let upper = rec.upper();
-    let work = rec.work();
+/// merged root takes its attributes from the upper root) and `work/` (0700) in `layer`.
+fn make_layer_dirs(layer: &Path, covered: &Path, lower: &std::os::fd::OwnedFd) -> Result<()> {
+    let st = rustix::fs::fstat(lower).map_err(|e| Error::sys("stat", covered, e))?;
+    let upper = layer.join("upper");
+    let work = layer.join("work");
     mkdir(&upper, 0o700)?;
     mkdir(&work, 0o700)?;
     // chown before chmod: chown clears set-id bits.
@@ -815,6 +818,21 @@ fn make_layer_dirs(rec: &OverlayRecord, lower: &std::os::fd::OwnedFd) -> Result<
         }
     }
     Ok(())
+}
+
+/// Mounts the tmpfs of a transient or read-only overlay on its layer directory with the record,
+/// `upper/` and `work/` already in it: they are written while the tmpfs is not attached
+/// anywhere, so the record appears together with its layer, in this mount namespace only.
+fn attach_transient_layer(rec: &OverlayRecord, lower: &std::os::fd::OwnedFd) -> Result<()> {
+    let mnt = mount::detached_tmpfs(
+        &mountinfo::layer_source(&rec.name),
+        &rec.layer,
+        rec.tmpfs_size.as_deref(),
+    )?;
+    let inside = PathBuf::from(format!("/proc/self/fd/{}", mnt.as_raw_fd()));
+    record::save_in(&inside, rec)?;
+    make_layer_dirs(&inside, &rec.path, lower)?;
+    mount::attach_detached(mnt.as_fd(), &rec.layer)
 }
 
 /// The package-manager warning: /usr changes made through a package manager are recorded in

@@ -145,21 +145,50 @@ pub(crate) fn mount_overlay(
     attach(fs.as_fd(), OP, target, attrs)
 }
 
-/// Mounts a fresh tmpfs (tagged with `source`, root mode 0700) on `target`.
+/// Mounts a fresh tmpfs (tagged with `source`, root mode 0711) on `target`.
+#[cfg(test)]
 pub(crate) fn mount_tmpfs(source: &str, target: &Path, size: Option<&str>) -> Result<()> {
+    let mnt = detached_tmpfs(source, target, size)?;
+    attach_detached(mnt.as_fd(), target)
+}
+
+/// A fresh tmpfs (tagged with `source`, root mode 0711, nosuid) that is not attached anywhere
+/// yet: it can be filled through its root descriptor (or `/proc/self/fd/N`) and then appear on
+/// `target` complete, with [`attach_detached`]. Errors name `target`.
+pub(crate) fn detached_tmpfs(source: &str, target: &Path, size: Option<&str>) -> Result<OwnedFd> {
     const OP: &str = "mount the layer tmpfs on";
     let fs = fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)
         .map_err(|e| mount_error(OP, target, e, None))?;
     let configure = || -> std::result::Result<(), Errno> {
         fsconfig_set_string(fs.as_fd(), "source", source)?;
-        fsconfig_set_string(fs.as_fd(), "mode", "0700")?;
+        // Searchable but not listable: the record in it must be readable for `status`
+        // without root (the upper directory has the covered tree's own mode anyway, and
+        // work/ is 0700).
+        fsconfig_set_string(fs.as_fd(), "mode", "0711")?;
         if let Some(size) = size {
             fsconfig_set_string(fs.as_fd(), "size", size)?;
         }
         fsconfig_create(fs.as_fd())
     };
     configure().map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))?;
-    attach(fs.as_fd(), OP, target, MountAttrFlags::MOUNT_ATTR_NOSUID)
+    fsmount(
+        fs.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )
+    .map_err(|e| mount_error(OP, target, e, Some(fs.as_fd())))
+}
+
+/// Attaches a mount made by [`detached_tmpfs`] on `target`.
+pub(crate) fn attach_detached(mnt: BorrowedFd<'_>, target: &Path) -> Result<()> {
+    move_mount(
+        mnt,
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| mount_error("mount the layer tmpfs on", target, e, None))
 }
 
 /// The last steps of a new-API mount: turns the created file system context `fs` into a

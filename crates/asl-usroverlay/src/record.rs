@@ -2,9 +2,14 @@
 //! mounted, so that whatever point the tool dies at, `status` finds the overlay by its record
 //! and `remove` can clean it up.
 //!
-//! Transient and read-only overlays are recorded under the runtime directory (a tmpfs on a real
-//! system, so the record goes away at reboot together with the mount); hotfix overlays under
-//! the persistent directory, next to their upper and work directories.
+//! Every record is `LAYER/overlay.json`, next to the overlay's `upper/` and `work/`. For a
+//! hotfix overlay LAYER is a directory under the persistent directory. For a transient or
+//! read-only overlay LAYER is the overlay's own tmpfs, mounted on a directory under the
+//! runtime directory, and the record is written into that tmpfs *before* it is attached: the
+//! record is visible exactly in the mount namespaces where the layer mount is, and goes away
+//! with it — at reboot, at `remove`, and when a private mount namespace the overlay was
+//! applied in ends (a record in the host's `/run` would outlive it as a host-wide stale
+//! entry).
 
 use std::fs;
 use std::io::{self, Write};
@@ -18,8 +23,8 @@ use crate::error::{Error, Result};
 /// The record format this build writes and understands. Newer records are refused.
 pub const RECORD_FORMAT: u32 = 1;
 
-/// File name of a hotfix record inside its layer directory.
-pub(crate) const HOTFIX_RECORD: &str = "overlay.json";
+/// File name of a record inside its layer directory.
+pub(crate) const RECORD_FILE: &str = "overlay.json";
 
 /// Where state lives. Both directories can be moved under a prefix so tests and image builds
 /// never touch the live system's `/run` or `/var/lib`.
@@ -45,10 +50,6 @@ impl StateDirs {
             runtime: root.join("run/asl/usroverlay"),
             persistent: root.join("var/lib/asl/usroverlay"),
         }
-    }
-
-    pub(crate) fn transient_record(&self, name: &str) -> PathBuf {
-        self.runtime.join(format!("{name}.json"))
     }
 
     pub(crate) fn transient_layer(&self, name: &str) -> PathBuf {
@@ -131,7 +132,8 @@ pub struct OverlayRecord {
     pub mode: Mode,
     /// When the overlay was first applied, seconds since the Unix epoch.
     pub since: u64,
-    /// Directory holding `upper/` and `work/` (for transient/read-only: the tmpfs mount point).
+    /// Directory holding the record, `upper/` and `work/` (for transient/read-only: the mount
+    /// point of the tmpfs that holds them).
     pub layer: PathBuf,
     /// tmpfs `size=` option given at apply time (transient/read-only only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,11 +152,8 @@ impl OverlayRecord {
     }
 
     /// Where this record is stored.
-    pub(crate) fn file(&self, dirs: &StateDirs) -> PathBuf {
-        match self.mode {
-            Mode::Hotfix => dirs.hotfix_layer(&self.name).join(HOTFIX_RECORD),
-            Mode::Transient | Mode::ReadOnly => dirs.transient_record(&self.name),
-        }
+    pub(crate) fn file(&self) -> PathBuf {
+        self.layer.join(RECORD_FILE)
     }
 }
 
@@ -181,8 +180,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-pub(crate) fn save(dirs: &StateDirs, rec: &OverlayRecord) -> Result<()> {
-    let file = rec.file(dirs);
+/// Writes `rec` to `dir/overlay.json` (`dir` is its layer directory, or the not yet attached
+/// layer tmpfs as `/proc/self/fd/N`).
+pub(crate) fn save_in(dir: &Path, rec: &OverlayRecord) -> Result<()> {
+    let file = dir.join(RECORD_FILE);
     let mut json = serde_json::to_vec_pretty(rec).map_err(|e| Error::BadRecord {
         path: file.clone(),
         reason: e.to_string(),
@@ -215,23 +216,19 @@ fn load(path: &Path) -> Result<OverlayRecord> {
     })
 }
 
-/// Every record in both directories, sorted by name. Missing directories mean "no overlays".
+/// Every record in both directories, sorted by name. Missing directories mean "no overlays";
+/// a layer directory without a record (the mount point of a transient layer that is not
+/// mounted in this namespace) is not an overlay.
 pub(crate) fn load_all(dirs: &StateDirs) -> Result<Vec<OverlayRecord>> {
     let mut out = Vec::new();
-    for entry in read_dir_sorted(&dirs.runtime)? {
-        let name = entry.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(".json")
-            && !stem.starts_with('.')
-        {
-            out.push(load(&dirs.runtime.join(&entry))?);
+    for dir in [&dirs.runtime, &dirs.persistent] {
+        for entry in read_dir_sorted(dir)? {
+            let file = dir.join(&entry).join(RECORD_FILE);
+            if entry.to_string_lossy().starts_with('.') || !file.exists() {
+                continue;
+            }
+            out.push(load(&file)?);
         }
-    }
-    for entry in read_dir_sorted(&dirs.persistent)? {
-        let file = dirs.persistent.join(&entry).join(HOTFIX_RECORD);
-        if entry.to_string_lossy().starts_with('.') || !file.exists() {
-            continue;
-        }
-        out.push(load(&file)?);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
@@ -332,7 +329,8 @@ mod tests {
     fn records_round_trip_and_newer_formats_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let dirs = StateDirs::under(dir.path());
-        fs::create_dir_all(&dirs.runtime).unwrap();
+        fs::create_dir_all(dirs.transient_layer("usr")).unwrap();
+        fs::create_dir_all(dirs.transient_layer("future")).unwrap();
         let rec = OverlayRecord {
             format: RECORD_FORMAT,
             name: "usr".into(),
@@ -342,11 +340,11 @@ mod tests {
             layer: dirs.transient_layer("usr"),
             tmpfs_size: Some("1G".into()),
         };
-        save(&dirs, &rec).unwrap();
+        save_in(&rec.layer, &rec).unwrap();
         assert_eq!(load_all(&dirs).unwrap(), vec![rec.clone()]);
 
         let newer = serde_json::to_string(&serde_json::json!({"format": 99})).unwrap();
-        fs::write(dirs.transient_record("future"), newer).unwrap();
+        fs::write(dirs.transient_layer("future").join(RECORD_FILE), newer).unwrap();
         match load_all(&dirs) {
             Err(Error::NewerFormat { found: 99, .. }) => {}
             other => panic!("expected NewerFormat, got {other:?}"),

@@ -547,3 +547,135 @@ fn cli_help_teaches_modes_examples_and_exit_codes() {
         "--boot with --path must be a usage error"
     );
 }
+
+/// A private mount namespace made by `unshare -m --propagation private`, kept alive by a
+/// `sleep` that started before any overlay existed (so it holds nothing of one); commands
+/// enter it with `nsenter`. The test process itself stays on the host, so it sees the host's
+/// `/usr` and `/run` throughout.
+struct Namespace {
+    holder: Reaped,
+}
+
+fn link(p: &str) -> Option<PathBuf> {
+    fs::read_link(p).ok()
+}
+
+/// Waits until process `pid` runs `command` (after its exec), for up to ten seconds.
+fn wait_for_command(pid: u32, command: &str) {
+    for _ in 0..1000 {
+        if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == command) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("pid {pid} never became {command}");
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        let holder = Reaped(
+            Command::new("unshare")
+                .args(["-m", "--propagation", "private", "sleep", "600"])
+                .spawn()
+                .expect("running unshare"),
+        );
+        let pid = holder.0.id();
+        wait_for_command(pid, "sleep");
+        assert_ne!(
+            link(&format!("/proc/{pid}/ns/mnt")),
+            link("/proc/self/ns/mnt"),
+            "unshare did not make a mount namespace"
+        );
+        Namespace { holder }
+    }
+
+    fn pid(&self) -> u32 {
+        self.holder.0.id()
+    }
+
+    /// `program args…` inside the namespace, working directory `/`.
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg("-t")
+            .arg(self.pid().to_string())
+            .args(["-m", "--wd=/", "--"])
+            .arg(program)
+            .args(args)
+            .env_remove("ASL_USROVERLAY_CRASH_AT")
+            .env_remove("ASL_USROVERLAY_RELAUNCHED");
+        c
+    }
+
+    /// The tool (`asl usroverlay --state-root ROOT args…`) inside the namespace.
+    fn tool(&self, root: &Path, args: &[&str]) -> Output {
+        let mut all = vec!["usroverlay", "--state-root", s(root)];
+        all.extend_from_slice(args);
+        self.command(Path::new(env!("CARGO_BIN_EXE_asl")), &all)
+            .output()
+            .expect("running nsenter")
+    }
+
+    fn ok(&self, root: &Path, args: &[&str]) -> String {
+        let o = self.tool(root, args);
+        let (out, err) = text(&o);
+        assert!(
+            o.status.success(),
+            "{args:?} in the namespace failed: {out}{err}"
+        );
+        out
+    }
+}
+
+/// What the host sees of `/usr`: its mounts, and the files the test changes in the namespace.
+fn host_usr() -> (Vec<String>, bool, bool, bool) {
+    let mounts = mount_table()
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/usr") || l.contains("asl-usroverlay"))
+        .map(str::to_string)
+        .collect();
+    (
+        mounts,
+        Path::new("/usr/bin/yes").is_file(),
+        Path::new("/usr/asl-real-usr-written").exists(),
+        Path::new("/usr/local/bin/asl-usroverlay").exists(),
+    )
+}
+
+/// The records under a state root, as the host sees them.
+fn records_under(root: &Path) -> Vec<String> {
+    tree_snapshot(root)
+        .into_iter()
+        .filter(|l| l.contains("overlay.json") || l.contains(".json "))
+        .collect()
+}
+
+#[test]
+fn cli_record_of_an_overlay_in_unshare_stays_in_that_namespace_and_ends_with_it() {
+    let scratch = Scratch(
+        std::env::temp_dir().join(format!("asl-usroverlay-nsrecord-{}", std::process::id())),
+    );
+    let root = scratch.0.join("state");
+    let host_before = host_usr();
+    let ns = Namespace::new();
+    for mode in ["transient", "read-only"] {
+        let name = format!("in-ns-{mode}");
+        let tree = scratch.0.join(&name);
+        fs::create_dir_all(&tree).unwrap();
+        ns.ok(
+            &root,
+            &["apply", "--path", s(&tree), "--mode", mode, "--name", &name],
+        );
+    }
+    ns.ok(&root, &["apply", "--name", "in-ns-usr"]);
+    let v: Value = serde_json::from_str(&ns.ok(&root, &["status", "--json"])).unwrap();
+    assert_eq!(v["overlays"].as_array().unwrap().len(), 3, "{v}");
+    // The host sees neither the overlays nor their records.
+    assert_eq!(ok(&root, &["status"]).trim(), "no overlays");
+    assert_eq!(records_under(&root), Vec::<String>::new());
+
+    // The namespace ends with its overlays applied: nothing is left for the host.
+    drop(ns);
+    assert_eq!(ok(&root, &["status"]).trim(), "no overlays");
+    assert_eq!(records_under(&root), Vec::<String>::new());
+    assert_eq!(host_usr(), host_before, "the host's /usr changed");
+}

@@ -51,8 +51,9 @@ asl-usroverlay remove usr                     back to the original /usr\n  \
 asl-usroverlay install-unit                   re-apply hotfix overlays at every boot\n\n\
 Exit codes: 0 ok, 1 failure (not root, busy, already covered, mount failed), 2 usage \
 (bad path, unknown name).\n\
-Files: /run/asl/usroverlay/NAME.json, /run/asl/usroverlay/NAME/{upper,work} (transient, \
-read-only), /var/lib/asl/usroverlay/NAME/{overlay.json,upper,work} (hotfix)."
+Files: /run/asl/usroverlay/NAME/{overlay.json,upper,work} on the overlay's own tmpfs, visible \
+only in the mount namespace it was applied in (transient, read-only), \
+/var/lib/asl/usroverlay/NAME/{overlay.json,upper,work} (hotfix)."
 )]
 struct UsrOverlay {
     /// Keep state below DIR (DIR/run/asl/usroverlay, DIR/var/lib/asl/usroverlay) instead of /.
