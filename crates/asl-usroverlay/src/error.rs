@@ -42,10 +42,17 @@ pub enum Error {
     UnknownName { name: String, known: Vec<String> },
 
     #[error(
-        "{} (overlay '{name}') is busy: processes still use files in it; stop them (see `fuser -vm {}`) or pass --force for a lazy unmount",
-        path.display(), path.display()
+        "{} (overlay '{name}') is busy: {}, or pass --force for a lazy unmount (processes keep what they have open)",
+        path.display(), busy_reason(path, holders, submounts)
     )]
-    Busy { name: String, path: PathBuf },
+    Busy {
+        name: String,
+        path: PathBuf,
+        /// The processes found holding files on it (a snapshot taken after the refusal).
+        holders: Vec<crate::Holder>,
+        /// Mounts inside it, which keep it busy as well.
+        submounts: Vec<PathBuf>,
+    },
 
     #[error("overlay '{name}' is not mounted (stale); `remove {name}` cleans its state")]
     NotMounted { name: String },
@@ -70,6 +77,35 @@ pub enum Error {
         found: u32,
         supported: u32,
     },
+}
+
+fn busy_reason(path: &std::path::Path, holders: &[crate::Holder], submounts: &[PathBuf]) -> String {
+    let mut parts = Vec::new();
+    if !holders.is_empty() {
+        let list: Vec<String> = holders.iter().map(|h| h.to_string()).collect();
+        parts.push(format!(
+            "in use by {}; stop {}",
+            list.join(", "),
+            if holders.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if !submounts.is_empty() {
+        let list: Vec<String> = submounts.iter().map(|p| p.display().to_string()).collect();
+        parts.push(format!(
+            "mounted inside it: {}; unmount {}",
+            list.join(", "),
+            if submounts.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if parts.is_empty() {
+        // Users that are no process: a loop device or swap file, an NFS export, or a
+        // process that let go between the refusal and the scan.
+        parts.push(format!(
+            "no process was found using it (a loop device, swap file or export may hold it; see `fuser -vm {}`); stop that user and try again",
+            path.display()
+        ));
+    }
+    parts.join("; ")
 }
 
 fn known_list(known: &[String]) -> String {

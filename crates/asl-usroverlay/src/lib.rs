@@ -27,6 +27,11 @@
 //!   the host's `/run` — not even as a stale entry after the namespace ends. A layer mount
 //!   point left without a record (by another namespace) is reused, never removed: removing a
 //!   directory that is a mount point elsewhere would detach that namespace's live layer.
+//! * **Strict unmounts, busy trees named**: `reset` and `remove` unmount without
+//!   `MNT_DETACH` unless forced, so the kernel decides atomically that nobody uses the
+//!   overlay. When it refuses, [`Error::Busy`] names the processes holding files on that mount
+//!   (pid, command, what they hold; see [`holders`]) and mounts inside it; `force` stays for
+//!   an operator who accepts a lazy unmount.
 //!
 //! What it is not: it does not cover `/etc` or `/var`, so package-manager state (e.g.
 //! `/var/lib/dpkg`) written while an overlay is active outlives the overlay; `apply` returns a
@@ -34,6 +39,7 @@
 
 mod diff;
 mod error;
+pub mod holders;
 mod mount;
 pub mod mountinfo;
 mod record;
@@ -52,6 +58,7 @@ use serde::Serialize;
 
 pub use diff::{Diff, Usage};
 pub use error::{Error, Result};
+pub use holders::Holder;
 pub use record::{Mode, OverlayRecord, RECORD_FORMAT, StateDirs, default_name, validate_name};
 pub use time::rfc3339;
 
@@ -604,19 +611,26 @@ impl Overlays {
         let lock = self.lock()?;
         let rec = self.find(name)?;
         let table = mountinfo::read()?;
-        let was_active = Self::is_active(&rec, &table);
-        if was_active {
-            self.unmount_overlay(&rec, force)?;
+        let mounted = mountinfo::find_overlay(&table, &rec.name, &rec.path).map(|m| m.id);
+        if let Some(id) = mounted {
+            Self::unmount_overlay(&rec, id, &table, force)?;
         }
         Ok(TakenDown {
             _lock: lock,
             rec,
             table,
-            was_active,
+            was_active: mounted.is_some(),
         })
     }
 
-    fn unmount_overlay(&self, rec: &OverlayRecord, force: bool) -> Result<()> {
+    /// Unmounts the overlay of `rec` (mount `id`). Strictly unless `force`: the kernel refuses
+    /// atomically if anything uses it, and then the refusal names who does.
+    fn unmount_overlay(
+        rec: &OverlayRecord,
+        id: u64,
+        table: &[mountinfo::MountEntry],
+        force: bool,
+    ) -> Result<()> {
         let how = if force {
             Unmount::Lazy
         } else {
@@ -627,6 +641,12 @@ impl Overlays {
             Err(rustix::io::Errno::BUSY) => Err(Error::Busy {
                 name: rec.name.clone(),
                 path: rec.path.clone(),
+                holders: holders::holders_of(id),
+                submounts: table
+                    .iter()
+                    .filter(|m| m.parent == id)
+                    .map(|m| m.mount_point.clone())
+                    .collect(),
             }),
             Err(e) => Err(Error::sys("unmount", &rec.path, e)),
         }
@@ -659,8 +679,8 @@ impl Overlays {
     }
 
     /// Discards every change of overlay `name` and mounts it again, empty, in the same mode.
-    /// Files in use make it fail with [`Error::Busy`] unless `force` (lazy unmount: processes
-    /// keep what they have open; new opens see the clean overlay).
+    /// Files in use make it fail with [`Error::Busy`] naming the processes, unless `force`
+    /// (lazy unmount: processes keep what they have open; new opens see the clean overlay).
     pub fn reset(&self, name: &str, force: bool) -> Result<OverlayRecord> {
         require_root("reset")?;
         let TakenDown {

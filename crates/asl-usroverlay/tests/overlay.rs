@@ -196,6 +196,18 @@ fn reset_of_a_busy_overlay_names_it_and_force_detaches_lazily() {
                 Err(e @ Error::Busy { .. }) => {
                     let msg = e.to_string();
                     assert!(msg.contains("'busy'") && msg.contains("--force"), "{msg}");
+                    let Error::Busy { holders, .. } = &e else {
+                        unreachable!()
+                    };
+                    let open_file = format!("{}", tree.join("bin/tool").display());
+                    assert!(
+                        holders.iter().any(|h| h.pid == std::process::id()
+                            && h.uses
+                                .iter()
+                                .any(|u| u.starts_with("fd ") && u.ends_with(&open_file))),
+                        "the open file is not named: {msg}"
+                    );
+                    assert!(msg.contains("this process"), "{msg}");
                 }
                 other => panic!("expected Busy, got {other:?}"),
             }

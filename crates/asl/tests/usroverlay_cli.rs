@@ -462,15 +462,17 @@ fn cli_reset_of_a_busy_tree_explains_and_force_unmounts_lazily() {
             let tree = fake_tree(m, "tree");
             ok(&root, &["apply", "--path", s(&tree), "--name", "tree"]);
             fs::write(tree.join("bin/tool"), "patched\n").unwrap();
-            let _user = Reaped(
+            let user = Reaped(
                 Command::new("sleep")
                     .arg("600")
                     .current_dir(&tree)
                     .spawn()
                     .unwrap(),
             );
-            refused_and_untouched(m, &["reset", "tree"], 1, &["busy", "--force"]);
-            refused_and_untouched(m, &["remove", "tree"], 1, &["busy", "--force"]);
+            let named = format!("pid {} (sleep: cwd {})", user.0.id(), tree.display());
+            for cmd in ["reset", "remove"] {
+                refused_and_untouched(m, &[cmd, "tree"], 1, &["busy", &named, "--force"]);
+            }
             ok(&root, &["reset", "--force", "tree"]);
             assert_eq!(
                 fs::read_to_string(tree.join("bin/tool")).unwrap(),

@@ -131,8 +131,9 @@ struct StatusArgs {
 struct NameArgs {
     /// The overlay's name (`status` lists them).
     name: String,
-    /// If files in the tree are in use, unmount lazily instead of failing: processes keep
-    /// what they have open, everything opened afterwards sees the result.
+    /// If files in the tree are in use, unmount lazily instead of failing (the failure names
+    /// the processes): they keep what they have open, everything opened afterwards sees the
+    /// result.
     #[arg(long)]
     force: bool,
     /// Print the result as JSON on stdout.
