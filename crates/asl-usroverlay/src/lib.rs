@@ -27,11 +27,20 @@
 //!   the host's `/run` — not even as a stale entry after the namespace ends. A layer mount
 //!   point left without a record (by another namespace) is reused, never removed: removing a
 //!   directory that is a mount point elsewhere would detach that namespace's live layer.
-//! * **Strict unmounts, busy trees named**: `reset` and `remove` unmount without
+//! * **Strict unmounts, even of the tool's own /usr**: `reset` and `remove` unmount without
 //!   `MNT_DETACH` unless forced, so the kernel decides atomically that nobody uses the
-//!   overlay. When it refuses, [`Error::Busy`] names the processes holding files on that mount
-//!   (pid, command, what they hold; see [`holders`]) and mounts inside it; `force` stays for
-//!   an operator who accepts a lazy unmount.
+//!   overlay. On a merged /usr (`/lib -> usr/lib`) the calling program itself maps its dynamic
+//!   loader and libc through the overlay and would always be refused; a scan for it before a
+//!   lazy unmount could not be atomic (a process can open a file between scan and detach).
+//!   So the program first replaces itself by a private copy that maps nothing from the overlay
+//!   ([`Overlays::relaunch_outside`], see the `relaunch` module: the mapped files are copied
+//!   to a tmpfs that is never attached to any path and freed with the process), then unmounts
+//!   strictly. When the kernel refuses, [`Error::Busy`] names the processes holding files on
+//!   that mount (pid, command, what they hold; see [`holders`]) and mounts inside it; `force`
+//!   stays for an operator who accepts a lazy unmount.
+//! * **Nothing half-done on bad input**: every check that can fail on the caller's input runs
+//!   before the first write; a failure after that undoes what the call did.
+//! * All mutating calls need root and hold an exclusive lock (`RUNTIME/.lock`).
 //!
 //! What it is not: it does not cover `/etc` or `/var`, so package-manager state (e.g.
 //! `/var/lib/dpkg`) written while an overlay is active outlives the overlay; `apply` returns a
@@ -43,6 +52,7 @@ pub mod holders;
 mod mount;
 pub mod mountinfo;
 mod record;
+mod relaunch;
 #[doc(hidden)]
 pub mod testing;
 mod time;
@@ -60,6 +70,7 @@ pub use diff::{Diff, Usage};
 pub use error::{Error, Result};
 pub use holders::Holder;
 pub use record::{Mode, OverlayRecord, RECORD_FORMAT, StateDirs, default_name, validate_name};
+pub use relaunch::RELAUNCHED_ENV;
 pub use time::rfc3339;
 
 use mount::Unmount;
@@ -601,6 +612,26 @@ impl Overlays {
                 io::Error::other("too many mounts stacked on it"),
             ))
         })
+    }
+
+    /// If this process itself keeps the mounted overlay `name` busy — on a merged-/usr system
+    /// it maps its dynamic loader and libc through an overlay on `/usr` — replaces the process
+    /// with a private copy of itself that does not, running the same command line (see
+    /// [`RELAUNCHED_ENV`] and the crate documentation). Call it before [`Overlays::reset`] or
+    /// [`Overlays::remove`] from a program whose `main` can simply run again. Returns `Ok(())`
+    /// when there was nothing to do (not mounted, nothing mapped from it, or this process is
+    /// already the relaunched copy); on success it does not return.
+    pub fn relaunch_outside(&self, name: &str) -> Result<()> {
+        // Without root there is nothing to unmount; reset and remove say so.
+        if !rustix::process::geteuid().is_root() {
+            return Ok(());
+        }
+        let rec = self.find(name)?;
+        let table = mountinfo::read()?;
+        match mountinfo::find_overlay(&table, &rec.name, &rec.path) {
+            Some(m) => relaunch::relaunch_outside(m.id),
+            None => Ok(()),
+        }
     }
 
     /// The start of `reset` and `remove`: checks that `name` exists before taking the lock

@@ -626,6 +626,17 @@ impl Namespace {
         );
         out
     }
+
+    fn sh(&self, script: &str) -> Output {
+        self.command(Path::new("/bin/sh"), &["-c", script])
+            .output()
+            .expect("running nsenter")
+    }
+
+    /// The namespace's mount table, read from the host.
+    fn mount_table(&self) -> String {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap()
+    }
 }
 
 /// What the host sees of `/usr`: its mounts, and the files the test changes in the namespace.
@@ -649,6 +660,110 @@ fn records_under(root: &Path) -> Vec<String> {
         .into_iter()
         .filter(|l| l.contains("overlay.json") || l.contains(".json "))
         .collect()
+}
+
+#[test]
+fn cli_on_the_real_merged_usr_in_unshare_applies_resets_refuses_busy_and_removes() {
+    assert!(
+        fs::read_link("/lib").is_ok_and(|t| t == Path::new("usr/lib")),
+        "this test is about a merged /usr (/lib -> usr/lib)"
+    );
+    let scratch = Scratch(
+        std::env::temp_dir().join(format!("asl-usroverlay-realusr-{}", std::process::id())),
+    );
+    let root = scratch.0.join("state");
+    let host_before = host_usr();
+    assert!(host_before.1, "the test needs /usr/bin/yes");
+    let host_status = || ok(&root, &["status"]).trim().to_string();
+
+    let ns = Namespace::new();
+    ns.ok(&root, &["apply", "--name", "realusr"]);
+    assert!(ns.mount_table().contains("asl-usroverlay:realusr"));
+    // The writes: a new file, the tool itself installed below /usr, a deletion.
+    let w = ns.sh(&format!(
+        "echo written > /usr/asl-real-usr-written && cp '{}' /usr/local/bin/asl-usroverlay && rm /usr/bin/yes",
+        env!("CARGO_BIN_EXE_asl")
+    ));
+    assert!(w.status.success(), "{:?}", text(&w));
+    assert_eq!(host_usr(), host_before, "the host's /usr changed");
+    // The record lives in the namespace's layer mount: the host has no overlay to show.
+    assert_eq!(host_status(), "no overlays");
+
+    let v: Value = serde_json::from_str(&ns.ok(&root, &["status", "--diff", "--json"])).unwrap();
+    let o = &v["overlays"][0];
+    assert_eq!(
+        (&o["name"], &o["state"]),
+        (&"realusr".into(), &"active".into())
+    );
+    assert_eq!(
+        strings(&o["diff"]["added"]),
+        ["/usr/asl-real-usr-written", "/usr/local/bin/asl-usroverlay"]
+    );
+    assert_eq!(strings(&o["diff"]["deleted"]), ["/usr/bin/yes"]);
+
+    // Another process holding a file open: reset refuses and names it.
+    let user = Reaped(
+        ns.command(
+            Path::new("/bin/sh"),
+            &[
+                "-c",
+                "exec 3</usr/share/common-licenses/GPL-3; exec sleep 600",
+            ],
+        )
+        .spawn()
+        .unwrap(),
+    );
+    wait_for_command(user.0.id(), "sleep");
+    for cmd in ["reset", "remove"] {
+        let o = ns.tool(&root, &[cmd, "realusr"]);
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {out}{err}");
+        let named = format!("pid {} (sleep", user.0.id());
+        assert!(err.contains(&named), "{cmd}: '{named}' missing in: {err}");
+        assert!(
+            err.contains("fd 3 /usr/share/common-licenses/GPL-3") && err.contains("--force"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("this process"),
+            "the tool blamed itself: {err}"
+        );
+    }
+    drop(user);
+    assert!(ns.mount_table().contains("asl-usroverlay:realusr"));
+    assert!(ns.sh("test -e /usr/asl-real-usr-written").status.success());
+
+    // Nothing else uses it now: reset works, run by the copy below the overlay's own /usr
+    // (program, loader and libc all mapped through the overlay).
+    let o = ns
+        .command(
+            Path::new("/usr/local/bin/asl-usroverlay"),
+            &["--state-root", s(&root), "reset", "realusr"],
+        )
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "reset on the real /usr: {out}{err}");
+    assert!(out.contains("changes discarded"), "{out}");
+    assert!(!ns.sh("test -e /usr/asl-real-usr-written").status.success());
+    assert!(ns.sh("test -f /usr/bin/yes").status.success());
+    let v: Value = serde_json::from_str(&ns.ok(&root, &["status", "--diff", "--json"])).unwrap();
+    assert_eq!(v["overlays"][0]["state"], "active");
+    assert!(
+        strings(&v["overlays"][0]["diff"]["added"]).is_empty(),
+        "{v}"
+    );
+    assert_eq!(host_usr(), host_before, "the host's /usr changed");
+
+    let out = ns.ok(&root, &["remove", "realusr"]);
+    assert!(out.contains("original tree"), "{out}");
+    assert!(
+        !ns.mount_table().contains("asl-usroverlay"),
+        "{}",
+        ns.mount_table()
+    );
+    assert_eq!(ns.ok(&root, &["status"]).trim(), "no overlays");
+    assert_eq!(host_usr(), host_before, "the host's /usr changed");
 }
 
 #[test]

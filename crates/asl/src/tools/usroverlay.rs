@@ -133,7 +133,8 @@ struct NameArgs {
     name: String,
     /// If files in the tree are in use, unmount lazily instead of failing (the failure names
     /// the processes): they keep what they have open, everything opened afterwards sees the
-    /// result.
+    /// result. The tool's own use of the tree (ld.so and libc on a merged /usr) never needs
+    /// it: it continues from a private copy of itself.
     #[arg(long)]
     force: bool,
     /// Print the result as JSON on stdout.
@@ -415,7 +416,17 @@ fn status(ov: &Overlays, a: StatusArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Before a strict unmount: the tool must not be what keeps the overlay busy (on a merged
+/// /usr it maps ld.so and libc through it), so it continues from a private copy of itself.
+fn relaunch_unless_forced(ov: &Overlays, a: &NameArgs) -> anyhow::Result<()> {
+    if !a.force {
+        ov.relaunch_outside(&a.name).map_err(lib_err)?;
+    }
+    Ok(())
+}
+
 fn reset(ov: &Overlays, a: NameArgs) -> anyhow::Result<ExitCode> {
+    relaunch_unless_forced(ov, &a)?;
     let r = ov.reset(&a.name, a.force).map_err(lib_err)?;
     if a.json {
         println!("{:#}", record_json(&r));
@@ -431,6 +442,7 @@ fn reset(ov: &Overlays, a: NameArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn remove(ov: &Overlays, a: NameArgs) -> anyhow::Result<ExitCode> {
+    relaunch_unless_forced(ov, &a)?;
     let removed = ov.remove(&a.name, a.force).map_err(lib_err)?;
     let r = &removed.record;
     if a.json {
