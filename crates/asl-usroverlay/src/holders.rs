@@ -95,15 +95,26 @@ fn uses_of(pid: u32, mount_id: u64) -> Vec<String> {
             uses.push(format!("fd {n} {}", link_text(&p)));
         }
     }
-    // One line per mapped file, not per mapping (a library has four or five).
-    let mut mapped: Vec<String> = Vec::new();
+    // One line per mapped file, not per mapping (a library has four or five), and not the
+    // program again, which is already listed as `exe`.
+    let mut mapped: Vec<String> = uses
+        .iter()
+        .filter_map(|u| u.strip_prefix("exe "))
+        .map(str::to_string)
+        .collect();
+    let already = mapped.len();
     for p in sorted_entries(&base.join("map_files")) {
         let target = link_text(&p);
         if !mapped.contains(&target) && mount_id_of(&p) == Some(mount_id) {
             mapped.push(target);
         }
     }
-    uses.extend(mapped.into_iter().map(|t| format!("mmap {t}")));
+    uses.extend(
+        mapped
+            .into_iter()
+            .skip(already)
+            .map(|t| format!("mmap {t}")),
+    );
     uses
 }
 
