@@ -655,19 +655,31 @@ impl Overlays {
     }
 
     /// Unmounts the overlay of `rec` (mount `id`). Strictly unless `force`: the kernel refuses
-    /// atomically if anything uses it, and then the refusal names who does.
+    /// atomically if anything uses it, and then the refusal names who does. A refused strict
+    /// unmount is tried again a few times first: a process that only looks (`ps`, `lsof`, our
+    /// own holder scan run by another invocation) holds a file on the mount for microseconds,
+    /// and that must not turn into a refusal.
     fn unmount_overlay(
         rec: &OverlayRecord,
         id: u64,
         table: &[mountinfo::MountEntry],
         force: bool,
     ) -> Result<()> {
+        const BUSY_RETRIES: u32 = 5;
         let how = if force {
             Unmount::Lazy
         } else {
             Unmount::Strict
         };
-        match mount::unmount_path(&rec.path, how) {
+        let mut result = mount::unmount_path(&rec.path, how);
+        for attempt in 1..=BUSY_RETRIES {
+            if result != Err(rustix::io::Errno::BUSY) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)));
+            result = mount::unmount_path(&rec.path, how);
+        }
+        match result {
             Ok(()) => Ok(()),
             Err(rustix::io::Errno::BUSY) => Err(Error::Busy {
                 name: rec.name.clone(),
