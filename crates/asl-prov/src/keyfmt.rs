@@ -237,7 +237,10 @@ mod tests {
                 "-----BEGIN PRIVATE KEY-----\nMBoCAQAwDQYJKoZIhvcNAQEBBQAEBgQEAAAAAA==\n-----END PRIVATE KEY-----\n",
                 "not ed25519",
             ),
-            ("-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n", "not a PKCS#8 ed25519 key"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nMC4CAQAw\n",
+                "not a PKCS#8 ed25519 key",
+            ),
             (
                 r#"{"keytype": "rsa", "scheme": "rsassa-pss-sha256"}"#,
                 "only ed25519",
