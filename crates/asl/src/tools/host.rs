@@ -350,17 +350,21 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 if !json {
                     println!("{}: passes the {profile} overlay contract", dir.display());
                 }
-                Ok(ExitCode::SUCCESS)
+                return Ok(ExitCode::SUCCESS);
+            }
+            let summary = format!(
+                "{}: {} violation{} of the {profile} overlay contract",
+                dir.display(),
+                v.len(),
+                if v.len() == 1 { "" } else { "s" }
+            );
+            if json {
+                // The violations are the JSON answer; an error object after them would make
+                // stdout two documents. The summary still goes to stderr, the code stays 1.
+                eprintln!("asl-image: error: {summary}");
+                Ok(Code::Failure.into())
             } else {
-                Err(fail(
-                    Code::Failure,
-                    format!(
-                        "{}: {} violation{} of the {profile} overlay contract",
-                        dir.display(),
-                        v.len(),
-                        if v.len() == 1 { "" } else { "s" }
-                    ),
-                ))
+                Err(fail(Code::Failure, summary))
             }
         }
         ImageCmd::Units { out } => {
