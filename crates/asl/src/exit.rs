@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-/// The documented exit codes. Scripts depend on them; never renumber.
+/// The documented exit codes. Scripts depend on them; never renumber. A tool whose stdout
+/// reader has gone exits with none of them: it is ended by SIGPIPE, as coreutils are
+/// (`crate::output`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Code {
@@ -107,7 +109,10 @@ pub fn json_in_argv(argv: &[std::ffi::OsString]) -> bool {
 fn print_json_error(code: Code, message: &str) {
     let v = serde_json::json!({ "error": { "code": code as u8, "message": message } });
     match serde_json::to_string_pretty(&v) {
-        Ok(s) => println!("{s}"),
+        // The error is already on stderr; a stdout nobody can write to has nothing to add.
+        Ok(s) => {
+            let _ = crate::outln!("{s}");
+        }
         Err(e) => eprintln!("cannot encode the JSON error object: {e}"),
     }
 }

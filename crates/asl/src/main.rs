@@ -4,7 +4,12 @@
 //! The name it was started as picks the tool; `asl <tool> ARGS` works too. All logic lives in
 //! the library crates; this crate only parses arguments, calls them and prints results.
 
+// Every write to stdout goes through `output`, which returns errors instead of panicking
+// and notices when the reader has gone (README, "A closed pipe ends a tool quietly").
+#![deny(clippy::print_stdout)]
+
 mod exit;
+mod output;
 mod tools;
 
 use std::ffi::OsString;

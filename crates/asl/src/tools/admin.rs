@@ -143,7 +143,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Cmd::Show { snapshot } => {
             let store = open_store(&store_arg)?;
             let s = resolve(&store, &snapshot)?;
-            out.emit(s, || show_text(s));
+            out.emit(s, || show_text(s))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Ls { spec, long } => ls(&open_store(&store_arg)?, &spec, long, out),
@@ -165,7 +165,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         Cmd::Verify { read_data } => {
             let store = open_store(&store_arg)?;
             let rep = verify(&store, &VerifyOptions { read_data }, &children);
-            out.emit(&rep, || verify_text(&rep));
+            out.emit(&rep, || verify_text(&rep))?;
             if rep.ok() {
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -184,7 +184,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             }
             out.emit(&serde_json::json!({ "forgotten": ids }), || {
                 format!("forgot snapshot(s) {ids:?}; run `asl-admin gc` to free their data\n")
-            });
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gc { keep_last, dry_run } => {
@@ -232,7 +232,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                         human_bytes(rep.bytes_before)
                     )
                 },
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Stats => stats(&open_store(&store_arg)?, out),
@@ -248,7 +248,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                     rep.segments_retired,
                     rep.blocks_unreadable.iter().map(|b| format!("unreadable: {b}\n")).collect::<String>()
                 )
-            });
+            })?;
             Ok(if rep.blocks_unreadable.is_empty() {
                 ExitCode::SUCCESS
             } else {
@@ -277,7 +277,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                             )
                         })
                         .collect()
-                });
+                })?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Err(fail(Code::Failure, e.to_string())),
@@ -328,7 +328,7 @@ fn snapshots(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
             ));
         }
         t
-    });
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -412,7 +412,7 @@ fn ls(store: &Store, spec: &str, long: bool, out: OutputArgs) -> anyhow::Result<
             }
         }
         t
-    });
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -436,10 +436,9 @@ fn cat(store: &Store, spec: &str) -> anyhow::Result<ExitCode> {
     }
     let reader = store.reader_at(snap);
     let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(browse_error)?;
-    let stdout = std::io::stdout();
-    let mut lock = stdout.lock();
-    asl_fs::cat(&reader, &entry, &mut lock).map_err(browse_error)?;
-    lock.flush()?;
+    let mut stdout = crate::output::stdout();
+    asl_fs::cat(&reader, &entry, &mut stdout).map_err(browse_error)?;
+    stdout.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -477,7 +476,7 @@ fn diff(store: &Store, old: &str, new: &str, out: OutputArgs) -> anyhow::Result<
                 format!("{mark} {}\n", l.path)
             })
             .collect()
-    });
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -523,7 +522,7 @@ fn restore(
             t.push_str(&format!("not in snapshot (intake error) {}: {}\n", i.path.display(), i.message));
         }
         t
-    });
+    })?;
     if !summary.integrity_errors.is_empty() {
         return Ok(Code::Integrity.into());
     }
@@ -616,6 +615,6 @@ fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
             counts.log_records,
             human_bytes(log_bytes)
         )
-    });
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ use asl_store::{Reference, Store, StoreError, TypeTag, Writer};
 use clap::Args;
 
 use crate::exit::{Code, fail};
+use crate::{out, outln};
 
 /// `--store`, shared by every store tool.
 #[derive(Args, Debug, Clone)]
@@ -62,22 +63,28 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Prints `value` as JSON, or the text from `text` unless quiet.
-    pub fn emit<T: serde::Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+    /// Prints `value` as JSON, or the text from `text` unless quiet. A failed write to
+    /// stdout is returned, for the tool to pass on with `?` (crate::output).
+    pub fn emit<T: serde::Serialize>(
+        &self,
+        value: &T,
+        text: impl FnOnce() -> String,
+    ) -> std::io::Result<()> {
         if self.json {
             match serde_json::to_string_pretty(value) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => outln!("{s}")?,
                 Err(e) => eprintln!("cannot encode JSON output: {e}"),
             }
         } else if !self.quiet {
             let t = text();
             if !t.is_empty() {
-                print!("{t}");
+                out!("{t}")?;
                 if !t.ends_with('\n') {
-                    println!();
+                    outln!()?;
                 }
             }
         }
+        Ok(())
     }
 
     /// Whether to draw progress on stderr.

@@ -84,7 +84,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 }
                 t.push_str(&format!("tail: {tail}\n"));
                 t
-            });
+            })?;
         }
         Cmd::Segment { id } => {
             let n = id
@@ -98,7 +98,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let (seg, checksum) = Segment::decode(&bytes)
                 .map_err(|e| fail(Code::Integrity, format!("segment {}: {e}", path.display())))?;
             let v = segment_json(&seg, &bytes, &checksum, store.segment(n));
-            out.emit(&v, || serde_json::to_string_pretty(&v).unwrap_or_default());
+            out.emit(&v, || serde_json::to_string_pretty(&v).unwrap_or_default())?;
         }
         Cmd::Block { id } => {
             let bid = BlockId::parse(&id)
@@ -142,19 +142,20 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                     ));
                 }
                 t
-            });
+            })?;
         }
         Cmd::Artifact { reference } => {
             let r = parse_ref(&reference)?;
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            store.reader().read_to(&r, &mut lock).map_err(|e| {
+            let mut stdout = crate::output::stdout();
+            store.reader().read_to(&r, &mut stdout).map_err(|e| {
                 let code = match e {
                     asl_store::AccessError::Corrupt { .. } => Code::Integrity,
                     _ => Code::Failure,
                 };
                 fail(code, e.to_string())
             })?;
+            // The bytes after the last newline are still buffered; their write can fail too.
+            std::io::Write::flush(&mut stdout)?;
         }
         Cmd::Lookup { reference } => {
             let r = parse_ref(&reference)?;
@@ -191,7 +192,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 "visible_since": loc.visible_since,
                 "parts": parts,
             });
-            out.emit(&v, || serde_json::to_string_pretty(&v).unwrap_or_default());
+            out.emit(&v, || serde_json::to_string_pretty(&v).unwrap_or_default())?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::Tool;
 use crate::exit::{Code, fail};
+use crate::{out, outln};
 
 pub const TOOLS: &[Tool] = &[
     Tool {
@@ -93,30 +94,30 @@ fn run_preflight(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let root = a.root.root();
     let out = preflight::run(&root, &preflight::Env::from_process(), a.dry_run)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else if !a.quiet {
         let f = &out.facts;
-        println!("decision: {}", out.decision);
-        println!("reason:   {}", out.reason);
-        println!(
+        outln!("decision: {}", out.decision)?;
+        outln!("reason:   {}", out.reason)?;
+        outln!(
             "network:  {} (links: {}, default route: {})",
             if f.network.up { "up" } else { "down" },
             or_dash(&f.network.links),
             yn(f.network.default_route)
-        );
+        )?;
         let tool = |p: &Option<PathBuf>| {
             p.as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_else(|| "not found".into())
         };
-        println!(
+        outln!(
             "zfs:      module {}, zpool {}, importable {}, imported {}",
             yn(f.zfs.module),
             tool(&f.zfs.zpool),
             or_dash(&f.zfs.importable),
             or_dash(&f.zfs.imported)
-        );
-        println!(
+        )?;
+        outln!(
             "local:    {} mounted {}{}, writable {}",
             f.local.mount.display(),
             yn(f.local.mounted),
@@ -125,18 +126,18 @@ fn run_preflight(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 _ => String::new(),
             },
             yn(f.local.writable)
-        );
-        println!(
+        )?;
+        outln!(
             "remote:   {}",
             match (&f.remote.endpoint, f.remote.reachable) {
                 (None, _) => "not configured".to_string(),
                 (Some(e), None) => format!("{e} (not tried)"),
                 (Some(e), Some(r)) => format!("{e} reachable {}", yn(r)),
             }
-        );
+        )?;
         match &out.mode_file {
-            Some(p) => println!("wrote {}", p.display()),
-            None => println!("dry run: nothing written"),
+            Some(p) => outln!("wrote {}", p.display())?,
+            None => outln!("dry run: nothing written")?,
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -182,11 +183,11 @@ fn run_config(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         )
     })?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?)?;
         return Ok(ExitCode::SUCCESS);
     }
     for f in &report.files {
-        println!(
+        outln!(
             "{}: {}",
             f.path.display(),
             if f.present {
@@ -194,23 +195,23 @@ fn run_config(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             } else {
                 "absent, defaults apply"
             }
-        );
+        )?;
     }
     let c = &report.asl;
-    println!("mode = {}", c.mode);
-    println!("local.mount = {}", c.local_mount.display());
+    outln!("mode = {}", c.mode)?;
+    outln!("local.mount = {}", c.local_mount.display())?;
     if let Some(p) = &c.local_pool {
-        println!("local.pool = {p}");
+        outln!("local.pool = {p}")?;
     }
-    println!("local.create = {}", yn(c.local_create));
+    outln!("local.create = {}", yn(c.local_create))?;
     if let Some(e) = &c.remote_endpoint {
-        println!("remote.endpoint = {e}");
+        outln!("remote.endpoint = {e}")?;
     }
-    println!("remote.timeout = {}ms", c.remote_timeout.as_millis());
+    outln!("remote.timeout = {}ms", c.remote_timeout.as_millis())?;
     if let Some(d) = &c.domain_id {
-        println!("domain.id = {d}");
+        outln!("domain.id = {d}")?;
     }
-    println!("federation peers: {}", report.federation.peers.len());
+    outln!("federation peers: {}", report.federation.peers.len())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -334,21 +335,21 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                     libasl,
                 },
             )?;
-            println!("{}", out.display());
+            outln!("{}", out.display())?;
             Ok(ExitCode::SUCCESS)
         }
         ImageCmd::Lint { dir, profile, json } => {
             let v = overlay::lint(&dir, profile)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                outln!("{}", serde_json::to_string_pretty(&v)?)?;
             } else {
                 for x in &v {
-                    println!("{}", x);
+                    outln!("{}", x)?;
                 }
             }
             if v.is_empty() {
                 if !json {
-                    println!("{}: passes the {profile} overlay contract", dir.display());
+                    outln!("{}: passes the {profile} overlay contract", dir.display())?;
                 }
                 return Ok(ExitCode::SUCCESS);
             }
@@ -371,7 +372,7 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             for (name, text) in asl_host::units::all() {
                 match &out {
                     Some(dir) => write_unit(dir, name, &text)?,
-                    None => print!("# --- {name}\n{text}"),
+                    None => out!("# --- {name}\n{text}")?,
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -383,6 +384,6 @@ fn write_unit(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let p = dir.join(name);
     std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?;
-    println!("{}", p.display());
+    outln!("{}", p.display())?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, CommandFactory, Parser};
 
 use super::Tool;
+use crate::outln;
 
 pub const TOOLS: &[Tool] = &[
     Tool {
@@ -63,7 +64,7 @@ fn install_links(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         replace_link(&exe, &link, a.symlink)
             .with_context(|| format!("cannot link {} to {}", link.display(), exe.display()))?;
         if !a.quiet.quiet {
-            println!("{}", link.display());
+            outln!("{}", link.display())?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -108,7 +109,7 @@ fn man(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         clap_mangen::Man::new(cmd).render(&mut page)?;
         let path = a.out.join(format!("{}.1", tool.name));
         std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))?;
-        println!("{}", path.display());
+        outln!("{}", path.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::exit::{self, Code};
+use crate::outln;
+use crate::output;
 
 mod admin;
 mod common;
@@ -67,16 +69,11 @@ pub fn dispatch(mut argv: Vec<OsString>) -> ExitCode {
     let sub = argv.get(1).map(|a| a.to_string_lossy().into_owned());
     match sub.as_deref() {
         None | Some("-h") | Some("--help") | Some("help") => {
-            print!("{}", overview());
-            if sub.is_none() {
-                Code::Usage.into()
-            } else {
-                Code::Ok.into()
-            }
+            let code = if sub.is_none() { Code::Usage } else { Code::Ok };
+            printed(crate::out!("{}", overview()), code)
         }
         Some("-V") | Some("--version") => {
-            println!("asl {}", env!("CARGO_PKG_VERSION"));
-            Code::Ok.into()
+            printed(outln!("asl {}", env!("CARGO_PKG_VERSION")), Code::Ok)
         }
         Some(name) => match find(name) {
             Some(tool) => {
@@ -89,6 +86,18 @@ pub fn dispatch(mut argv: Vec<OsString>) -> ExitCode {
                 Code::Usage.into()
             }
         },
+    }
+}
+
+/// The exit of `asl` itself after printing its overview or version.
+fn printed(written: std::io::Result<()>, code: Code) -> ExitCode {
+    match written {
+        Ok(()) => code.into(),
+        Err(_) if output::reader_gone() => output::end_by_sigpipe(),
+        Err(e) => {
+            eprintln!("asl: error: {e}");
+            Code::Failure.into()
+        }
     }
 }
 
@@ -107,7 +116,14 @@ fn run_tool(tool: &Tool, argv: Vec<OsString>) -> ExitCode {
             return Code::Ok.into();
         }
     };
-    match (tool.run)(&matches) {
+    let result = (tool.run)(&matches);
+    // The one place a closed stdout is handled: whatever the tool made of the failed write
+    // (an io::Error, a store error wrapping it, or nothing), it ends quietly, as coreutils
+    // do (README, "A closed pipe ends a tool quietly").
+    if output::reader_gone() {
+        return output::end_by_sigpipe();
+    }
+    match result {
         Ok(code) => code,
         Err(err) => exit::report(tool.name, &err, exit::json_requested(&matches)),
     }

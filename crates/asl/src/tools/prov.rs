@@ -16,6 +16,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use super::Tool;
 use super::common::{OutputArgs, StoreArg, open_store};
 use crate::exit::{Code, fail};
+use crate::{out, outln};
 
 pub const TOOLS: &[Tool] = &[
     Tool {
@@ -263,7 +264,7 @@ fn capture(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     if let Some(d) = &r.outdir {
         write_outdir(d, &captured)?;
     }
-    report(&a.out, &captured);
+    report(&a.out, &captured)?;
     let status = captured.receipt.exit_status();
     // The process ends here: freeing a file-heavy receipt (~10^5 strings) one by one would
     // only delay the exit status the caller is waiting for.
@@ -293,7 +294,7 @@ fn write_outdir(d: &std::path::Path, c: &Captured) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn report(out: &OutputArgs, c: &Captured) {
+fn report(out: &OutputArgs, c: &Captured) -> std::io::Result<()> {
     let r = &c.receipt;
     let o = &r.observed;
     if out.json {
@@ -310,11 +311,10 @@ fn report(out: &OutputArgs, c: &Captured) {
             "undeclared_outputs": o.undeclared_outputs,
             "signed": c.signature.is_some(),
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
-        return;
+        return outln!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     }
     if out.quiet {
-        return;
+        return Ok(());
     }
     // Our own report goes to stderr: stdout belongs to the command.
     let mut e = std::io::stderr().lock();
@@ -359,6 +359,7 @@ fn report(out: &OutputArgs, c: &Captured) {
         "paths written outside the declared outputs",
         &o.undeclared_outputs,
     );
+    Ok(())
 }
 
 fn trusted_keys(keys: &[String]) -> anyhow::Result<Vec<String>> {
@@ -411,7 +412,7 @@ fn verify(
             s.push_str(&format!("  problem: {p}\n"));
         }
         s
-    });
+    })?;
     Ok(if report.ok() {
         Code::Ok
     } else {
@@ -441,7 +442,7 @@ fn export(
     match out {
         Some(p) => std::fs::write(&p, text)
             .map_err(|e| fail(Code::Failure, format!("writing {}: {e}", p.display())))?,
-        None => print!("{text}"),
+        None => out!("{text}")?,
     }
     Ok(Code::Ok.into())
 }
@@ -481,7 +482,7 @@ fn replay(
             s.push_str(&format!("  scratch directory kept: {d}\n"));
         }
         s
-    });
+    })?;
     Ok(if rep.matches {
         Code::Ok
     } else {
@@ -556,7 +557,7 @@ fn dag(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         _ => graph::to_dot(&d),
     };
     if a.out.as_os_str() == "-" {
-        print!("{text}");
+        out!("{text}")?;
     } else {
         std::fs::write(&a.out, text)
             .map_err(|e| fail(Code::Failure, format!("writing {}: {e}", a.out.display())))?;
@@ -582,7 +583,7 @@ struct Why {
 fn why(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: Why = super::args(m)?;
     let (r, g) = artifact_and_graph(&a.store, &a.reference)?;
-    print!("{}", graph::why(&g, &r, a.depth));
+    out!("{}", graph::why(&g, &r, a.depth))?;
     Ok(Code::Ok.into())
 }
 
@@ -615,7 +616,7 @@ struct UsedBy {
 fn used_by(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: UsedBy = super::args(m)?;
     let (r, g) = artifact_and_graph(&a.store, &a.reference)?;
-    print!("{}", graph::used_by(&g, &r));
+    out!("{}", graph::used_by(&g, &r))?;
     Ok(Code::Ok.into())
 }
 
@@ -677,39 +678,39 @@ fn key(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let a: KeyCmd = super::args(m)?;
     let describe = |file: &std::path::Path, k: &Key, json: bool| {
         if json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({"file": file, "keyid": k.keyid(), "public": k.public_hex(), "algorithm": "ed25519"})
-            );
+            )
         } else {
-            println!(
+            outln!(
                 "{} keyid {} public {}",
                 file.display(),
                 k.keyid(),
                 k.public_hex()
-            );
+            )
         }
     };
     match a.cmd {
         KeySub::Generate { file } => {
             let k = Key::generate().map_err(perr)?;
             k.save(&file).map_err(perr)?;
-            describe(&file, &k, false);
+            describe(&file, &k, false)?;
         }
         KeySub::Import { source, file, json } => {
             let k = Key::import(&source).map_err(perr)?;
             k.save(&file).map_err(perr)?;
-            describe(&file, &k, json);
+            describe(&file, &k, json)?;
         }
         KeySub::Show { file, json } => {
             let k = Key::load(&file).map_err(perr)?;
             if json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({"keyid": k.keyid(), "public": k.public_hex(), "algorithm": "ed25519"})
-                );
+                )?;
             } else {
-                println!("keyid {}\npublic {}", k.keyid(), k.public_hex());
+                outln!("keyid {}\npublic {}", k.keyid(), k.public_hex())?;
             }
         }
         KeySub::Export {
@@ -732,7 +733,7 @@ fn key(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             match out {
                 Some(p) => std::fs::write(&p, text)
                     .map_err(|e| fail(Code::Failure, format!("writing {}: {e}", p.display())))?,
-                None => print!("{text}"),
+                None => out!("{text}")?,
             }
         }
     }

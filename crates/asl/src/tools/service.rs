@@ -50,7 +50,7 @@ impl IntakeBackend for LocalStore {
                 ready.snapshots,
                 dir.display()
             )
-        });
+        })?;
         Ok(())
     }
 }

@@ -117,7 +117,7 @@ fn init_store(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 cfg.store_id
             )
         },
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -218,7 +218,8 @@ fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             .then(|| summary.dedup_ratio()),
         bytes_stored_compressed: commit.new_stored_bytes,
     };
-    a.out.emit(&report, || intake_text(&report, a.out.verbose));
+    a.out
+        .emit(&report, || intake_text(&report, a.out.verbose))?;
     if !summary.errors.is_empty() {
         if !a.out.json && !a.out.quiet {
             for e in summary

@@ -10,6 +10,7 @@ use clap::{CommandFactory, Parser};
 use super::Tool;
 use super::common::human_bytes;
 use crate::exit::{Code, fail};
+use crate::outln;
 
 pub const TOOLS: &[Tool] = &[
     Tool {
@@ -80,7 +81,7 @@ fn boot(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         let bindir = exe.parent().context("the binary has no directory")?;
         let path = asl_subhost::unit::install(&dir, bindir)?;
         if !a.quiet {
-            println!("{}", path.display());
+            outln!("{}", path.display())?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -96,17 +97,22 @@ fn boot(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     };
     let (json, quiet) = (a.json, a.quiet);
     asl_subhost::boot(&raw, &opts, &mut |b| {
-        if json {
-            println!("{}", serde_json::to_string(b).unwrap_or_default());
+        // The subhost is up whether or not this line can be written, and the boot goes on
+        // (in the foreground it runs the subhost): a failed write is left to the
+        // dispatcher, which ends quietly once the boot returns if the reader has gone.
+        let _ = if json {
+            outln!("{}", serde_json::to_string(b).unwrap_or_default())
         } else if !quiet {
-            println!(
+            outln!(
                 "subhost {} is up (PID 1 = host pid {}, {:.1} ms); log: {}",
                 b.name,
                 b.init_pid,
                 b.boot_ms,
                 b.log.display()
-            );
-        }
+            )
+        } else {
+            Ok(())
+        };
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -163,14 +169,14 @@ fn stop(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let name = asl_subhost::name_from_arg(&a.conf)?;
     let s = asl_subhost::stop(&name)?;
     if a.json {
-        println!("{}", serde_json::to_string(&s)?);
+        outln!("{}", serde_json::to_string(&s)?)?;
     } else if !a.quiet {
         let how = if s.killed {
             " (PID 1 did not finish in time and was killed)"
         } else {
             ""
         };
-        println!("subhost {} stopped in {:.1} ms{how}", s.name, s.stop_ms);
+        outln!("subhost {} stopped in {:.1} ms{how}", s.name, s.stop_ms)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -207,21 +213,25 @@ fn list(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         eprintln!("overlay-list: warning: {p}");
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&entries)?);
+        outln!("{}", serde_json::to_string_pretty(&entries)?)?;
     } else if entries.is_empty() {
-        println!("no subhosts running");
+        outln!("no subhosts running")?;
     } else {
-        println!(
+        outln!(
             "{:<12} {:<8} {:>8} {:>8} {:>10}  CABLES",
-            "NAME", "STATUS", "PID", "UPTIME", "MEMORY"
-        );
+            "NAME",
+            "STATUS",
+            "PID",
+            "UPTIME",
+            "MEMORY"
+        )?;
         for e in &entries {
             let cables: Vec<String> = e
                 .cables
                 .iter()
                 .map(|c| format!("{}={}", c.host, c.inside))
                 .collect();
-            println!(
+            outln!(
                 "{:<12} {:<8} {:>8} {:>8} {:>10}  {}",
                 e.name,
                 e.status,
@@ -235,7 +245,7 @@ fn list(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 } else {
                     cables.join(" ")
                 }
-            );
+            )?;
         }
     }
     Ok(if problems.is_empty() {

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::Tool;
 use super::common::human_bytes;
 use crate::exit::{Code, fail};
+use crate::{out, outln};
 
 pub const TOOLS: &[Tool] = &[Tool {
     name: "asl-usroverlay",
@@ -220,24 +221,24 @@ fn apply(ov: &Overlays, a: ApplyArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let mut v = record_json(r);
         v["warnings"] = json!(applied.warnings);
-        println!("{v:#}");
+        outln!("{v:#}")?;
     } else {
-        println!(
+        outln!(
             "applied {} overlay '{}' on {} (changes go to {})",
             r.mode,
             r.name,
             r.path.display(),
             r.upper().display()
-        );
+        )?;
         match r.mode {
-            Mode::Transient => println!(
+            Mode::Transient => outln!(
                 "changes are discarded at reboot, or now with `asl-usroverlay reset {}`",
                 r.name
-            ),
-            Mode::ReadOnly => println!("the overlay is read-only: writes fail with EROFS"),
-            Mode::Hotfix => println!(
+            )?,
+            Mode::ReadOnly => outln!("the overlay is read-only: writes fail with EROFS")?,
+            Mode::Hotfix => outln!(
                 "changes persist; after a reboot `asl-usroverlay apply --boot` mounts them again (`asl-usroverlay install-unit` runs it at every boot)"
-            ),
+            )?,
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -251,23 +252,23 @@ fn boot(ov: &Overlays, json: bool) -> anyhow::Result<ExitCode> {
         .count();
     if json {
         let list = serde_json::to_value(&outcomes).context("cannot encode the outcomes")?;
-        println!("{:#}", json!({ "outcomes": list }));
+        outln!("{:#}", json!({ "outcomes": list }))?;
     } else {
         if outcomes.is_empty() {
-            println!("no overlays recorded");
+            outln!("no overlays recorded")?;
         }
         for o in &outcomes {
             match o {
                 BootOutcome::Reapplied { name, path } => {
-                    println!("re-applied hotfix overlay '{name}' on {}", path.display())
+                    outln!("re-applied hotfix overlay '{name}' on {}", path.display())?
                 }
                 BootOutcome::AlreadyActive { name, path } => {
-                    println!("'{name}' on {} is already mounted", path.display())
+                    outln!("'{name}' on {} is already mounted", path.display())?
                 }
-                BootOutcome::CleanedStale { name, path } => println!(
+                BootOutcome::CleanedStale { name, path } => outln!(
                     "cleaned state of '{name}' ({}), left over from before the reboot",
                     path.display()
-                ),
+                )?,
                 BootOutcome::Failed { name, path, error } => eprintln!(
                     "asl-usroverlay: error: cannot re-apply '{name}' on {}: {error}",
                     path.display()
@@ -341,14 +342,14 @@ fn status(ov: &Overlays, a: StatusArgs) -> anyhow::Result<ExitCode> {
                 v
             })
             .collect();
-        println!(
+        outln!(
             "{:#}",
             json!({ "format": asl_usroverlay::RECORD_FORMAT, "overlays": list })
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     if all.is_empty() {
-        println!("no overlays");
+        outln!("no overlays")?;
         return Ok(ExitCode::SUCCESS);
     }
     let rows: Vec<[String; 6]> = all
@@ -382,9 +383,9 @@ fn status(ov: &Overlays, a: StatusArgs) -> anyhow::Result<ExitCode> {
         }
         s
     };
-    println!("{}", line(&header));
+    outln!("{}", line(&header))?;
     for (i, r) in rows.iter().enumerate() {
-        println!("{}", line(&r.each_ref().map(String::as_str)));
+        outln!("{}", line(&r.each_ref().map(String::as_str)))?;
         if let Some(d) = diffs.get(i) {
             for (tag, list) in [
                 ("A", &d.added),
@@ -393,24 +394,24 @@ fn status(ov: &Overlays, a: StatusArgs) -> anyhow::Result<ExitCode> {
                 ("O", &d.opaque),
             ] {
                 for p in list {
-                    println!("  {tag} {}", p.display());
+                    outln!("  {tag} {}", p.display())?;
                 }
             }
             if d.is_empty() {
-                println!("  (no changes)");
+                outln!("  (no changes)")?;
             }
         }
     }
     for s in all.iter().filter(|s| s.state == State::Stale) {
         let name = &s.record.name;
         if s.record.mode == Mode::Hotfix {
-            println!(
+            outln!(
                 "'{name}' is stale: its mount is gone; `asl-usroverlay apply --boot` mounts it again, `asl-usroverlay remove {name}` deletes it"
-            );
+            )?;
         } else {
-            println!(
+            outln!(
                 "'{name}' is stale: its mount is gone; `asl-usroverlay remove {name}` cleans up its state"
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -429,14 +430,14 @@ fn reset(ov: &Overlays, a: NameArgs) -> anyhow::Result<ExitCode> {
     relaunch_unless_forced(ov, &a)?;
     let r = ov.reset(&a.name, a.force).map_err(lib_err)?;
     if a.json {
-        println!("{:#}", record_json(&r));
+        outln!("{:#}", record_json(&r))?;
     } else {
-        println!(
+        outln!(
             "reset overlay '{}' on {}: changes discarded, a clean {} overlay is mounted",
             r.name,
             r.path.display(),
             r.mode
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -448,19 +449,19 @@ fn remove(ov: &Overlays, a: NameArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         let mut v = record_json(r);
         v["was_active"] = json!(removed.was_active);
-        println!("{v:#}");
+        outln!("{v:#}")?;
     } else if removed.was_active {
-        println!(
+        outln!(
             "removed overlay '{}': {} shows the original tree again; its state is deleted",
             r.name,
             r.path.display()
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "removed the stale entry '{}' ({})",
             r.name,
             r.path.display()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -468,11 +469,11 @@ fn remove(ov: &Overlays, a: NameArgs) -> anyhow::Result<ExitCode> {
 fn install_unit(ov: &Overlays, state_root: Option<&Path>, a: UnitArgs) -> anyhow::Result<ExitCode> {
     if a.uninstall {
         let gone = unit::uninstall(&a.unit_dir).map_err(lib_err)?;
-        println!(
+        outln!(
             "removed {} and {}",
             gone.unit.display(),
             gone.enabled_link.display()
-        );
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let exe = match a.exe {
@@ -481,14 +482,14 @@ fn install_unit(ov: &Overlays, state_root: Option<&Path>, a: UnitArgs) -> anyhow
     };
     let text = unit::render(&exe, state_root, &ov.dirs().persistent);
     if a.print {
-        print!("{text}");
+        out!("{text}")?;
         return Ok(ExitCode::SUCCESS);
     }
     let inst = unit::install(&a.unit_dir, &text).map_err(lib_err)?;
-    println!(
+    outln!(
         "installed {} (enabled: {}); run `systemctl daemon-reload` on a running system",
         inst.unit.display(),
         inst.enabled_link.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
