@@ -88,10 +88,15 @@ struct Piped {
 
 /// Runs `asl ARGS --store STORE | CONSUMER`, both real processes joined by a real pipe.
 fn pipe_into(args: &[&str], consumer: &[&str]) -> Piped {
-    let mut tool = common::asl()
-        .args(args)
-        .arg("--store")
-        .arg(store())
+    pipe_command(
+        common::asl().args(args).arg("--store").arg(store()),
+        consumer,
+    )
+}
+
+/// Runs `TOOL | CONSUMER`, both real processes joined by a real pipe.
+fn pipe_command(tool: &mut Command, consumer: &[&str]) -> Piped {
+    let mut tool = tool
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -210,4 +215,34 @@ fn admin_ls_long_of_a_large_directory_into_head_ends_quietly() {
         &["head", "-1"],
         first_line,
     );
+}
+
+/// The one pipe a closed reader must not end a tool on: `asl-capture` echoes the command's
+/// output to its stdout, and the capture has to be recorded whether or not anyone reads the
+/// echo (this is why SIGPIPE's default action is not restored at the start of `main`).
+#[test]
+fn capture_records_its_receipt_when_nobody_reads_the_echoed_output() {
+    let t = tempfile::tempdir().expect("temporary directory");
+    let store = t.path().join("store");
+    let o = common::run(common::asl().arg("init-store").arg("--store").arg(&store));
+    assert!(o.status.success(), "{}", common::transcript(&o));
+    // About 2 MB of output: far more than the pipe holds once `head` has gone.
+    let p = pipe_command(
+        common::asl()
+            .args(["capture", "-q", "--store"])
+            .arg(&store)
+            .args(["--", "seq", "1", "300000"]),
+        &["head", "-1"],
+    );
+    assert_eq!(p.consumed, b"1\n");
+    assert_eq!(p.status.code(), Some(0), "{:?}: {}", p.status, p.stderr);
+    let o = common::run(
+        common::asl()
+            .args(["admin", "--json", "snapshots", "--store"])
+            .arg(&store),
+    );
+    assert!(o.status.success(), "{}", common::transcript(&o));
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["meta"]["kind"], "capture", "{list}");
 }
