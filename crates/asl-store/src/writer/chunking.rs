@@ -75,20 +75,58 @@ mod tests {
         );
         let default = cuts_of_fixed_stream(&Default::default());
         assert_eq!(
-            default, GOLDEN_CUTS_DEFAULT,
-            "FastCDC cut points changed (128/512/2048 KiB)"
+            default,
+            published_vector("chunks"),
+            "FastCDC cut points changed (128/512/2048 KiB): docs/vectors/chunker-default.txt"
         );
+    }
+
+    /// The published chunker vector (`docs/vectors/chunker-default.txt`), which a second
+    /// implementation checks itself against: its numbers and stream head must be what this
+    /// code uses.
+    const CHUNKER_VECTOR: &str = include_str!("../../../../docs/vectors/chunker-default.txt");
+
+    /// The values of the vector's line `key`, as numbers (or the hex bytes of `head`).
+    fn published_vector(key: &str) -> Vec<usize> {
+        let line = CHUNKER_VECTOR
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no line {key} in chunker-default.txt"));
+        line.split_whitespace()
+            .skip(1)
+            .flat_map(|v| {
+                if key == "head" {
+                    (0..v.len())
+                        .step_by(2)
+                        .map(|i| usize::from_str_radix(&v[i..i + 2], 16).unwrap())
+                        .collect()
+                } else {
+                    vec![v.parse().unwrap()]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunker_vector_describes_the_stream_the_golden_cuts_use() {
+        let seed = published_vector("seed")[0] as u64;
+        let len = published_vector("length")[0];
+        assert_eq!(
+            (seed, len),
+            (42, 8 << 20),
+            "the stream cuts_of_fixed_stream chunks"
+        );
+        let head: Vec<usize> = pseudo_random(16, seed)
+            .into_iter()
+            .map(usize::from)
+            .collect();
+        assert_eq!(head, published_vector("head"));
+        assert_eq!(published_vector("chunks").iter().sum::<usize>(), len);
     }
 
     /// The first 2 MiB of the stream with 16/64/256 KiB chunks.
     const GOLDEN_CUTS_SMALL: &[usize] = &[
         34625, 89372, 16949, 119607, 145954, 104697, 106705, 109539, 32775, 82218, 107730, 78326,
         88558, 76689, 70132, 42713, 61604, 119608, 129674, 34152, 76973, 68810, 144286, 67925,
-    ];
-
-    /// The whole 8 MiB stream with the default 128/512/2048 KiB chunks.
-    const GOLDEN_CUTS_DEFAULT: &[usize] = &[
-        727448, 640745, 916484, 644141, 185818, 660464, 618954, 522961, 544348, 263984, 426743,
-        528743, 287988, 337800, 773416, 308571,
     ];
 }
