@@ -24,6 +24,90 @@ pub const HEADER_SIZE: u64 = 16;
 pub const ENTRY_SIZE: usize = 64;
 pub const FOOTER_SIZE: usize = 24;
 
+/// Why bytes read from a block do not decode: its header or trailer, one of its entries, a
+/// record's stored bytes, or a part list. Offsets are byte offsets in the block file (in a
+/// part list's decoded bytes for the part-list variants), so that `asl-debug` and `verify`
+/// can say exactly where a block is damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BlockDecodeError {
+    #[error(
+        "block has only {len} bytes, less than its {HEADER_SIZE}-byte header and \
+         {FOOTER_SIZE}-byte footer"
+    )]
+    TooShort { len: usize },
+    #[error("magic {expected} missing at offset {offset}")]
+    Magic { expected: &'static str, offset: u64 },
+    /// A fixed-size field holds a value the format does not allow.
+    #[error("{field} at offset {offset} is {found}: {allowed}")]
+    Field {
+        field: &'static str,
+        offset: u64,
+        found: u64,
+        allowed: &'static str,
+    },
+    #[error(
+        "footer says {count} entries from offset {entries_offset}, which does not fit a block \
+         of {len} bytes"
+    )]
+    TrailerSize {
+        count: u32,
+        entries_offset: u64,
+        len: usize,
+    },
+    #[error("entry {index}: {problem}")]
+    Entry {
+        index: usize,
+        problem: Box<BlockDecodeError>,
+    },
+    #[error(
+        "record at offset {offset} ({stored_len} bytes) does not start where the previous one \
+         ends ({expected}), or runs into the entries at {entries_offset}"
+    )]
+    NotContiguous {
+        offset: u64,
+        stored_len: u32,
+        expected: u64,
+        entries_offset: u64,
+    },
+    #[error("the records end at offset {end}, but the entries start at {entries_offset}")]
+    DataAreaGap { end: u64, entries_offset: u64 },
+    #[error("zstd frame of {stored_len} bytes does not decode: {message}")]
+    Zstd { stored_len: usize, message: String },
+    #[error("record decodes to {found} bytes, its entry says raw_len {raw_len}")]
+    RawLength { found: usize, raw_len: u32 },
+    #[error("part list has only {len} bytes, less than its 20-byte header")]
+    PartListTooShort { len: usize },
+    #[error("part list of {count} parts must have {expected} bytes, it has {len}")]
+    PartListLength {
+        count: u32,
+        expected: u64,
+        len: usize,
+    },
+    #[error("part lengths add up to {sum} bytes, the part list's total_len says {total_len}")]
+    PartListTotal { sum: u64, total_len: u64 },
+}
+
+impl BlockDecodeError {
+    /// The same error with its file offsets moved by `by` (an entry decoded on its own
+    /// reports offsets within the entry).
+    fn shifted(self, by: u64) -> BlockDecodeError {
+        match self {
+            BlockDecodeError::Field {
+                field,
+                offset,
+                found,
+                allowed,
+            } => BlockDecodeError::Field {
+                field,
+                offset: offset + by,
+                found,
+                allowed,
+            },
+            other => other,
+        }
+    }
+}
+
 /// What a record holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,27 +187,48 @@ impl BlockEntry {
         out.extend_from_slice(self.reference.digest());
     }
 
-    pub fn decode(b: &[u8]) -> std::result::Result<BlockEntry, String> {
+    /// Decodes one 64-byte entry; offsets in the error are within the entry.
+    pub fn decode(b: &[u8]) -> std::result::Result<BlockEntry, BlockDecodeError> {
         if b.len() != ENTRY_SIZE {
-            return Err(format!(
-                "entry has {} bytes, expected {ENTRY_SIZE}",
-                b.len()
-            ));
+            return Err(BlockDecodeError::Field {
+                field: "entry length",
+                offset: 0,
+                found: b.len() as u64,
+                allowed: "an entry has 64 bytes",
+            });
         }
         let le32 =
             |r: std::ops::Range<usize>| u32::from_le_bytes(b[r].try_into().unwrap_or_default());
         let le64 =
             |r: std::ops::Range<usize>| u64::from_le_bytes(b[r].try_into().unwrap_or_default());
         let hash_id = u16::from_le_bytes([b[0], b[1]]);
-        let algo =
-            HashAlgo::from_id(hash_id).ok_or_else(|| format!("unknown hash_id {hash_id:#06x}"))?;
-        let kind =
-            RecordKind::from_code(b[2]).ok_or_else(|| format!("unknown record kind {}", b[2]))?;
-        let codec = Codec::from_code(b[3]).ok_or_else(|| format!("unknown codec {}", b[3]))?;
+        let algo = HashAlgo::from_id(hash_id).ok_or(BlockDecodeError::Field {
+            field: "hash_id",
+            offset: 0,
+            found: u64::from(hash_id),
+            allowed: "not a known hash (1 sha256, 2 blake3)",
+        })?;
+        let kind = RecordKind::from_code(b[2]).ok_or(BlockDecodeError::Field {
+            field: "kind",
+            offset: 2,
+            found: u64::from(b[2]),
+            allowed: "not 0 (chunk) or 1 (parts)",
+        })?;
+        let codec = Codec::from_code(b[3]).ok_or(BlockDecodeError::Field {
+            field: "codec",
+            offset: 3,
+            found: u64::from(b[3]),
+            allowed: "not 0 (none) or 1 (zstd)",
+        })?;
         let mut digest = [0u8; DIGEST_LEN];
         digest.copy_from_slice(&b[24 + 8..]);
         if le64(24..32) != 0 {
-            return Err("reserved field is not zero".into());
+            return Err(BlockDecodeError::Field {
+                field: "reserved",
+                offset: 24,
+                found: le64(24..32),
+                allowed: "must be 0",
+            });
         }
         Ok(BlockEntry {
             reference: Reference::new(algo, digest),
@@ -262,56 +367,92 @@ impl OpenBlock {
 
 /// Decodes a block's trailer from the whole file's bytes (or from its tail, given the file
 /// length). Never panics on arbitrary input.
-pub fn decode_trailer(bytes: &[u8]) -> std::result::Result<Vec<BlockEntry>, String> {
+pub fn decode_trailer(bytes: &[u8]) -> std::result::Result<Vec<BlockEntry>, BlockDecodeError> {
     if bytes.len() < HEADER_SIZE as usize + FOOTER_SIZE {
-        return Err(format!("block has only {} bytes", bytes.len()));
+        return Err(BlockDecodeError::TooShort { len: bytes.len() });
     }
     if bytes[..8] != MAGIC {
-        return Err("block does not start with magic ASLBLK01".into());
+        return Err(BlockDecodeError::Magic {
+            expected: "ASLBLK01",
+            offset: 0,
+        });
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
     if version != VERSION {
-        return Err(format!("block version {version} is not supported"));
+        return Err(BlockDecodeError::Field {
+            field: "version",
+            offset: 8,
+            found: u64::from(version),
+            allowed: "only version 1 is supported",
+        });
     }
-    if u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) != HEADER_SIZE as u32 {
-        return Err("block header_size is not 16".into());
+    let header_size = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default());
+    if header_size != HEADER_SIZE as u32 {
+        return Err(BlockDecodeError::Field {
+            field: "header_size",
+            offset: 12,
+            found: u64::from(header_size),
+            allowed: "must be 16",
+        });
     }
+    let footer_at = (bytes.len() - FOOTER_SIZE) as u64;
     let footer = &bytes[bytes.len() - FOOTER_SIZE..];
     if footer[16..] != TRAILER_MAGIC {
-        return Err("block trailer magic ASLBLKT1 missing".into());
+        return Err(BlockDecodeError::Magic {
+            expected: "ASLBLKT1",
+            offset: footer_at + 16,
+        });
     }
-    if footer[4..8] != [0, 0, 0, 0] {
-        return Err("block footer reserved field is not zero".into());
+    let reserved = u32::from_le_bytes(footer[4..8].try_into().unwrap_or_default());
+    if reserved != 0 {
+        return Err(BlockDecodeError::Field {
+            field: "footer reserved",
+            offset: footer_at + 4,
+            found: u64::from(reserved),
+            allowed: "must be 0",
+        });
     }
-    let count = u32::from_le_bytes(footer[0..4].try_into().unwrap_or_default()) as usize;
+    let count = u32::from_le_bytes(footer[0..4].try_into().unwrap_or_default());
     let entries_offset = u64::from_le_bytes(footer[8..16].try_into().unwrap_or_default());
-    let end = (bytes.len() - FOOTER_SIZE) as u64;
+    let end = footer_at;
     if entries_offset < HEADER_SIZE
         || entries_offset > end
-        || (end - entries_offset) != (count as u64) * ENTRY_SIZE as u64
+        || (end - entries_offset) != u64::from(count) * ENTRY_SIZE as u64
     {
-        return Err(format!(
-            "trailer says {count} entries at offset {entries_offset}, which does not fit the file"
-        ));
+        return Err(BlockDecodeError::TrailerSize {
+            count,
+            entries_offset,
+            len: bytes.len(),
+        });
     }
+    let count = count as usize;
     let mut entries = Vec::with_capacity(count);
     let mut expected = HEADER_SIZE;
     for i in 0..count {
         let start = entries_offset as usize + i * ENTRY_SIZE;
+        let in_entry = |problem: BlockDecodeError| BlockDecodeError::Entry {
+            index: i,
+            problem: Box::new(problem),
+        };
         let e = BlockEntry::decode(&bytes[start..start + ENTRY_SIZE])
-            .map_err(|r| format!("entry {i}: {r}"))?;
+            .map_err(|p| in_entry(p.shifted(start as u64)))?;
         // Records are contiguous and in order: that is what makes the trailer checkable.
         if e.offset != expected || e.offset + u64::from(e.stored_len) > entries_offset {
-            return Err(format!(
-                "entry {i}: record at {} does not follow the previous one",
-                e.offset
-            ));
+            return Err(in_entry(BlockDecodeError::NotContiguous {
+                offset: e.offset,
+                stored_len: e.stored_len,
+                expected,
+                entries_offset,
+            }));
         }
         expected = e.offset + u64::from(e.stored_len);
         entries.push(e);
     }
     if expected != entries_offset {
-        return Err("records do not fill the data area".into());
+        return Err(BlockDecodeError::DataAreaGap {
+            end: expected,
+            entries_offset,
+        });
     }
     Ok(entries)
 }
@@ -337,15 +478,21 @@ pub fn decode_record(
     codec: Codec,
     stored: &[u8],
     raw_len: u32,
-) -> std::result::Result<Vec<u8>, String> {
+) -> std::result::Result<Vec<u8>, BlockDecodeError> {
     let raw = match codec {
         Codec::None => stored.to_vec(),
         Codec::Zstd => {
-            zstd_decompress(stored, raw_len as usize).map_err(|e| format!("zstd: {e}"))?
+            zstd_decompress(stored, raw_len as usize).map_err(|e| BlockDecodeError::Zstd {
+                stored_len: stored.len(),
+                message: e.to_string(),
+            })?
         }
     };
     if raw.len() != raw_len as usize {
-        return Err(format!("decoded {} bytes, expected {raw_len}", raw.len()));
+        return Err(BlockDecodeError::RawLength {
+            found: raw.len(),
+            raw_len,
+        });
     }
     Ok(raw)
 }
@@ -389,15 +536,27 @@ impl PartList {
         out
     }
 
-    pub fn decode(b: &[u8]) -> std::result::Result<PartList, String> {
-        if b.len() < 20 || b[..8] != PARTS_MAGIC {
-            return Err("part list does not start with magic ASLPART1".into());
+    pub fn decode(b: &[u8]) -> std::result::Result<PartList, BlockDecodeError> {
+        if b.len() < 20 {
+            return Err(BlockDecodeError::PartListTooShort { len: b.len() });
+        }
+        if b[..8] != PARTS_MAGIC {
+            return Err(BlockDecodeError::Magic {
+                expected: "ASLPART1",
+                offset: 0,
+            });
         }
         let total_len = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
-        let count = u32::from_le_bytes(b[16..20].try_into().unwrap_or_default()) as usize;
-        if b.len() != 20 + count * 36 {
-            return Err(format!("part list of {count} parts has {} bytes", b.len()));
+        let count = u32::from_le_bytes(b[16..20].try_into().unwrap_or_default());
+        let expected = 20 + u64::from(count) * 36;
+        if b.len() as u64 != expected {
+            return Err(BlockDecodeError::PartListLength {
+                count,
+                expected,
+                len: b.len(),
+            });
         }
+        let count = count as usize;
         let mut parts = Vec::with_capacity(count);
         let mut sum = 0u64;
         for i in 0..count {
@@ -409,9 +568,7 @@ impl PartList {
             parts.push((len, d));
         }
         if sum != total_len {
-            return Err(format!(
-                "parts add up to {sum} bytes, header says {total_len}"
-            ));
+            return Err(BlockDecodeError::PartListTotal { sum, total_len });
         }
         Ok(PartList { total_len, parts })
     }
@@ -445,6 +602,119 @@ mod tests {
         assert!(
             std::fs::read_dir(&open).unwrap().next().is_none(),
             "temp file left behind"
+        );
+    }
+
+    #[test]
+    fn trailer_errors_name_the_entry_the_field_and_its_offset_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = dir.path().join("open");
+        std::fs::create_dir(&open).unwrap();
+        let algo = HashAlgo::Blake3;
+        let mut b = OpenBlock::create(&open, algo, "x").unwrap();
+        b.append(
+            algo.digest(b"one"),
+            RecordKind::Chunk,
+            Codec::None,
+            0,
+            b"one",
+            3,
+        )
+        .unwrap();
+        b.append(
+            algo.digest(b"two"),
+            RecordKind::Chunk,
+            Codec::None,
+            0,
+            b"two",
+            3,
+        )
+        .unwrap();
+        let (id, _) = b.seal(dir.path()).unwrap();
+        let good = std::fs::read(id.path(dir.path())).unwrap();
+        let entries_offset = 16 + 3 + 3;
+
+        // Entry 1's codec byte: the error names the entry, the field and the file offset.
+        let mut bad = good.clone();
+        let at = entries_offset + ENTRY_SIZE + 3;
+        bad[at] = 7;
+        let err = decode_trailer(&bad).unwrap_err();
+        assert_eq!(
+            err,
+            BlockDecodeError::Entry {
+                index: 1,
+                problem: Box::new(BlockDecodeError::Field {
+                    field: "codec",
+                    offset: at as u64,
+                    found: 7,
+                    allowed: "not 0 (none) or 1 (zstd)",
+                }),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("entry 1: codec at offset {at} is 7: not 0 (none) or 1 (zstd)")
+        );
+
+        // Entry 1's record offset pointing back into record 0.
+        let mut bad = good.clone();
+        let at = entries_offset + ENTRY_SIZE + 8;
+        bad[at..at + 8].copy_from_slice(&17u64.to_le_bytes());
+        assert!(matches!(
+            decode_trailer(&bad).unwrap_err(),
+            BlockDecodeError::Entry { index: 1, problem }
+                if *problem == BlockDecodeError::NotContiguous {
+                    offset: 17,
+                    stored_len: 3,
+                    expected: 19,
+                    entries_offset: entries_offset as u64,
+                }
+        ));
+
+        // The footer's reserved field, at its offset from the start of the file.
+        let mut bad = good.clone();
+        let at = bad.len() - FOOTER_SIZE + 4;
+        bad[at] = 1;
+        assert!(matches!(
+            decode_trailer(&bad).unwrap_err(),
+            BlockDecodeError::Field { field: "footer reserved", offset, found: 1, .. }
+                if offset == at as u64
+        ));
+    }
+
+    #[test]
+    fn record_and_part_list_errors_say_what_does_not_add_up() {
+        assert_eq!(
+            decode_record(Codec::None, b"abc", 4).unwrap_err(),
+            BlockDecodeError::RawLength {
+                found: 3,
+                raw_len: 4
+            }
+        );
+        assert!(matches!(
+            decode_record(Codec::Zstd, b"not zstd", 10).unwrap_err(),
+            BlockDecodeError::Zstd { stored_len: 8, .. }
+        ));
+        let mut pl = PartList {
+            total_len: 5,
+            parts: vec![(2, [1; 32]), (2, [2; 32])],
+        }
+        .encode();
+        assert_eq!(
+            PartList::decode(&pl).unwrap_err(),
+            BlockDecodeError::PartListTotal {
+                sum: 4,
+                total_len: 5
+            }
+        );
+        pl.push(0);
+        assert_eq!(
+            PartList::decode(&pl).unwrap_err(),
+            BlockDecodeError::PartListLength {
+                count: 2,
+                expected: 92,
+                len: 93
+            }
         );
     }
 

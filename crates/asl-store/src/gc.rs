@@ -355,7 +355,7 @@ impl Writer {
             rep.blocks_scanned += 1;
             let trailer = std::fs::read(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| block::decode_trailer(&b));
+                .and_then(|b| block::decode_trailer(&b).map_err(|e| e.to_string()));
             let entries = match trailer {
                 Ok(e) => e,
                 Err(e) => {

@@ -94,6 +94,24 @@ pub enum Tail {
     },
 }
 
+/// Why a log cannot be scanned at all: its header is wrong. (Damage after the header is not
+/// an error of the scan but its [`Tail`].)
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogHeaderError {
+    #[error("log has only {len} bytes, less than its {HEADER_SIZE}-byte header")]
+    TooShort { len: usize },
+    #[error("log does not start with magic ASLLOG01")]
+    Magic,
+    /// A header field holds a value the format does not allow.
+    #[error("log header {field} at offset {offset} is {found}: {allowed}")]
+    Field {
+        field: &'static str,
+        offset: u64,
+        found: u64,
+        allowed: &'static str,
+    },
+}
+
 /// The result of decoding a whole log.
 #[derive(Debug, Clone)]
 pub struct Scan {
@@ -120,26 +138,39 @@ fn zero_sectors_inside(bytes: &[u8], start: usize, end: usize) -> bool {
 }
 
 /// Decodes a log file's bytes. Never panics, whatever the input.
-pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, String> {
+pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, LogHeaderError> {
     if bytes.len() < HEADER_SIZE {
-        return Err(format!("log header truncated ({} bytes)", bytes.len()));
+        return Err(LogHeaderError::TooShort { len: bytes.len() });
     }
     if bytes[..8] != MAGIC {
-        return Err("log does not start with magic ASLLOG01".into());
+        return Err(LogHeaderError::Magic);
     }
     let version = u32::from_le_bytes(bytes[8..12].try_into().unwrap_or_default());
     if version != VERSION {
-        return Err(format!("log version {version} is not supported (1)"));
+        return Err(LogHeaderError::Field {
+            field: "version",
+            offset: 8,
+            found: u64::from(version),
+            allowed: "only version 1 is supported",
+        });
     }
     let header_size = u32::from_le_bytes(bytes[12..16].try_into().unwrap_or_default()) as usize;
     if header_size != HEADER_SIZE {
-        return Err(format!(
-            "log header_size {header_size} is not {HEADER_SIZE}"
-        ));
+        return Err(LogHeaderError::Field {
+            field: "header_size",
+            offset: 12,
+            found: header_size as u64,
+            allowed: "must be 24",
+        });
     }
     let flags = u64::from_le_bytes(bytes[16..24].try_into().unwrap_or_default());
     if flags != 0 {
-        return Err(format!("log header flags {flags:#x} must be zero in v1"));
+        return Err(LogHeaderError::Field {
+            field: "flags",
+            offset: 16,
+            found: flags,
+            allowed: "must be 0 in version 1",
+        });
     }
     let mut pos = header_size;
     let mut prev = [0u8; 32];
@@ -229,7 +260,7 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, String> {
 /// Reads and decodes the log at `path`.
 pub fn read(path: &Path) -> Result<Scan> {
     let bytes = std::fs::read(path).at(path)?;
-    scan(&bytes).map_err(|reason| StoreError::corrupt(path.display().to_string(), reason))
+    scan(&bytes).map_err(|e| StoreError::corrupt(path.display().to_string(), e.to_string()))
 }
 
 /// Creates a new, empty log (header only), durably.
@@ -361,6 +392,25 @@ mod tests {
         let mut b = build(&[(1, vec![1])]);
         b[12] = 25;
         assert!(scan(&b).is_err());
+    }
+
+    #[test]
+    fn header_errors_name_the_field_and_its_offset() {
+        let mut b = build(&[(1, vec![1; 5])]);
+        b[12] = 25;
+        assert_eq!(
+            scan(&b).unwrap_err(),
+            LogHeaderError::Field {
+                field: "header_size",
+                offset: 12,
+                found: 25,
+                allowed: "must be 24",
+            }
+        );
+        assert_eq!(
+            scan(&b[..10]).unwrap_err().to_string(),
+            "log has only 10 bytes, less than its 24-byte header"
+        );
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl<'a> Reader<'a> {
                     "block {} record at offset {}",
                     self.state.blocks[loc.block as usize], loc.offset
                 ),
-                reason,
+                reason.to_string(),
             )
         })
     }
@@ -117,7 +117,7 @@ impl<'a> Reader<'a> {
                     "part list in block {} at offset {}",
                     self.state.blocks[loc.block as usize], loc.offset
                 ),
-                reason,
+                reason.to_string(),
             )
         })
     }

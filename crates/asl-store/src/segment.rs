@@ -39,6 +39,62 @@ pub const FOOTER_SIZE: usize = 48;
 /// Header flag: the segment was written by garbage collection and replaces others.
 pub const FLAG_COMPACTED: u8 = 1;
 
+/// Why a segment file does not decode. Offsets are byte offsets in the file; a record's
+/// fields are named by their byte within the 88-byte record (in version 2 the records are
+/// only bytes of the decoded frame).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SegmentDecodeError {
+    #[error(
+        "segment has only {len} bytes, less than its {HEADER_SIZE}-byte header and \
+         {FOOTER_SIZE}-byte footer"
+    )]
+    TooShort { len: usize },
+    #[error("magic {expected} missing at offset {offset}")]
+    Magic { expected: &'static str, offset: u64 },
+    /// A header field holds a value the format does not allow.
+    #[error("{field} at offset {offset} is {found}: {allowed}")]
+    Field {
+        field: &'static str,
+        offset: u64,
+        found: u64,
+        allowed: &'static str,
+    },
+    #[error("the checksum in the footer does not match the {body_len} bytes before it")]
+    Checksum { body_len: usize },
+    #[error("the header says {header} records, the footer {footer}")]
+    RecordCount { header: u64, footer: u64 },
+    #[error(
+        "offsets and counts do not fit the file: {block_count} blocks from offset \
+         {blocks_offset}, {record_count} records from offset {records_offset}, \
+         {body_len} bytes before the footer"
+    )]
+    Layout {
+        block_count: u64,
+        blocks_offset: u64,
+        record_count: u64,
+        records_offset: u64,
+        body_len: u64,
+    },
+    #[error("the records' zstd frame at offset {offset} does not decode: {message}")]
+    Frame { offset: u64, message: String },
+    #[error("the records' zstd frame holds {found} bytes, not {record_count} records of 88")]
+    FrameLength { found: usize, record_count: u64 },
+    #[error("block table entry {index} is not above the one before it")]
+    BlockTableOrder { index: usize },
+    #[error("record {index}: {field} (byte {byte} of the record) is {found}: {allowed}")]
+    RecordField {
+        index: usize,
+        field: &'static str,
+        byte: usize,
+        found: u64,
+        allowed: &'static str,
+    },
+    #[error("record {index} is not above the one before it in (hash_id, digest) order")]
+    RecordOrder { index: usize },
+    #[error("header visibility {header} is not the highest visibility of its records ({highest})")]
+    Visibility { header: u8, highest: u8 },
+}
+
 /// Whether an entry may be seen outside its domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,18 +159,43 @@ impl IndexRecord {
         out.extend_from_slice(self.reference.digest());
     }
 
-    fn decode(b: &[u8]) -> Result<IndexRecord, String> {
+    /// Decodes record number `index` (named in errors) from its 88 bytes.
+    fn decode(b: &[u8], index: usize) -> Result<IndexRecord, SegmentDecodeError> {
         let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
         let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
+        let bad = |field, byte, found: u64, allowed| SegmentDecodeError::RecordField {
+            index,
+            field,
+            byte,
+            found,
+            allowed,
+        };
         let hash_id = u16::from_le_bytes([b[0], b[1]]);
-        let algo =
-            HashAlgo::from_id(hash_id).ok_or_else(|| format!("unknown hash_id {hash_id:#06x}"))?;
-        let kind = RecordKind::from_code(b[2]).ok_or_else(|| format!("unknown kind {}", b[2]))?;
-        let codec = Codec::from_code(b[3]).ok_or_else(|| format!("unknown codec {}", b[3]))?;
-        let visibility =
-            Visibility::from_code(b[4]).ok_or_else(|| format!("unknown visibility {}", b[4]))?;
-        if b[5..8] != [0, 0, 0] || le32(28) != 0 {
-            return Err("reserved bytes are not zero".into());
+        let algo = HashAlgo::from_id(hash_id).ok_or_else(|| {
+            bad(
+                "hash_id",
+                0,
+                u64::from(hash_id),
+                "not a known hash (1 sha256, 2 blake3)",
+            )
+        })?;
+        let kind = RecordKind::from_code(b[2])
+            .ok_or_else(|| bad("kind", 2, u64::from(b[2]), "not 0 (chunk) or 1 (parts)"))?;
+        let codec = Codec::from_code(b[3])
+            .ok_or_else(|| bad("codec", 3, u64::from(b[3]), "not 0 (none) or 1 (zstd)"))?;
+        let visibility = Visibility::from_code(b[4]).ok_or_else(|| {
+            bad(
+                "visibility",
+                4,
+                u64::from(b[4]),
+                "not 0 (internal) or 1 (published)",
+            )
+        })?;
+        if let Some(i) = (5..8).find(|&i| b[i] != 0) {
+            return Err(bad("reserved", i, u64::from(b[i]), "must be 0"));
+        }
+        if le32(28) != 0 {
+            return Err(bad("reserved", 28, u64::from(le32(28)), "must be 0"));
         }
         let mut digest = [0u8; DIGEST_LEN];
         digest.copy_from_slice(&b[56..88]);
@@ -133,7 +214,12 @@ impl IndexRecord {
             visible_since: le64(48),
         };
         if rec.kind == RecordKind::Chunk && rec.artifact_len != u64::from(rec.raw_len) {
-            return Err("a chunk's artifact_len differs from its raw_len".into());
+            return Err(bad(
+                "artifact_len",
+                40,
+                rec.artifact_len,
+                "a chunk's artifact_len must equal its raw_len",
+            ));
         }
         Ok(rec)
     }
@@ -245,37 +331,59 @@ impl Segment {
     }
 
     /// Decodes and checks a segment file. Never panics on arbitrary input.
-    pub fn decode(b: &[u8]) -> Result<(Segment, [u8; 32]), String> {
+    pub fn decode(b: &[u8]) -> Result<(Segment, [u8; 32]), SegmentDecodeError> {
         if b.len() < HEADER_SIZE + FOOTER_SIZE {
-            return Err(format!("segment has only {} bytes", b.len()));
+            return Err(SegmentDecodeError::TooShort { len: b.len() });
         }
         if b[..8] != MAGIC {
-            return Err("segment does not start with magic ASLSEG01".into());
+            return Err(SegmentDecodeError::Magic {
+                expected: "ASLSEG01",
+                offset: 0,
+            });
         }
         let le16 = |o: usize| u16::from_le_bytes(b[o..o + 2].try_into().unwrap_or_default());
         let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
         let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
         let version = le16(8);
+        let field = |field, offset: usize, found: u64, allowed| SegmentDecodeError::Field {
+            field,
+            offset: offset as u64,
+            found,
+            allowed,
+        };
         if version != VERSION && version != VERSION_PLAIN {
-            return Err(format!("segment version {version} is not supported"));
+            return Err(field(
+                "version",
+                8,
+                u64::from(version),
+                "only versions 1 and 2 are supported",
+            ));
         }
         if le32(12) as usize != HEADER_SIZE {
-            return Err(format!(
-                "segment header_size {} is not {HEADER_SIZE}",
-                le32(12)
-            ));
+            return Err(field("header_size", 12, u64::from(le32(12)), "must be 64"));
         }
         let footer = &b[b.len() - FOOTER_SIZE..];
         if footer[40..] != FOOTER_MAGIC {
-            return Err("segment footer magic ASLSEGF1 missing".into());
+            return Err(SegmentDecodeError::Magic {
+                expected: "ASLSEGF1",
+                offset: (b.len() - 8) as u64,
+            });
         }
         let body = &b[..b.len() - FOOTER_SIZE];
         let checksum: [u8; 32] = sha2::Sha256::digest(body).into();
         if footer[..32] != checksum {
-            return Err("segment checksum does not match its bytes".into());
+            return Err(SegmentDecodeError::Checksum {
+                body_len: body.len(),
+            });
         }
-        if le16(10) != 0 || b[30..32] != [0, 0] || le32(36) != 0 {
-            return Err("shard_id or a reserved header field is not zero".into());
+        if le16(10) != 0 {
+            return Err(field("shard_id", 10, u64::from(le16(10)), "must be 0"));
+        }
+        if le16(30) != 0 {
+            return Err(field("reserved", 30, u64::from(le16(30)), "must be 0"));
+        }
+        if le32(36) != 0 {
+            return Err(field("reserved", 36, u64::from(le32(36)), "must be 0"));
         }
         let segment_id = le64(16);
         let domain_id = le32(24);
@@ -285,8 +393,12 @@ impl Segment {
         let record_count = le64(40);
         let blocks_offset = le64(48);
         let records_offset = le64(56);
-        if u64::from_le_bytes(footer[32..40].try_into().unwrap_or_default()) != record_count {
-            return Err("footer and header disagree on record_count".into());
+        let footer_count = u64::from_le_bytes(footer[32..40].try_into().unwrap_or_default());
+        if footer_count != record_count {
+            return Err(SegmentDecodeError::RecordCount {
+                header: record_count,
+                footer: footer_count,
+            });
         }
         let body_len = body.len() as u64;
         let records_len = record_count.saturating_mul(RECORD_SIZE as u64);
@@ -300,7 +412,13 @@ impl Segment {
             || records_offset != blocks_offset + block_count.saturating_mul(32)
             || !lengths_fit
         {
-            return Err("segment offsets and counts do not match its length".into());
+            return Err(SegmentDecodeError::Layout {
+                block_count,
+                blocks_offset,
+                record_count,
+                records_offset,
+                body_len,
+            });
         }
         let planes_decoded;
         let plain: &[u8] = if version == VERSION_PLAIN {
@@ -310,12 +428,15 @@ impl Segment {
                 &body[records_offset as usize..],
                 records_len as usize,
             )
-            .map_err(|e| format!("records frame: {e}"))?;
+            .map_err(|e| SegmentDecodeError::Frame {
+                offset: records_offset,
+                message: e.to_string(),
+            })?;
             if planes.len() as u64 != records_len {
-                return Err(format!(
-                    "records frame holds {} bytes, not {record_count} records",
-                    planes.len()
-                ));
+                return Err(SegmentDecodeError::FrameLength {
+                    found: planes.len(),
+                    record_count,
+                });
             }
             planes_decoded = from_planes(&planes, record_count as usize);
             &planes_decoded
@@ -327,24 +448,29 @@ impl Segment {
             id.copy_from_slice(&b[s..s + 32]);
             blocks.push(BlockId(id));
         }
-        if blocks.windows(2).any(|w| w[0] >= w[1]) {
-            return Err("block table is not strictly ascending".into());
+        if let Some(i) = blocks.windows(2).position(|w| w[0] >= w[1]) {
+            return Err(SegmentDecodeError::BlockTableOrder { index: i + 1 });
         }
         let mut records = Vec::with_capacity(record_count as usize);
         for i in 0..record_count as usize {
             let s = i * RECORD_SIZE;
-            let r = IndexRecord::decode(&plain[s..s + RECORD_SIZE])
-                .map_err(|e| format!("record {i}: {e}"))?;
+            let r = IndexRecord::decode(&plain[s..s + RECORD_SIZE], i)?;
             if r.block_index as u64 >= block_count {
-                return Err(format!(
-                    "record {i}: block_index {} out of range",
-                    r.block_index
-                ));
+                return Err(SegmentDecodeError::RecordField {
+                    index: i,
+                    field: "block_index",
+                    byte: 16,
+                    found: u64::from(r.block_index),
+                    allowed: "past the end of the block table",
+                });
             }
             records.push(r);
         }
-        if records.windows(2).any(|w| w[0].reference >= w[1].reference) {
-            return Err("records are not strictly ascending by reference".into());
+        if let Some(i) = records
+            .windows(2)
+            .position(|w| w[0].reference >= w[1].reference)
+        {
+            return Err(SegmentDecodeError::RecordOrder { index: i + 1 });
         }
         let seg = Segment {
             segment_id,
@@ -354,7 +480,10 @@ impl Segment {
             records,
         };
         if seg.visibility().code() != visibility {
-            return Err("header visibility is not the highest visibility of its records".into());
+            return Err(SegmentDecodeError::Visibility {
+                header: visibility,
+                highest: seg.visibility().code(),
+            });
         }
         Ok((seg, checksum))
     }
@@ -479,22 +608,81 @@ mod tests {
         b.extend_from_slice(&n.to_le_bytes());
         b.extend_from_slice(&FOOTER_MAGIC);
         let err = Segment::decode(&b).unwrap_err();
-        assert!(err.contains("do not match its length"), "{err}");
+        assert!(
+            matches!(err, SegmentDecodeError::Layout { record_count, .. } if record_count == n),
+            "{err}"
+        );
     }
 
     #[test]
     fn non_canonical_headers_are_refused_even_with_a_valid_checksum() {
         let seg = Segment::build(1, 1, 0, vec![(BlockId([1; 32]), rec([9; 32], 16))]);
         let (bytes, _) = seg.encode();
-        for (at, value) in [(10usize, 1u8), (28, 1), (31, 0xfa), (36, 1)] {
+        let field = |field, offset, found| SegmentDecodeError::Field {
+            field,
+            offset,
+            found,
+            allowed: "must be 0",
+        };
+        for (at, value, expected) in [
+            (10usize, 1u8, field("shard_id", 10, 1)),
+            (
+                28,
+                1,
+                SegmentDecodeError::Visibility {
+                    header: 1,
+                    highest: 0,
+                },
+            ),
+            (31, 0xfa, field("reserved", 30, 0xfa00)),
+            (36, 1, field("reserved", 36, 1)),
+        ] {
             let mut b = bytes[..bytes.len() - FOOTER_SIZE].to_vec();
             b[at] = value;
             let sum: [u8; 32] = sha2::Sha256::digest(&b).into();
             b.extend_from_slice(&sum);
             b.extend_from_slice(&(seg.records.len() as u64).to_le_bytes());
             b.extend_from_slice(&FOOTER_MAGIC);
-            assert!(Segment::decode(&b).is_err(), "byte {at} = {value} accepted");
+            assert_eq!(
+                Segment::decode(&b).unwrap_err(),
+                expected,
+                "byte {at} = {value}"
+            );
         }
+    }
+
+    #[test]
+    fn record_errors_name_the_record_and_the_field() {
+        let seg = Segment::build(
+            1,
+            1,
+            0,
+            vec![
+                (BlockId([1; 32]), rec([9; 32], 16)),
+                (BlockId([1; 32]), rec([10; 32], 16)),
+            ],
+        );
+        let (bytes, _) = seg.encode_version(VERSION_PLAIN);
+        let mut b = bytes[..bytes.len() - FOOTER_SIZE].to_vec();
+        // Record 1's codec byte (records start after the header and one block id).
+        b[HEADER_SIZE + 32 + RECORD_SIZE + 3] = 5;
+        let sum: [u8; 32] = sha2::Sha256::digest(&b).into();
+        b.extend_from_slice(&sum);
+        b.extend_from_slice(&2u64.to_le_bytes());
+        b.extend_from_slice(&FOOTER_MAGIC);
+        let err = Segment::decode(&b).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "record 1: codec (byte 3 of the record) is 5: not 0 (none) or 1 (zstd)"
+        );
+        let mut b = bytes.clone();
+        b[bytes.len() - FOOTER_SIZE] ^= 1;
+        assert_eq!(
+            Segment::decode(&b).unwrap_err(),
+            SegmentDecodeError::Checksum {
+                body_len: bytes.len() - FOOTER_SIZE
+            }
+        );
     }
 
     #[test]

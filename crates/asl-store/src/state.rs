@@ -317,7 +317,7 @@ pub(crate) fn load_segment(
     info: &SegmentInfo,
 ) -> std::result::Result<Segment, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let (seg, checksum) = Segment::decode(&bytes)?;
+    let (seg, checksum) = Segment::decode(&bytes).map_err(|e| e.to_string())?;
     if checksum != info.checksum {
         return Err("checksum differs from the one its seal record logged".into());
     }
