@@ -111,7 +111,7 @@ fn check_log_rechained(data: &[u8]) -> bool {
 /// A record payload decodes without panicking; a known type that decodes re-encodes to the
 /// same payload (its layout has exactly one encoding).
 fn check_event(record_type: u32, payload: &[u8]) {
-    if let Some(ev) = Event::decode(record_type, payload)
+    if let Ok(ev) = Event::decode(record_type, payload)
         && !matches!(ev, Event::Unknown(_))
     {
         let (t, p) = ev.encode();

@@ -66,44 +66,136 @@ pub enum Event {
     Unknown(u32),
 }
 
-fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-    if b.len() < n {
-        return None;
+/// Why the payload of a log record of a known type does not decode. Offsets are byte
+/// offsets in the payload; `record` is the type's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordDecodeError {
+    #[error(
+        "{record} payload of {len} bytes ends inside {field} at offset {offset} \
+         ({needed} bytes needed)"
+    )]
+    Truncated {
+        record: &'static str,
+        field: &'static str,
+        offset: usize,
+        needed: usize,
+        len: usize,
+    },
+    #[error("{record} payload: {field} at offset {offset} {problem}")]
+    Reference {
+        record: &'static str,
+        field: &'static str,
+        offset: usize,
+        problem: &'static str,
+    },
+    #[error("{record} payload has {extra} bytes after its last field, from offset {offset}")]
+    TrailingBytes {
+        record: &'static str,
+        offset: usize,
+        extra: usize,
+    },
+}
+
+/// A payload being decoded field by field; errors name the field and where it starts.
+struct Payload<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    record: &'static str,
+}
+
+impl<'a> Payload<'a> {
+    fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], RecordDecodeError> {
+        let rest = &self.bytes[self.pos..];
+        if rest.len() < n {
+            return Err(RecordDecodeError::Truncated {
+                record: self.record,
+                field,
+                offset: self.pos,
+                needed: n,
+                len: self.bytes.len(),
+            });
+        }
+        self.pos += n;
+        Ok(&rest[..n])
     }
-    let (h, t) = b.split_at(n);
-    *b = t;
-    Some(h)
-}
-fn u32le(b: &mut &[u8]) -> Option<u32> {
-    take(b, 4)
-        .and_then(|s| s.try_into().ok())
-        .map(u32::from_le_bytes)
-}
-fn u64le(b: &mut &[u8]) -> Option<u64> {
-    take(b, 8)
-        .and_then(|s| s.try_into().ok())
-        .map(u64::from_le_bytes)
-}
-fn arr32(b: &mut &[u8]) -> Option<[u8; 32]> {
-    take(b, 32).and_then(|s| s.try_into().ok())
-}
-fn reference(b: &mut &[u8]) -> Option<Option<Reference>> {
-    let raw = take(b, 2 + DIGEST_LEN)?;
-    if raw[..2] == [0, 0] {
-        // "No reference" is exactly 34 zero bytes; anything else with hash_id 0 is malformed.
-        return raw[2..].iter().all(|&x| x == 0).then_some(None);
+    fn u32le(&mut self, field: &'static str) -> Result<u32, RecordDecodeError> {
+        let s = self.take(field, 4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
-    Reference::from_bytes(raw).ok().map(Some)
+    fn u64le(&mut self, field: &'static str) -> Result<u64, RecordDecodeError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(field, 8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn arr32(&mut self, field: &'static str) -> Result<[u8; 32], RecordDecodeError> {
+        let mut a = [0u8; 32];
+        a.copy_from_slice(self.take(field, 32)?);
+        Ok(a)
+    }
+    /// An optional reference: 34 zero bytes mean none.
+    fn reference(&mut self, field: &'static str) -> Result<Option<Reference>, RecordDecodeError> {
+        let offset = self.pos;
+        let raw = self.take(field, 2 + DIGEST_LEN)?;
+        let bad = |problem| RecordDecodeError::Reference {
+            record: self.record,
+            field,
+            offset,
+            problem,
+        };
+        if raw[..2] == [0, 0] {
+            // "No reference" is exactly 34 zero bytes; anything else with hash_id 0 is malformed.
+            return if raw[2..].iter().all(|&x| x == 0) {
+                Ok(None)
+            } else {
+                Err(bad("has hash_id 0 (none) but a non-zero digest"))
+            };
+        }
+        Reference::from_bytes(raw)
+            .map(Some)
+            .map_err(|_| bad("has an unknown hash_id"))
+    }
+    fn required_reference(&mut self, field: &'static str) -> Result<Reference, RecordDecodeError> {
+        let offset = self.pos;
+        self.reference(field)?.ok_or(RecordDecodeError::Reference {
+            record: self.record,
+            field,
+            offset,
+            problem: "is absent (all zero) but required",
+        })
+    }
+    /// The fields SEGMENT_SEAL and GC_COMMIT begin with: segment id, record count, checksum.
+    fn sealed_segment(&mut self) -> Result<(u64, u64, [u8; 32]), RecordDecodeError> {
+        Ok((
+            self.u64le("segment_id")?,
+            self.u64le("record_count")?,
+            self.arr32("checksum")?,
+        ))
+    }
+    /// `count` fields of `size` bytes each must fit in what is left (checked before
+    /// allocating for them).
+    fn check_room(
+        &self,
+        field: &'static str,
+        count: usize,
+        size: usize,
+    ) -> Result<(), RecordDecodeError> {
+        let needed = count.saturating_mul(size);
+        if needed > self.bytes.len() - self.pos {
+            return Err(RecordDecodeError::Truncated {
+                record: self.record,
+                field,
+                offset: self.pos,
+                needed,
+                len: self.bytes.len(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// The 34-byte encoding of an optional reference (hash_id 0 and zero digest for none).
 pub fn encode_ref(r: Option<&Reference>) -> [u8; 2 + DIGEST_LEN] {
     r.map(|r| r.to_bytes()).unwrap_or([0u8; 2 + DIGEST_LEN])
-}
-
-/// The fields SEGMENT_SEAL and GC_COMMIT begin with: segment id, record count, checksum.
-fn sealed_segment(b: &mut &[u8]) -> Option<(u64, u64, [u8; 32])> {
-    Some((u64le(b)?, u64le(b)?, arr32(b)?))
 }
 
 fn put_sealed_segment(p: &mut Vec<u8>, segment_id: u64, record_count: u64, checksum: &[u8; 32]) {
@@ -128,12 +220,17 @@ impl Event {
         }
     }
 
-    /// Decodes a payload of type `t`. `None` means the payload is malformed.
-    pub fn decode(t: u32, payload: &[u8]) -> Option<Event> {
-        let mut b = payload;
+    /// Decodes a payload of type `t`. A type this version does not know decodes as
+    /// [`Event::Unknown`]; an error means a known type's payload is malformed (damage).
+    pub fn decode(t: u32, payload: &[u8]) -> Result<Event, RecordDecodeError> {
+        let mut b = Payload {
+            bytes: payload,
+            pos: 0,
+            record: type_name(t),
+        };
         let ev = match t {
             SEGMENT_SEAL => {
-                let (segment_id, record_count, checksum) = sealed_segment(&mut b)?;
+                let (segment_id, record_count, checksum) = b.sealed_segment()?;
                 Event::SegmentSeal {
                     segment_id,
                     record_count,
@@ -141,15 +238,15 @@ impl Event {
                 }
             }
             TOMBSTONE | TOMBSTONE_LIFT => {
-                let domain_id = u32le(&mut b)?;
-                let reference = reference(&mut b)??;
+                let domain_id = b.u32le("domain_id")?;
+                let reference = b.required_reference("reference")?;
                 Event::tombstone(domain_id, reference, t == TOMBSTONE)
             }
             SNAPSHOT => {
-                let snapshot_id = u64le(&mut b)?;
-                let root = reference(&mut b)?;
-                let len = u32le(&mut b)? as usize;
-                let meta = take(&mut b, len)?.to_vec();
+                let snapshot_id = b.u64le("snapshot_id")?;
+                let root = b.reference("root")?;
+                let len = b.u32le("meta_len")? as usize;
+                let meta = b.take("meta", len)?.to_vec();
                 Event::Snapshot {
                     snapshot_id,
                     root,
@@ -157,20 +254,20 @@ impl Event {
                 }
             }
             SNAPSHOT_FORGET => Event::SnapshotForget {
-                snapshot_id: u64le(&mut b)?,
+                snapshot_id: b.u64le("snapshot_id")?,
             },
             GC_COMMIT => {
-                let (segment_id, record_count, checksum) = sealed_segment(&mut b)?;
-                let n = u32le(&mut b)? as usize;
-                if n > b.len() / 8 {
-                    return None;
-                }
-                let retired = (0..n).map(|_| u64le(&mut b)).collect::<Option<Vec<_>>>()?;
-                let m = u32le(&mut b)? as usize;
-                if m > b.len() / 32 {
-                    return None;
-                }
-                let deleted_blocks = (0..m).map(|_| arr32(&mut b)).collect::<Option<Vec<_>>>()?;
+                let (segment_id, record_count, checksum) = b.sealed_segment()?;
+                let n = b.u32le("retired count")? as usize;
+                b.check_room("retired", n, 8)?;
+                let retired = (0..n)
+                    .map(|_| b.u64le("retired"))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let m = b.u32le("deleted_block count")? as usize;
+                b.check_room("deleted_block", m, 32)?;
+                let deleted_blocks = (0..m)
+                    .map(|_| b.arr32("deleted_block"))
+                    .collect::<Result<Vec<_>, _>>()?;
                 Event::GcCommit {
                     segment_id,
                     record_count,
@@ -179,13 +276,17 @@ impl Event {
                     deleted_blocks,
                 }
             }
-            other => return Some(Event::Unknown(other)),
+            other => return Ok(Event::Unknown(other)),
         };
         // Known types must be consumed exactly: trailing bytes mean a different layout.
-        if !b.is_empty() {
-            return None;
+        if b.pos != payload.len() {
+            return Err(RecordDecodeError::TrailingBytes {
+                record: b.record,
+                offset: b.pos,
+                extra: payload.len() - b.pos,
+            });
         }
-        Some(ev)
+        Ok(ev)
     }
 
     /// The record type and payload bytes.
@@ -327,7 +428,7 @@ mod tests {
         #[test]
         fn every_event_round_trips(ev in any_event()) {
             let (t, p) = ev.encode();
-            prop_assert_eq!(Event::decode(t, &p), Some(ev));
+            prop_assert_eq!(Event::decode(t, &p), Ok(ev));
         }
 
         #[test]
@@ -340,7 +441,7 @@ mod tests {
     fn unknown_types_decode_as_unknown_so_replay_can_skip_them() {
         assert_eq!(
             Event::decode(0x7777, b"whatever"),
-            Some(Event::Unknown(0x7777))
+            Ok(Event::Unknown(0x7777))
         );
     }
 
@@ -352,15 +453,55 @@ mod tests {
             meta: vec![],
         }
         .encode();
-        assert!(Event::decode(t, &p).is_some());
+        assert!(Event::decode(t, &p).is_ok());
         p[8 + 5] = 1; // a digest byte of the absent root
-        assert_eq!(Event::decode(t, &p), None);
+        assert_eq!(
+            Event::decode(t, &p),
+            Err(RecordDecodeError::Reference {
+                record: "SNAPSHOT",
+                field: "root",
+                offset: 8,
+                problem: "has hash_id 0 (none) but a non-zero digest",
+            })
+        );
     }
 
     #[test]
     fn trailing_bytes_in_a_known_payload_are_rejected() {
         let (t, mut p) = Event::SnapshotForget { snapshot_id: 3 }.encode();
         p.push(0);
-        assert_eq!(Event::decode(t, &p), None);
+        assert_eq!(
+            Event::decode(t, &p).unwrap_err().to_string(),
+            "SNAPSHOT_FORGET payload has 1 bytes after its last field, from offset 8"
+        );
+    }
+
+    #[test]
+    fn a_short_payload_names_the_field_it_ends_in() {
+        let (t, p) = Event::GcCommit {
+            segment_id: 2,
+            record_count: 1,
+            checksum: [3; 32],
+            retired: vec![1, 2],
+            deleted_blocks: vec![],
+        }
+        .encode();
+        // A count of retired segments larger than the payload holds, caught before allocating.
+        let mut big = p.clone();
+        big[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(
+            Event::decode(t, &big),
+            Err(RecordDecodeError::Truncated {
+                record: "GC_COMMIT",
+                field: "retired",
+                offset: 52,
+                needed: u32::MAX as usize * 8,
+                len: p.len(),
+            })
+        );
+        assert_eq!(
+            Event::decode(t, &p[..12]).unwrap_err().to_string(),
+            "GC_COMMIT payload of 12 bytes ends inside record_count at offset 8 (8 bytes needed)"
+        );
     }
 }

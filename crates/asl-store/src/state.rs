@@ -93,12 +93,15 @@ impl State {
         // Pass 1: which segments, snapshots and tombstones are in force.
         for rec in &scan.records {
             st.last_logseq = rec.logseq;
-            let Some(ev) = Event::decode(rec.record_type, &rec.payload) else {
-                st.damage.push(Damage {
-                    object: format!("log record {}", rec.logseq),
-                    reason: format!("payload of type {:#x} does not decode", rec.record_type),
-                });
-                continue;
+            let ev = match Event::decode(rec.record_type, &rec.payload) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    st.damage.push(Damage {
+                        object: format!("log record {}", rec.logseq),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
             };
             match ev {
                 Event::SegmentSeal {

@@ -209,25 +209,25 @@ fn hex(b: &[u8]) -> String {
 
 fn event_json(t: u32, payload: &[u8]) -> serde_json::Value {
     match Event::decode(t, payload) {
-        None => json!({ "error": "payload does not decode" }),
-        Some(Event::SegmentSeal {
+        Err(e) => json!({ "error": e.to_string() }),
+        Ok(Event::SegmentSeal {
             segment_id,
             record_count,
             checksum,
         }) => {
             json!({ "segment_id": segment_id, "record_count": record_count, "checksum": hex(&checksum) })
         }
-        Some(Event::Tombstone {
+        Ok(Event::Tombstone {
             domain_id,
             reference,
         })
-        | Some(Event::TombstoneLift {
+        | Ok(Event::TombstoneLift {
             domain_id,
             reference,
         }) => {
             json!({ "domain_id": domain_id, "reference": reference.to_string() })
         }
-        Some(Event::Snapshot {
+        Ok(Event::Snapshot {
             snapshot_id,
             root,
             meta,
@@ -236,8 +236,8 @@ fn event_json(t: u32, payload: &[u8]) -> serde_json::Value {
             "root": root.map(|r| r.to_string()),
             "meta": serde_json::from_slice::<serde_json::Value>(&meta).unwrap_or(json!(null)),
         }),
-        Some(Event::SnapshotForget { snapshot_id }) => json!({ "snapshot_id": snapshot_id }),
-        Some(Event::GcCommit {
+        Ok(Event::SnapshotForget { snapshot_id }) => json!({ "snapshot_id": snapshot_id }),
+        Ok(Event::GcCommit {
             segment_id,
             record_count,
             checksum,
@@ -250,7 +250,7 @@ fn event_json(t: u32, payload: &[u8]) -> serde_json::Value {
             "retired": retired,
             "deleted_blocks": deleted_blocks.iter().map(|b| hex(b)).collect::<Vec<_>>(),
         }),
-        Some(Event::Unknown(t)) => json!({ "unknown_type": t, "skipped": true }),
+        Ok(Event::Unknown(t)) => json!({ "unknown_type": t, "skipped": true }),
     }
 }
 

@@ -179,8 +179,8 @@ impl DurableState {
         {
             // A commit that folds small segments into its own names it in GC_COMMIT.
             let sealed = match asl_store::records::Event::decode(rec.record_type, &rec.payload) {
-                Some(asl_store::records::Event::SegmentSeal { segment_id, .. }) => Some(segment_id),
-                Some(asl_store::records::Event::GcCommit { segment_id, .. }) if segment_id != 0 => {
+                Ok(asl_store::records::Event::SegmentSeal { segment_id, .. }) => Some(segment_id),
+                Ok(asl_store::records::Event::GcCommit { segment_id, .. }) if segment_id != 0 => {
                     Some(segment_id)
                 }
                 _ => None,
