@@ -289,8 +289,12 @@ pub enum TreeError {
         "tree artifact has format version {0}; this build reads version {TREE_VERSION} (upgrade asl)"
     )]
     UnsupportedVersion(u8),
-    #[error("tree artifact is truncated at byte {0}")]
-    Truncated(usize),
+    #[error("tree artifact of {len} bytes ends at byte {at}, inside a field of {needed} bytes")]
+    Truncated {
+        at: usize,
+        needed: usize,
+        len: usize,
+    },
     #[error("tree artifact has {0} trailing bytes")]
     TrailingBytes(usize),
     #[error("entry {index} is invalid: {reason}")]
@@ -506,7 +510,11 @@ impl<'a> Cursor<'a> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.b.len())
-            .ok_or(TreeError::Truncated(self.b.len()))?;
+            .ok_or(TreeError::Truncated {
+                at: self.pos,
+                needed: n,
+                len: self.b.len(),
+            })?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -780,6 +788,19 @@ mod tests {
             es.dedup_by(|a, b| a.name == b.name);
             Tree { entries: es }
         })
+    }
+
+    #[test]
+    fn a_truncated_tree_says_where_it_ends() {
+        let bytes = empty_tree_bytes();
+        assert_eq!(
+            decode_tree(&bytes[..10]),
+            Err(TreeError::Truncated {
+                at: 8,
+                needed: 4,
+                len: 10
+            })
+        );
     }
 
     proptest! {
