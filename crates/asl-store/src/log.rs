@@ -305,6 +305,13 @@ impl LogAppender {
         })
     }
 
+    /// fsyncs the log as it stands. Before deleting files because the log no longer names
+    /// them, a writer makes sure that is durable: a record a killed writer appended but never
+    /// fsynced is read back from the page cache and could still be lost to a power cut.
+    pub fn sync(&self) -> Result<()> {
+        self.file.sync_data().at(&self.path)
+    }
+
     /// The logseq the next appended record will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq

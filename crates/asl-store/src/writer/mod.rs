@@ -183,6 +183,8 @@ impl Writer {
     /// and files a committed GC had not yet deleted. All of them are invisible; none is
     /// reachable from the log.
     fn clean_leftovers(&self) -> Result<()> {
+        // The log decides what may go; make what it says durable first.
+        self.log.sync()?;
         for dir in [self.layout.blocks_open(), self.layout.segments_open()] {
             for e in std::fs::read_dir(&dir).at(&dir)? {
                 let e = e.at(&dir)?;
