@@ -8,10 +8,16 @@
 //!    its original `visible_since`, so old snapshots still see exactly what they saw).
 //! 4. **Commit** with one `GC_COMMIT` log record (fsynced) that retires every older segment
 //!    and names the deleted blocks.
-//! 5. **Delete** retired segments, deleted blocks and orphan block files.
+//! 5. **Delete** retired segments, deleted blocks and the files no log record refers to
+//!    (sealed blocks and segments a killed or out-of-space writer left, see
+//!    [`crate::unreferenced`]).
 //!
 //! A crash before step 4 leaves only invisible new files; a crash after it leaves files the
 //! next writer deletes (it replays the same GC_COMMIT). Either way the store verifies.
+//!
+//! The space freed is measured, not planned: the bytes of every file deleted (including the
+//! temporary files opening the writer removed) minus the bytes of every file written (new
+//! blocks, the compacted segment, the log's growth). It is what `du` sees change.
 
 use std::collections::{HashMap, HashSet};
 
@@ -22,6 +28,7 @@ use crate::reach;
 use crate::records::Event;
 use crate::reference::Reference;
 use crate::segment::{FLAG_COMPACTED, IndexRecord, Segment};
+use crate::unreferenced::{self, FileTally, Leftover};
 use crate::writer::Writer;
 
 #[derive(Debug, Clone)]
@@ -51,10 +58,28 @@ pub struct GcReport {
     pub blocks_deleted: usize,
     pub blocks_repacked: usize,
     pub blocks_written: usize,
+    /// Sealed blocks no visible segment named (left by a killed writer), deleted.
     pub orphan_blocks_deleted: usize,
+    /// Every unreferenced file removed (orphan blocks, and the temporary and unsealed files
+    /// that opening the writer removed) and their bytes.
+    pub unreferenced_removed: FileTally,
     pub segments_retired: usize,
+    /// The bytes of the blocks the index referred to before.
     pub bytes_before: u64,
-    pub bytes_freed: u64,
+    /// Bytes of the files deleted (a dry run: that would be deleted).
+    pub bytes_deleted: u64,
+    /// Bytes of the files written: new blocks, the compacted segment, the log's growth (a dry
+    /// run: an estimate of the new blocks only).
+    pub bytes_written: u64,
+    /// `bytes_deleted - bytes_written`: what the store shrank by. Negative when a collection
+    /// that drops only index entries writes more than it deletes.
+    pub bytes_freed: i64,
+}
+
+impl GcReport {
+    fn settle(&mut self) {
+        self.bytes_freed = self.bytes_deleted as i64 - self.bytes_written as i64;
+    }
 }
 
 impl Writer {
@@ -108,6 +133,9 @@ impl Writer {
         }
         let mut delete: Vec<BlockId> = Vec::new();
         let mut repack: HashSet<u32> = HashSet::new();
+        // For a dry run: the live records' bytes and trailer entries the new blocks will hold.
+        let mut repack_estimate = 0u64;
+        let mut planned_deletion = 0u64;
         for (n, id) in self.state.blocks.iter().enumerate() {
             let n = n as u32;
             let path = id.path(&self.layout.blocks());
@@ -116,24 +144,69 @@ impl Writer {
             match live_bytes.get(&n) {
                 None => {
                     delete.push(*id);
-                    report.bytes_freed += size;
+                    planned_deletion += size;
                 }
                 Some(&lb) if (lb as f64) < opts.repack_below * size as f64 => {
                     repack.insert(n);
-                    report.bytes_freed += size.saturating_sub(lb);
+                    repack_estimate += lb;
+                    planned_deletion += size;
                 }
                 Some(_) => report.blocks_kept += 1,
             }
         }
         report.blocks_deleted = delete.len();
         report.blocks_repacked = repack.len();
-        let orphans = self.orphan_blocks()?;
-        report.orphan_blocks_deleted = orphans.len();
+
+        // Unreferenced files: what opening the writer already removed, and what is left. A
+        // block this writer sealed for puts not yet committed is not named by the log either,
+        // but its commit will name it: it stays.
+        self.join_sealing()?;
+        let own = self.session_blocks();
+        let leftovers: Vec<unreferenced::LeftoverFile> =
+            unreferenced::list(&self.layout, &self.state)?
+                .into_iter()
+                .filter(|f| match f.kind {
+                    Leftover::SealedBlock(id) => !own.contains(&id),
+                    Leftover::UnsealedSegment(_) => true,
+                    // This writer's own open files: opening removed every earlier one.
+                    Leftover::OpenBlock | Leftover::OpenSegment => false,
+                })
+                .collect();
+        report.orphan_blocks_deleted = leftovers
+            .iter()
+            .filter(|f| matches!(f.kind, Leftover::SealedBlock(_)))
+            .count();
+        report.unreferenced_removed = self.removed_at_open;
+        report.bytes_deleted = self.removed_at_open.bytes;
+        // Counted once: a later gc of this writer must not claim it again.
+        self.removed_at_open = FileTally::default();
+
         let nothing_dead = report.artifacts_dropped == 0 && delete.is_empty() && repack.is_empty();
-        if opts.dry_run || nothing_dead {
-            if !opts.dry_run {
-                self.remove_files(&[], &orphans)?;
+        if opts.dry_run {
+            for f in &leftovers {
+                report.unreferenced_removed.add(f.bytes);
+                report.bytes_deleted += f.bytes;
             }
+            report.bytes_deleted += planned_deletion;
+            let live_records = self
+                .state
+                .index
+                .iter()
+                .filter(|(d, l)| live.contains(*d) && repack.contains(&l.block))
+                .count() as u64;
+            if !repack.is_empty() {
+                report.bytes_written = repack_estimate
+                    + live_records * block::ENTRY_SIZE as u64
+                    + block::HEADER_SIZE
+                    + block::FOOTER_SIZE as u64;
+            }
+            report.settle();
+            return Ok(report);
+        }
+        if nothing_dead {
+            // The log already says what it keeps, and opening made that durable.
+            self.remove_leftovers(&leftovers, &mut report)?;
+            report.settle();
             return Ok(report);
         }
 
@@ -230,34 +303,89 @@ impl Writer {
         // 4. Commit: the compacted segment, then the GC_COMMIT naming what goes.
         let mut deleted: Vec<BlockId> = delete;
         deleted.extend(repack.iter().map(|n| self.state.blocks[*n as usize]));
-        // A new block whose bytes equal a deleted one's has the same name: keep it.
+        // A new block whose bytes equal a deleted one's (or a leftover's) has the same name:
+        // keep it. Such a file was there before, so it is not counted as written either.
         let written_set: HashSet<BlockId> = written.iter().copied().collect();
+        let existed: HashSet<BlockId> = deleted
+            .iter()
+            .copied()
+            .chain(leftovers.iter().filter_map(|f| match f.kind {
+                Leftover::SealedBlock(id) => Some(id),
+                _ => None,
+            }))
+            .collect();
+        for id in written_set.difference(&existed) {
+            report.bytes_written += self.block_len(id)?;
+        }
         deleted.retain(|b| !written_set.contains(b));
-        let retired = self.commit_compacted(records, deleted.iter().map(|b| b.0).collect())?;
+        let log_before = self.log_len()?;
+        let (retired, segment_bytes) =
+            self.commit_compacted(records, deleted.iter().map(|b| b.0).collect())?;
         report.segments_retired = retired.len();
+        report.bytes_written += segment_bytes + (self.log_len()? - log_before);
 
-        // 5. Delete, then replay so the in-memory state matches the log.
-        self.remove_files(&retired, &deleted)?;
-        self.remove_files(&[], &orphans)?;
+        // 5. Delete, then replay so the in-memory state matches the log. A leftover that is
+        // also retired or deleted by this commit was counted with it.
+        report.bytes_deleted += self.remove_files(&retired, &deleted)?;
+        let leftovers: Vec<_> = leftovers
+            .into_iter()
+            .filter(|f| match f.kind {
+                Leftover::UnsealedSegment(id) => !retired.contains(&id),
+                Leftover::SealedBlock(id) => !deleted.contains(&id) && !written_set.contains(&id),
+                _ => true,
+            })
+            .collect();
+        self.remove_leftovers(&leftovers, &mut report)?;
         self.reload()?;
+        report.settle();
         Ok(report)
+    }
+
+    /// Deletes the unreferenced files listed before the commit, counting what they held.
+    fn remove_leftovers(
+        &self,
+        leftovers: &[unreferenced::LeftoverFile],
+        report: &mut GcReport,
+    ) -> Result<()> {
+        for f in leftovers {
+            let bytes = unreferenced::remove(&f.path)?;
+            report.unreferenced_removed.add(bytes);
+            report.bytes_deleted += bytes;
+        }
+        Ok(())
+    }
+
+    /// The length of sealed block `id`, as written.
+    fn block_len(&self, id: &BlockId) -> Result<u64> {
+        let p = id.path(&self.layout.blocks());
+        Ok(std::fs::metadata(&p).at(&p)?.len())
+    }
+
+    fn log_len(&self) -> Result<u64> {
+        let p = self.layout.log();
+        Ok(std::fs::metadata(&p).at(&p)?.len())
     }
 
     /// Writes `records` as one compacted segment (none when there are no records), then logs
     /// the GC_COMMIT that makes it the only visible segment: every segment visible now is
-    /// retired and `deleted_blocks` are gone. Returns the retired segment ids; their files and
-    /// the blocks are still to be deleted.
+    /// retired and `deleted_blocks` are gone. Returns the retired segment ids (their files and
+    /// the blocks are still to be deleted) and the bytes of the segment file written.
     fn commit_compacted(
         &mut self,
         records: Vec<(BlockId, IndexRecord)>,
         deleted_blocks: Vec<[u8; 32]>,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<(Vec<u64>, u64)> {
         let segment_id = self.state.max_segment_id + 1;
         let seg = Segment::build(segment_id, self.config.domain_id, FLAG_COMPACTED, records);
-        let checksum = if seg.records.is_empty() {
-            [0u8; 32]
+        let (checksum, segment_bytes) = if seg.records.is_empty() {
+            ([0u8; 32], 0)
         } else {
-            self.write_segment(&seg)?
+            let checksum = self.write_segment(&seg)?;
+            let p = self
+                .layout
+                .segments()
+                .join(crate::segment::file_name(segment_id));
+            (checksum, std::fs::metadata(&p).at(&p)?.len())
         };
         let retired: Vec<u64> = self.state.segments.keys().copied().collect();
         self.append(&[Event::GcCommit {
@@ -271,17 +399,7 @@ impl Writer {
             retired: retired.clone(),
             deleted_blocks,
         }])?;
-        Ok(retired)
-    }
-
-    /// Sealed block files that no visible index entry uses (left by a crashed writer).
-    fn orphan_blocks(&self) -> Result<Vec<BlockId>> {
-        Ok(self
-            .sealed_block_files()?
-            .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| !self.state.block_numbers.contains_key(id))
-            .collect())
+        Ok((retired, segment_bytes))
     }
 
     /// Every sealed block file under `blocks/<hh>/`, sorted by id.
@@ -306,26 +424,18 @@ impl Writer {
         Ok(out)
     }
 
-    fn remove_files(&self, segments: &[u64], blocks: &[BlockId]) -> Result<()> {
+    /// Deletes segment and block files (those already gone are skipped); returns the bytes
+    /// they held.
+    fn remove_files(&self, segments: &[u64], blocks: &[BlockId]) -> Result<u64> {
+        let mut bytes = 0;
         for s in segments {
             let p = self.layout.segments().join(crate::segment::file_name(*s));
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::io(p, e));
-                }
-                _ => {}
-            }
+            bytes += unreferenced::remove(&p)?;
         }
         for b in blocks {
-            let p = b.path(&self.layout.blocks());
-            match std::fs::remove_file(&p) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(StoreError::io(p, e));
-                }
-                _ => {}
-            }
+            bytes += unreferenced::remove(&b.path(&self.layout.blocks()))?;
         }
-        Ok(())
+        Ok(bytes)
     }
 }
 
@@ -407,7 +517,7 @@ impl Writer {
             }
         }
         rep.entries = records.len();
-        let retired = self.commit_compacted(records.into_values().collect(), Vec::new())?;
+        let (retired, _) = self.commit_compacted(records.into_values().collect(), Vec::new())?;
         rep.segments_retired = retired.len();
         self.remove_files(&retired, &[])?;
         let cache = self.layout.cache();

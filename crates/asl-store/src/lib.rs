@@ -11,7 +11,8 @@
 //!   enforced by a lock) and commits snapshots.
 //! * [`Writer`] implements [`ArtifactWrite`] and [`Reader`] implements [`ArtifactRead`]:
 //!   the two interfaces the rest of the toolkit is written against.
-//! * [`verify`] checks a store, [`gc`] collects what no retained snapshot reaches.
+//! * [`verify`] checks a store, [`gc`] collects what no retained snapshot reaches, and
+//!   [`Store::unreferenced`] counts the files an interrupted writer left, which `gc` removes.
 //!
 //! The exact on-disk format is in `docs/FORMAT.md`. What this crate does *not* do: it knows
 //! nothing of file trees, receipts or remote hosts — those build on the access traits, and
@@ -35,6 +36,7 @@ pub mod segment;
 pub mod snapshot;
 pub(crate) mod state;
 pub mod store;
+pub mod unreferenced;
 pub mod verify;
 pub mod writer;
 #[cfg(test)]
@@ -49,6 +51,7 @@ pub use reference::{DIGEST_LEN, HashAlgo, Hasher, ParseReferenceError, Reference
 pub use snapshot::{Snapshot, SnapshotMeta};
 pub use state::{Location, SegmentInfo};
 pub use store::{InitOptions, Store, StoreCounts};
+pub use unreferenced::{FileTally, Unreferenced};
 pub use writer::{Commit, LockedStore, Writer};
 
 /// Lists the references an artifact of type `tag` holds, given its bytes. GC and verify

@@ -186,6 +186,17 @@ impl Store {
         }
     }
 
+    /// The files no log record refers to (left by a killed or out-of-space writer), listed
+    /// now against the log as of opening. While a writer runs, its uncommitted files count
+    /// too, until its commit names them.
+    pub fn unreferenced(&self) -> Result<crate::Unreferenced> {
+        let files = crate::unreferenced::list(&self.layout, &self.state)?;
+        Ok(crate::Unreferenced::from_files(
+            &files,
+            !self.state.damaged_segments.is_empty(),
+        ))
+    }
+
     /// A reader of CURRENT.
     pub fn reader(&self) -> Reader<'_> {
         Reader::new(&self.layout, &self.state, None)

@@ -5,6 +5,8 @@
 //! snapshot's tree is complete. With `read_data` it also re-hashes every block file against
 //! its name and every record against its reference, and re-hashes composite artifacts.
 //! Every problem names the damaged object and the artifacts and snapshots it touches.
+//! Files no log record refers to are counted as a warning, not a problem (see
+//! [`crate::unreferenced`]).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -47,6 +49,10 @@ pub struct VerifyReport {
     /// A crash left an incomplete record at the log's end; the next writer cuts it. Not a
     /// problem by itself.
     pub torn_log_tail: Option<String>,
+    /// Files no log record refers to, left by a killed or out-of-space writer (or being
+    /// written by a running one). A warning, not a problem: they hold nothing a snapshot
+    /// reaches, and `gc` removes them.
+    pub unreferenced: crate::Unreferenced,
     pub problems: Vec<Problem>,
 }
 
@@ -70,6 +76,20 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
     };
     // Problems keyed by damaged artifact digests, to attribute snapshots at the end.
     let mut damaged: Vec<(Problem, HashSet<[u8; 32]>)> = Vec::new();
+
+    match store.unreferenced() {
+        Ok(u) => rep.unreferenced = u,
+        // A store whose directories cannot be listed cannot be checked either.
+        Err(e) => damaged.push((
+            Problem {
+                object: format!("store directory {}", store.layout().root.display()),
+                reason: format!("cannot be listed: {e}"),
+                artifacts: vec![],
+                snapshots: vec![],
+            },
+            HashSet::new(),
+        )),
+    }
 
     match &st.log_tail {
         Some(Tail::Torn { at, reason }) => {

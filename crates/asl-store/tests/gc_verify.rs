@@ -1,7 +1,11 @@
-//! GC and verify on real stores in temporary directories.
+//! GC and verify on real stores in temporary directories, including space accounting: the
+//! files an interrupted writer leaves are counted by `Store::unreferenced` and `verify` (as a
+//! warning), and GC frees exactly what the store shrinks by, measured by summing its files.
 
 #[path = "../src/xorshift.rs"]
 mod xorshift;
+
+use std::path::Path;
 
 use asl_store::gc::GcOptions;
 use asl_store::verify::{VerifyOptions, verify};
@@ -263,4 +267,169 @@ fn an_empty_artifact_sharing_its_offset_with_the_next_record_verifies() {
     let v = verify(&s, &VerifyOptions { read_data: true }, &children);
     assert!(v.ok(), "{:#?}", v.problems);
     assert_eq!(s.reader().read_all(&refs[0]).unwrap(), b"");
+}
+
+/// The bytes of every file of the store but the lock file, whose content only names its
+/// last holder (each writer rewrites it with its own pid).
+fn file_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            total += file_bytes(&e.path());
+        } else if e.file_name() != "writer.lock" {
+            total += m.len();
+        }
+    }
+    total
+}
+
+/// A writer that puts data and is dropped without commit (as a killed intake would be),
+/// plus a segment written but never sealed and a temporary segment file.
+fn leave_uncommitted_work(path: &Path) {
+    let w = Writer::open(path).unwrap();
+    // More than two blocks' worth (8 MiB blocks): sealed blocks and an open one remain.
+    for i in 0..20 {
+        w.put_bytes(&pseudo_random(1_000_000, 101 + 2 * i), TypeTag::BYTES)
+            .unwrap();
+    }
+    drop(w);
+    std::fs::write(path.join("segments/00000000000000ff.seg"), vec![7u8; 3000]).unwrap();
+    std::fs::write(
+        path.join("segments/open/00000000000000fe.tmp"),
+        vec![7u8; 500],
+    )
+    .unwrap();
+}
+
+/// A store with one snapshot, then the leftovers of [`leave_uncommitted_work`]; returns the
+/// bytes of the committed files.
+fn store_with_leftovers(path: &Path) -> u64 {
+    let mut w = Writer::open_or_init(path, &Default::default()).unwrap();
+    snapshot(&mut w, &[pseudo_random(300_000, 1)]);
+    drop(w);
+    let committed = file_bytes(path);
+    leave_uncommitted_work(path);
+    committed
+}
+
+#[test]
+fn files_a_dropped_writer_leaves_are_counted_as_a_warning_and_gc_frees_exactly_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let committed = store_with_leftovers(&path);
+    let with_leftovers = file_bytes(&path);
+
+    let store = Store::open(&path).unwrap();
+    let u = store.unreferenced().unwrap();
+    assert!(u.sealed_blocks.files >= 2, "{u:?}");
+    assert_eq!(u.unsealed_segments.files, 1, "{u:?}");
+    assert_eq!(u.open_segments.files, 1, "{u:?}");
+    assert_eq!(u.total.bytes, with_leftovers - committed, "{u:?}");
+    assert!(!u.index_damaged);
+
+    // A warning, not damage: nothing a snapshot reaches is lost.
+    let v = verify(&store, &VerifyOptions { read_data: true }, &children);
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!(v.unreferenced, u);
+
+    let mut w = Writer::open(&path).unwrap();
+    let rep = w.gc(&GcOptions::default(), &children).unwrap();
+    assert_eq!(rep.unreferenced_removed, u.total, "{rep:?}");
+    assert_eq!(rep.orphan_blocks_deleted as u64, u.sealed_blocks.files);
+    assert_eq!(
+        rep.bytes_freed,
+        (with_leftovers - committed) as i64,
+        "{rep:?}"
+    );
+    drop(w);
+    assert_eq!(file_bytes(&path), committed);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.unreferenced().unwrap().total.files, 0);
+    assert!(verify(&store, &VerifyOptions { read_data: true }, &children).ok());
+}
+
+#[test]
+fn a_dry_run_counts_the_leftovers_and_deletes_none_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let committed = store_with_leftovers(&path);
+    let sealed = Store::open(&path)
+        .unwrap()
+        .unreferenced()
+        .unwrap()
+        .sealed_blocks;
+    let with_leftovers = file_bytes(&path);
+    let mut w = Writer::open(&path).unwrap();
+    let rep = w
+        .gc(
+            &GcOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+            &children,
+        )
+        .unwrap();
+    drop(w);
+    // Opening the writer removed the temporary files, as every writer does; the sealed
+    // orphans stay for a real run.
+    assert_eq!(
+        rep.bytes_freed,
+        (with_leftovers - committed) as i64,
+        "{rep:?}"
+    );
+    assert_eq!(file_bytes(&path), committed + sealed.bytes);
+}
+
+#[test]
+fn a_repack_reports_exactly_what_the_store_shrank_by() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+    let files: Vec<Vec<u8>> = (0..8).map(|i| pseudo_random(400_000, 11 + 2 * i)).collect();
+    snapshot(&mut w, &files);
+    // The second snapshot keeps one file of the first block: that block is mostly dead.
+    snapshot(&mut w, &[files[0].clone(), pseudo_random(200_000, 99)]);
+    w.forget(1).unwrap();
+    let before = file_bytes(&path);
+    let rep = w.gc(&GcOptions::default(), &children).unwrap();
+    drop(w);
+    let after = file_bytes(&path);
+    assert!(rep.blocks_repacked >= 1, "{rep:?}");
+    assert!(rep.bytes_written > 0, "{rep:?}");
+    assert_eq!(rep.bytes_freed, before as i64 - after as i64, "{rep:?}");
+    let store = Store::open(&path).unwrap();
+    assert!(verify(&store, &VerifyOptions { read_data: true }, &children).ok());
+    let mut back = Vec::new();
+    store
+        .reader()
+        .read_to(&asl_store::HashAlgo::Blake3.digest(&files[0]), &mut back)
+        .unwrap();
+    assert_eq!(back, files[0]);
+}
+
+#[test]
+fn gc_keeps_the_blocks_of_its_own_uncommitted_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+    snapshot(&mut w, &[pseudo_random(300_000, 1)]);
+    // Sealed blocks of this session: no log record names them until the commit below.
+    let data: Vec<Vec<u8>> = (0..20)
+        .map(|i| pseudo_random(1_000_000, 201 + 2 * i))
+        .collect();
+    let rep = {
+        for d in &data {
+            w.put_bytes(d, TypeTag::BYTES).unwrap();
+        }
+        w.gc(&GcOptions::default(), &children).unwrap()
+    };
+    assert_eq!(rep.orphan_blocks_deleted, 0, "{rep:?}");
+    snapshot(&mut w, &data);
+    drop(w);
+    let store = Store::open(&path).unwrap();
+    let v = verify(&store, &VerifyOptions { read_data: true }, &children);
+    assert!(v.ok(), "{:?}", v.problems);
+    assert_eq!(store.unreferenced().unwrap().total.files, 0);
 }

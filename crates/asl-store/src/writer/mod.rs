@@ -91,6 +91,8 @@ pub struct Writer {
     session: Mutex<Session>,
     block: Mutex<BlockSlot>,
     sealing: Mutex<Vec<Sealing>>,
+    /// What opening removed of a crashed writer's leftovers; GC counts it as freed.
+    pub(crate) removed_at_open: crate::FileTally,
     _lock: WriterLock,
 }
 
@@ -129,7 +131,7 @@ impl LockedStore {
         let scan = log::read(&layout.log())?;
         let log = LogAppender::open(&layout.log(), &scan)?;
         let state = State::replay(&layout.segments(), config.algo(), &scan)?;
-        let w = Writer {
+        let mut w = Writer {
             algo: config.algo(),
             layout,
             level: config.compression_level,
@@ -142,9 +144,10 @@ impl LockedStore {
                 seq: 0,
             }),
             sealing: Mutex::new(Vec::new()),
+            removed_at_open: crate::FileTally::default(),
             _lock: lock,
         };
-        w.clean_leftovers()?;
+        w.removed_at_open = w.clean_leftovers()?;
         Ok(w)
     }
 }
@@ -181,14 +184,20 @@ impl Writer {
 
     /// Removes temp files of a crashed writer, segments that were written but never sealed,
     /// and files a committed GC had not yet deleted. All of them are invisible; none is
-    /// reachable from the log.
-    fn clean_leftovers(&self) -> Result<()> {
+    /// reachable from the log. Sealed blocks no segment names are left to GC, which counts
+    /// them. Returns what was removed.
+    fn clean_leftovers(&self) -> Result<crate::FileTally> {
         // The log decides what may go; make what it says durable first.
         self.log.sync()?;
+        let mut removed = crate::FileTally::default();
         for dir in [self.layout.blocks_open(), self.layout.segments_open()] {
             for e in std::fs::read_dir(&dir).at(&dir)? {
                 let e = e.at(&dir)?;
-                let _ = std::fs::remove_file(e.path());
+                // Best effort, as before: a temp file that cannot go now goes next time, and
+                // `stats` keeps counting it meanwhile.
+                if let Ok(bytes) = crate::unreferenced::remove(&e.path()) {
+                    removed.add(bytes);
+                }
             }
         }
         let segdir = self.layout.segments();
@@ -203,16 +212,27 @@ impl Writer {
             };
             let unsealed = id > self.state.max_segment_id;
             if unsealed || self.state.retired_segments.contains(&id) {
-                std::fs::remove_file(e.path()).at(e.path())?;
+                removed.add(crate::unreferenced::remove(&e.path())?);
             }
         }
         for b in &self.state.deleted_blocks {
             let p = b.path(&self.layout.blocks());
             if p.exists() && !self.state.block_numbers.contains_key(b) {
-                std::fs::remove_file(&p).at(&p)?;
+                removed.add(crate::unreferenced::remove(&p)?);
             }
         }
-        Ok(())
+        Ok(removed)
+    }
+
+    /// The blocks this writer sealed for puts it has not committed yet: no log record names
+    /// them, but the commit will.
+    pub(crate) fn session_blocks(&self) -> std::collections::HashSet<BlockId> {
+        self.lock_session()
+            .sealed
+            .iter()
+            .flatten()
+            .copied()
+            .collect()
     }
 
     pub fn config(&self) -> &StoreConfig {

@@ -83,7 +83,7 @@ impl Writer {
     }
 
     /// Waits for every block sealing in the background; the first failure is returned.
-    pub(super) fn join_sealing(&self) -> Result<()> {
+    pub(crate) fn join_sealing(&self) -> Result<()> {
         let all = std::mem::take(&mut *self.sealing.lock().unwrap_or_else(|p| p.into_inner()));
         let mut first = Ok(());
         for s in all {

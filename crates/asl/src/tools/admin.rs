@@ -228,7 +228,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                         rep.blocks_repacked,
                         rep.blocks_written,
                         rep.orphan_blocks_deleted,
-                        human_bytes(rep.bytes_freed),
+                        human_bytes(u64::try_from(rep.bytes_freed).unwrap_or(0)),
                         human_bytes(rep.bytes_before)
                     )
                 },
