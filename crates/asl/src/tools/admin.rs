@@ -81,7 +81,7 @@ enum Cmd {
         #[arg(required = true)]
         snapshots: Vec<String>,
     },
-    /// Delete data no retained snapshot reaches.
+    /// Delete data no retained snapshot reaches and files no log record refers to.
     Gc {
         /// First forget all snapshots but the newest N.
         #[arg(long, value_name = "N")]
@@ -90,7 +90,7 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Sizes and counts.
+    /// Sizes and counts, and the files no log record refers to (left by an interrupted writer).
     Stats,
     /// Rebuild the index from the blocks alone and drop derived caches.
     Reindex,
@@ -213,8 +213,9 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 || {
                     format!(
                         "{}{} snapshots retained, {} artifacts live, {} dropped\n\
-                     blocks: {} kept, {} deleted, {} repacked into {}; {} orphan blocks removed\n\
-                     {} of {} freed\n",
+                     blocks: {} kept, {} deleted, {} repacked into {}\n\
+                     unreferenced files {}: {} ({} sealed block{})\n\
+                     {}{} {} ({} {}, {} {}; blocks in use held {} before)\n",
                         if dry_run {
                             "dry run (nothing changed): "
                         } else {
@@ -227,8 +228,21 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                         rep.blocks_deleted,
                         rep.blocks_repacked,
                         rep.blocks_written,
+                        if dry_run { "to remove" } else { "removed" },
+                        tally_text(rep.unreferenced_removed),
                         rep.orphan_blocks_deleted,
-                        human_bytes(u64::try_from(rep.bytes_freed).unwrap_or(0)),
+                        if rep.orphan_blocks_deleted == 1 {
+                            ""
+                        } else {
+                            "s"
+                        },
+                        if dry_run { "about " } else { "" },
+                        signed_bytes(rep.bytes_freed),
+                        if dry_run { "would be freed" } else { "freed" },
+                        human_bytes(rep.bytes_deleted),
+                        if dry_run { "to delete" } else { "deleted" },
+                        human_bytes(rep.bytes_written),
+                        if dry_run { "to write" } else { "written" },
                         human_bytes(rep.bytes_before)
                     )
                 },
@@ -546,6 +560,19 @@ fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {
             String::new()
         }
     );
+    let u = &rep.unreferenced;
+    if u.total.files > 0 {
+        t.push_str(&format!(
+            "warning: {} unreferenced by the log, left by an interrupted writer ({}); no snapshot reaches them, {}\n",
+            tally_text(u.total),
+            unreferenced_parts(u),
+            if u.index_damaged {
+                "but some may be the blocks of a damaged segment: run `asl-admin reindex`"
+            } else {
+                "`asl-admin gc` removes them"
+            }
+        ));
+    }
     if let Some(torn) = &rep.torn_log_tail {
         t.push_str(&format!("note: the log ends in an incomplete record ({torn}) left by a crash; the next writer cuts it\n"));
     }
@@ -587,6 +614,7 @@ fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let log_bytes = std::fs::metadata(store.layout().log())
         .map(|m| m.len())
         .unwrap_or(0);
+    let unreferenced = store.unreferenced().map_err(store_error)?;
     let v = serde_json::json!({
         "store": store.layout().root,
         "hash": store.config().hash,
@@ -599,10 +627,11 @@ fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
         "chunk_bytes_uncompressed": chunk_raw,
         "log_records": counts.log_records,
         "log_bytes": log_bytes,
+        "unreferenced": unreferenced,
     });
     out.emit(&v, || {
         format!(
-            "store {} ({}, domain {})\n  snapshots {}\n  index entries {} in {} segments\n  blocks {} holding {} ({} before compression)\n  log {} records, {}\n",
+            "store {} ({}, domain {})\n  snapshots {}\n  index entries {} in {} segments\n  blocks {} holding {} ({} before compression)\n  log {} records, {}\n  unreferenced {}\n",
             store.layout().root.display(),
             store.config().hash,
             store.config().domain_id,
@@ -613,8 +642,56 @@ fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
             human_bytes(block_bytes),
             human_bytes(chunk_raw),
             counts.log_records,
-            human_bytes(log_bytes)
+            human_bytes(log_bytes),
+            if unreferenced.total.files == 0 {
+                "none".to_string()
+            } else {
+                format!(
+                    "{} ({}), left by an interrupted writer; {}",
+                    tally_text(unreferenced.total),
+                    unreferenced_parts(&unreferenced),
+                    if unreferenced.index_damaged {
+                        "a segment is damaged: run `asl-admin verify`, then `reindex`"
+                    } else {
+                        "`asl-admin gc` removes them"
+                    }
+                )
+            }
         )
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `3 files, 24.0 MiB`.
+fn tally_text(t: asl_store::FileTally) -> String {
+    format!(
+        "{} file{}, {}",
+        t.files,
+        if t.files == 1 { "" } else { "s" },
+        human_bytes(t.bytes)
+    )
+}
+
+/// The kinds of unreferenced files present: `2 sealed blocks, 1 open block file`.
+fn unreferenced_parts(u: &asl_store::Unreferenced) -> String {
+    [
+        (u.sealed_blocks, "sealed block"),
+        (u.open_blocks, "open block file"),
+        (u.open_segments, "open segment file"),
+        (u.unsealed_segments, "unsealed segment"),
+    ]
+    .iter()
+    .filter(|(t, _)| t.files > 0)
+    .map(|(t, what)| format!("{} {what}{}", t.files, if t.files == 1 { "" } else { "s" }))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// A byte count that may be negative (a GC that wrote more than it deleted).
+fn signed_bytes(n: i64) -> String {
+    if n < 0 {
+        format!("-{}", human_bytes(n.unsigned_abs()))
+    } else {
+        human_bytes(n.unsigned_abs())
+    }
 }
