@@ -433,3 +433,27 @@ fn gc_keeps_the_blocks_of_its_own_uncommitted_puts() {
     assert!(v.ok(), "{:?}", v.problems);
     assert_eq!(store.unreferenced().unwrap().total.files, 0);
 }
+
+#[test]
+fn blocks_of_a_lost_segment_are_flagged_as_such_and_gc_leaves_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+    snapshot(&mut w, &[pseudo_random(300_000, 1)]);
+    drop(w);
+    for f in std::fs::read_dir(path.join("segments")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "seg") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    let before = file_bytes(&path);
+    let u = Store::open(&path).unwrap().unreferenced().unwrap();
+    // The block only the lost segment named: reindex recovers it, so it must not go.
+    assert!(u.index_damaged, "{u:?}");
+    assert_eq!(u.sealed_blocks.files, 1, "{u:?}");
+    let mut w = Writer::open(&path).unwrap();
+    assert!(w.gc(&GcOptions::default(), &children).is_err());
+    drop(w);
+    assert_eq!(file_bytes(&path), before);
+}
