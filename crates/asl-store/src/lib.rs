@@ -32,6 +32,7 @@ pub mod reach;
 pub mod reader;
 pub mod records;
 pub mod reference;
+
 pub mod segment;
 pub mod snapshot;
 pub(crate) mod state;
@@ -49,7 +50,7 @@ pub use layout::Layout;
 pub use reader::Reader;
 pub use reference::{DIGEST_LEN, HashAlgo, Hasher, ParseReferenceError, Reference};
 pub use snapshot::{Snapshot, SnapshotMeta};
-pub use state::{Location, SegmentInfo};
+pub use state::{Location, LogDamage, SegmentInfo};
 pub use store::{InitOptions, Store, StoreCounts};
 pub use unreferenced::{FileTally, Unreferenced};
 pub use writer::{Commit, LockedStore, Writer};

@@ -121,6 +121,11 @@ pub struct Scan {
     /// Chain hash of the last intact record (zeros when there is none).
     pub last_hash: [u8; 32],
     pub tail: Tail,
+    /// When the tail is [`Tail::Damaged`]: the records from the damaged one on, as far as
+    /// their lengths can still be followed. Neither their hashes nor their logseqs are
+    /// checked, so they only say what the damage hides (and what a repair may try to
+    /// re-record after checking the data they name); nothing may be replayed from them.
+    pub unverified: Vec<LogRecord>,
 }
 
 /// Sector size assumed for torn writes: a crash can leave the unsynced sectors of an append
@@ -246,8 +251,13 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, LogHeaderError> {
         expected_seq += 1;
         pos += total;
     };
+    let unverified = match &tail {
+        Tail::Damaged { at, .. } => follow_lengths(bytes, *at as usize),
+        _ => Vec::new(),
+    };
     Ok(Scan {
         records,
+        unverified,
         valid_len: match &tail {
             Tail::Clean => bytes.len() as u64,
             Tail::Torn { at, .. } | Tail::Damaged { at, .. } => *at,
@@ -255,6 +265,37 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, LogHeaderError> {
         last_hash: prev,
         tail,
     })
+}
+
+/// Splits `bytes` from `pos` on into records by their `payload_len` alone, stopping at the
+/// first one that is implausibly long or runs past the end. `record_hash` is copied, not
+/// checked.
+fn follow_lengths(bytes: &[u8], mut pos: usize) -> Vec<LogRecord> {
+    let mut out = Vec::new();
+    while let Some(rest) = bytes.get(pos..) {
+        if rest.len() < RECORD_OVERHEAD || rest.iter().all(|&b| b == 0) {
+            break;
+        }
+        let logseq = u64::from_le_bytes(rest[0..8].try_into().unwrap_or_default());
+        let record_type = u32::from_le_bytes(rest[8..12].try_into().unwrap_or_default());
+        let payload_len = u32::from_le_bytes(rest[12..16].try_into().unwrap_or_default());
+        let total = RECORD_OVERHEAD as u64 + u64::from(payload_len);
+        if payload_len > MAX_PAYLOAD || (rest.len() as u64) < total {
+            break;
+        }
+        let end = 16 + payload_len as usize;
+        let mut record_hash = [0u8; 32];
+        record_hash.copy_from_slice(&rest[end..end + 32]);
+        out.push(LogRecord {
+            logseq,
+            record_type,
+            payload: rest[16..end].to_vec(),
+            record_hash,
+            offset: pos as u64,
+        });
+        pos += total as usize;
+    }
+    out
 }
 
 /// Reads and decodes the log at `path`.
@@ -439,6 +480,21 @@ mod tests {
             assert!(s.records.len() < 3, "flip at {i} went unnoticed");
             assert!(!matches!(s.tail, Tail::Clean), "flip at {i} went unnoticed");
         }
+    }
+
+    #[test]
+    fn records_beyond_damage_are_followed_by_length_but_not_trusted() {
+        let full = build(&[(1, vec![1; 8]), (2, vec![2; 8]), (3, vec![3; 8])]);
+        let second = HEADER_SIZE + RECORD_OVERHEAD + 8;
+        let mut b = full.clone();
+        b[second + 16] ^= 1; // the second record's payload
+        let s = scan(&b).unwrap();
+        assert_eq!(s.records.len(), 1);
+        assert!(matches!(s.tail, Tail::Damaged { at, .. } if at as usize == second));
+        let seqs: Vec<u64> = s.unverified.iter().map(|r| r.logseq).collect();
+        assert_eq!(seqs, [2, 3]);
+        assert_eq!(s.unverified[1].payload, vec![3; 8]);
+        assert!(scan(&full).unwrap().unverified.is_empty());
     }
 
     #[test]

@@ -73,6 +73,44 @@ pub struct State {
     pub damaged_segments: HashSet<u64>,
     /// How the log scan ended.
     pub log_tail: Option<Tail>,
+    /// A complete log record that fails its check, and what lies beyond it.
+    pub log_damage: Option<LogDamage>,
+}
+
+/// A complete log record failed its check: replay stopped before it, so it and everything
+/// after it are hidden until `asl-admin repair-log` runs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogDamage {
+    /// Byte offset of the damaged record in the log.
+    pub at: u64,
+    /// The logseq the damaged record claims (untrusted).
+    pub logseq: u64,
+    pub reason: String,
+    /// Snapshot ids named by the records from the damaged one on, as far as they can be
+    /// parsed without trusting them (snapshots they forget again are left out).
+    pub hidden_snapshots: Vec<u64>,
+}
+
+impl LogDamage {
+    pub(crate) fn from_scan(scan: &Scan) -> Option<LogDamage> {
+        let Tail::Damaged { at, logseq, reason } = &scan.tail else {
+            return None;
+        };
+        let mut hidden = Vec::new();
+        for rec in &scan.unverified {
+            match Event::decode(rec.record_type, &rec.payload) {
+                Ok(Event::Snapshot { snapshot_id, .. }) => hidden.push(snapshot_id),
+                Ok(Event::SnapshotForget { snapshot_id }) => hidden.retain(|s| *s != snapshot_id),
+                _ => {}
+            }
+        }
+        Some(LogDamage {
+            at: *at,
+            logseq: *logseq,
+            reason: reason.clone(),
+            hidden_snapshots: hidden,
+        })
+    }
 }
 
 /// One damaged object found during replay.
@@ -88,6 +126,7 @@ impl State {
         let mut st = State {
             algo: Some(algo),
             log_tail: Some(scan.tail.clone()),
+            log_damage: LogDamage::from_scan(scan),
             ..State::default()
         };
         // Pass 1: which segments, snapshots and tombstones are in force.

@@ -163,6 +163,12 @@ impl Store {
         &self.state.blocks
     }
 
+    /// A complete log record that fails its check, if any: everything from it on is hidden
+    /// from this view. Readers warn about it; `asl-admin repair-log` mends it.
+    pub fn log_damage(&self) -> Option<&crate::LogDamage> {
+        self.state.log_damage.as_ref()
+    }
+
     /// How many damaged objects opening found (`verify` reports them).
     pub fn damage_count(&self) -> usize {
         self.state.damage.len()

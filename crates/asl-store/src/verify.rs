@@ -98,9 +98,16 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
         Some(Tail::Damaged { at, logseq, reason }) => damaged.push((
             Problem {
                 object: format!("log record {logseq} (byte {at} of log/asl.log)"),
-                reason: format!("{reason}; records after it cannot be trusted"),
+                reason: format!(
+                    "{reason}; records after it cannot be trusted; run `asl-admin repair-log`"
+                ),
                 artifacts: vec![],
-                snapshots: vec![],
+                // The snapshots the damage hides, as far as the later records still parse.
+                snapshots: st
+                    .log_damage
+                    .as_ref()
+                    .map(|d| d.hidden_snapshots.clone())
+                    .unwrap_or_default(),
             },
             HashSet::new(),
         )),
