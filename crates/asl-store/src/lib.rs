@@ -32,7 +32,7 @@ pub mod reach;
 pub mod reader;
 pub mod records;
 pub mod reference;
-
+pub mod repair;
 pub mod segment;
 pub mod snapshot;
 pub(crate) mod state;
