@@ -21,7 +21,7 @@ use crate::exit::{Code, fail};
     long_about = "Inspect, restore, verify and maintain an ASL store.\n\n\
 Snapshots are named by id (3 or #3), by label (the newest snapshot with it), or `latest`. \
 S:PATH names a path inside a snapshot.",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 damage found (verify, restore, cat).\n\n\
+    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 damage found (verify, restore, cat; any reading command on a damaged log).\n\n\
 Examples:\n  asl-admin snapshots\n  asl-admin ls latest:/etc\n  asl-admin restore rescue-sda2:/home --target /mnt/restore\n  asl-admin verify --read-data\n  asl-admin gc --keep-last 5"
 )]
 pub struct Admin {
@@ -115,6 +115,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Repair a damaged log: keep a copy, cut at the damaged record, and re-record every
+    /// later snapshot whose data is intact.
+    #[command(long_about = "Repair a damaged log.\n\n\
+Takes the writer lock, copies the whole log to log/asl.log.damaged-<unix time>, cuts the log \
+at the first complete record that fails its check, then appends fresh records for what the \
+cut records said and the data still proves: segments whose files decode and whose blocks \
+exist, and snapshots whose whole tree reads back and verifies. Prints what it did; exit 3 \
+when something cut could not be re-recorded. Never runs implicitly.")]
+    RepairLog,
     /// Check the host configuration files under /etc/asl.
     Config {
         #[command(subcommand)]
@@ -138,7 +147,18 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         store: store_arg,
         out,
     } = a.common;
-    match a.cmd {
+    // Every reading subcommand warns about a damaged log and ends with exit 3, even when
+    // what it was asked for lies before the damage: the store is not what it seems.
+    let log_damaged = std::cell::Cell::new(false);
+    let open_store = |arg: &StoreArg| -> anyhow::Result<Store> {
+        let store = open_store(arg)?;
+        if let Some(d) = store.log_damage() {
+            warn_log_damage(d);
+            log_damaged.set(true);
+        }
+        Ok(store)
+    };
+    let code = match a.cmd {
         Cmd::Snapshots => snapshots(&open_store(&store_arg)?, out),
         Cmd::Show { snapshot } => {
             let store = open_store(&store_arg)?;
@@ -296,7 +316,83 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             }
             Err(e) => Err(fail(Code::Failure, e.to_string())),
         },
+        Cmd::RepairLog => repair_log(&store_arg, out),
+    }?;
+    if log_damaged.get() && code == ExitCode::SUCCESS {
+        return Ok(Code::Integrity.into());
     }
+    Ok(code)
+}
+
+/// One warning line on stderr naming the damaged record and the snapshots it hides.
+fn warn_log_damage(d: &asl_store::LogDamage) {
+    let hidden = if d.hidden_snapshots.is_empty() {
+        "no snapshot lies beyond it".to_string()
+    } else {
+        format!(
+            "snapshot(s) {} lie beyond it and are hidden",
+            d.hidden_snapshots
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    eprintln!(
+        "asl-admin: warning: damaged log: record {} (byte {} of log/asl.log) fails its check \
+         ({}); {hidden}; run `asl-admin repair-log` to re-record what is intact",
+        d.logseq, d.at, d.reason
+    );
+}
+
+fn repair_log(store_arg: &StoreArg, out: OutputArgs) -> anyhow::Result<ExitCode> {
+    let (dir, _) = store_arg.resolve();
+    let rep = asl_store::repair::repair_log(&dir, &children).map_err(store_error)?;
+    out.emit(&rep, || repair_text(&rep))?;
+    Ok(if rep.dropped.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        // Something was cut and could not be recorded again: data was lost.
+        Code::Integrity.into()
+    })
+}
+
+fn repair_text(rep: &asl_store::repair::RepairReport) -> String {
+    let Some(d) = &rep.damage else {
+        return "the log is sound; nothing to repair\n".into();
+    };
+    let ids = |v: &mut dyn Iterator<Item = u64>| {
+        let s: Vec<String> = v.map(|i| i.to_string()).collect();
+        if s.is_empty() {
+            "none".to_string()
+        } else {
+            s.join(", ")
+        }
+    };
+    let mut t = format!(
+        "damaged record {} at byte {}: {}\n\
+         kept a copy of the log in {}\n\
+         cut {} bytes ({} records) from byte {}\n\
+         re-sealed segments: {}\n\
+         re-recorded snapshots: {}\n\
+         other records re-recorded: {}\n",
+        d.logseq,
+        d.at,
+        d.reason,
+        rep.copy
+            .as_ref()
+            .map_or_else(String::new, |p| p.display().to_string()),
+        rep.cut_bytes,
+        rep.cut_records,
+        rep.cut_at,
+        ids(&mut rep.resealed_segments.iter().copied()),
+        ids(&mut rep.recorded_snapshots.iter().map(|s| s.snapshot_id)),
+        rep.other_records,
+    );
+    for x in &rep.dropped {
+        t.push_str(&format!("not re-recorded: {}: {}\n", x.object, x.reason));
+    }
+    t
 }
 
 /// Runs another tool for an `asl-admin` subcommand that is that tool, passing on the store
