@@ -330,7 +330,10 @@ impl LogAppender {
         if let Tail::Damaged { at, logseq, reason } = &scan.tail {
             return Err(StoreError::corrupt(
                 format!("{} (record logseq {logseq} at byte {at})", path.display()),
-                format!("{reason}; run `asl-admin verify` for details"),
+                format!(
+                    "{reason}; run `asl-admin verify` for details and `asl-admin repair-log` \
+                     to re-record what is intact"
+                ),
             ));
         }
         let file = OpenOptions::new().write(true).open(path).at(path)?;

@@ -117,11 +117,9 @@ fn a_damaged_record_makes_readers_exit_3_and_repair_relists_every_intact_snapsho
     // A writer refuses the damaged log.
     let src = t.path().join("src-d");
     make_files(&src, 2, 10_000, 99);
-    assert_ne!(
-        asl(&["intake", "-q", "--store"], &[&store, &src]).code,
-        0,
-        "a writer must not append after damage"
-    );
+    let w = asl(&["intake", "-q", "--store"], &[&store, &src]);
+    assert_ne!(w.code, 0, "a writer must not append after damage");
+    assert!(w.stderr.contains("asl-admin repair-log"), "{}", w.stderr);
 
     // Repair: keeps the copy, cuts, relists 2 and 3.
     let r = asl(&["admin", "--json", "repair-log", "--store"], &[&store]);
