@@ -12,7 +12,8 @@
 //! 3. re-seals every segment the cut records sealed whose file decodes, has the logged id,
 //!    and names only block files that exist; re-records the retirements and block deletions
 //!    of cut GC commits whose files are really gone, and the cut tombstones (not one from the
-//!    damaged record itself: nothing in the data can confirm it);
+//!    damaged record itself: nothing in the data can confirm it); a sealed segment that a
+//!    later cut GC commit retired and deleted is passed over, not counted as lost;
 //! 4. re-records every cut snapshot (same id and metadata) whose whole tree reads back and
 //!    verifies, after all the segments; snapshots the cut records forget stay forgotten.
 //!
@@ -133,6 +134,17 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
     let mut snapshots: Vec<(u64, Event)> = Vec::new();
     let mut forgotten: BTreeSet<u64> = BTreeSet::new();
     let mut sealed: BTreeSet<u64> = before.segments().map(|s| s.segment_id).collect();
+    // Segments a later cut GC commit retired: their files are gone because GC deleted them,
+    // which loses nothing (the commit's compacted segment holds what was live in them).
+    let superseded: BTreeSet<u64> = scan
+        .unverified
+        .iter()
+        .filter_map(|r| match Event::decode(r.record_type, &r.payload) {
+            Ok(Event::GcCommit { retired, .. }) => Some(retired),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     for (i, rec) in scan.unverified.iter().enumerate() {
         let damaged = i == 0;
         let what = format!("log record {} (byte {})", rec.logseq, rec.offset);
@@ -148,12 +160,14 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
         };
         match ev {
             Event::SegmentSeal { segment_id, .. } => {
-                if sealed.contains(&segment_id) {
+                let path = layout.segments().join(segment::file_name(segment_id));
+                if sealed.contains(&segment_id)
+                    || (superseded.contains(&segment_id) && !path.exists())
+                {
                     continue;
                 }
                 match intact_segment(&layout, segment_id) {
-                    Ok(seg) => {
-                        let (_, checksum) = seg.encode();
+                    Ok((seg, checksum)) => {
                         let (t, p) = Event::SegmentSeal {
                             segment_id,
                             record_count: seg.records.len() as u64,
@@ -176,12 +190,9 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
                 deleted_blocks,
                 ..
             } => {
-                // Only what really happened on disk: a retired segment whose file is gone,
-                // a deleted block whose file is gone.
-                let retired: Vec<u64> = retired
-                    .into_iter()
-                    .filter(|s| !layout.segments().join(segment::file_name(*s)).exists())
-                    .collect();
+                // Only what the disk confirms: a deleted block whose file is gone, a retired
+                // segment whose file is gone or whose entries the compacted segment (sealed
+                // again below) holds. A merge leaves the retired files for the next writer.
                 let deleted_blocks: Vec<[u8; 32]> = deleted_blocks
                     .into_iter()
                     .filter(|b| !crate::block::BlockId(*b).path(&layout.blocks()).exists())
@@ -189,10 +200,10 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
                 let (mut seg_id, mut count, mut sum) = (0, 0, [0u8; 32]);
                 if segment_id != 0 && !sealed.contains(&segment_id) {
                     match intact_segment(&layout, segment_id) {
-                        Ok(seg) => {
+                        Ok((seg, checksum)) => {
                             seg_id = segment_id;
                             count = seg.records.len() as u64;
-                            sum = seg.encode().1;
+                            sum = checksum;
                             sealed.insert(segment_id);
                             rep.resealed_segments.push(segment_id);
                         }
@@ -202,6 +213,12 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
                         }),
                     }
                 }
+                let retired: Vec<u64> = retired
+                    .into_iter()
+                    .filter(|s| {
+                        seg_id != 0 || !layout.segments().join(segment::file_name(*s)).exists()
+                    })
+                    .collect();
                 for s in &retired {
                     sealed.remove(s);
                 }
@@ -293,12 +310,16 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
     Ok(rep)
 }
 
-/// The segment file `segment_id` if it decodes, carries that id, and every block it names
-/// exists.
-fn intact_segment(layout: &crate::Layout, segment_id: u64) -> std::result::Result<Segment, String> {
+/// The segment file `segment_id` and its checksum, if it decodes, carries that id, and every
+/// block it names exists.
+fn intact_segment(
+    layout: &crate::Layout,
+    segment_id: u64,
+) -> std::result::Result<(Segment, [u8; 32]), String> {
     let path = layout.segments().join(segment::file_name(segment_id));
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (seg, _) = Segment::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (seg, checksum) =
+        Segment::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     if seg.segment_id != segment_id {
         return Err(format!(
             "{} holds segment {}, not {segment_id}",
@@ -312,7 +333,7 @@ fn intact_segment(layout: &crate::Layout, segment_id: u64) -> std::result::Resul
             return Err(format!("its block {} is missing", block.display()));
         }
     }
-    Ok(seg)
+    Ok((seg, checksum))
 }
 
 /// Reads every artifact `root` reaches and checks its hash.

@@ -213,3 +213,36 @@ fn a_snapshot_whose_data_is_gone_is_not_rerecorded_and_repair_says_so() {
     let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 }
+
+#[test]
+fn a_gc_commit_beyond_the_damage_is_recorded_again_and_loses_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let store = three_snapshots(t.path());
+    let f = asl(&["admin", "forget", "1", "--store"], &[&store]);
+    assert_eq!(f.code, 0, "{}", f.stderr);
+    let g = asl(&["admin", "gc", "--store"], &[&store]);
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let gc_commits = |store: &Path| {
+        records(store)
+            .iter()
+            .filter(|r| r.record_type == asl_store::records::GC_COMMIT)
+            .count()
+    };
+    assert_eq!(gc_commits(&store), 1);
+    damage_snapshot_record(&store, 2);
+
+    let r = asl(&["admin", "--json", "repair-log", "--store"], &[&store]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    // The GC's compacted segment is sealed again; the segments it retired and deleted are
+    // passed over, not reported as lost.
+    assert_eq!(r.json()["dropped"], serde_json::json!([]), "{}", r.stdout);
+    assert_eq!(gc_commits(&store), 1, "the GC commit is recorded again");
+    assert_eq!(snapshot_ids(&store), [2, 3], "snapshot 1 stays forgotten");
+    let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let src = t.path().join("src-a");
+    let out = asl(&["intake", "-q", "--store"], &[&store, &src]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
