@@ -13,6 +13,9 @@
 //!   the two interfaces the rest of the toolkit is written against.
 //! * [`verify`] checks a store, [`gc`] collects what no retained snapshot reaches, and
 //!   [`Store::unreferenced`] counts the files an interrupted writer left, which `gc` removes.
+//! * A complete log record that fails its check hides everything after it: [`Store::log_damage`]
+//!   says which snapshots, and [`repair::repair_log`] cuts the log there and re-records
+//!   what the data on disk still proves (it never runs implicitly).
 //!
 //! The exact on-disk format is in `docs/FORMAT.md`. What this crate does *not* do: it knows
 //! nothing of file trees, receipts or remote hosts — those build on the access traits, and
