@@ -126,6 +126,9 @@ pub struct Scan {
     /// checked, so they only say what the damage hides (and what a repair may try to
     /// re-record after checking the data they name); nothing may be replayed from them.
     pub unverified: Vec<LogRecord>,
+    /// Bytes at the end of the file that not even the lengths of [`Scan::unverified`] reach
+    /// (0 when they reach the end, or when the log is not damaged).
+    pub unfollowed: u64,
 }
 
 /// Sector size assumed for torn writes: a crash can leave the unsynced sectors of an append
@@ -255,9 +258,17 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, LogHeaderError> {
         Tail::Damaged { at, .. } => follow_lengths(bytes, *at as usize),
         _ => Vec::new(),
     };
+    let unfollowed = match (&tail, unverified.last()) {
+        (Tail::Damaged { .. }, Some(r)) => {
+            bytes.len() as u64 - (r.offset + (RECORD_OVERHEAD + r.payload.len()) as u64)
+        }
+        (Tail::Damaged { at, .. }, None) => bytes.len() as u64 - at,
+        _ => 0,
+    };
     Ok(Scan {
         records,
         unverified,
+        unfollowed,
         valid_len: match &tail {
             Tail::Clean => bytes.len() as u64,
             Tail::Torn { at, .. } | Tail::Damaged { at, .. } => *at,
@@ -497,6 +508,13 @@ mod tests {
         let seqs: Vec<u64> = s.unverified.iter().map(|r| r.logseq).collect();
         assert_eq!(seqs, [2, 3]);
         assert_eq!(s.unverified[1].payload, vec![3; 8]);
+        assert_eq!(s.unfollowed, 0);
+        // A damaged length hides what follows: it is counted, not guessed at.
+        let mut b = full.clone();
+        b[second + 15] = 0xff;
+        let s = scan(&b).unwrap();
+        assert!(s.unverified.is_empty());
+        assert_eq!(s.unfollowed as usize, full.len() - second);
         assert!(scan(&full).unwrap().unverified.is_empty());
     }
 

@@ -145,6 +145,15 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
         })
         .flatten()
         .collect();
+    if scan.unfollowed > 0 {
+        let end = bytes.len() as u64;
+        rep.dropped.push(Dropped {
+            object: format!("log bytes {}..{end}", end - scan.unfollowed),
+            reason: "cannot be split into records (a length field is damaged); whatever \
+                     they held is only in the copy"
+                .into(),
+        });
+    }
     for (i, rec) in scan.unverified.iter().enumerate() {
         let damaged = i == 0;
         let what = format!("log record {} (byte {})", rec.logseq, rec.offset);

@@ -89,6 +89,9 @@ pub struct LogDamage {
     /// Snapshot ids named by the records from the damaged one on, as far as they can be
     /// parsed without trusting them (snapshots they forget again are left out).
     pub hidden_snapshots: Vec<u64>,
+    /// Bytes at the end of the log whose records could not even be delimited: snapshots in
+    /// them are not in `hidden_snapshots`.
+    pub unparsed_bytes: u64,
 }
 
 impl LogDamage {
@@ -109,6 +112,7 @@ impl LogDamage {
             logseq: *logseq,
             reason: reason.clone(),
             hidden_snapshots: hidden,
+            unparsed_bytes: scan.unfollowed,
         })
     }
 }

@@ -326,8 +326,8 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
 
 /// One warning line on stderr naming the damaged record and the snapshots it hides.
 fn warn_log_damage(d: &asl_store::LogDamage) {
-    let hidden = if d.hidden_snapshots.is_empty() {
-        "no snapshot lies beyond it".to_string()
+    let mut hidden = if d.hidden_snapshots.is_empty() {
+        "no snapshot found beyond it".to_string()
     } else {
         format!(
             "snapshot(s) {} lie beyond it and are hidden",
@@ -338,6 +338,12 @@ fn warn_log_damage(d: &asl_store::LogDamage) {
                 .join(", ")
         )
     };
+    if d.unparsed_bytes > 0 {
+        hidden.push_str(&format!(
+            " ({} bytes at the end could not be parsed and may hold more)",
+            d.unparsed_bytes
+        ));
+    }
     eprintln!(
         "asl-admin: warning: damaged log: record {} (byte {} of log/asl.log) fails its check \
          ({}); {hidden}; run `asl-admin repair-log` to re-record what is intact",
