@@ -101,7 +101,7 @@ impl From<StoreError> for Error {
             | StoreError::AmbiguousSnapshot { .. }
             | StoreError::NoSnapshots => ASL_E_NO_SNAPSHOT,
             // Snapshot metadata is strings and JSON values: failing to encode it is a bug.
-            StoreError::SnapshotMetaEncoding { .. } => ASL_E_INTERNAL,
+            StoreError::SnapshotMetaEncoding { .. } | StoreError::Internal { .. } => ASL_E_INTERNAL,
         };
         Error::new(status, e.to_string())
     }

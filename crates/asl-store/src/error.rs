@@ -39,6 +39,12 @@ pub enum StoreError {
     Corrupt { object: String, reason: String },
     #[error("artifact {0} is not in the store")]
     NotFound(Reference),
+    /// A bug in this program (a thread that panicked, a broken internal invariant), not
+    /// damage to the store: it must never be reported as an integrity problem.
+    #[error(
+        "internal error in {what}: {reason} (a bug in asl, not damage to the store; please report it)"
+    )]
+    Internal { what: String, reason: String },
     #[error("reference {reference} uses {found}, but this store hashes with {expected}")]
     WrongHash {
         reference: Reference,
@@ -77,6 +83,13 @@ impl StoreError {
     pub(crate) fn corrupt(object: impl Into<String>, reason: impl Into<String>) -> StoreError {
         StoreError::Corrupt {
             object: object.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn internal(what: impl Into<String>, reason: impl Into<String>) -> StoreError {
+        StoreError::Internal {
+            what: what.into(),
             reason: reason.into(),
         }
     }

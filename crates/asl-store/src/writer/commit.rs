@@ -112,7 +112,7 @@ impl Writer {
         let mut records = Vec::with_capacity(session.pending.len());
         for (digest, p) in &session.pending {
             let p = p.ok_or_else(|| {
-                StoreError::corrupt("writer session", "a put was still running at commit")
+                StoreError::internal("writer session", "a put was still running at commit")
             })?;
             let block = session
                 .sealed
@@ -120,7 +120,7 @@ impl Writer {
                 .copied()
                 .flatten()
                 .ok_or_else(|| {
-                    StoreError::corrupt("writer session", "record in an unsealed block")
+                    StoreError::internal("writer session", "record in an unsealed block")
                 })?;
             records.push((
                 block,

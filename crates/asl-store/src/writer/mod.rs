@@ -332,7 +332,7 @@ impl Writer {
                 let block = slot
                     .block
                     .as_mut()
-                    .ok_or_else(|| StoreError::corrupt("open block", "vanished"))?;
+                    .ok_or_else(|| StoreError::internal("open block", "vanished"))?;
                 let offset =
                     block.append(reference, kind, codec, tag.0, &stored, raw.len() as u32)?;
                 Ok((seq, offset))

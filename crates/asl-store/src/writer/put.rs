@@ -104,7 +104,7 @@ impl Writer {
             }
             whole.join()
         });
-        let panicked = || store_err(StoreError::corrupt("writer", "a put thread panicked"));
+        let panicked = || store_err(StoreError::internal("writer", "a put thread panicked"));
         let reference = reference.map_err(|_| panicked())?;
         if let [only] = chunks[..] {
             // One chunk (a configured maximum chunk size above this artifact's size): stored

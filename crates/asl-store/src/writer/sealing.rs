@@ -50,14 +50,14 @@ impl Writer {
                 let block = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
                 match block {
                     Some(b) => b.seal(&dir).map(|(id, _)| id),
-                    None => Err(StoreError::corrupt("open block", "sealed twice")),
+                    None => Err(StoreError::internal("open block", "sealed twice")),
                 }
             });
         let handle = match spawned {
             Ok(h) => h,
             Err(_) => {
                 let block = cell.lock().unwrap_or_else(|p| p.into_inner()).take();
-                let b = block.ok_or_else(|| StoreError::corrupt("open block", "vanished"))?;
+                let b = block.ok_or_else(|| StoreError::internal("open block", "vanished"))?;
                 let (id, _) = b.seal(&self.layout.blocks())?;
                 self.record_sealed(seq, id);
                 return Ok(());
@@ -77,7 +77,7 @@ impl Writer {
     fn finish_sealing(&self, (seq, handle): Sealing) -> Result<()> {
         let id = handle
             .join()
-            .map_err(|_| StoreError::corrupt("open block", "the sealing thread panicked"))??;
+            .map_err(|_| StoreError::internal("open block", "the sealing thread panicked"))??;
         self.record_sealed(seq, id);
         Ok(())
     }
