@@ -128,6 +128,7 @@ impl From<asl_fs::BrowseError> for Error {
         use asl_fs::BrowseError as B;
         let status = match &e {
             B::Store { source, .. } => Error::from_access_ref(source),
+            B::Content { source, .. } => Error::from_access_ref(source),
             B::Tree { .. } => ASL_E_CORRUPT,
             B::NotFound { .. } => ASL_E_NOT_FOUND,
             B::BadPath { .. } => ASL_E_USAGE,

@@ -17,6 +17,14 @@ pub enum BrowseError {
         #[source]
         source: AccessError,
     },
+    /// A file's content could not be read (not a tree: the message says which it is).
+    #[error("cannot read the content of file '{path}' (artifact {reference}): {source}")]
+    Content {
+        path: String,
+        reference: Reference,
+        #[source]
+        source: Box<AccessError>,
+    },
     #[error("artifact {reference} is not a valid tree: {source}")]
     Tree {
         reference: Reference,
@@ -39,13 +47,12 @@ impl BrowseError {
     /// Whether the failure is damage or loss in the store (exit code 3) rather than a
     /// wrong path (exit code 1/2).
     pub fn is_integrity(&self) -> bool {
-        matches!(
-            self,
-            BrowseError::Store {
-                source: AccessError::Corrupt { .. } | AccessError::NotFound(_),
-                ..
-            } | BrowseError::Tree { .. }
-        )
+        match self {
+            BrowseError::Store { source, .. } => source.is_integrity(),
+            BrowseError::Content { source, .. } => source.is_integrity(),
+            BrowseError::Tree { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -145,10 +152,13 @@ pub fn cat(
     let r = file.content.ok_or_else(|| BrowseError::NoContent {
         path: lossy(&file.name),
     })?;
-    store.read_to(&r, out).map_err(|source| BrowseError::Store {
-        reference: r,
-        source,
-    })
+    store
+        .read_to(&r, out)
+        .map_err(|source| BrowseError::Content {
+            path: lossy(&file.name),
+            reference: r,
+            source: Box::new(source),
+        })
 }
 
 /// What changed at a path between two trees.

@@ -415,7 +415,7 @@ fn rel_path(rel: &[u8]) -> PathBuf {
 }
 
 fn is_integrity(e: &AccessError) -> bool {
-    matches!(e, AccessError::Corrupt { .. } | AccessError::NotFound(_))
+    e.is_integrity()
 }
 
 impl Restorer<'_, '_> {

@@ -78,6 +78,22 @@ pub enum AccessError {
     Store(Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl AccessError {
+    /// Whether this error means the store's data is damaged or lost (exit code 3), rather
+    /// than an operational failure: a hash mismatch, an artifact the index lacks, or a store
+    /// error that is itself an integrity problem (a missing or damaged block file, which the
+    /// reader reports through [`AccessError::Store`]).
+    pub fn is_integrity(&self) -> bool {
+        match self {
+            AccessError::Corrupt { .. } | AccessError::NotFound(_) => true,
+            AccessError::Store(e) => e
+                .downcast_ref::<crate::StoreError>()
+                .is_some_and(crate::StoreError::is_integrity),
+            AccessError::Source(_) | AccessError::Sink(_) => false,
+        }
+    }
+}
+
 /// Putting artifacts into a store. Implementations are safe to call from many threads at
 /// once: intake runs one put per worker thread.
 pub trait ArtifactWrite: Sync {

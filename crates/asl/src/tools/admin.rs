@@ -553,7 +553,9 @@ fn cat(store: &Store, spec: &str) -> anyhow::Result<ExitCode> {
     let reader = store.reader_at(snap);
     let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(browse_error)?;
     let mut stdout = crate::output::stdout();
-    asl_fs::cat(&reader, &entry, &mut stdout).map_err(browse_error)?;
+    // The library names the file by its own name; the operator needs the whole path.
+    asl_fs::cat(&reader, &entry, &mut stdout)
+        .map_err(|e| browse_error(e).context(format!("snapshot {}, {path}", snap.id)))?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -615,7 +617,21 @@ fn restore(
         asl_fs::RestoreError::Browse(b) => browse_error(b),
         other => fail(Code::Failure, other.to_string()),
     })?;
+    // The top directory's own tree unreadable: nothing under it could be restored, and a
+    // summary of "0 files" would read as an empty snapshot.
+    let top_lost = summary
+        .integrity_errors
+        .iter()
+        .find(|i| i.path.as_os_str().is_empty());
     out.emit(&summary, || {
+        if let Some(i) = top_lost {
+            return format!(
+                "nothing restored from snapshot {}{}: its tree is lost: {}\n",
+                snap.id,
+                if path.is_empty() { String::new() } else { format!(" path {path}") },
+                i.message
+            );
+        }
         let mut t = format!(
             "restored snapshot {} to {}: {} files, {} dirs, {} symlinks, {} special, {} hardlinks, {} in {:.2} s\n",
             snap.id,
