@@ -187,6 +187,19 @@ fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         return super::service::run_intake_service(a.root.as_deref(), &a.store, a.out);
     }
     let (dir, is_default) = a.store.resolve();
+    // A source that is not there is a mistake to report before anything is created: an
+    // intake that failed must not leave a new, empty store behind.
+    for p in &a.paths {
+        if let Err(e) = std::fs::symlink_metadata(p) {
+            return Err(fail(
+                Code::Failure,
+                format!(
+                    "cannot take in {}: {e}; nothing was created or committed",
+                    p.display()
+                ),
+            ));
+        }
+    }
     let mut writer = open_for_intake(&dir, is_default)?;
     let paths: Vec<PathBuf> = a
         .paths
