@@ -45,6 +45,33 @@ pub struct StoreCounts {
     pub log_records: u64,
 }
 
+/// Serialises the creation of a store: an exclusive flock(2) on the store directory itself,
+/// which exists before any of the store's files do, and which the kernel releases when the
+/// holder dies (a killed init leaves no lock behind, only a directory without `config`).
+struct CreationLock {
+    dir: std::fs::File,
+}
+
+impl CreationLock {
+    /// Creates `dir` if needed and waits until no other process is creating a store in it.
+    fn take(dir: &Path) -> Result<CreationLock> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let file = std::fs::File::open(dir).at(dir)?;
+        file.lock().at(dir)?;
+        Ok(CreationLock { dir: file })
+    }
+}
+
+impl Drop for CreationLock {
+    fn drop(&mut self) {
+        let _ = self.dir.unlock();
+    }
+}
+
+fn is_empty_dir(dir: &Path) -> Result<bool> {
+    Ok(std::fs::read_dir(dir).at(dir)?.next().is_none())
+}
+
 /// A store opened for reading. Cheap to open; sees the state as of opening.
 pub struct Store {
     layout: Layout,
@@ -55,14 +82,36 @@ pub struct Store {
 impl Store {
     /// Creates a new store in `dir` (which must not exist or be empty).
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<StoreConfig> {
-        if dir.exists() {
-            let mut entries = std::fs::read_dir(dir).at(dir)?;
-            if entries.next().is_some() {
-                return Err(StoreError::AlreadyExists {
-                    path: dir.to_path_buf(),
-                });
-            }
+        let _creating = CreationLock::take(dir)?;
+        if !is_empty_dir(dir)? {
+            return Err(StoreError::AlreadyExists {
+                path: dir.to_path_buf(),
+            });
         }
+        Store::init_locked(dir, opts)
+    }
+
+    /// Creates a store in `dir` unless one is there already (the first use of a store);
+    /// returns whether it created it. `dir` may not exist or be empty; a directory that holds
+    /// other files is refused ([`StoreError::NotAStore`]).
+    ///
+    /// Two processes doing this at once (two first intakes) are serialised, so the one that
+    /// comes second finds a complete store, never a half-made directory it would call "not a
+    /// store".
+    pub fn create_if_absent(dir: &Path, opts: &InitOptions) -> Result<bool> {
+        let _creating = CreationLock::take(dir)?;
+        if Layout::new(dir).config().exists() {
+            return Ok(false);
+        }
+        if !is_empty_dir(dir)? {
+            return Err(StoreError::NotAStore(dir.to_path_buf()));
+        }
+        Store::init_locked(dir, opts)?;
+        Ok(true)
+    }
+
+    /// Builds the store's files in `dir`, which the caller has locked and found empty.
+    fn init_locked(dir: &Path, opts: &InitOptions) -> Result<StoreConfig> {
         let layout = Layout::new(dir);
         let mut config = StoreConfig::new(opts.hash, opts.domain_id);
         if let Some((min, avg, max)) = opts.chunk_sizes {

@@ -176,9 +176,7 @@ impl Writer {
 
     /// Opens the store in `dir`, creating it first if `dir` does not exist yet.
     pub fn open_or_init(dir: &Path, opts: &crate::InitOptions) -> Result<Writer> {
-        if !dir.join("config").exists() {
-            crate::Store::init(dir, opts)?;
-        }
+        crate::Store::create_if_absent(dir, opts)?;
         Writer::open(dir)
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use asl_store::{HashAlgo, InitOptions, Store, StoreError, Writer};
+use asl_store::{HashAlgo, InitOptions, Store, Writer};
 use clap::{CommandFactory, Parser};
 
 use super::Tool;
@@ -258,17 +258,7 @@ fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
 /// something that is not a store.
 pub fn open_for_intake(dir: &Path, _is_default: bool) -> anyhow::Result<Writer> {
     if !dir.join("config").exists() {
-        let empty = match std::fs::read_dir(dir) {
-            Ok(mut it) => it.next().is_none(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
-            Err(e) => {
-                return Err(anyhow::Error::new(e).context(format!("cannot read {}", dir.display())));
-            }
-        };
-        if !empty {
-            return Err(store_error(StoreError::NotAStore(dir.to_path_buf())));
-        }
-        Store::init(dir, &InitOptions::default()).map_err(store_error)?;
+        Store::create_if_absent(dir, &InitOptions::default()).map_err(store_error)?;
     }
     Writer::open(dir).map_err(store_error)
 }
