@@ -24,10 +24,13 @@ use std::collections::{HashMap, HashSet};
 use crate::Children;
 use crate::block::{self, BlockId, OpenBlock};
 use crate::error::{IoContext, Result, StoreError};
+use crate::layout::Layout;
 use crate::reach;
 use crate::records::Event;
 use crate::reference::Reference;
 use crate::segment::{FLAG_COMPACTED, IndexRecord, Segment};
+use crate::state::State;
+use crate::store::Store;
 use crate::unreferenced::{self, FileTally, Leftover};
 use crate::writer::Writer;
 
@@ -82,80 +85,143 @@ impl GcReport {
     }
 }
 
-impl Writer {
-    /// Collects garbage; see the module documentation for the steps.
-    pub fn gc(&mut self, opts: &GcOptions, children: Children<'_>) -> Result<GcReport> {
-        if let Some(d) = self.state.damage.first() {
+/// What marking and planning found: the part of a collection that only reads.
+struct Plan {
+    report: GcReport,
+    live: HashSet<[u8; 32]>,
+    delete: Vec<BlockId>,
+    repack: HashSet<u32>,
+    /// The live records' bytes the new blocks will hold.
+    repack_estimate: u64,
+    /// The bytes of the blocks to delete or repack.
+    planned_deletion: u64,
+}
+
+/// Steps 1 and 2: mark what retained snapshots reach and decide per block.
+fn plan(layout: &Layout, state: &State, opts: &GcOptions, children: Children<'_>) -> Result<Plan> {
+    if let Some(d) = state.damage.first() {
+        return Err(StoreError::corrupt(
+            d.object.clone(),
+            format!(
+                "{}; garbage collection refuses to run on a damaged store (run asl-admin verify)",
+                d.reason
+            ),
+        ));
+    }
+    let mut report = GcReport {
+        dry_run: opts.dry_run,
+        snapshots_retained: state.snapshots.len(),
+        ..GcReport::default()
+    };
+
+    // 1. Mark. Each snapshot is walked at its own position, so a tombstoned artifact that
+    // an older snapshot still sees stays alive.
+    let mut live: HashSet<[u8; 32]> = HashSet::new();
+    for snap in state.snapshots.values() {
+        let Some(root) = snap.root else { continue };
+        let reader = crate::Reader::new(layout, state, Some(snap.logseq));
+        let missing = reach::walk(&reader, &[root], children, |r| {
+            live.insert(*r.digest());
+        });
+        if let Some(m) = missing.first() {
             return Err(StoreError::corrupt(
-                d.object.clone(),
+                format!("artifact {}", m.reference),
                 format!(
-                    "{}; garbage collection refuses to run on a damaged store (run asl-admin verify)",
-                    d.reason
+                    "reachable from snapshot {} but {}; garbage collection stopped (run asl-admin verify)",
+                    snap.id, m.reason
                 ),
             ));
         }
-        let mut report = GcReport {
-            dry_run: opts.dry_run,
-            snapshots_retained: self.state.snapshots.len(),
-            ..GcReport::default()
-        };
+    }
+    report.artifacts_live = live.len();
+    report.artifacts_dropped = state.index.len() - live.len().min(state.index.len());
 
-        // 1. Mark. Each snapshot is walked at its own position, so a tombstoned artifact that
-        // an older snapshot still sees stays alive.
-        let mut live: HashSet<[u8; 32]> = HashSet::new();
-        {
-            for snap in self.state.snapshots.values() {
-                let Some(root) = snap.root else { continue };
-                let reader = crate::Reader::new(&self.layout, &self.state, Some(snap.logseq));
-                let missing = reach::walk(&reader, &[root], children, |r| {
-                    live.insert(*r.digest());
-                });
-                if let Some(m) = missing.first() {
-                    return Err(StoreError::corrupt(
-                        format!("artifact {}", m.reference),
-                        format!(
-                            "reachable from snapshot {} but {}; garbage collection stopped (run asl-admin verify)",
-                            snap.id, m.reason
-                        ),
-                    ));
-                }
-            }
+    // 2. Plan per block.
+    let mut live_bytes: HashMap<u32, u64> = HashMap::new();
+    for (d, loc) in &state.index {
+        if live.contains(d) {
+            *live_bytes.entry(loc.block).or_default() += u64::from(loc.stored_len);
         }
-        report.artifacts_live = live.len();
-        report.artifacts_dropped = self.state.index.len() - live.len().min(self.state.index.len());
+    }
+    let mut delete: Vec<BlockId> = Vec::new();
+    let mut repack: HashSet<u32> = HashSet::new();
+    let mut repack_estimate = 0u64;
+    let mut planned_deletion = 0u64;
+    for (n, id) in state.blocks.iter().enumerate() {
+        let n = n as u32;
+        let path = id.path(&layout.blocks());
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        report.bytes_before += size;
+        match live_bytes.get(&n) {
+            None => {
+                delete.push(*id);
+                planned_deletion += size;
+            }
+            Some(&lb) if (lb as f64) < opts.repack_below * size as f64 => {
+                repack.insert(n);
+                repack_estimate += lb;
+                planned_deletion += size;
+            }
+            Some(_) => report.blocks_kept += 1,
+        }
+    }
+    report.blocks_deleted = delete.len();
+    report.blocks_repacked = repack.len();
+    Ok(Plan {
+        report,
+        live,
+        delete,
+        repack,
+        repack_estimate,
+        planned_deletion,
+    })
+}
 
-        // 2. Plan per block.
-        let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-        for (d, loc) in &self.state.index {
-            if live.contains(d) {
-                *live_bytes.entry(loc.block).or_default() += u64::from(loc.stored_len);
-            }
-        }
-        let mut delete: Vec<BlockId> = Vec::new();
-        let mut repack: HashSet<u32> = HashSet::new();
-        // For a dry run: the live records' bytes and trailer entries the new blocks will hold.
-        let mut repack_estimate = 0u64;
-        let mut planned_deletion = 0u64;
-        for (n, id) in self.state.blocks.iter().enumerate() {
-            let n = n as u32;
-            let path = id.path(&self.layout.blocks());
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            report.bytes_before += size;
-            match live_bytes.get(&n) {
-                None => {
-                    delete.push(*id);
-                    planned_deletion += size;
-                }
-                Some(&lb) if (lb as f64) < opts.repack_below * size as f64 => {
-                    repack.insert(n);
-                    repack_estimate += lb;
-                    planned_deletion += size;
-                }
-                Some(_) => report.blocks_kept += 1,
-            }
-        }
-        report.blocks_deleted = delete.len();
-        report.blocks_repacked = repack.len();
+/// A dry run's figures: the unreferenced files and blocks to delete, less the repacked
+/// records and their trailers to write (the index segment is not counted).
+fn estimate(plan: Plan, state: &State, leftovers: &[unreferenced::LeftoverFile]) -> GcReport {
+    let mut report = plan.report;
+    for f in leftovers {
+        report.unreferenced_removed.add(f.bytes);
+        report.bytes_deleted += f.bytes;
+    }
+    report.bytes_deleted += plan.planned_deletion;
+    let live_records = state
+        .index
+        .iter()
+        .filter(|(d, l)| plan.live.contains(*d) && plan.repack.contains(&l.block))
+        .count() as u64;
+    if !plan.repack.is_empty() {
+        report.bytes_written = plan.repack_estimate
+            + live_records * block::ENTRY_SIZE as u64
+            + block::HEADER_SIZE
+            + block::FOOTER_SIZE as u64;
+    }
+    report.settle();
+    report
+}
+
+/// Plans a collection of `store` and changes nothing: what `gc --dry-run` prints. It takes
+/// no lock, so it runs while a writer holds the store; the files such a writer has not
+/// committed yet are then counted as unreferenced, as [`Store::unreferenced`] counts them.
+pub fn dry_run(store: &Store, opts: &GcOptions, children: Children<'_>) -> Result<GcReport> {
+    let opts = GcOptions {
+        dry_run: true,
+        ..opts.clone()
+    };
+    let mut plan = plan(store.layout(), store.state(), &opts, children)?;
+    let leftovers = unreferenced::list(store.layout(), store.state())?;
+    plan.report.orphan_blocks_deleted = leftovers
+        .iter()
+        .filter(|f| matches!(f.kind, Leftover::SealedBlock(_)))
+        .count();
+    Ok(estimate(plan, store.state(), &leftovers))
+}
+
+impl Writer {
+    /// Collects garbage; see the module documentation for the steps.
+    pub fn gc(&mut self, opts: &GcOptions, children: Children<'_>) -> Result<GcReport> {
+        let mut plan = plan(&self.layout, &self.state, opts, children)?;
 
         // Unreferenced files: what opening the writer already removed, and what is left. A
         // block this writer sealed for puts not yet committed is not named by the log either,
@@ -172,37 +238,26 @@ impl Writer {
                     Leftover::OpenBlock | Leftover::OpenSegment => false,
                 })
                 .collect();
-        report.orphan_blocks_deleted = leftovers
+        plan.report.orphan_blocks_deleted = leftovers
             .iter()
             .filter(|f| matches!(f.kind, Leftover::SealedBlock(_)))
             .count();
-        report.unreferenced_removed = self.removed_at_open;
-        report.bytes_deleted = self.removed_at_open.bytes;
+        plan.report.unreferenced_removed = self.removed_at_open;
+        plan.report.bytes_deleted = self.removed_at_open.bytes;
         // Counted once: a later gc of this writer must not claim it again.
         self.removed_at_open = FileTally::default();
 
-        let nothing_dead = report.artifacts_dropped == 0 && delete.is_empty() && repack.is_empty();
         if opts.dry_run {
-            for f in &leftovers {
-                report.unreferenced_removed.add(f.bytes);
-                report.bytes_deleted += f.bytes;
-            }
-            report.bytes_deleted += planned_deletion;
-            let live_records = self
-                .state
-                .index
-                .iter()
-                .filter(|(d, l)| live.contains(*d) && repack.contains(&l.block))
-                .count() as u64;
-            if !repack.is_empty() {
-                report.bytes_written = repack_estimate
-                    + live_records * block::ENTRY_SIZE as u64
-                    + block::HEADER_SIZE
-                    + block::FOOTER_SIZE as u64;
-            }
-            report.settle();
-            return Ok(report);
+            return Ok(estimate(plan, &self.state, &leftovers));
         }
+        let Plan {
+            mut report,
+            live,
+            delete,
+            repack,
+            ..
+        } = plan;
+        let nothing_dead = report.artifacts_dropped == 0 && delete.is_empty() && repack.is_empty();
         if nothing_dead {
             // The log already says what it keeps, and opening made that durable.
             self.remove_leftovers(&leftovers, &mut report)?;

@@ -208,26 +208,31 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Gc { keep_last, dry_run } => {
-            let mut w = open_writer(&store_arg)?;
-            let mut forgotten = Vec::new();
-            if let Some(n) = keep_last {
-                let ids: Vec<u64> = w.snapshot_ids();
-                forgotten = ids[..ids.len().saturating_sub(n)].to_vec();
-                if !dry_run {
-                    for id in &forgotten {
-                        w.forget(*id).map_err(store_error)?;
-                    }
+            let forget_all_but = |mut ids: Vec<u64>| -> Vec<u64> {
+                ids.sort_unstable();
+                match keep_last {
+                    Some(n) => ids[..ids.len().saturating_sub(n)].to_vec(),
+                    None => Vec::new(),
                 }
-            }
-            let rep = w
-                .gc(
-                    &GcOptions {
-                        dry_run,
-                        ..GcOptions::default()
-                    },
-                    &children,
-                )
-                .map_err(store_error)?;
+            };
+            let opts = GcOptions {
+                dry_run,
+                ..GcOptions::default()
+            };
+            let (forgotten, rep) = if dry_run {
+                // Read-only: a plan needs no lock, so it can be made while an intake runs.
+                let store = open_store(&store_arg)?;
+                let forgotten = forget_all_but(store.snapshots().iter().map(|s| s.id).collect());
+                let rep = asl_store::gc::dry_run(&store, &opts, &children).map_err(store_error)?;
+                (forgotten, rep)
+            } else {
+                let mut w = open_writer(&store_arg)?;
+                let forgotten = forget_all_but(w.snapshot_ids());
+                for id in &forgotten {
+                    w.forget(*id).map_err(store_error)?;
+                }
+                (forgotten, w.gc(&opts, &children).map_err(store_error)?)
+            };
             out.emit(
                 &serde_json::json!({ "forgotten": forgotten, "gc": rep }),
                 || {
