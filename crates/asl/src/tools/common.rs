@@ -181,7 +181,31 @@ pub fn resolve<'s>(store: &'s Store, name: &str) -> anyhow::Result<&'s asl_store
 
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{human_bytes, store_error};
+    use crate::exit::{Code, Failure};
+
+    fn code_of(e: asl_store::StoreError) -> Code {
+        let err = store_error(e);
+        err.downcast_ref::<Failure>().map(|f| f.code).unwrap()
+    }
+
+    #[test]
+    fn a_bug_exits_1_and_only_damage_exits_3() {
+        let bug = asl_store::StoreError::Internal {
+            what: "open block".into(),
+            reason: "the sealing thread panicked".into(),
+        };
+        assert!(
+            bug.to_string().contains("a bug in asl, not damage"),
+            "{bug}"
+        );
+        assert_eq!(code_of(bug), Code::Failure);
+        let damage = asl_store::StoreError::Corrupt {
+            object: "block 71e8".into(),
+            reason: "the block file is missing".into(),
+        };
+        assert_eq!(code_of(damage), Code::Integrity);
+    }
 
     #[test]
     fn human_bytes_prints_the_sizes_the_tools_always_printed() {
