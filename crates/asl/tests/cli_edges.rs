@@ -410,3 +410,166 @@ fn a_failed_command_given_json_prints_an_error_object_on_stdout() {
     assert_eq!(r.code, 2, "{}", r.transcript);
     assert_eq!(r.stdout, "", "{}", r.transcript);
 }
+
+/// Intakes `src` into `store` and returns the run.
+fn intake_into(store: &Path, src: &Path) -> Run {
+    asl_run(&[
+        OsStr::new("intake"),
+        OsStr::new("-q"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+        src.as_os_str(),
+    ])
+}
+
+#[test]
+fn an_intake_of_a_source_that_does_not_exist_exits_1_and_creates_no_store() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    let missing = t.path().join("no-such-dir");
+    let r = intake_into(&store, &missing);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(
+        r.stderr.contains(&*missing.to_string_lossy()),
+        "{}",
+        r.transcript
+    );
+    assert!(
+        !store.exists(),
+        "a failed intake created {}",
+        store.display()
+    );
+
+    // One missing source among several: the same, nothing created.
+    let here = t.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    let r = asl_run(&[
+        OsStr::new("intake"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+        here.as_os_str(),
+        missing.as_os_str(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(
+        !store.exists(),
+        "a failed intake created {}",
+        store.display()
+    );
+}
+
+#[test]
+fn first_intakes_racing_to_create_a_store_never_see_a_half_made_one() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"racing\n").unwrap();
+    for round in 0..8 {
+        let store = t.path().join(format!("store{round}"));
+        let children: Vec<_> = (0..6)
+            .map(|_| {
+                asl()
+                    .args(["intake", "-q", "--store"])
+                    .arg(&store)
+                    .arg(&src)
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("cannot start asl")
+            })
+            .collect();
+        let mut committed = 0;
+        for c in children {
+            let o = c.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            match o.status.code() {
+                Some(0) => committed += 1,
+                // Losing the writer lock to the winner is the expected way to lose.
+                Some(1) if stderr.contains("is locked by a running writer") => {}
+                _ => panic!("round {round}: {}", transcript(&o)),
+            }
+        }
+        assert!(committed >= 1, "round {round}: no intake committed");
+        let snaps = ok(&[
+            OsStr::new("admin"),
+            OsStr::new("--json"),
+            OsStr::new("--store"),
+            store.as_os_str(),
+            OsStr::new("snapshots"),
+        ]);
+        assert_eq!(snaps.json().as_array().unwrap().len(), committed);
+    }
+}
+
+/// Every file under `dir` with its length.
+fn files_and_sizes(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let m = e.metadata().unwrap();
+        if m.is_dir() {
+            out.extend(files_and_sizes(&e.path()));
+        } else {
+            out.push((e.path(), m.len()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn gc_dry_run_works_while_a_writer_holds_the_lock_and_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("f"), b"kept\n").unwrap();
+    let store = t.path().join("store");
+    let r = intake_into(&store, &src);
+    assert_eq!(r.code, 0, "{}", r.transcript);
+    // What a killed writer leaves: opening a writer would delete it.
+    std::fs::write(store.join("blocks/open/killed-writer.tmp"), vec![7u8; 4096]).unwrap();
+    let before = files_and_sizes(&store);
+
+    // Held as a running intake holds it.
+    let lock = std::fs::File::open(store.join("locks/writer.lock")).unwrap();
+    lock.lock().unwrap();
+    let r = ok(&[
+        OsStr::new("admin"),
+        OsStr::new("--json"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+        OsStr::new("gc"),
+        OsStr::new("--dry-run"),
+    ]);
+    let j = r.json();
+    assert_eq!(j["gc"]["dry_run"], true, "{}", r.transcript);
+    assert!(
+        j["gc"]["unreferenced_removed"]["bytes"].as_u64().unwrap() >= 4096,
+        "{}",
+        r.transcript
+    );
+    let text = ok(&[
+        OsStr::new("admin"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+        OsStr::new("gc"),
+        OsStr::new("--dry-run"),
+    ]);
+    assert!(text.stdout.contains("dry run"), "{}", text.transcript);
+    // The real gc still needs the lock.
+    let r = asl_run(&[
+        OsStr::new("admin"),
+        OsStr::new("--store"),
+        store.as_os_str(),
+        OsStr::new("gc"),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.transcript);
+    assert!(r.stderr.contains("locked"), "{}", r.transcript);
+    lock.unlock().unwrap();
+    assert_eq!(
+        files_and_sizes(&store),
+        before,
+        "a dry run changed the store"
+    );
+}
