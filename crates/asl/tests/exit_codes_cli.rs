@@ -19,6 +19,8 @@ struct Damaged {
     data_block: PathBuf,
     tree_block: PathBuf,
     target: PathBuf,
+    /// The reference of `big`'s content.
+    big_content: String,
 }
 
 fn two_snapshots() -> Damaged {
@@ -47,7 +49,21 @@ fn two_snapshots() -> Damaged {
     );
     assert!(blocks[1].0 > 250_000 && blocks[0].0 < 10_000, "{blocks:?}");
     let target = dir.path().join("restored");
+    let ls = asl(
+        &[
+            "admin",
+            "--json",
+            "--store",
+            store.to_str().unwrap(),
+            "ls",
+            "2:/big",
+        ],
+        &[],
+    );
+    assert_eq!(ls.code, 0, "{}", ls.stderr);
+    let big_content = ls.json()[0]["content"].as_str().unwrap().to_string();
     Damaged {
+        big_content,
         store,
         data_block: blocks[1].1.clone(),
         tree_block: blocks[0].1.clone(),
@@ -104,6 +120,20 @@ fn a_missing_block_file_makes_cat_ls_diff_restore_and_verify_exit_3_naming_it() 
     let ls = admin(&d.store, &["ls", "2:/sub"]);
     assert_code(&ls, 3, "ls of a directory whose tree block is missing");
     assert_names(&ls.stderr, &id, "ls");
+
+    // asl-debug reads the same content by its reference.
+    let debug = asl(
+        &[
+            "debug",
+            "--store",
+            d.store.to_str().unwrap(),
+            "artifact",
+            &d.big_content,
+        ],
+        &[],
+    );
+    assert_code(&debug, 3, "asl-debug artifact whose block is missing");
+    assert_names(&debug.stderr, &id, "asl-debug artifact");
 
     let diff = admin(&d.store, &["diff", "1", "2"]);
     assert_code(&diff, 3, "diff of snapshots whose trees are missing");
@@ -213,6 +243,20 @@ fn operational_failures_exit_1_and_name_what_failed() {
     let missing = admin(&d.store, &["cat", "1:/no-such-file"]);
     assert_code(&missing, 1, "cat of a path the snapshot does not hold");
     assert_names(&missing.stderr, "no-such-file", "cat");
+
+    let unknown_ref = format!("b3:{}", "0".repeat(64));
+    let debug = asl(
+        &[
+            "debug",
+            "--store",
+            d.store.to_str().unwrap(),
+            "artifact",
+            &unknown_ref,
+        ],
+        &[],
+    );
+    assert_code(&debug, 1, "asl-debug artifact of a reference never stored");
+    assert_names(&debug.stderr, &unknown_ref, "asl-debug artifact");
 
     std::fs::create_dir_all(d.target.join("occupied")).unwrap();
     let target = d.target.to_str().unwrap();

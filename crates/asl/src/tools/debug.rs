@@ -148,8 +148,11 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let r = parse_ref(&reference)?;
             let mut stdout = crate::output::stdout();
             store.reader().read_to(&r, &mut stdout).map_err(|e| {
+                // A reference the index lacks was mistyped or never stored: not damage. A
+                // missing or damaged block file behind an indexed one is.
                 let code = match e {
-                    asl_store::AccessError::Corrupt { .. } => Code::Integrity,
+                    asl_store::AccessError::NotFound(_) => Code::Failure,
+                    ref e if e.is_integrity() => Code::Integrity,
                     _ => Code::Failure,
                 };
                 fail(code, e.to_string())
