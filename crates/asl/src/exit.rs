@@ -11,7 +11,9 @@ pub enum Code {
     Ok = 0,
     Failure = 1,
     Usage = 2,
-    /// An integrity problem was found (verify, restore of damaged data).
+    /// An integrity problem was found: data the store holds is missing or fails its check
+    /// (verify, restore, cat, ls, diff; docs/EXIT-CODES.md). Never a bug in asl: that is
+    /// `Failure`.
     Integrity = 3,
     /// The job finished, but some inputs could not be read.
     Unreadable = 4,

@@ -21,7 +21,8 @@ use crate::exit::{Code, fail};
     long_about = "Inspect, restore, verify and maintain an ASL store.\n\n\
 Snapshots are named by id (3 or #3), by label (the newest snapshot with it), or `latest`. \
 S:PATH names a path inside a snapshot.",
-    after_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 damage found (verify, restore, cat; any reading command on a damaged log).\n\n\
+    after_help = "Exit codes: 0 ok, 1 failure (also a bug in asl), 2 usage, 3 damage found \
+(verify, restore, cat, ls, diff; any reading command on a damaged log; see docs/EXIT-CODES.md).\n\n\
 Examples:\n  asl-admin snapshots\n  asl-admin ls latest:/etc\n  asl-admin restore rescue-sda2:/home --target /mnt/restore\n  asl-admin verify --read-data\n  asl-admin gc --keep-last 5"
 )]
 pub struct Admin {
@@ -86,7 +87,8 @@ enum Cmd {
         /// First forget all snapshots but the newest N.
         #[arg(long, value_name = "N")]
         keep_last: Option<usize>,
-        /// Show what would be done; change nothing.
+        /// Show what would be done; change nothing (read-only: runs while a writer holds the
+        /// store).
         #[arg(long)]
         dry_run: bool,
     },
