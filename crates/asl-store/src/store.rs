@@ -262,3 +262,41 @@ impl Store {
         Reader::new(&self.layout, &self.state, Some(snapshot.logseq))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stores_created_at_once_in_one_directory_are_made_once_and_always_whole() {
+        for round in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("s{round}"));
+            let created: Vec<bool> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..6)
+                    .map(|_| s.spawn(|| Store::create_if_absent(&path, &InitOptions::default())))
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert_eq!(created.iter().filter(|c| **c).count(), 1, "{created:?}");
+            Store::open(&path).unwrap();
+        }
+    }
+
+    #[test]
+    fn creating_over_files_that_are_not_a_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        assert!(matches!(
+            Store::create_if_absent(dir.path(), &InitOptions::default()),
+            Err(StoreError::NotAStore(_))
+        ));
+        assert!(matches!(
+            Store::init(dir.path(), &InitOptions::default()),
+            Err(StoreError::AlreadyExists { .. })
+        ));
+    }
+}

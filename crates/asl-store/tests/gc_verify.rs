@@ -457,3 +457,47 @@ fn blocks_of_a_lost_segment_are_flagged_as_such_and_gc_leaves_them() {
     drop(w);
     assert_eq!(file_bytes(&path), before);
 }
+
+#[test]
+fn a_read_only_dry_run_plans_what_the_writer_would_and_removes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let committed = store_with_leftovers(&path);
+    let with_leftovers = file_bytes(&path);
+    let opts = GcOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    // The writer lock held, as a running intake holds it: the plan needs no lock.
+    let lock = std::fs::File::open(path.join("locks/writer.lock")).unwrap();
+    lock.lock().unwrap();
+    let store = Store::open(&path).unwrap();
+    let read_only = asl_store::gc::dry_run(&store, &opts, &children).unwrap();
+    assert!(Writer::open(&path).is_err(), "the lock was not held");
+    lock.unlock().unwrap();
+    assert!(read_only.dry_run);
+    // Everything the interrupted writer left is planned for removal, and nothing removed.
+    assert_eq!(
+        read_only.bytes_freed,
+        (with_leftovers - committed) as i64,
+        "{read_only:?}"
+    );
+    assert_eq!(
+        file_bytes(&path),
+        with_leftovers,
+        "a read-only dry run removed files"
+    );
+    // The same plan as a writer's dry run (which removes the temporary files on opening).
+    let mut w = Writer::open(&path).unwrap();
+    let by_writer = w.gc(&opts, &children).unwrap();
+    assert_eq!(read_only.bytes_freed, by_writer.bytes_freed);
+    assert_eq!(read_only.blocks_deleted, by_writer.blocks_deleted);
+    assert_eq!(
+        read_only.orphan_blocks_deleted,
+        by_writer.orphan_blocks_deleted
+    );
+    assert_eq!(
+        read_only.unreferenced_removed,
+        by_writer.unreferenced_removed
+    );
+}
