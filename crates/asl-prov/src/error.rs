@@ -55,7 +55,10 @@ impl ProvError {
         match self {
             ProvError::Integrity(_) => true,
             ProvError::Store(e) => e.is_integrity(),
-            ProvError::Access(asl_store::AccessError::Corrupt { .. }) => true,
+            // A reference the index lacks may be a mistyped argument: not damage here. A
+            // missing or damaged block behind an indexed artifact is.
+            ProvError::Access(asl_store::AccessError::NotFound(_)) => false,
+            ProvError::Access(e) => e.is_integrity(),
             _ => false,
         }
     }

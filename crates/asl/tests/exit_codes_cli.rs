@@ -271,3 +271,51 @@ fn operational_failures_exit_1_and_name_what_failed() {
     assert_names(&gc.stderr, "locked", "gc");
     lock.unlock().unwrap();
 }
+
+#[test]
+fn asl_capture_verify_of_a_receipt_whose_block_is_missing_exits_3_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let init = asl(&["init-store", "-q", "--store"], &[&store]);
+    assert_code(&init, 0, "init-store");
+    let file = dir.path().join("input");
+    std::fs::write(&file, b"captured\n").unwrap();
+    let outdir = dir.path().join("out");
+    let s = store.to_str().unwrap();
+    let capture = asl(
+        &[
+            "capture",
+            "-q",
+            "--store",
+            s,
+            "--file",
+            file.to_str().unwrap(),
+            "--outdir",
+        ],
+        &[&outdir],
+    );
+    assert_code(&capture, 0, "capture --file");
+    let receipt = std::fs::read_to_string(outdir.join("receipt.ref")).unwrap();
+    let receipt = receipt.trim();
+    assert_code(
+        &asl(&["capture", "--store", s, "verify", receipt], &[]),
+        0,
+        "verify of an intact receipt",
+    );
+    let blocks: Vec<PathBuf> = files_under(&store.join("blocks"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "blk"))
+        .collect();
+    assert!(!blocks.is_empty());
+    for b in &blocks {
+        std::fs::remove_file(b).unwrap();
+    }
+    let verify = asl(&["capture", "--store", s, "verify", receipt], &[]);
+    assert_code(&verify, 3, "verify of a receipt whose block is missing");
+    assert_names(
+        &verify.stderr,
+        "the block file is missing",
+        "capture verify",
+    );
+    assert_names(&verify.stderr, &block_id(&blocks[0]), "capture verify");
+}
