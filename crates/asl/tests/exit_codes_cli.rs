@@ -120,6 +120,7 @@ fn a_missing_block_file_makes_cat_ls_diff_restore_and_verify_exit_3_naming_it() 
     let ls = admin(&d.store, &["ls", "2:/sub"]);
     assert_code(&ls, 3, "ls of a directory whose tree block is missing");
     assert_names(&ls.stderr, &id, "ls");
+    assert_names(&ls.stderr, "snapshot 2, /sub", "ls");
 
     // asl-debug reads the same content by its reference.
     let debug = asl(
@@ -220,6 +221,8 @@ fn a_lost_root_tree_makes_restore_say_nothing_was_restored_and_exit_3() {
     assert_names(&ls.stderr, &id, "ls");
     let cat = admin(&d.store, &["cat", "2:/a.txt"]);
     assert_code(&cat, 3, "cat under a lost root tree");
+    assert_names(&cat.stderr, "snapshot 2, /a.txt", "cat");
+    assert_names(&cat.stderr, &id, "cat");
     let verify = admin(&d.store, &["verify"]);
     assert_code(&verify, 3, "verify of a lost root tree");
     // Snapshot 1 does not need the lost block.

@@ -496,12 +496,27 @@ fn browse_error(e: asl_fs::BrowseError) -> anyhow::Error {
     fail(code, e.to_string())
 }
 
+/// A browse error for `S:PATH`: damage gets the snapshot and path in front, since the library
+/// names only the tree or block it could not read; other errors already name the path.
+fn damage_at(snap: &Snapshot, path: &str) -> impl Fn(asl_fs::BrowseError) -> anyhow::Error {
+    let at = format!(
+        "snapshot {}, {}",
+        snap.id,
+        if path.is_empty() { "/" } else { path }
+    );
+    move |e| {
+        let damage = e.is_integrity();
+        let err = browse_error(e);
+        if damage { err.context(at.clone()) } else { err }
+    }
+}
+
 fn ls(store: &Store, spec: &str, long: bool, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let (snap, root, path) = snapshot_path(store, spec)?;
     let reader = store.reader_at(snap);
-    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(browse_error)?;
+    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(damage_at(snap, path))?;
     let entries = if entry.kind == asl_fs::Kind::Dir {
-        asl_fs::ls(&reader, &entry).map_err(browse_error)?
+        asl_fs::ls(&reader, &entry).map_err(damage_at(snap, path))?
     } else {
         vec![entry]
     };
@@ -558,7 +573,7 @@ fn cat(store: &Store, spec: &str) -> anyhow::Result<ExitCode> {
         return Err(fail(Code::Usage, "cat needs S:PATH naming a file"));
     }
     let reader = store.reader_at(snap);
-    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(browse_error)?;
+    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(damage_at(snap, path))?;
     let mut stdout = crate::output::stdout();
     // The library names the file by its own name; the operator needs the whole path.
     asl_fs::cat(&reader, &entry, &mut stdout)
