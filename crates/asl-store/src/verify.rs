@@ -310,26 +310,31 @@ fn check_block(
         }
     };
     let bytes_read = if read_data { bytes.len() as u64 } else { 0 };
-    if read_data {
+    // A failed whole-file hash says only that some byte changed. Which artifacts that costs
+    // is decided record by record below: one flipped record must not condemn the hundreds
+    // of others sharing the block, which still read back intact.
+    let whole_hash = if read_data {
         let actual = algo.digest(&bytes);
-        if actual.digest() != &id.0 {
-            fail(
-                format!(
-                    "file content hashes to {}, not to its name",
-                    hex::encode(actual.digest())
-                ),
-                affected.clone(),
-            );
-            // Go on: the per-record checks below narrow the damage down.
-        }
-    }
+        (actual.digest() != &id.0).then(|| hex::encode(actual.digest()))
+    } else {
+        None
+    };
     let trailer = match block::decode_trailer(&bytes) {
         Ok(t) => t,
         Err(e) => {
+            // Without the trailer no record can be checked on its own: all are suspect.
+            if let Some(actual) = &whole_hash {
+                fail(
+                    format!("file content hashes to {actual}, not to its name"),
+                    affected.clone(),
+                );
+            }
             fail(format!("trailer unreadable: {e}"), affected);
             return (found, bytes_read);
         }
     };
+    // Digests whose own record failed its check.
+    let mut bad_records: HashSet<[u8; 32]> = HashSet::new();
     // Keyed by offset *and* digest: an empty record shares its offset with the next one.
     let listed: HashMap<(u64, [u8; 32]), &BlockEntry> = trailer
         .iter()
@@ -351,6 +356,7 @@ fn check_block(
                 ),
                 HashSet::from([*d]),
             );
+            bad_records.insert(*d);
             continue;
         }
         if read_data {
@@ -377,8 +383,37 @@ fn check_block(
             };
             if let Some(reason) = problem {
                 fail(reason, HashSet::from([*d]));
+                bad_records.insert(*d);
             }
         }
+    }
+    if let Some(actual) = whole_hash {
+        let reason = if bad_records.is_empty() {
+            format!(
+                "file content hashes to {actual}, not to its name; every record still \
+                 decodes to its reference, so no artifact is affected"
+            )
+        } else {
+            format!(
+                "file content hashes to {actual}, not to its name; {} of its {} records \
+                 are damaged",
+                bad_records.len(),
+                entries.len()
+            )
+        };
+        // Put the block's own problem first, as before, naming only the damaged records.
+        found.insert(
+            0,
+            (
+                Problem {
+                    object: format!("block {id}"),
+                    reason,
+                    artifacts: vec![],
+                    snapshots: vec![],
+                },
+                bad_records,
+            ),
+        );
     }
     (found, bytes_read)
 }

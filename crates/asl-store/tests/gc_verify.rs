@@ -501,3 +501,54 @@ fn a_read_only_dry_run_plans_what_the_writer_would_and_removes_nothing() {
         by_writer.unreferenced_removed
     );
 }
+
+#[test]
+fn a_damaged_record_affects_only_the_artifacts_that_use_it_not_its_block_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+    // Many small distinct files: all their records land in one block.
+    let files: Vec<Vec<u8>> = (0..60).map(|n| pseudo_random(3_000, 100 + n)).collect();
+    let refs = snapshot(&mut w, &files);
+    drop(w);
+    let block = one_block(&path);
+    let bytes = std::fs::read(&block).unwrap();
+    let trailer = asl_store::block::decode_trailer(&bytes).unwrap();
+    let victim = &refs[17];
+    let entry = trailer
+        .iter()
+        .find(|e| &e.reference == victim)
+        .expect("the victim's record is in the block");
+    assert!(
+        trailer.len() >= 20,
+        "small files share a block: {}",
+        trailer.len()
+    );
+    flip(
+        &block,
+        (entry.offset + u64::from(entry.stored_len) / 2) as usize,
+    );
+
+    let s = Store::open(&path).unwrap();
+    let v = verify(&s, &VerifyOptions { read_data: true }, &children);
+    assert!(!v.ok());
+    let named: std::collections::BTreeSet<&String> =
+        v.problems.iter().flat_map(|p| &p.artifacts).collect();
+    assert_eq!(
+        named,
+        std::collections::BTreeSet::from([&victim.to_string()]),
+        "only the file whose record is damaged is affected: {:#?}",
+        v.problems
+    );
+    assert!(
+        v.problems.iter().all(|p| p.snapshots == vec![1]),
+        "{:#?}",
+        v.problems
+    );
+    // Its neighbours indeed read back intact.
+    for (r, f) in refs.iter().zip(&files) {
+        if r != victim {
+            assert_eq!(&s.reader().read_all(r).unwrap(), f);
+        }
+    }
+}
