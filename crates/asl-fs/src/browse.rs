@@ -287,3 +287,51 @@ fn diff_into(
     }
     Ok(())
 }
+
+/// An entry of a stored tree whose content is one of the artifacts asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryUsing {
+    /// Absolute path inside the tree (`/etc/passwd`).
+    pub path: String,
+    pub content: Reference,
+}
+
+/// Every entry under `root` (files, and directories whose tree artifact is asked about) whose
+/// content is in `wanted`, in path order. This is how damage found by artifact is named by
+/// path. Trees that cannot be read are passed over: their damage is reported on its own.
+pub fn entries_using(
+    store: &dyn ArtifactRead,
+    root: &Reference,
+    wanted: &std::collections::HashSet<Reference>,
+) -> Vec<EntryUsing> {
+    let mut found = Vec::new();
+    if wanted.contains(root) {
+        found.push(EntryUsing {
+            path: "/".into(),
+            content: *root,
+        });
+    }
+    // Depth first; the same subtree under two names is walked under each, since each is a
+    // path the operator will look for.
+    let mut todo: Vec<(String, Reference)> = vec![(String::new(), *root)];
+    while let Some((dir, tree_ref)) = todo.pop() {
+        let Ok(tree) = read_tree(store, &tree_ref) else {
+            continue;
+        };
+        for e in tree.entries {
+            let Some(content) = e.content else { continue };
+            let path = format!("{dir}/{}", lossy(&e.name));
+            if wanted.contains(&content) {
+                found.push(EntryUsing {
+                    path: path.clone(),
+                    content,
+                });
+            }
+            if e.kind == Kind::Dir {
+                todo.push((path, content));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    found
+}

@@ -31,7 +31,9 @@ mod sys;
 pub mod testing;
 pub mod tree;
 
-pub use browse::{BrowseError, Change, ChangeKind, cat, diff, lookup, ls};
+pub use browse::{
+    BrowseError, Change, ChangeKind, EntryUsing, cat, diff, entries_using, lookup, ls,
+};
 pub use intake::{IntakeError, IntakeErrorRecord, IntakeOptions, IntakeSummary, Progress, intake};
 pub use restore::{RestoreError, RestoreOptions, RestoreSummary, restore};
 pub use tree::{

@@ -35,6 +35,22 @@ pub struct Problem {
     pub artifacts: Vec<String>,
     /// Snapshots that reach an affected artifact.
     pub snapshots: Vec<u64>,
+    /// Where the loss shows inside those snapshots. The store knows no trees, so [`verify`]
+    /// leaves this empty; a caller that can read trees (`asl-admin`, through asl-fs) fills it.
+    pub paths: Vec<DamagedPath>,
+    /// The affected artifacts are composites only some of whose parts are damaged: the rest
+    /// of their bytes still read back.
+    pub partial: bool,
+}
+
+/// A file or directory of a snapshot that a problem affects.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct DamagedPath {
+    pub snapshot: u64,
+    /// Absolute path inside the snapshot (`/etc/passwd`).
+    pub path: String,
+    /// `true`: the whole content is lost; `false`: only some chunks of a multi-chunk file.
+    pub whole: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -86,6 +102,8 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
                 reason: format!("cannot be listed: {e}"),
                 artifacts: vec![],
                 snapshots: vec![],
+                paths: vec![],
+                partial: false,
             },
             HashSet::new(),
         )),
@@ -108,6 +126,8 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
                     .as_ref()
                     .map(|d| d.hidden_snapshots.clone())
                     .unwrap_or_default(),
+                paths: vec![],
+                partial: false,
             },
             HashSet::new(),
         )),
@@ -120,6 +140,8 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
                 reason: d.reason.clone(),
                 artifacts: vec![],
                 snapshots: vec![],
+                paths: vec![],
+                partial: false,
             },
             HashSet::new(),
         ));
@@ -159,13 +181,15 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
         .filter(|(d, loc)| loc.kind == RecordKind::Parts && !bad_chunks.contains(*d))
         .collect();
     let found = parallel_map(&composites, |(d, loc)| {
-        check_composite(store, &bad_chunks, d, loc, opts.read_data).map(|reason| {
+        check_composite(store, &bad_chunks, d, loc, opts.read_data).map(|(reason, partial)| {
             (
                 Problem {
                     object: format!("artifact {}", Reference::new(algo, **d)),
                     reason,
                     artifacts: vec![],
                     snapshots: vec![],
+                    paths: vec![],
+                    partial,
                 },
                 HashSet::from([**d]),
             )
@@ -212,6 +236,8 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
                     ),
                     artifacts: vec![m.reference.to_string()],
                     snapshots: vec![snap.id],
+                    paths: vec![],
+                    partial: false,
                 },
                 HashSet::new(),
             ));
@@ -297,6 +323,8 @@ fn check_block(
                 reason,
                 artifacts: vec![],
                 snapshots: vec![],
+                paths: vec![],
+                partial: false,
             },
             affected,
         ));
@@ -410,6 +438,8 @@ fn check_block(
                     reason,
                     artifacts: vec![],
                     snapshots: vec![],
+                    paths: vec![],
+                    partial: false,
                 },
                 bad_records,
             ),
@@ -426,11 +456,11 @@ fn check_composite(
     d: &[u8; 32],
     loc: &crate::state::Location,
     read_data: bool,
-) -> Option<String> {
+) -> Option<(String, bool)> {
     let st = store.state();
     let reader = store.reader();
     let list = match reader.part_list(loc) {
-        Err(e) => return Some(e.to_string()),
+        Err(e) => return Some((e.to_string(), false)),
         Ok(list) => list,
     };
     let missing = list
@@ -443,16 +473,23 @@ fn check_composite(
         .iter()
         .filter(|(_, p)| bad_chunks.contains(p))
         .count();
+    let parts = list.parts.len();
     if missing > 0 {
-        Some(format!("{missing} of its parts are missing from the index"))
+        Some((
+            format!("{missing} of its {parts} parts are missing from the index"),
+            missing < parts,
+        ))
     } else if bad > 0 {
-        Some(format!("{bad} of its parts are damaged"))
+        Some((
+            format!("{bad} of its {parts} parts are damaged"),
+            bad < parts,
+        ))
     } else if read_data {
         let r = Reference::new(store.config().algo(), *d);
         reader
             .read_to(&r, &mut std::io::sink())
             .err()
-            .map(|e| e.to_string())
+            .map(|e| (e.to_string(), false))
     } else {
         None
     }

@@ -186,7 +186,8 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         ),
         Cmd::Verify { read_data } => {
             let store = open_store(&store_arg)?;
-            let rep = verify(&store, &VerifyOptions { read_data }, &children);
+            let mut rep = verify(&store, &VerifyOptions { read_data }, &children);
+            name_damaged_paths(&store, &mut rep);
             out.emit(&rep, || verify_text(&rep))?;
             if rep.ok() {
                 Ok(ExitCode::SUCCESS)
@@ -686,6 +687,45 @@ fn restore(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Names every loss by `snapshot:path`: the store reports damage by artifact, and the
+/// operator restores and checks files. One walk per affected snapshot.
+fn name_damaged_paths(store: &Store, rep: &mut asl_store::verify::VerifyReport) {
+    use std::collections::{HashMap, HashSet};
+    let mut wanted: HashMap<u64, HashSet<asl_store::Reference>> = HashMap::new();
+    for p in &rep.problems {
+        let arts: Vec<asl_store::Reference> =
+            p.artifacts.iter().filter_map(|a| a.parse().ok()).collect();
+        for s in &p.snapshots {
+            wanted.entry(*s).or_default().extend(arts.iter().copied());
+        }
+    }
+    let mut at: HashMap<(u64, asl_store::Reference), Vec<String>> = HashMap::new();
+    for snap in store.snapshots() {
+        let (Some(set), Some(root)) = (wanted.get(&snap.id), snap.root) else {
+            continue;
+        };
+        let reader = store.reader_at(snap);
+        for e in asl_fs::entries_using(&reader, &root, set) {
+            at.entry((snap.id, e.content)).or_default().push(e.path);
+        }
+    }
+    for p in &mut rep.problems {
+        for a in p.artifacts.iter().filter_map(|a| a.parse().ok()) {
+            for s in &p.snapshots {
+                for path in at.get(&(*s, a)).into_iter().flatten() {
+                    p.paths.push(asl_store::verify::DamagedPath {
+                        snapshot: *s,
+                        path: path.clone(),
+                        whole: !p.partial,
+                    });
+                }
+            }
+        }
+        p.paths.sort();
+        p.paths.dedup();
+    }
+}
+
 fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {
     let mut t = format!(
         "checked {} log records, {} segments, {} index entries, {} blocks, {} snapshots{}\n",
@@ -732,6 +772,18 @@ fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {
         }
         if !p.snapshots.is_empty() {
             t.push_str(&format!("  snapshots: {:?}\n", p.snapshots));
+        }
+        for d in &p.paths {
+            t.push_str(&format!(
+                "  lost: {}:{} ({})\n",
+                d.snapshot,
+                d.path,
+                if d.whole {
+                    "whole file"
+                } else {
+                    "part of the file: some of its chunks"
+                }
+            ));
         }
     }
     if rep.ok() {
