@@ -44,6 +44,11 @@ fn one_damaged_record_names_exactly_its_files_by_snapshot_and_path() {
     // 40 small files whose records share a block, and one file of many chunks.
     make_files(&src, 40, 2_000, 7);
     std::fs::write(src.join("big"), asl_fs::testing::pseudo_random(99, 4 << 20)).unwrap();
+    // A sparse file: a zero chunk and a hole. Intact, so never named though it shares the block.
+    let sparse = std::fs::File::create(src.join("sparse")).unwrap();
+    std::io::Write::write_all(&mut &sparse, &[0u8; 3_000]).unwrap();
+    sparse.set_len(1 << 20).unwrap();
+    drop(sparse);
     let store_dir = t.path().join("store");
     assert_eq!(
         asl(&["intake", "-q", "--store"], &[&store_dir, &src]).code,
@@ -54,8 +59,10 @@ fn one_damaged_record_names_exactly_its_files_by_snapshot_and_path() {
     let root = store.snapshots()[0].root.unwrap();
     let victim = content(&store, &root, "f17");
     let big = content(&store, &root, "big");
+    let zeros = content(&store, &root, "sparse");
     let small: HashSet<Reference> = (0..40)
         .map(|i| content(&store, &root, &format!("f{i}")))
+        .chain([zeros])
         .collect();
     drop(store);
     let recs = records(&store_dir);
@@ -64,6 +71,10 @@ fn one_damaged_record_names_exactly_its_files_by_snapshot_and_path() {
     assert!(
         neighbours >= 20,
         "the small files share a block: {neighbours}"
+    );
+    assert!(
+        recs.iter().any(|(b, e)| b == vb && e.reference == zeros),
+        "the sparse file's record shares the damaged block"
     );
     // A chunk of `big`: a plain record that is no small file, not `big`'s part list, no tree.
     let (cb, ce) = recs
