@@ -61,19 +61,23 @@ pub fn parse(text: &[u8]) -> Vec<MountEntry> {
 }
 
 fn parse_line(line: &[u8]) -> Option<MountEntry> {
-    let sep = line.windows(3).position(|w| w == b" - ")?;
-    let (left, right) = (&line[..sep], &line[sep + 3..]);
-    let mut l = left.split(|&b| b == b' ');
-    let id = number(l.next()?)?;
-    let parent = number(l.next()?)?;
-    let _device = l.next()?;
-    let root = path(l.next()?);
-    let mount_point = path(l.next()?);
-    let mount_options = text(l.next()?);
-    let mut r = right.split(|&b| b == b' ');
-    let fs_type = text(r.next()?);
-    let source = String::from_utf8_lossy(&unescape(r.next()?)).into_owned();
-    let super_options = r.next().map(text).unwrap_or_default();
+    // Six fixed fields, then optional fields up to a lone `-`, then three more. The separator
+    // is looked for only after the sixth field: a mount point may itself be `-`.
+    let mut f = line.split(|&b| b == b' ');
+    let id = number(f.next()?)?;
+    let parent = number(f.next()?)?;
+    let _device = f.next()?;
+    let root = path(f.next()?);
+    let mount_point = path(f.next()?);
+    let mount_options = text(f.next()?);
+    for optional in f.by_ref() {
+        if optional == b"-" {
+            break;
+        }
+    }
+    let fs_type = text(f.next()?);
+    let source = String::from_utf8_lossy(&unescape(f.next()?)).into_owned();
+    let super_options = f.next().map(text).unwrap_or_default();
     Some(MountEntry {
         id,
         parent,
@@ -177,10 +181,16 @@ mod tests {
 
     #[test]
     fn optional_fields_and_malformed_lines() {
-        let t = b"5 1 0:2 / /x rw shared:1 master:2 - overlay ov rw,lowerdir=/a\nnot a line\n\n";
+        let t = b"5 1 0:2 / /x rw shared:1 master:2 - overlay ov rw,lowerdir=/a\nnot a line\n\n6 5 0:3 / - rw - tmpfs none rw\n";
         let all = parse(t);
-        assert_eq!(all.len(), 1);
+        assert_eq!(all.len(), 2);
         assert_eq!(all[0].fs_type, "overlay");
+        assert_eq!(
+            all[1].mount_point,
+            Path::new("-"),
+            "a mount point that is a lone dash"
+        );
+        assert_eq!(all[1].fs_type, "tmpfs");
     }
 
     #[test]
@@ -194,8 +204,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn escaped_paths_round_trip(p in proptest::collection::vec(any::<u8>(), 1..64)) {
-            prop_assume!(!p.contains(&0));
+        fn escaped_paths_round_trip(p in proptest::collection::vec(1u8..=255, 1..64)) {
+            // A path holds no NUL byte.
             let mut line = b"7 1 0:3 / ".to_vec();
             line.extend(escape(&p));
             line.extend_from_slice(b" rw - ext4 /dev/x rw");
