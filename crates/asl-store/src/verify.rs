@@ -43,6 +43,21 @@ pub struct Problem {
     pub partial: bool,
 }
 
+impl Problem {
+    /// A problem with an object, found before anything is known of what it affects: no
+    /// artifacts, snapshots or paths yet (verify fills those in once it has walked the index).
+    fn new(object: String, reason: String) -> Problem {
+        Problem {
+            object,
+            reason,
+            artifacts: vec![],
+            snapshots: vec![],
+            paths: vec![],
+            partial: false,
+        }
+    }
+}
+
 /// A file or directory of a snapshot that a problem affects.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 pub struct DamagedPath {
@@ -97,14 +112,10 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
         Ok(u) => rep.unreferenced = u,
         // A store whose directories cannot be listed cannot be checked either.
         Err(e) => damaged.push((
-            Problem {
-                object: format!("store directory {}", store.layout().root.display()),
-                reason: format!("cannot be listed: {e}"),
-                artifacts: vec![],
-                snapshots: vec![],
-                paths: vec![],
-                partial: false,
-            },
+            Problem::new(
+                format!("store directory {}", store.layout().root.display()),
+                format!("cannot be listed: {e}"),
+            ),
             HashSet::new(),
         )),
     }
@@ -135,14 +146,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
     }
     for d in &st.damage {
         damaged.push((
-            Problem {
-                object: d.object.clone(),
-                reason: d.reason.clone(),
-                artifacts: vec![],
-                snapshots: vec![],
-                paths: vec![],
-                partial: false,
-            },
+            Problem::new(d.object.clone(), d.reason.clone()),
             HashSet::new(),
         ));
     }
@@ -317,17 +321,7 @@ fn check_block(
     let mut found: Found = Vec::new();
     let affected: HashSet<[u8; 32]> = entries.iter().map(|(d, _)| *d).collect();
     let mut fail = |reason: String, affected: HashSet<[u8; 32]>| {
-        found.push((
-            Problem {
-                object: format!("block {id}"),
-                reason,
-                artifacts: vec![],
-                snapshots: vec![],
-                paths: vec![],
-                partial: false,
-            },
-            affected,
-        ));
+        found.push((Problem::new(format!("block {id}"), reason), affected));
     };
     let path = id.path(&store.layout().blocks());
     let bytes = match read_block(&path, read_data) {
@@ -432,17 +426,7 @@ fn check_block(
         // Put the block's own problem first, as before, naming only the damaged records.
         found.insert(
             0,
-            (
-                Problem {
-                    object: format!("block {id}"),
-                    reason,
-                    artifacts: vec![],
-                    snapshots: vec![],
-                    paths: vec![],
-                    partial: false,
-                },
-                bad_records,
-            ),
+            (Problem::new(format!("block {id}"), reason), bad_records),
         );
     }
     (found, bytes_read)
