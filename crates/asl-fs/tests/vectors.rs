@@ -127,7 +127,13 @@ fn seal_block(records: &[(Reference, Codec, u32, Vec<u8>, u32)]) -> (BlockId, Ve
     let scratch = tempfile::tempdir().expect("a scratch directory");
     let open = scratch.path().join("open");
     std::fs::create_dir(&open).expect("create blocks/open");
-    let mut b = OpenBlock::create(&open, HashAlgo::Blake3, "0").expect("create a block");
+    let mut b = OpenBlock::create(
+        std::sync::Arc::new(asl_store::storage::Local),
+        &open,
+        HashAlgo::Blake3,
+        "0",
+    )
+    .expect("create a block");
     for (reference, codec, tag, stored, raw_len) in records {
         b.append(
             *reference,

@@ -9,13 +9,13 @@
 //! A block's id is the store hash of the whole file; the file is named after it. Blocks are
 //! written under `blocks/open/`, fsynced, and renamed into `blocks/<2 hex>/<id>.blk` sealed.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{IoContext, Result, StoreError};
 use crate::reference::{DIGEST_LEN, HashAlgo, Hasher, Reference};
+use crate::storage::{ReadFile, Storage, WriteFile};
 
 pub const MAGIC: [u8; 8] = *b"ASLBLK01";
 pub const TRAILER_MAGIC: [u8; 8] = *b"ASLBLKT1";
@@ -270,18 +270,26 @@ impl std::fmt::Display for BlockId {
 
 /// A block being written. Not visible to anyone until [`OpenBlock::seal`] renames it.
 pub struct OpenBlock {
+    storage: Arc<dyn Storage>,
     tmp_path: PathBuf,
-    out: BufWriter<File>,
+    out: BufWriter<Box<dyn WriteFile>>,
     hasher: Hasher,
     len: u64,
     entries: Vec<BlockEntry>,
 }
 
 impl OpenBlock {
-    pub fn create(open_dir: &Path, algo: HashAlgo, name: &str) -> Result<OpenBlock> {
+    /// Starts block `name` in `open_dir` of `storage`.
+    pub fn create(
+        storage: Arc<dyn Storage>,
+        open_dir: &Path,
+        algo: HashAlgo,
+        name: &str,
+    ) -> Result<OpenBlock> {
         let tmp_path = open_dir.join(format!("{name}.tmp"));
-        let file = File::create(&tmp_path).at(&tmp_path)?;
+        let file = storage.create(&tmp_path).at(&tmp_path)?;
         let mut b = OpenBlock {
+            storage,
             tmp_path,
             out: BufWriter::with_capacity(1 << 20, file),
             hasher: algo.hasher(),
@@ -349,18 +357,19 @@ impl OpenBlock {
         trailer.extend_from_slice(&entries_offset.to_le_bytes());
         trailer.extend_from_slice(&TRAILER_MAGIC);
         self.write(&trailer)?;
-        let file = self
+        let mut file = self
             .out
             .into_inner()
             .map_err(|e| StoreError::io(&self.tmp_path, e.into_error()))?;
-        file.sync_all().at(&self.tmp_path)?;
+        file.sync().at(&self.tmp_path)?;
         drop(file);
         let id = BlockId(*self.hasher.finish().digest());
         let dest = id.path(blocks_dir);
         let shard = dest.parent().unwrap_or(blocks_dir);
-        std::fs::create_dir_all(shard).at(shard)?;
-        std::fs::rename(&self.tmp_path, &dest).at(&dest)?;
-        crate::fsutil::sync_dir(shard)?;
+        let storage = &*self.storage;
+        crate::storage::create_dir_durable(storage, shard).at(shard)?;
+        storage.rename(&self.tmp_path, &dest).at(&dest)?;
+        storage.sync_dir(shard).at(shard)?;
         Ok((id, self.entries))
     }
 }
@@ -498,7 +507,12 @@ pub fn decode_record(
 }
 
 /// Reads a record's stored bytes from an open block file.
-pub fn read_stored(file: &File, path: &Path, offset: u64, stored_len: u32) -> Result<Vec<u8>> {
+pub fn read_stored(
+    file: &dyn ReadFile,
+    path: &Path,
+    offset: u64,
+    stored_len: u32,
+) -> Result<Vec<u8>> {
     let mut buf = vec![0u8; stored_len as usize];
     file.read_exact_at(&mut buf, offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -585,7 +599,8 @@ mod tests {
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         let algo = HashAlgo::Blake3;
-        let mut b = OpenBlock::create(&open, algo, "x").unwrap();
+        let mut b = OpenBlock::create(std::sync::Arc::new(crate::storage::Local), &open, algo, "x")
+            .unwrap();
         let r1 = algo.digest(b"one");
         let r2 = algo.digest(b"two!");
         b.append(r1, RecordKind::Chunk, Codec::None, 0, b"one", 3)
@@ -611,7 +626,8 @@ mod tests {
         let open = dir.path().join("open");
         std::fs::create_dir(&open).unwrap();
         let algo = HashAlgo::Blake3;
-        let mut b = OpenBlock::create(&open, algo, "x").unwrap();
+        let mut b = OpenBlock::create(std::sync::Arc::new(crate::storage::Local), &open, algo, "x")
+            .unwrap();
         b.append(
             algo.digest(b"one"),
             RecordKind::Chunk,

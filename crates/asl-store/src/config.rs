@@ -87,8 +87,8 @@ impl StoreConfig {
         HashAlgo::from_name(&self.hash).unwrap_or(HashAlgo::Blake3)
     }
 
-    pub fn load(path: &Path) -> Result<StoreConfig> {
-        let bytes = std::fs::read(path).at(path)?;
+    pub fn load(storage: &dyn crate::storage::Storage, path: &Path) -> Result<StoreConfig> {
+        let bytes = storage.read(path).at(path)?;
         // Look at the version before the full schema: a newer format may have other fields.
         let raw: serde_json::Value =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::BadConfig {

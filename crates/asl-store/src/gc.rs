@@ -30,6 +30,7 @@ use crate::records::Event;
 use crate::reference::Reference;
 use crate::segment::{FLAG_COMPACTED, IndexRecord, Segment};
 use crate::state::State;
+use crate::storage::ReadFile;
 use crate::store::Store;
 use crate::unreferenced::{self, FileTally, Leftover};
 use crate::writer::Writer;
@@ -150,7 +151,7 @@ fn plan(layout: &Layout, state: &State, opts: &GcOptions, children: Children<'_>
     for (n, id) in state.blocks.iter().enumerate() {
         let n = n as u32;
         let path = id.path(&layout.blocks());
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let size = layout.storage().len(&path).unwrap_or(0);
         report.bytes_before += size;
         match live_bytes.get(&n) {
             None => {
@@ -280,15 +281,15 @@ impl Writer {
             live_in_repacked.sort_by_key(|(_, l)| (l.block, l.offset));
             let mut open: Option<OpenBlock> = None;
             let mut batch: Vec<[u8; 32]> = Vec::new();
-            let mut files: HashMap<u32, std::fs::File> = HashMap::new();
+            let mut files: HashMap<u32, std::sync::Arc<dyn ReadFile>> = HashMap::new();
             for (d, loc) in live_in_repacked {
                 let id = self.state.blocks[loc.block as usize];
                 let path = id.path(&self.layout.blocks());
                 if let std::collections::hash_map::Entry::Vacant(e) = files.entry(loc.block) {
-                    e.insert(std::fs::File::open(&path).at(&path)?);
+                    e.insert(self.layout.storage().open(&path).at(&path)?);
                 }
                 let stored =
-                    block::read_stored(&files[&loc.block], &path, loc.offset, loc.stored_len)?;
+                    block::read_stored(&*files[&loc.block], &path, loc.offset, loc.stored_len)?;
                 if open.as_ref().is_some_and(|b| {
                     b.data_len() + stored.len() as u64 > u64::from(self.config.block_target_size)
                 }) && let Some(b) = open.take()
@@ -301,6 +302,7 @@ impl Writer {
                 }
                 if open.is_none() {
                     open = Some(OpenBlock::create(
+                        self.layout.storage_arc(),
                         &self.layout.blocks_open(),
                         self.algo,
                         &format!("gc-{}", written.len()),
@@ -403,7 +405,7 @@ impl Writer {
         report: &mut GcReport,
     ) -> Result<()> {
         for f in leftovers {
-            let bytes = unreferenced::remove(&f.path)?;
+            let bytes = unreferenced::remove(self.layout.storage(), &f.path)?;
             report.unreferenced_removed.add(bytes);
             report.bytes_deleted += bytes;
         }
@@ -413,12 +415,12 @@ impl Writer {
     /// The length of sealed block `id`, as written.
     fn block_len(&self, id: &BlockId) -> Result<u64> {
         let p = id.path(&self.layout.blocks());
-        Ok(std::fs::metadata(&p).at(&p)?.len())
+        self.layout.storage().len(&p).at(&p)
     }
 
     fn log_len(&self) -> Result<u64> {
         let p = self.layout.log();
-        Ok(std::fs::metadata(&p).at(&p)?.len())
+        self.layout.storage().len(&p).at(&p)
     }
 
     /// Writes `records` as one compacted segment (none when there are no records), then logs
@@ -440,7 +442,7 @@ impl Writer {
                 .layout
                 .segments()
                 .join(crate::segment::file_name(segment_id));
-            (checksum, std::fs::metadata(&p).at(&p)?.len())
+            (checksum, self.layout.storage().len(&p).at(&p)?)
         };
         let retired: Vec<u64> = self.state.segments.keys().copied().collect();
         self.append(&[Event::GcCommit {
@@ -461,17 +463,15 @@ impl Writer {
     fn sealed_block_files(&self) -> Result<Vec<(BlockId, std::path::PathBuf)>> {
         let mut out = Vec::new();
         let blocks = self.layout.blocks();
-        for shard in std::fs::read_dir(&blocks).at(&blocks)? {
-            let shard = shard.at(&blocks)?;
-            let name = shard.file_name().to_string_lossy().into_owned();
-            if name.len() != 2 || !shard.path().is_dir() {
+        let storage = self.layout.storage();
+        for shard in storage.list(&blocks).at(&blocks)? {
+            if shard.name.len() != 2 || !shard.is_dir {
                 continue;
             }
-            for f in std::fs::read_dir(shard.path()).at(shard.path())? {
-                let f = f.at(shard.path())?;
-                let fname = f.file_name().to_string_lossy().into_owned();
-                if let Some(id) = fname.strip_suffix(".blk").and_then(BlockId::parse) {
-                    out.push((id, f.path()));
+            let dir = blocks.join(&shard.name);
+            for f in storage.list(&dir).at(&dir)? {
+                if let Some(id) = f.name.strip_suffix(".blk").and_then(BlockId::parse) {
+                    out.push((id, dir.join(&f.name)));
                 }
             }
         }
@@ -485,10 +485,10 @@ impl Writer {
         let mut bytes = 0;
         for s in segments {
             let p = self.layout.segments().join(crate::segment::file_name(*s));
-            bytes += unreferenced::remove(&p)?;
+            bytes += unreferenced::remove(self.layout.storage(), &p)?;
         }
         for b in blocks {
-            bytes += unreferenced::remove(&b.path(&self.layout.blocks()))?;
+            bytes += unreferenced::remove(self.layout.storage(), &b.path(&self.layout.blocks()))?;
         }
         Ok(bytes)
     }
@@ -518,7 +518,10 @@ impl Writer {
         let files = self.sealed_block_files()?;
         for (id, path) in files {
             rep.blocks_scanned += 1;
-            let trailer = std::fs::read(&path)
+            let trailer = self
+                .layout
+                .storage()
+                .read(&path)
                 .map_err(|e| e.to_string())
                 .and_then(|b| block::decode_trailer(&b).map_err(|e| e.to_string()));
             let entries = match trailer {
@@ -540,8 +543,8 @@ impl Writer {
                     block::RecordKind::Parts => match old {
                         Some(l) => l.artifact_len,
                         None => {
-                            let f = std::fs::File::open(&path).at(&path)?;
-                            let stored = block::read_stored(&f, &path, e.offset, e.stored_len)?;
+                            let f = self.layout.storage().open(&path).at(&path)?;
+                            let stored = block::read_stored(&*f, &path, e.offset, e.stored_len)?;
                             match block::decode_record(e.codec, &stored, e.raw_len)
                                 .and_then(|raw| block::PartList::decode(&raw))
                             {
@@ -576,10 +579,11 @@ impl Writer {
         rep.segments_retired = retired.len();
         self.remove_files(&retired, &[])?;
         let cache = self.layout.cache();
-        if cache.exists() {
-            std::fs::remove_dir_all(&cache).at(&cache)?;
+        let storage = self.layout.storage();
+        if storage.exists(&cache) {
+            storage.remove_dir_all(&cache).at(&cache)?;
         }
-        std::fs::create_dir_all(&cache).at(&cache)?;
+        storage.create_dir_all(&cache).at(&cache)?;
         rep.caches_cleared = true;
         self.reload()?;
         Ok(rep)

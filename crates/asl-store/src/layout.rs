@@ -4,21 +4,37 @@
 //! depends on neither.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::StoreConfig;
 use crate::error::{Result, StoreError};
+use crate::storage::Storage;
 
-/// The files and directories of a store (see `docs/FORMAT.md`).
+/// The files and directories of a store (see `docs/FORMAT.md`), and the storage they live in.
 #[derive(Debug, Clone)]
 pub struct Layout {
     pub root: PathBuf,
+    storage: Arc<dyn Storage>,
 }
 
 impl Layout {
+    /// A store at `root` on the local file system ([`crate::storage::default_storage`]).
     pub fn new(root: &Path) -> Layout {
+        Layout::on(crate::storage::default_storage(), root)
+    }
+    /// A store at `root` in `storage`.
+    pub fn on(storage: Arc<dyn Storage>, root: &Path) -> Layout {
         Layout {
             root: root.to_path_buf(),
+            storage,
         }
+    }
+    /// Where every durable byte of the store is read and written.
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.storage
+    }
+    pub(crate) fn storage_arc(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
     }
     pub fn config(&self) -> PathBuf {
         self.root.join("config")
@@ -49,8 +65,8 @@ impl Layout {
 
 pub(crate) fn load_config(layout: &Layout) -> Result<StoreConfig> {
     let path = layout.config();
-    if !path.exists() {
+    if !layout.storage().exists(&path) {
         return Err(StoreError::NotAStore(layout.root.clone()));
     }
-    StoreConfig::load(&path)
+    StoreConfig::load(layout.storage(), &path)
 }

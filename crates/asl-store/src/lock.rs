@@ -1,61 +1,38 @@
-//! The single-writer lock: `locks/writer.lock`, held with flock(2) (what
-//! [`File::try_lock`] takes on Linux).
+//! The single-writer lock: `locks/writer.lock`, taken through the store's storage (flock(2)
+//! on the local file system).
 //!
-//! flock is released by the kernel when the holder dies, so a lock left by a killed writer
-//! is never obeyed: the next writer simply gets it. The file's content (pid and host) is
-//! only there to name the holder in the error message.
+//! The lock ends with its holder, so a lock left by a killed writer is never obeyed: the next
+//! writer simply gets it. What the holder writes of itself (pid and host) is only there to
+//! name it in the error message.
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
-
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{Result, StoreError};
+use crate::layout::Layout;
+use crate::storage::{LockError, LockGuard};
 
 /// Held while a writer is open; dropping it releases the lock.
 #[derive(Debug)]
 pub struct WriterLock {
-    file: File,
-}
-
-impl Drop for WriterLock {
-    /// Unlocks explicitly: a process forked meanwhile (a capture's command before its exec, a
-    /// helper that closes descriptors late) shares the locked open file, and closing our own
-    /// descriptor would leave the lock held until that copy is closed too.
-    fn drop(&mut self) {
-        let _ = self.file.unlock();
-    }
+    _guard: Box<dyn LockGuard>,
 }
 
 impl WriterLock {
-    pub fn acquire(store_dir: &Path, lock_path: &Path) -> Result<WriterLock> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(lock_path)
-            .at(lock_path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
+    pub fn acquire(layout: &Layout) -> Result<WriterLock> {
+        let lock_path = layout.lock();
+        let me = format!("{} {}\n", std::process::id(), crate::snapshot::hostname());
+        match layout.storage().try_lock(&lock_path, &me) {
+            Ok(guard) => Ok(WriterLock { _guard: guard }),
+            Err(LockError::Held(holder)) => {
                 let mut parts = holder.split_whitespace();
                 let pid = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
                 let host = parts.next().unwrap_or("?").to_string();
-                return Err(StoreError::Locked {
-                    path: store_dir.to_path_buf(),
+                Err(StoreError::Locked {
+                    path: layout.root.clone(),
                     pid,
                     host,
-                });
+                })
             }
-            Err(TryLockError::Error(err)) => return Err(StoreError::io(lock_path, err)),
+            Err(LockError::Io(err)) => Err(StoreError::io(&lock_path, err)),
         }
-        let me = format!("{} {}\n", std::process::id(), crate::snapshot::hostname());
-        file.set_len(0).at(lock_path)?;
-        file.seek(SeekFrom::Start(0)).at(lock_path)?;
-        file.write_all(me.as_bytes()).at(lock_path)?;
-        Ok(WriterLock { file })
     }
 }
 
@@ -64,19 +41,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dropping_the_lock_releases_it_even_while_a_copy_of_its_file_is_open() {
+    fn a_held_lock_names_its_holder_and_dropping_it_releases_it() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("writer.lock");
-        let lock = WriterLock::acquire(dir.path(), &path).unwrap();
-        assert!(matches!(
-            WriterLock::acquire(dir.path(), &path),
-            Err(StoreError::Locked { .. })
-        ));
-        // What a forked child that has not closed its descriptors yet holds.
-        let copy = lock.file.try_clone().unwrap();
+        std::fs::create_dir(dir.path().join("locks")).unwrap();
+        let layout = Layout::on(std::sync::Arc::new(crate::storage::Local), dir.path());
+        let lock = WriterLock::acquire(&layout).unwrap();
+        match WriterLock::acquire(&layout) {
+            Err(StoreError::Locked { pid, .. }) => assert_eq!(pid, std::process::id()),
+            other => panic!("{other:?}"),
+        }
         drop(lock);
-        let again = WriterLock::acquire(dir.path(), &path);
+        let again = WriterLock::acquire(&layout);
         assert!(again.is_ok(), "{again:?}");
-        drop(copy);
     }
 }

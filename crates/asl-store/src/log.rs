@@ -15,7 +15,7 @@
 //! last sectors never reached the disk). Anything else that fails the chain is damage and is
 //! reported, never silently cut.
 
-use std::fs::{File, OpenOptions};
+use crate::storage::{Storage, WriteFile};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -310,34 +310,35 @@ fn follow_lengths(bytes: &[u8], mut pos: usize) -> Vec<LogRecord> {
 }
 
 /// Reads and decodes the log at `path`.
-pub fn read(path: &Path) -> Result<Scan> {
-    let bytes = std::fs::read(path).at(path)?;
+pub fn read(storage: &dyn Storage, path: &Path) -> Result<Scan> {
+    let bytes = storage.read(path).at(path)?;
     scan(&bytes).map_err(|e| StoreError::corrupt(path.display().to_string(), e.to_string()))
 }
 
 /// Creates a new, empty log (header only), durably.
-pub fn create(path: &Path) -> Result<()> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .at(path)?;
+pub fn create(storage: &dyn Storage, path: &Path) -> Result<()> {
+    let mut f = storage.create_new(path).at(path)?;
     f.write_all(&encode_header()).at(path)?;
-    f.sync_all().at(path)?;
+    f.sync().at(path)?;
     Ok(())
 }
 
 /// The writer's handle on the log: appends records, each batch made durable with fsync.
 pub struct LogAppender {
     path: PathBuf,
-    file: File,
+    file: Box<dyn WriteFile>,
+    /// The length of the log up to its last whole record.
+    len: u64,
+    /// An append failed: what the file holds past `len` is unknown, so this appender takes
+    /// no more records (a new writer reads the log again).
+    failed: bool,
     next_seq: u64,
     last_hash: [u8; 32],
 }
 
 impl LogAppender {
     /// Opens the log for appending after a scan; cuts a torn tail, refuses a damaged log.
-    pub fn open(path: &Path, scan: &Scan) -> Result<LogAppender> {
+    pub fn open(storage: &dyn Storage, path: &Path, scan: &Scan) -> Result<LogAppender> {
         if let Tail::Damaged { at, logseq, reason } = &scan.tail {
             return Err(StoreError::corrupt(
                 format!("{} (record logseq {logseq} at byte {at})", path.display()),
@@ -347,14 +348,16 @@ impl LogAppender {
                 ),
             ));
         }
-        let file = OpenOptions::new().write(true).open(path).at(path)?;
+        let mut file = storage.open_append(path).at(path)?;
         if let Tail::Torn { at, .. } = scan.tail {
             file.set_len(at).at(path)?;
-            file.sync_all().at(path)?;
+            file.sync().at(path)?;
         }
         Ok(LogAppender {
             path: path.to_path_buf(),
             file,
+            len: scan.valid_len,
+            failed: false,
             next_seq: scan.records.last().map_or(1, |r| r.logseq + 1),
             last_hash: scan.last_hash,
         })
@@ -363,8 +366,8 @@ impl LogAppender {
     /// fsyncs the log as it stands. Before deleting files because the log no longer names
     /// them, a writer makes sure that is durable: a record a killed writer appended but never
     /// fsynced is read back from the page cache and could still be lost to a power cut.
-    pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().at(&self.path)
+    pub fn sync(&mut self) -> Result<()> {
+        self.file.sync().at(&self.path)
     }
 
     /// The logseq the next appended record will get.
@@ -374,8 +377,20 @@ impl LogAppender {
 
     /// Appends records in one write and fsyncs; returns their logseqs. Either all of them are
     /// durable when this returns Ok, or a crash leaves a torn tail that the next open cuts.
+    ///
+    /// When the write or the fsync fails, the records are cut off again (as far as the
+    /// storage still lets us) and this appender refuses further records: after a failed
+    /// fsync nobody knows what reached the disk, and appending behind bytes of unknown state
+    /// could put a damaged record in the middle of the log.
     pub fn append(&mut self, records: &[(u32, Vec<u8>)]) -> Result<Vec<u64>> {
-        use std::io::{Seek, SeekFrom};
+        if self.failed {
+            return Err(StoreError::io(
+                &self.path,
+                std::io::Error::other(
+                    "an earlier append to the log failed; open the store again to write",
+                ),
+            ));
+        }
         let mut buf = Vec::new();
         let mut seqs = Vec::with_capacity(records.len());
         let mut prev = self.last_hash;
@@ -387,9 +402,12 @@ impl LogAppender {
             seqs.push(seq);
             seq += 1;
         }
-        self.file.seek(SeekFrom::End(0)).at(&self.path)?;
-        self.file.write_all(&buf).at(&self.path)?;
-        self.file.sync_data().at(&self.path)?;
+        if let Err(e) = self.file.write_all(&buf).and_then(|()| self.file.sync()) {
+            self.failed = true;
+            let _ = self.file.set_len(self.len).and_then(|()| self.file.sync());
+            return Err(StoreError::io(&self.path, e));
+        }
+        self.len += buf.len() as u64;
         self.last_hash = prev;
         self.next_seq = seq;
         Ok(seqs)

@@ -72,7 +72,7 @@ impl Writer {
                 .layout()
                 .segments()
                 .join(crate::segment::file_name(info.segment_id));
-            let Ok(seg) = load_segment(&path, info) else {
+            let Ok(seg) = load_segment(self.layout().storage(), &path, info) else {
                 continue;
             };
             ids.push(info.segment_id);

@@ -1,7 +1,6 @@
 //! Reading artifacts back, bounded by a snapshot, verifying every byte.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +10,7 @@ use crate::error::{Result, StoreError};
 use crate::layout::Layout;
 use crate::reference::Reference;
 use crate::state::{Location, State};
+use crate::storage::ReadFile;
 
 /// Open block files kept by a reader; small files of one directory share blocks, so a few
 /// handles serve many reads.
@@ -21,7 +21,7 @@ pub struct Reader<'a> {
     layout: &'a Layout,
     state: &'a State,
     at: Option<u64>,
-    files: Mutex<HashMap<u32, Arc<File>>>,
+    files: Mutex<HashMap<u32, Arc<dyn ReadFile>>>,
 }
 
 impl<'a> Reader<'a> {
@@ -58,14 +58,14 @@ impl<'a> Reader<'a> {
             .collect()
     }
 
-    fn block_file(&self, block: u32) -> Result<(Arc<File>, std::path::PathBuf)> {
+    fn block_file(&self, block: u32) -> Result<(Arc<dyn ReadFile>, std::path::PathBuf)> {
         let id = self.state.blocks[block as usize];
         let path = id.path(&self.layout.blocks());
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = files.get(&block) {
             return Ok((f.clone(), path));
         }
-        let f = File::open(&path).map_err(|e| {
+        let f = self.layout.storage().open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StoreError::corrupt(format!("block {id}"), "the block file is missing")
             } else {
@@ -75,7 +75,6 @@ impl<'a> Reader<'a> {
         if files.len() >= MAX_OPEN_BLOCKS {
             files.clear();
         }
-        let f = Arc::new(f);
         files.insert(block, f.clone());
         Ok((f, path))
     }
@@ -83,7 +82,7 @@ impl<'a> Reader<'a> {
     /// Reads and decodes the record at `loc` (not verified against any hash).
     pub fn read_record(&self, loc: &Location) -> Result<Vec<u8>> {
         let (file, path) = self.block_file(loc.block)?;
-        let stored = block::read_stored(&file, &path, loc.offset, loc.stored_len)?;
+        let stored = block::read_stored(&*file, &path, loc.offset, loc.stored_len)?;
         block::decode_record(loc.codec, &stored, loc.raw_len).map_err(|reason| {
             StoreError::corrupt(
                 format!(

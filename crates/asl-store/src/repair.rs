@@ -71,10 +71,15 @@ pub struct Dropped {
 /// Repairs the log of the store in `dir`; see the module documentation. Holds the writer
 /// lock throughout, so it fails like any writer while another one runs.
 pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
-    let locked = Writer::lock(dir)?;
-    let layout = locked.layout().clone();
+    repair_log_in(crate::Layout::new(dir), children)
+}
+
+/// [`repair_log`] in the storage of `layout`.
+pub fn repair_log_in(layout: crate::Layout, children: Children<'_>) -> Result<RepairReport> {
+    let locked = Writer::lock_in(layout.clone())?;
+    let storage = layout.storage();
     let log_path = layout.log();
-    let bytes = std::fs::read(&log_path).at(&log_path)?;
+    let bytes = storage.read(&log_path).at(&log_path)?;
     let scan = log::scan(&bytes)
         .map_err(|e| crate::StoreError::corrupt(log_path.display().to_string(), e.to_string()))?;
     let Some(damage) = crate::LogDamage::from_scan(&scan) else {
@@ -102,32 +107,25 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
             };
             log_dir.join(format!("asl.log.damaged-{stamp}{suffix}"))
         })
-        .find(|p| !p.exists())
+        .find(|p| !storage.exists(p))
         .unwrap_or_else(|| log_dir.join("asl.log.damaged"));
     {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&copy)
-            .at(&copy)?;
+        let mut f = storage.create_new(&copy).at(&copy)?;
         f.write_all(&bytes).at(&copy)?;
-        f.sync_all().at(&copy)?;
+        f.sync().at(&copy)?;
     }
-    crate::fsutil::sync_dir(&log_dir)?;
+    storage.sync_dir(&log_dir).at(&log_dir)?;
     rep.copy = Some(copy);
 
     // 2. Cut at the damaged record.
     {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&log_path)
-            .at(&log_path)?;
+        let mut f = storage.open_append(&log_path).at(&log_path)?;
         f.set_len(damage.at).at(&log_path)?;
-        f.sync_all().at(&log_path)?;
+        f.sync().at(&log_path)?;
     }
-    let good = log::read(&log_path)?;
-    let mut appender = LogAppender::open(&log_path, &good)?;
-    let before = Store::open(dir)?;
+    let good = log::read(storage, &log_path)?;
+    let mut appender = LogAppender::open(storage, &log_path, &good)?;
+    let before = Store::open_in(layout.clone())?;
 
     // 3. Segments, GC commits and tombstones, in their original order.
     let mut records: Vec<(u32, Vec<u8>)> = Vec::new();
@@ -171,7 +169,7 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
             Event::SegmentSeal { segment_id, .. } => {
                 let path = layout.segments().join(segment::file_name(segment_id));
                 if sealed.contains(&segment_id)
-                    || (superseded.contains(&segment_id) && !path.exists())
+                    || (superseded.contains(&segment_id) && !storage.exists(&path))
                 {
                     continue;
                 }
@@ -204,7 +202,7 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
                 // again below) holds. A merge leaves the retired files for the next writer.
                 let deleted_blocks: Vec<[u8; 32]> = deleted_blocks
                     .into_iter()
-                    .filter(|b| !crate::block::BlockId(*b).path(&layout.blocks()).exists())
+                    .filter(|b| !storage.exists(&crate::block::BlockId(*b).path(&layout.blocks())))
                     .collect();
                 let (mut seg_id, mut count, mut sum) = (0, 0, [0u8; 32]);
                 if segment_id != 0 && !sealed.contains(&segment_id) {
@@ -225,7 +223,8 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
                 let retired: Vec<u64> = retired
                     .into_iter()
                     .filter(|s| {
-                        seg_id != 0 || !layout.segments().join(segment::file_name(*s)).exists()
+                        seg_id != 0
+                            || !storage.exists(&layout.segments().join(segment::file_name(*s)))
                     })
                     .collect();
                 for s in &retired {
@@ -280,7 +279,7 @@ pub fn repair_log(dir: &Path, children: Children<'_>) -> Result<RepairReport> {
     appender.append(&records)?;
 
     // 4. Snapshots whose data reads back and verifies, against the re-sealed segments.
-    let after = Store::open(dir)?;
+    let after = Store::open_in(layout.clone())?;
     let mut keep = Vec::new();
     for (id, ev) in snapshots {
         let Event::Snapshot { root, .. } = &ev else {
@@ -326,7 +325,10 @@ fn intact_segment(
     segment_id: u64,
 ) -> std::result::Result<(Segment, [u8; 32]), String> {
     let path = layout.segments().join(segment::file_name(segment_id));
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = layout
+        .storage()
+        .read(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let (seg, checksum) =
         Segment::decode(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     if seg.segment_id != segment_id {
@@ -338,7 +340,7 @@ fn intact_segment(
     }
     for r in &seg.records {
         let block = seg.block_of(r).path(&layout.blocks());
-        if !block.exists() {
+        if !layout.storage().exists(&block) {
             return Err(format!("its block {} is missing", block.display()));
         }
     }

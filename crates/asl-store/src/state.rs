@@ -15,6 +15,7 @@ use crate::records::Event;
 use crate::reference::{HashAlgo, Reference};
 use crate::segment::{self, Segment, Visibility};
 use crate::snapshot::{Snapshot, SnapshotMeta};
+use crate::storage::Storage;
 
 /// Where an artifact's record is, as the index holds it (about 64 bytes per entry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +127,12 @@ pub struct Damage {
 
 impl State {
     /// Replays `scan` (the decoded log) against the segment files in `segments_dir`.
-    pub fn replay(segments_dir: &Path, algo: HashAlgo, scan: &Scan) -> Result<State> {
+    pub fn replay(
+        storage: &dyn Storage,
+        segments_dir: &Path,
+        algo: HashAlgo,
+        scan: &Scan,
+    ) -> Result<State> {
         let mut st = State {
             algo: Some(algo),
             log_tail: Some(scan.tail.clone()),
@@ -221,7 +227,7 @@ impl State {
         let infos: Vec<SegmentInfo> = st.segments.values().copied().collect();
         for info in infos {
             let path = segments_dir.join(segment::file_name(info.segment_id));
-            match load_segment(&path, &info) {
+            match load_segment(storage, &path, &info) {
                 Ok(seg) => st.add_segment(&seg, info.sealed_at),
                 Err(reason) => {
                     st.damaged_segments.insert(info.segment_id);
@@ -359,10 +365,13 @@ impl State {
 
 /// Reads a segment file and checks it against what its seal record logged.
 pub(crate) fn load_segment(
+    storage: &dyn Storage,
     path: &Path,
     info: &SegmentInfo,
 ) -> std::result::Result<Segment, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = storage
+        .read(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
     let (seg, checksum) = Segment::decode(&bytes).map_err(|e| e.to_string())?;
     if checksum != info.checksum {
         return Err("checksum differs from the one its seal record logged".into());

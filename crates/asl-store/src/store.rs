@@ -45,31 +45,10 @@ pub struct StoreCounts {
     pub log_records: u64,
 }
 
-/// Serialises the creation of a store: an exclusive flock(2) on the store directory itself,
-/// which exists before any of the store's files do, and which the kernel releases when the
-/// holder dies (a killed init leaves no lock behind, only a directory without `config`).
-struct CreationLock {
-    dir: std::fs::File,
-}
-
-impl CreationLock {
-    /// Creates `dir` if needed and waits until no other process is creating a store in it.
-    fn take(dir: &Path) -> Result<CreationLock> {
-        std::fs::create_dir_all(dir).at(dir)?;
-        let file = std::fs::File::open(dir).at(dir)?;
-        file.lock().at(dir)?;
-        Ok(CreationLock { dir: file })
-    }
-}
-
-impl Drop for CreationLock {
-    fn drop(&mut self) {
-        let _ = self.dir.unlock();
-    }
-}
-
-fn is_empty_dir(dir: &Path) -> Result<bool> {
-    Ok(std::fs::read_dir(dir).at(dir)?.next().is_none())
+/// Whether `dir` holds nothing.
+fn is_empty_dir(layout: &Layout) -> Result<bool> {
+    let dir = &layout.root;
+    Ok(layout.storage().list(dir).at(dir)?.is_empty())
 }
 
 /// A store opened for reading. Cheap to open; sees the state as of opening.
@@ -82,13 +61,21 @@ pub struct Store {
 impl Store {
     /// Creates a new store in `dir` (which must not exist or be empty).
     pub fn init(dir: &Path, opts: &InitOptions) -> Result<StoreConfig> {
-        let _creating = CreationLock::take(dir)?;
-        if !is_empty_dir(dir)? {
+        Store::init_in(&Layout::new(dir), opts)
+    }
+
+    /// [`Store::init`] in the storage of `layout`.
+    pub fn init_in(layout: &Layout, opts: &InitOptions) -> Result<StoreConfig> {
+        // Serialises the creation of a store: an exclusive lock on the store directory
+        // itself, which exists before any of the store's files do, and which ends with its
+        // holder (a killed init leaves no lock behind, only a directory without `config`).
+        let _creating = layout.storage().lock_dir(&layout.root).at(&layout.root)?;
+        if !is_empty_dir(layout)? {
             return Err(StoreError::AlreadyExists {
-                path: dir.to_path_buf(),
+                path: layout.root.clone(),
             });
         }
-        Store::init_locked(dir, opts)
+        Store::init_locked(layout, opts)
     }
 
     /// Creates a store in `dir` unless one is there already (the first use of a store);
@@ -99,20 +86,25 @@ impl Store {
     /// comes second finds a complete store, never a half-made directory it would call "not a
     /// store".
     pub fn create_if_absent(dir: &Path, opts: &InitOptions) -> Result<bool> {
-        let _creating = CreationLock::take(dir)?;
-        if Layout::new(dir).config().exists() {
+        Store::create_if_absent_in(&Layout::new(dir), opts)
+    }
+
+    /// [`Store::create_if_absent`] in the storage of `layout`.
+    pub fn create_if_absent_in(layout: &Layout, opts: &InitOptions) -> Result<bool> {
+        let _creating = layout.storage().lock_dir(&layout.root).at(&layout.root)?;
+        if layout.storage().exists(&layout.config()) {
             return Ok(false);
         }
-        if !is_empty_dir(dir)? {
-            return Err(StoreError::NotAStore(dir.to_path_buf()));
+        if !is_empty_dir(layout)? {
+            return Err(StoreError::NotAStore(layout.root.clone()));
         }
-        Store::init_locked(dir, opts)?;
+        Store::init_locked(layout, opts)?;
         Ok(true)
     }
 
-    /// Builds the store's files in `dir`, which the caller has locked and found empty.
-    fn init_locked(dir: &Path, opts: &InitOptions) -> Result<StoreConfig> {
-        let layout = Layout::new(dir);
+    /// Builds the store's files in `layout`, which the caller has locked and found empty.
+    fn init_locked(layout: &Layout, opts: &InitOptions) -> Result<StoreConfig> {
+        let storage = layout.storage();
         let mut config = StoreConfig::new(opts.hash, opts.domain_id);
         if let Some((min, avg, max)) = opts.chunk_sizes {
             config.chunker.min_size = min;
@@ -130,13 +122,20 @@ impl Store {
             layout.root.join("locks"),
             layout.cache(),
         ] {
-            std::fs::create_dir_all(&d).at(&d)?;
+            storage.create_dir_all(&d).at(&d)?;
         }
-        log::create(&layout.log())?;
-        crate::fsutil::sync_dir(&layout.root.join("log"))?;
+        // Every directory's name must be durable before anything durable goes into it.
+        for d in [layout.blocks(), layout.segments()] {
+            storage.sync_dir(&d).at(&d)?;
+        }
+        log::create(storage, &layout.log())?;
+        let log_dir = layout.root.join("log");
+        storage.sync_dir(&log_dir).at(&log_dir)?;
         // The config is written last: a directory without it is not a store, so a crash
-        // during init leaves something `init` can be re-run over (after emptying it).
-        crate::fsutil::write_atomic(&layout.config(), config.to_json().as_bytes())?;
+        // during init leaves something `init` can be re-run over (after emptying it). Its
+        // directory sync also makes the names of the directories above durable.
+        crate::storage::write_atomic(storage, &layout.config(), config.to_json().as_bytes())
+            .at(layout.config())?;
         Ok(config)
     }
 
@@ -148,25 +147,23 @@ impl Store {
     /// the next writer's open). A visible segment whose file is gone while the log has grown
     /// meanwhile is that race, not damage: the log is read again (a few times at most).
     pub fn open(dir: &Path) -> Result<Store> {
-        let layout = Layout::new(dir);
+        Store::open_in(Layout::new(dir))
+    }
+
+    /// [`Store::open`] in the storage of `layout`.
+    pub fn open_in(layout: Layout) -> Result<Store> {
         let config = load_config(&layout)?;
+        let storage = layout.storage();
         let mut attempts = 0;
         loop {
-            let scan = log::read(&layout.log())?;
-            let state = State::replay(&layout.segments(), config.algo(), &scan)?;
+            let scan = log::read(storage, &layout.log())?;
+            let state = State::replay(storage, &layout.segments(), config.algo(), &scan)?;
             attempts += 1;
-            let vanished = state.damaged_segments.iter().any(|id| {
-                !layout
-                    .segments()
-                    .join(crate::segment::file_name(*id))
-                    .exists()
-            });
-            let grown = || {
-                std::fs::metadata(layout.log())
-                    .map(|m| m.len())
-                    .unwrap_or(0)
-                    > scan.valid_len
-            };
+            let vanished = state
+                .damaged_segments
+                .iter()
+                .any(|id| !storage.exists(&layout.segments().join(crate::segment::file_name(*id))));
+            let grown = || storage.len(&layout.log()).unwrap_or(0) > scan.valid_len;
             if attempts >= 3 || !vanished || !grown() {
                 return Ok(Store {
                     layout,

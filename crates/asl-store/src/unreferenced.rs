@@ -18,6 +18,7 @@ use crate::block::BlockId;
 use crate::error::{IoContext, Result};
 use crate::layout::Layout;
 use crate::state::State;
+use crate::storage::{Entry, Storage};
 
 /// What kind of leftover a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,19 +96,20 @@ impl Unreferenced {
 /// Lists every file of the store at `layout` that the replayed `state` does not refer to.
 /// A file that vanishes while it is listed is skipped (a writer or GC removed it).
 pub(crate) fn list(layout: &Layout, state: &State) -> Result<Vec<LeftoverFile>> {
+    let storage = layout.storage();
     let mut out = Vec::new();
     let blocks = layout.blocks();
-    for shard in read_dir_sorted(&blocks)? {
-        let name = file_name(&shard);
-        if name.len() != 2 || !shard.is_dir() {
+    for shard in list_dir(storage, &blocks)? {
+        if shard.name.len() != 2 || !shard.is_dir {
             continue;
         }
-        for f in read_dir_sorted(&shard)? {
-            let Some(id) = file_name(&f).strip_suffix(".blk").and_then(BlockId::parse) else {
+        let shard_dir = blocks.join(&shard.name);
+        for f in list_dir(storage, &shard_dir)? {
+            let Some(id) = f.name.strip_suffix(".blk").and_then(BlockId::parse) else {
                 continue;
             };
             if !state.block_numbers.contains_key(&id) {
-                push(&mut out, Leftover::SealedBlock(id), f);
+                push(storage, &mut out, Leftover::SealedBlock(id), &shard_dir, &f);
             }
         }
     }
@@ -115,66 +117,59 @@ pub(crate) fn list(layout: &Layout, state: &State) -> Result<Vec<LeftoverFile>> 
         (layout.blocks_open(), Leftover::OpenBlock),
         (layout.segments_open(), Leftover::OpenSegment),
     ] {
-        for f in read_dir_sorted(&dir)? {
-            push(&mut out, kind, f);
+        for f in list_dir(storage, &dir)? {
+            push(storage, &mut out, kind, &dir, &f);
         }
     }
-    for f in read_dir_sorted(&layout.segments())? {
-        let Some(id) = file_name(&f)
+    let segments = layout.segments();
+    for f in list_dir(storage, &segments)? {
+        let Some(id) = f
+            .name
             .strip_suffix(".seg")
             .and_then(|h| u64::from_str_radix(h, 16).ok())
         else {
             continue;
         };
         if !state.segments.contains_key(&id) {
-            push(&mut out, Leftover::UnsealedSegment(id), f);
+            push(
+                storage,
+                &mut out,
+                Leftover::UnsealedSegment(id),
+                &segments,
+                &f,
+            );
         }
     }
     Ok(out)
 }
 
-fn push(out: &mut Vec<LeftoverFile>, kind: Leftover, path: PathBuf) {
+fn push(storage: &dyn Storage, out: &mut Vec<LeftoverFile>, kind: Leftover, dir: &Path, e: &Entry) {
     // A directory or anything else that is not a regular file is not a leftover of ours.
-    if let Ok(m) = std::fs::symlink_metadata(&path)
-        && m.is_file()
+    let path = dir.join(&e.name);
+    if e.is_file
+        && let Ok(bytes) = storage.len(&path)
     {
-        out.push(LeftoverFile {
-            kind,
-            path,
-            bytes: m.len(),
-        });
+        out.push(LeftoverFile { kind, path, bytes });
     }
-}
-
-fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The entries of `dir`, sorted; a missing directory has none (an older store may lack an
 /// `open/` directory until its next writer creates it).
-fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        r => r.at(dir)?,
-    };
-    let mut out = Vec::new();
-    for e in rd {
-        out.push(e.at(dir)?.path());
+fn list_dir(storage: &dyn Storage, dir: &Path) -> Result<Vec<Entry>> {
+    match storage.list(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        r => r.at(dir),
     }
-    out.sort();
-    Ok(out)
 }
 
 /// Removes `path`, returning the bytes it held (0 if it was already gone).
-pub(crate) fn remove(path: &Path) -> Result<u64> {
-    let bytes = match std::fs::symlink_metadata(path) {
-        Ok(m) => m.len(),
+pub(crate) fn remove(storage: &dyn Storage, path: &Path) -> Result<u64> {
+    let bytes = match storage.len(path) {
+        Ok(n) => n,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(crate::StoreError::io(path, e)),
     };
-    match std::fs::remove_file(path) {
+    match storage.remove_file(path) {
         Ok(()) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
         Err(e) => Err(crate::StoreError::io(path, e)),

@@ -9,8 +9,6 @@
 //! [`crate::unreferenced`]).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 
 use crate::Children;
 use crate::access::ArtifactRead;
@@ -324,7 +322,7 @@ fn check_block(
         found.push((Problem::new(format!("block {id}"), reason), affected));
     };
     let path = id.path(&store.layout().blocks());
-    let bytes = match read_block(&path, read_data) {
+    let bytes = match read_block(store.layout().storage(), &path, read_data) {
         Ok(b) => b,
         Err(e) => {
             fail(format!("cannot be read: {e}"), affected);
@@ -480,22 +478,25 @@ fn check_composite(
 }
 
 /// Reads a whole block, or just enough of its end for the trailer.
-fn read_block(path: &std::path::Path, whole: bool) -> std::io::Result<Vec<u8>> {
+fn read_block(
+    storage: &dyn crate::storage::Storage,
+    path: &std::path::Path,
+    whole: bool,
+) -> std::io::Result<Vec<u8>> {
     if whole {
-        return std::fs::read(path);
+        return storage.read(path);
     }
-    let mut f = File::open(path)?;
-    let len = f.metadata()?.len();
+    let f = storage.open(path)?;
+    let len = f.size()?;
     let mut head = [0u8; block::HEADER_SIZE as usize];
-    f.read_exact(&mut head)?;
+    f.read_exact_at(&mut head, 0)?;
     if len < block::HEADER_SIZE + block::FOOTER_SIZE as u64 {
         return Err(std::io::Error::other(
             "block shorter than its header and footer",
         ));
     }
-    f.seek(SeekFrom::End(-(block::FOOTER_SIZE as i64)))?;
     let mut footer = [0u8; block::FOOTER_SIZE];
-    f.read_exact(&mut footer)?;
+    f.read_exact_at(&mut footer, len - block::FOOTER_SIZE as u64)?;
     let entries_offset = u64::from_le_bytes(footer[8..16].try_into().unwrap_or_default());
     if entries_offset > len {
         return Err(std::io::Error::other(
@@ -505,7 +506,6 @@ fn read_block(path: &std::path::Path, whole: bool) -> std::io::Result<Vec<u8>> {
     // Rebuild a sparse image: header, zeros for the data, then the real trailer.
     let mut img = vec![0u8; len as usize];
     img[..head.len()].copy_from_slice(&head);
-    f.seek(SeekFrom::Start(entries_offset))?;
-    f.read_exact(&mut img[entries_offset as usize..])?;
+    f.read_exact_at(&mut img[entries_offset as usize..], entries_offset)?;
     Ok(img)
 }

@@ -8,6 +8,7 @@ use crate::records::Event;
 use crate::reference::Reference;
 use crate::segment::{self, IndexRecord, Segment, Visibility};
 use crate::snapshot::{Snapshot, SnapshotMeta};
+use std::io::Write;
 
 /// What a commit did.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -199,18 +200,16 @@ impl Writer {
             .layout
             .segments_open()
             .join(format!("{:016x}.tmp", seg.segment_id));
+        let storage = self.layout.storage();
         {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).at(&tmp)?;
+            let mut f = storage.create(&tmp).at(&tmp)?;
             f.write_all(&bytes).at(&tmp)?;
-            f.sync_all().at(&tmp)?;
+            f.sync().at(&tmp)?;
         }
-        let dest = self
-            .layout
-            .segments()
-            .join(segment::file_name(seg.segment_id));
-        std::fs::rename(&tmp, &dest).at(&dest)?;
-        crate::fsutil::sync_dir(&self.layout.segments())?;
+        let dir = self.layout.segments();
+        let dest = dir.join(segment::file_name(seg.segment_id));
+        storage.rename(&tmp, &dest).at(&dest)?;
+        storage.sync_dir(&dir).at(&dir)?;
         Ok(checksum)
     }
 }

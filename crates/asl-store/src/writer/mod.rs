@@ -87,6 +87,8 @@ pub struct Writer {
     /// The zstd level of this session's records: the store's `compression_level` unless
     /// [`Writer::set_compression_level`] chose another.
     level: i32,
+    /// Whether full blocks are sealed on threads of their own (see `sealing`).
+    background_sealing: bool,
     log: LogAppender,
     session: Mutex<Session>,
     block: Mutex<BlockSlot>,
@@ -128,13 +130,15 @@ impl LockedStore {
             config,
             lock,
         } = self;
-        let scan = log::read(&layout.log())?;
-        let log = LogAppender::open(&layout.log(), &scan)?;
-        let state = State::replay(&layout.segments(), config.algo(), &scan)?;
+        let storage = layout.storage();
+        let scan = log::read(storage, &layout.log())?;
+        let log = LogAppender::open(storage, &layout.log(), &scan)?;
+        let state = State::replay(storage, &layout.segments(), config.algo(), &scan)?;
         let mut w = Writer {
             algo: config.algo(),
             layout,
             level: config.compression_level,
+            background_sealing: true,
             config,
             state,
             log,
@@ -164,9 +168,13 @@ impl Writer {
     /// knows before slow work that the store is its own, and can read the rest on another
     /// thread meanwhile (a capture does while the command runs).
     pub fn lock(dir: &Path) -> Result<LockedStore> {
-        let layout = Layout::new(dir);
+        Writer::lock_in(Layout::new(dir))
+    }
+
+    /// [`Writer::lock`] in the storage of `layout`.
+    pub fn lock_in(layout: Layout) -> Result<LockedStore> {
         let config = load_config(&layout)?;
-        let lock = WriterLock::acquire(dir, &layout.lock())?;
+        let lock = WriterLock::acquire(&layout)?;
         Ok(LockedStore {
             layout,
             config,
@@ -176,32 +184,41 @@ impl Writer {
 
     /// Opens the store in `dir`, creating it first if `dir` does not exist yet.
     pub fn open_or_init(dir: &Path, opts: &crate::InitOptions) -> Result<Writer> {
-        crate::Store::create_if_absent(dir, opts)?;
-        Writer::open(dir)
+        Writer::open_or_init_in(Layout::new(dir), opts)
+    }
+
+    /// [`Writer::open`] in the storage of `layout`.
+    pub fn open_in(layout: Layout) -> Result<Writer> {
+        Writer::lock_in(layout)?.open()
+    }
+
+    /// [`Writer::open_or_init`] in the storage of `layout`.
+    pub fn open_or_init_in(layout: Layout, opts: &crate::InitOptions) -> Result<Writer> {
+        crate::Store::create_if_absent_in(&layout, opts)?;
+        Writer::open_in(layout)
     }
 
     /// Removes temp files of a crashed writer, segments that were written but never sealed,
     /// and files a committed GC had not yet deleted. All of them are invisible; none is
     /// reachable from the log. Sealed blocks no segment names are left to GC, which counts
     /// them. Returns what was removed.
-    fn clean_leftovers(&self) -> Result<crate::FileTally> {
+    fn clean_leftovers(&mut self) -> Result<crate::FileTally> {
         // The log decides what may go; make what it says durable first.
         self.log.sync()?;
+        let storage = self.layout.storage();
         let mut removed = crate::FileTally::default();
         for dir in [self.layout.blocks_open(), self.layout.segments_open()] {
-            for e in std::fs::read_dir(&dir).at(&dir)? {
-                let e = e.at(&dir)?;
+            for e in storage.list(&dir).at(&dir)? {
                 // Best effort, as before: a temp file that cannot go now goes next time, and
                 // `stats` keeps counting it meanwhile.
-                if let Ok(bytes) = crate::unreferenced::remove(&e.path()) {
+                if let Ok(bytes) = crate::unreferenced::remove(storage, &dir.join(&e.name)) {
                     removed.add(bytes);
                 }
             }
         }
         let segdir = self.layout.segments();
-        for e in std::fs::read_dir(&segdir).at(&segdir)? {
-            let e = e.at(&segdir)?;
-            let name = e.file_name().to_string_lossy().into_owned();
+        for e in storage.list(&segdir).at(&segdir)? {
+            let name = e.name;
             let Some(id) = name
                 .strip_suffix(".seg")
                 .and_then(|h| u64::from_str_radix(h, 16).ok())
@@ -210,13 +227,13 @@ impl Writer {
             };
             let unsealed = id > self.state.max_segment_id;
             if unsealed || self.state.retired_segments.contains(&id) {
-                removed.add(crate::unreferenced::remove(&e.path())?);
+                removed.add(crate::unreferenced::remove(storage, &segdir.join(&name))?);
             }
         }
         for b in &self.state.deleted_blocks {
             let p = b.path(&self.layout.blocks());
-            if p.exists() && !self.state.block_numbers.contains_key(b) {
-                removed.add(crate::unreferenced::remove(&p)?);
+            if storage.exists(&p) && !self.state.block_numbers.contains_key(b) {
+                removed.add(crate::unreferenced::remove(storage, &p)?);
             }
         }
         Ok(removed)
@@ -321,6 +338,7 @@ impl Writer {
                 if slot.block.is_none() {
                     let name = format!("{}-{}", std::process::id(), slot.seq);
                     slot.block = Some(OpenBlock::create(
+                        self.layout.storage_arc(),
                         &self.layout.blocks_open(),
                         self.algo,
                         &name,
@@ -339,7 +357,12 @@ impl Writer {
         // The full block holds records of puts that have returned: it is sealed whatever
         // became of this put's own record.
         if let Some((seq, b)) = full {
-            self.seal_in_background(seq, b)?;
+            if self.background_sealing {
+                self.seal_in_background(seq, b)?;
+            } else {
+                let (id, _) = b.seal(&self.layout.blocks())?;
+                self.record_sealed(seq, id);
+            }
         }
         let (block_seq, offset) = placed?;
         let mut s = self.lock_session();
@@ -403,8 +426,13 @@ impl Writer {
 
     /// Replays the log again (after GC rewrote the index).
     pub(crate) fn reload(&mut self) -> Result<()> {
-        let scan = log::read(&self.layout.log())?;
-        self.state = State::replay(&self.layout.segments(), self.algo, &scan)?;
+        let scan = log::read(self.layout.storage(), &self.layout.log())?;
+        self.state = State::replay(
+            self.layout.storage(),
+            &self.layout.segments(),
+            self.algo,
+            &scan,
+        )?;
         Ok(())
     }
 

@@ -28,7 +28,15 @@ impl Writer {
         Ok(())
     }
 
-    fn record_sealed(&self, seq: u32, id: BlockId) {
+    /// Seals full blocks on the thread that filled them (`false`) or on threads of their
+    /// own (`true`, the default). Crash tests turn it off, so that the storage operations of
+    /// a writer come in the same order on every run and a crash point can be named by its
+    /// number; what reaches the disk before a commit is the same either way.
+    pub fn set_background_sealing(&mut self, on: bool) {
+        self.background_sealing = on;
+    }
+
+    pub(super) fn record_sealed(&self, seq: u32, id: BlockId) {
         let mut s = self.lock_session();
         let seq = seq as usize;
         if s.sealed.len() <= seq {

@@ -796,16 +796,13 @@ fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {
 
 fn stats(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let counts = store.counts();
+    let storage = store.layout().storage();
     let mut block_bytes = 0u64;
     for b in store.blocks() {
-        block_bytes += std::fs::metadata(b.path(&store.layout().blocks()))
-            .map(|m| m.len())
-            .unwrap_or(0);
+        block_bytes += storage.len(&b.path(&store.layout().blocks())).unwrap_or(0);
     }
     let chunk_raw = counts.chunk_raw_bytes;
-    let log_bytes = std::fs::metadata(store.layout().log())
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let log_bytes = storage.len(&store.layout().log()).unwrap_or(0);
     let unreferenced = store.unreferenced().map_err(store_error)?;
     let v = serde_json::json!({
         "store": store.layout().root,

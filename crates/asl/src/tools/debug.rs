@@ -53,7 +53,8 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let store = open_store(&store_arg)?;
     match a.cmd {
         Cmd::Log { from } => {
-            let scan = asl_store::log::read(&store.layout().log()).map_err(store_error)?;
+            let scan = asl_store::log::read(store.layout().storage(), &store.layout().log())
+                .map_err(store_error)?;
             let recs: Vec<serde_json::Value> = scan
                 .records
                 .iter()
@@ -93,7 +94,10 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 .or_else(|| u64::from_str_radix(id.trim_end_matches(".seg"), 16).ok())
                 .ok_or_else(|| fail(Code::Usage, format!("'{id}' is not a segment id")))?;
             let path = store.layout().segments().join(segment::file_name(n));
-            let bytes = std::fs::read(&path)
+            let bytes = store
+                .layout()
+                .storage()
+                .read(&path)
                 .map_err(|e| fail(Code::Failure, format!("{}: {e}", path.display())))?;
             let (seg, checksum) = Segment::decode(&bytes)
                 .map_err(|e| fail(Code::Integrity, format!("segment {}: {e}", path.display())))?;
@@ -104,7 +108,10 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let bid = BlockId::parse(&id)
                 .ok_or_else(|| fail(Code::Usage, format!("'{id}' is not a 64-hex block id")))?;
             let path = bid.path(&store.layout().blocks());
-            let bytes = std::fs::read(&path)
+            let bytes = store
+                .layout()
+                .storage()
+                .read(&path)
                 .map_err(|e| fail(Code::Failure, format!("{}: {e}", path.display())))?;
             let entries = block::decode_trailer(&bytes)
                 .map_err(|e| fail(Code::Integrity, format!("block {id}: {e}")))?;
