@@ -5,8 +5,7 @@ mod common;
 mod storetest;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use storetest::*;
 
@@ -47,45 +46,13 @@ fn file_bytes(store: &Path) -> u64 {
         .sum()
 }
 
-fn sealed_blocks(store: &Path) -> usize {
-    files_under(&store.join("blocks"))
-        .iter()
-        .filter(|f| f.extension().is_some_and(|e| e == "blk"))
-        .count()
-}
-
-/// Starts a real intake of `src` and SIGKILLs it once it has sealed `blocks` new blocks, so
-/// that it dies mid-way whatever the machine's speed.
+/// Runs a real intake of `src` and SIGKILLs it at its named crash point just before it
+/// seals block `blocks + 1`: it dies mid-way, after sealing `blocks` blocks, on any machine.
 fn kill_intake_after_sealing(store: &Path, src: &Path, blocks: usize) {
-    let before = sealed_blocks(store);
-    let mut child = common::asl()
-        .args(["intake", "-q", "--store"])
-        .arg(store)
-        .arg(src)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn asl intake");
-    let started = Instant::now();
-    loop {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("the intake ended ({st}) before it sealed {blocks} blocks: use a larger tree");
-        }
-        if sealed_blocks(store) >= before + blocks {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the intake sealed no {blocks} blocks in 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().expect("SIGKILL the intake");
-    let st = child.wait().unwrap();
-    assert!(
-        st.code().is_none(),
-        "the intake ended by itself ({st}), not by the kill"
+    storetest::run_until_crash_point(
+        &["intake", "-q", "--store"],
+        &[store, src],
+        &format!("rename:block#{}", blocks + 1),
     );
 }
 

@@ -4,10 +4,10 @@
 mod common;
 mod storetest;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random};
-use common::next;
 use storetest::*;
 
 #[test]
@@ -236,51 +236,83 @@ fn forget_and_gc_free_unreferenced_data_and_keep_retained_snapshots() {
     );
 }
 
+/// Intake arguments whose storage operations come in the same order on every run (one
+/// worker thread), so that a named crash point means the same place each time.
+const INTAKE_ONE_THREAD: &[&str] = &[
+    "intake",
+    "-q",
+    "--no-stat-cache",
+    "--threads",
+    "1",
+    "--store",
+];
+
 #[test]
-fn sigkill_of_intake_at_20_points_leaves_a_store_that_verifies_and_restores() {
+fn the_named_crash_points_of_an_intake_are_the_same_on_every_run() {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
-    make_files(&src, 30, 1 << 20, 30);
+    make_files(&src, 12, 1 << 20, 31);
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let first = crash_points(INTAKE_ONE_THREAD, &[&a, &src]);
+    let second = crash_points(INTAKE_ONE_THREAD, &[&b, &src]);
+    let count = |points: &[String]| {
+        let mut by_point = BTreeMap::new();
+        for p in points {
+            let (name, n) = p.split_once('#').unwrap();
+            let n: u64 = n.parse().unwrap();
+            let e = by_point.entry(name.to_string()).or_insert(0);
+            *e = n.max(*e);
+        }
+        by_point
+    };
+    assert_eq!(count(&first), count(&second));
+    for kind in [
+        "sync:open-block",
+        "rename:block",
+        "sync:open-segment",
+        "rename:segment",
+        "sync:log",
+    ] {
+        assert!(
+            first.iter().any(|p| p.starts_with(&format!("{kind}#"))),
+            "{kind} missing from {first:?}"
+        );
+    }
+}
+
+#[test]
+fn sigkill_at_named_crash_points_of_an_intake_leaves_a_store_that_verifies_and_restores() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    make_files(&src, 12, 256 << 10, 30);
     let store = t.path().join("store");
-    let first = asl(&["intake", "-q", "--store"], &[&store, &src]);
-    assert_eq!(first.code, 0);
-    // Time an uninterrupted intake of fresh data to spread the kill points over it.
-    std::fs::write(src.join("extra-0"), pseudo_random(1000, 8 << 20)).unwrap();
-    let started = std::time::Instant::now();
-    assert_eq!(
-        asl(
-            &["intake", "-q", "--no-stat-cache", "--store"],
-            &[&store, &src]
-        )
-        .code,
-        0
+    assert_eq!(asl(INTAKE_ONE_THREAD, &[&store, &src]).code, 0);
+    // The points of an intake of new data into this store, listed on a copy of it.
+    std::fs::write(src.join("extra-0"), pseudo_random(1000, 3 << 20)).unwrap();
+    let copy = t.path().join("copy");
+    run_ok(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&store)
+            .arg(&copy),
     );
-    let full = started.elapsed().as_secs_f64();
-    let mut rng = 0x9e3779b97f4a7c15u64;
-    let mut committed: Vec<(u64, Vec<String>)> = Vec::new(); // (snapshot, extra files in it)
-    let mut extras = vec!["extra-0".to_string()];
-    committed.push((2, extras.clone()));
-    for i in 1..=20 {
+    let points = spread(&crash_points(INTAKE_ONE_THREAD, &[&copy, &src]), 4);
+    assert!(points.len() >= 10, "{points:?}");
+    let mut committed: Vec<(u64, Vec<String>)> = vec![(1, vec![])];
+    let mut extras: Vec<String> = Vec::new();
+    for (i, point) in points.iter().enumerate() {
+        // Each run adds a file, so that every intake has new data to store.
         let name = format!("extra-{i}");
-        std::fs::write(src.join(&name), pseudo_random(1000 + i, 8 << 20)).unwrap();
+        std::fs::write(src.join(&name), pseudo_random(1000 + i as u64, 3 << 20)).unwrap();
         extras.push(name);
-        let delay = full * 1.2 * (next(&mut rng) % 1000) as f64 / 1000.0;
         let snaps_before = snapshot_ids(&store);
-        let killed = run_and_kill(
-            &["intake", "-q", "--no-stat-cache", "--store"],
-            &[&store, &src],
-            delay,
-        );
+        run_until_crash_point(INTAKE_ONE_THREAD, &[&store, &src], point);
         let v = asl(&["admin", "verify", "--store"], &[&store]);
-        assert_eq!(
-            v.code, 0,
-            "kill {i} after {delay:.3}s (killed: {killed}): {}",
-            v.stdout
-        );
+        assert_eq!(v.code, 0, "killed at {point}: {}", v.stdout);
         let snaps = snapshot_ids(&store);
         assert!(
             snaps_before.iter().all(|s| snaps.contains(s)),
-            "kill {i}: a committed snapshot vanished"
+            "killed at {point}: a committed snapshot vanished"
         );
         if let Some(new) = snaps.iter().find(|s| !snaps_before.contains(s)) {
             committed.push((*new, extras.clone()));
@@ -292,98 +324,49 @@ fn sigkill_of_intake_at_20_points_leaves_a_store_that_verifies_and_restores() {
 }
 
 #[test]
-fn a_simulated_power_cut_loses_only_uncommitted_work() {
-    let t = tempfile::tempdir().unwrap();
-    let src = t.path().join("src");
-    make_files(&src, 10, 1 << 20, 40);
-    let store = t.path().join("store");
-    assert_eq!(asl(&["intake", "-q", "--store"], &[&store, &src]).code, 0);
-    let mut rng = 0x1234_5678_9abc_def1u64;
-    let mut committed = vec![(1u64, Vec::<String>::new())];
-    let mut extras: Vec<String> = Vec::new();
-    for i in 0..10u64 {
-        // What was durable: everything present after the last successful command.
-        let durable = DurableState::capture(&store);
-        let name = format!("extra-{i}");
-        std::fs::write(src.join(&name), pseudo_random(5000 + i, 6 << 20)).unwrap();
-        extras.push(name);
-        let delay = 0.05 + (next(&mut rng) % 1500) as f64 / 1000.0;
-        run_and_kill(
-            &["intake", "-q", "--no-stat-cache", "--store"],
-            &[&store, &src],
-            delay,
-        );
-        durable.lose_unsynced_writes(&store, &mut rng);
-        let v = asl(&["admin", "verify", "--store"], &[&store]);
-        assert_eq!(v.code, 0, "power cut {i}: {}", v.stdout);
-        for (s, _) in &committed {
-            assert!(
-                snapshot_ids(&store).contains(s),
-                "power cut {i}: snapshot {s} lost"
-            );
-        }
-        // The next intake must succeed; it becomes a committed snapshot.
-        let out = asl(&["intake", "--json", "--store"], &[&store, &src]);
-        assert_eq!(out.code, 0, "intake after power cut {i}: {}", out.stderr);
-        committed.push((out.json()["snapshot"].as_u64().unwrap(), extras.clone()));
-    }
-    assert_every_snapshot_restores(&store, &src, &committed, &extras, t.path());
-}
-
-#[test]
-fn sigkill_during_gc_leaves_a_store_that_verifies() {
+fn sigkill_at_named_crash_points_of_gc_leaves_a_store_that_verifies() {
     let t = tempfile::tempdir().unwrap();
     let template = t.path().join("template");
     let a = t.path().join("a");
     let b = t.path().join("b");
-    make_files(&a, 20, 1 << 20, 50);
-    make_files(&b, 20, 1 << 20, 60);
-    assert_eq!(
-        asl(
-            &["intake", "-q", "--label", "a", "--store"],
-            &[&template, &a]
-        )
-        .code,
-        0
-    );
-    assert_eq!(
-        asl(
-            &["intake", "-q", "--label", "b", "--store"],
-            &[&template, &b]
-        )
-        .code,
-        0
-    );
+    make_files(&a, 20, 256 << 10, 50);
+    make_files(&b, 20, 256 << 10, 60);
+    for (label, src) in [("a", &a), ("b", &b)] {
+        let out = asl(
+            &["intake", "-q", "--label", label, "--store"],
+            &[&template, src],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
     assert_eq!(
         asl(&["admin", "forget", "a", "--store"], &[&template]).code,
         0
     );
-    let timing = t.path().join("timing");
-    run_ok(
-        std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&template)
-            .arg(&timing),
-    );
-    let started = std::time::Instant::now();
-    assert_eq!(asl(&["admin", "gc", "-q", "--store"], &[&timing]).code, 0);
-    let full = started.elapsed().as_secs_f64();
-    let mut rng = 77u64;
-    for i in 0..6 {
-        let store = t.path().join(format!("s{i}"));
+    let copy_of_template = |to: &Path| {
         run_ok(
             std::process::Command::new("cp")
                 .arg("-a")
                 .arg(&template)
-                .arg(&store),
+                .arg(to),
         );
-        let delay = full * (next(&mut rng) % 1000) as f64 / 1000.0;
-        run_and_kill(&["admin", "gc", "-q", "--store"], &[&store], delay);
+    };
+    let listing = t.path().join("listing");
+    copy_of_template(&listing);
+    let gc: &[&str] = &["admin", "gc", "-q", "--store"];
+    let points = spread(&crash_points(gc, &[&listing]), 8);
+    assert!(
+        points.iter().any(|p| p.starts_with("remove:block")),
+        "{points:?}"
+    );
+    for (i, point) in points.iter().enumerate() {
+        let store = t.path().join(format!("s{i}"));
+        copy_of_template(&store);
+        run_until_crash_point(gc, &[&store], point);
         let v = asl(&["admin", "verify", "--read-data", "--store"], &[&store]);
-        assert_eq!(v.code, 0, "gc killed after {delay:.3}s: {}", v.stdout);
+        assert_eq!(v.code, 0, "gc killed at {point}: {}", v.stdout);
         assert_restores_to(&store, "b", &b, &t.path().join(format!("r{i}")));
         // A later gc completes the job.
-        assert_eq!(asl(&["admin", "gc", "-q", "--store"], &[&store]).code, 0);
+        assert_eq!(asl(gc, &[&store]).code, 0);
         assert_eq!(asl(&["admin", "verify", "--store"], &[&store]).code, 0);
         std::fs::remove_dir_all(&store).unwrap();
     }

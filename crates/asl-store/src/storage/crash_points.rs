@@ -5,9 +5,13 @@
 //! A point is `OPERATION:FILE`:
 //! * OPERATION is `create`, `write`, `sync`, `set_len`, `rename`, `sync_dir`, `remove`, `mkdir`
 //!   or `remove_dir_all`;
-//! * FILE is the kind of file or directory it concerns (the target of a rename): `log`,
-//!   `block`, `open-block`, `segment`, `open-segment`, `config`, `lock`, `cache`, or, for
-//!   directories, `root`, `logdir`, `blocks`, `shard`, `segments`.
+//! * FILE is the kind of file or directory it concerns (for a rename, its new name): `log`,
+//!   `block` (sealed), `open-block` (being written, under `blocks/open/`), `segment`,
+//!   `open-segment`, `config`, `lock`, `cache`, or, for directories, `root` (the store's),
+//!   `logdir`, `blocks`, `blocks-open`, `shard` (`blocks/<hh>`), `segments`, `segments-open`.
+//!
+//! A block is fsynced as `sync:open-block` and sealed by `rename:block`; a segment likewise
+//! (`sync:open-segment`, `rename:segment`); a commit ends with `write:log` and `sync:log`.
 //!
 //! `ASL_CRASH_AT=trace` kills nothing and prints every point passed, with its count, to
 //! standard error as `asl-crash-point POINT#N`: the list a test walks.
@@ -54,12 +58,14 @@ pub fn file_kind(path: &Path) -> &'static str {
         (_, _, "log") => "logdir",
         (_, _, "blocks") => "blocks",
         (_, _, "segments") => "segments",
+        (_, "blocks", "open") => "blocks-open",
+        (_, "segments", "open") => "segments-open",
         ("blocks", "open", _) => "open-block",
         ("segments", "open", _) => "open-segment",
         (_, "blocks", n) if n.len() == 2 => "shard",
         (_, _, n) if n.ends_with(".blk") => "block",
         (_, "segments", _) => "segment",
-        (_, "locks", _) => "lock",
+        (_, "locks", _) | (_, _, "locks") => "lock",
         (_, _, n) if n == "config" || n.starts_with(".config.") => "config",
         _ if path.components().any(|c| c.as_os_str() == "cache") => "cache",
         _ => "root",

@@ -2,12 +2,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use crate::common::next;
 
 pub struct Out {
     pub code: i32,
@@ -42,22 +39,73 @@ pub fn run_ok(cmd: &mut Command) {
     assert!(st.success(), "{cmd:?} failed");
 }
 
-/// Starts `asl ARGS PATHS`, SIGKILLs it after `delay` seconds; returns whether it was still
-/// running when killed.
-pub fn run_and_kill(args: &[&str], paths: &[&Path], delay: f64) -> bool {
-    let mut child = crate::common::asl()
+/// Runs `asl ARGS PATHS` with `ASL_CRASH_AT=trace` and returns every named crash point it
+/// passed (`sync:block#3`), in the order passed.
+pub fn crash_points(args: &[&str], paths: &[&Path]) -> Vec<String> {
+    let out = crate::common::asl()
         .args(args)
         .args(paths)
+        .env("ASL_CRASH_AT", "trace")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn asl");
-    std::thread::sleep(Duration::from_secs_f64(delay));
-    let running = matches!(child.try_wait(), Ok(None));
-    let _ = child.kill();
-    let _ = child.wait();
-    running
+        .output()
+        .expect("run asl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("asl-crash-point "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs `asl ARGS PATHS` with `ASL_CRASH_AT=POINT` and asserts that it died of SIGKILL at
+/// exactly that point.
+pub fn run_until_crash_point(args: &[&str], paths: &[&Path], point: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    let out = crate::common::asl()
+        .args(args)
+        .args(paths)
+        .env("ASL_CRASH_AT", point)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run asl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{args:?} did not die at {point}: {}\n{stderr}",
+        out.status
+    );
+    assert!(
+        stderr.contains(&format!(
+            "asl-crash-point {point}: killing the process here"
+        )),
+        "{stderr}"
+    );
+}
+
+/// Some of `points`: the first and last of each kind, and every `step`-th in between, so a
+/// test covers every kind of operation without running once per write.
+pub fn spread(points: &[String], step: usize) -> Vec<String> {
+    let mut by_kind: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
+    for p in points {
+        by_kind
+            .entry(p.split('#').next().unwrap_or(p))
+            .or_default()
+            .push(p);
+    }
+    let mut out = Vec::new();
+    for list in by_kind.values() {
+        for (i, p) in list.iter().enumerate() {
+            if i == 0 || i + 1 == list.len() || i % step == 0 {
+                out.push((*p).clone());
+            }
+        }
+    }
+    out
 }
 
 /// `n` files `f0..f{n-1}` of pseudo-random bytes.
@@ -126,96 +174,4 @@ pub fn snapshot_ids(store: &Path) -> Vec<u64> {
         .iter()
         .map(|s| s["id"].as_u64().unwrap())
         .collect()
-}
-
-/// The store as it was after the last command that returned: everything in it was fsynced
-/// (the store fsyncs before a commit or a GC returns).
-pub struct DurableState {
-    log_len: u64,
-    files: HashSet<PathBuf>,
-}
-
-impl DurableState {
-    pub fn capture(store: &Path) -> DurableState {
-        DurableState {
-            log_len: std::fs::metadata(store.join("log/asl.log")).unwrap().len(),
-            files: files_under(store).into_iter().collect(),
-        }
-    }
-
-    /// Simulates a power cut after a writer was killed: every write that no fsync made
-    /// durable is dropped or cut short at random. Durable means: in the state captured
-    /// before the writer started, or named (directly, or as a sealed segment's block) by a
-    /// log record that survives the cut (SEGMENT_SEAL, or GC_COMMIT of a commit that merged
-    /// segments) — the store fsyncs a segment and its blocks before it appends the record,
-    /// so those cannot be lost while the record survives.
-    pub fn lose_unsynced_writes(&self, store: &Path, rng: &mut u64) {
-        let log_path = store.join("log/asl.log");
-        let bytes = std::fs::read(&log_path).unwrap();
-        let scan = asl_store::log::scan(&bytes).unwrap();
-        // Cut the log anywhere between the durable length and its current end.
-        let span = bytes.len() as u64 - self.log_len;
-        let cut = self.log_len + if span == 0 { 0 } else { next(rng) % (span + 1) };
-        let mut new_log = bytes[..cut as usize].to_vec();
-        // Records wholly inside what survives were written before the cut.
-        let mut survives = cut;
-        if next(rng).is_multiple_of(3) && cut < bytes.len() as u64 {
-            // The file kept its new length but the unsynced sectors never reached the disk
-            // and read as zeros. Disks write whole 512-byte sectors atomically, so the zeros
-            // start at a sector boundary past the durable data.
-            let z = cut.div_ceil(512) * 512;
-            if z < bytes.len() as u64 {
-                new_log = bytes.clone();
-                new_log[z as usize..].fill(0);
-                survives = z;
-            }
-        }
-        std::fs::write(&log_path, &new_log).unwrap();
-        let mut protected: HashSet<PathBuf> = HashSet::new();
-        for rec in scan
-            .records
-            .iter()
-            .filter(|r| r.offset + 48 + r.payload.len() as u64 <= survives)
-        {
-            // A commit that folds small segments into its own names it in GC_COMMIT.
-            let sealed = match asl_store::records::Event::decode(rec.record_type, &rec.payload) {
-                Ok(asl_store::records::Event::SegmentSeal { segment_id, .. }) => Some(segment_id),
-                Ok(asl_store::records::Event::GcCommit { segment_id, .. }) if segment_id != 0 => {
-                    Some(segment_id)
-                }
-                _ => None,
-            };
-            if let Some(segment_id) = sealed {
-                let seg = store
-                    .join("segments")
-                    .join(asl_store::segment::file_name(segment_id));
-                if let Ok((s, _)) =
-                    asl_store::segment::Segment::decode(&std::fs::read(&seg).unwrap_or_default())
-                {
-                    for b in &s.blocks {
-                        protected.insert(b.path(&store.join("blocks")));
-                    }
-                }
-                protected.insert(seg);
-            }
-        }
-        protected.insert(log_path);
-        for f in files_under(store) {
-            if self.files.contains(&f) || protected.contains(&f) {
-                continue;
-            }
-            match next(rng) % 3 {
-                0 => {
-                    let _ = std::fs::remove_file(&f);
-                }
-                1 => {
-                    let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
-                    let keep = if len == 0 { 0 } else { next(rng) % len };
-                    let file = std::fs::OpenOptions::new().write(true).open(&f).unwrap();
-                    file.set_len(keep).unwrap();
-                }
-                _ => {}
-            }
-        }
-    }
 }
