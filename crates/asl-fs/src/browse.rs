@@ -31,6 +31,15 @@ pub enum BrowseError {
         #[source]
         source: TreeError,
     },
+    /// A directory of one side of a diff could not be read: `old` says which side, `path` is
+    /// the directory's absolute path in that tree.
+    #[error("directory '{path}' of the {} tree: {source}", if *old { "old" } else { "new" })]
+    DiffSide {
+        old: bool,
+        path: String,
+        #[source]
+        source: Box<BrowseError>,
+    },
     #[error("'{path}' does not exist in the snapshot")]
     NotFound { path: String },
     #[error("'{path}' is not a directory")]
@@ -51,6 +60,7 @@ impl BrowseError {
             BrowseError::Store { source, .. } => source.is_integrity(),
             BrowseError::Content { source, .. } => source.is_integrity(),
             BrowseError::Tree { .. } => true,
+            BrowseError::DiffSide { source, .. } => source.is_integrity(),
             _ => false,
         }
     }
@@ -213,8 +223,16 @@ fn diff_into(
     if a == b {
         return Ok(());
     }
-    let ta = read_tree(store, a)?;
-    let tb = read_tree(store, b)?;
+    let side = |old: bool| {
+        let path = format!("/{}", String::from_utf8_lossy(prefix));
+        move |source| BrowseError::DiffSide {
+            old,
+            path,
+            source: Box::new(source),
+        }
+    };
+    let ta = read_tree(store, a).map_err(side(true))?;
+    let tb = read_tree(store, b).map_err(side(false))?;
     let (mut i, mut j) = (0, 0);
     let path_of = |prefix: &[u8], name: &[u8]| {
         let mut p = prefix.to_vec();
@@ -294,6 +312,8 @@ pub struct EntryUsing {
     /// Absolute path inside the tree (`/etc/passwd`).
     pub path: String,
     pub content: Reference,
+    /// The entry is a directory (its tree artifact is the one asked about).
+    pub directory: bool,
 }
 
 /// Every entry under `root` (files, and directories whose tree artifact is asked about) whose
@@ -309,6 +329,7 @@ pub fn entries_using(
         found.push(EntryUsing {
             path: "/".into(),
             content: *root,
+            directory: true,
         });
     }
     // Depth first; the same subtree under two names is walked under each, since each is a
@@ -325,6 +346,7 @@ pub fn entries_using(
                 found.push(EntryUsing {
                     path: path.clone(),
                     content,
+                    directory: e.kind == Kind::Dir,
                 });
             }
             if e.kind == Kind::Dir {

@@ -64,6 +64,8 @@ pub struct DamagedPath {
     pub path: String,
     /// `true`: the whole content is lost; `false`: only some chunks of a multi-chunk file.
     pub whole: bool,
+    /// The path is a directory: its listing is lost, and with it the way to everything below.
+    pub directory: bool,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -139,6 +139,8 @@ fn a_missing_block_file_makes_cat_ls_diff_restore_and_verify_exit_3_naming_it() 
     let diff = admin(&d.store, &["diff", "1", "2"]);
     assert_code(&diff, 3, "diff of snapshots whose trees are missing");
     assert_names(&diff.stderr, &id, "diff");
+    // Snapshot 1's root tree is in the missing block.
+    assert_names(&diff.stderr, "snapshot 1, /:", "diff");
 
     let target = d.target.to_str().unwrap();
     let restore = admin(&d.store, &["restore", "2", "--target", target]);
@@ -149,6 +151,94 @@ fn a_missing_block_file_makes_cat_ls_diff_restore_and_verify_exit_3_naming_it() 
     let verify = admin(&d.store, &["verify"]);
     assert_code(&verify, 3, "verify with a missing block");
     assert_names(&verify.stdout, &id, "verify");
+    // Every loss by snapshot and path: snapshot 1's root listing (its tree is in the block),
+    // and in snapshot 2 (whose root is in the other block) each entry the block held.
+    for lost in [
+        "lost: 1:/ (directory listing",
+        "lost: 2:/big (whole file)",
+        "lost: 2:/a.txt (whole file)",
+        "lost: 2:/sub (directory listing",
+    ] {
+        assert_names(&verify.stdout, lost, "verify");
+    }
+    assert!(!verify.stdout.contains("2:/new.txt"), "{}", verify.stdout);
+    let json = admin(&d.store, &["--json", "verify"]);
+    assert_code(&json, 3, "verify --json with a missing block");
+    let paths = lost_paths(&json.json());
+    assert!(paths.contains(&(2, "/big".into(), false)), "{paths:?}");
+    assert!(paths.contains(&(2, "/sub".into(), true)), "{paths:?}");
+    assert!(paths.contains(&(1, "/".into(), true)), "{paths:?}");
+}
+
+/// Every `(snapshot, path, directory)` the problems of a `verify --json` name.
+fn lost_paths(v: &serde_json::Value) -> Vec<(u64, String, bool)> {
+    v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["paths"].as_array().unwrap().iter())
+        .map(|p| {
+            (
+                p["snapshot"].as_u64().unwrap(),
+                p["path"].as_str().unwrap().to_string(),
+                p["directory"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_missing_segment_makes_verify_and_readers_exit_3_naming_snapshots_and_paths() {
+    let d = two_snapshots();
+    // Segment 2 holds the index entries of what snapshot 2 added: new.txt and its root tree.
+    let seg = d.store.join("segments/0000000000000002.seg");
+    std::fs::remove_file(&seg).unwrap();
+
+    let verify = admin(&d.store, &["verify"]);
+    assert_code(&verify, 3, "verify with a missing segment");
+    assert_names(&verify.stdout, "DAMAGED segment", "verify");
+    assert_names(&verify.stdout, "0000000000000002.seg", "verify");
+    assert_names(&verify.stdout, "lost: 2:/ (directory listing", "verify");
+    assert!(!verify.stdout.contains("lost: 1:"), "{}", verify.stdout);
+    let json = admin(&d.store, &["--json", "verify"]);
+    assert_code(&json, 3, "verify --json with a missing segment");
+    let v = json.json();
+    assert!(
+        v["problems"].as_array().unwrap().iter().any(|p| p["object"]
+            .as_str()
+            .unwrap()
+            .contains("0000000000000002.seg")),
+        "{}",
+        json.stdout
+    );
+    assert_eq!(lost_paths(&v), vec![(2, "/".to_string(), true)]);
+
+    let ls = admin(&d.store, &["ls", "2"]);
+    assert_code(&ls, 3, "ls of a snapshot whose index entries are lost");
+    assert_names(&ls.stderr, "snapshot 2, /", "ls");
+    let target = d.target.to_str().unwrap();
+    let restore = admin(&d.store, &["restore", "2", "--target", target]);
+    assert_code(
+        &restore,
+        3,
+        "restore of a snapshot whose index entries are lost",
+    );
+    assert_names(
+        &restore.stdout,
+        "nothing restored from snapshot 2",
+        "restore",
+    );
+    let diff = admin(&d.store, &["diff", "1", "2"]);
+    assert_code(
+        &diff,
+        3,
+        "diff with a snapshot whose index entries are lost",
+    );
+    assert_names(&diff.stderr, "snapshot 2, /:", "diff");
+    // Snapshot 1 does not need the lost segment.
+    let old = admin(&d.store, &["cat", "1:/a.txt"]);
+    assert_code(&old, 0, "cat from an intact snapshot");
+    assert_eq!(old.stdout, "hello\n");
 }
 
 #[test]
@@ -225,6 +315,10 @@ fn a_lost_root_tree_makes_restore_say_nothing_was_restored_and_exit_3() {
     assert_names(&cat.stderr, &id, "cat");
     let verify = admin(&d.store, &["verify"]);
     assert_code(&verify, 3, "verify of a lost root tree");
+    assert_names(&verify.stdout, "lost: 2:/ (directory listing", "verify");
+    let json = admin(&d.store, &["--json", "verify"]);
+    assert_code(&json, 3, "verify --json of a lost root tree");
+    assert_eq!(lost_paths(&json.json()), vec![(2, "/".to_string(), true)]);
     // Snapshot 1 does not need the lost block.
     let old = admin(&d.store, &["cat", "1:/a.txt"]);
     assert_code(&old, 0, "cat from an intact snapshot");

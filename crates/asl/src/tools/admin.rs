@@ -589,7 +589,14 @@ fn diff(store: &Store, old: &str, new: &str, out: OutputArgs) -> anyhow::Result<
     let (Some(ra), Some(rb)) = (a.root, b.root) else {
         return Err(fail(Code::Failure, "both snapshots need a tree"));
     };
-    let changes = asl_fs::diff(&store.reader(), &ra, &rb).map_err(browse_error)?;
+    let changes = asl_fs::diff(&store.reader(), &ra, &rb).map_err(|e| match e {
+        // Damage is named as everywhere else: the snapshot and the path in it.
+        asl_fs::BrowseError::DiffSide { old, path, source } if source.is_integrity() => {
+            let snap = if old { a.id } else { b.id };
+            browse_error(*source).context(format!("snapshot {snap}, {path}"))
+        }
+        e => browse_error(e),
+    })?;
     // Paths as the snapshot's absolute paths, the same in text and JSON; the library's are
     // relative to the roots.
     #[derive(serde::Serialize)]
@@ -699,24 +706,27 @@ fn name_damaged_paths(store: &Store, rep: &mut asl_store::verify::VerifyReport) 
             wanted.entry(*s).or_default().extend(arts.iter().copied());
         }
     }
-    let mut at: HashMap<(u64, asl_store::Reference), Vec<String>> = HashMap::new();
+    let mut at: HashMap<(u64, asl_store::Reference), Vec<(String, bool)>> = HashMap::new();
     for snap in store.snapshots() {
         let (Some(set), Some(root)) = (wanted.get(&snap.id), snap.root) else {
             continue;
         };
         let reader = store.reader_at(snap);
         for e in asl_fs::entries_using(&reader, &root, set) {
-            at.entry((snap.id, e.content)).or_default().push(e.path);
+            at.entry((snap.id, e.content))
+                .or_default()
+                .push((e.path, e.directory));
         }
     }
     for p in &mut rep.problems {
         for a in p.artifacts.iter().filter_map(|a| a.parse().ok()) {
             for s in &p.snapshots {
-                for path in at.get(&(*s, a)).into_iter().flatten() {
+                for (path, directory) in at.get(&(*s, a)).into_iter().flatten() {
                     p.paths.push(asl_store::verify::DamagedPath {
                         snapshot: *s,
                         path: path.clone(),
                         whole: !p.partial,
+                        directory: *directory,
                     });
                 }
             }
@@ -778,7 +788,9 @@ fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {
                 "  lost: {}:{} ({})\n",
                 d.snapshot,
                 d.path,
-                if d.whole {
+                if d.directory {
+                    "directory listing: everything below it is out of reach"
+                } else if d.whole {
                     "whole file"
                 } else {
                     "part of the file: some of its chunks"
