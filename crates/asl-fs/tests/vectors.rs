@@ -191,6 +191,7 @@ fn vector_meta() -> SnapshotMeta {
             "errors": 0,
             "changed_during_read": 0,
         }),
+        commit_key: None,
     }
 }
 

@@ -31,6 +31,10 @@ pub struct SnapshotMeta {
     /// Free-form figures (files, bytes ...), kept as given.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub summary: serde_json::Value,
+    /// The key a remote client chose for this commit: a retried commit carrying the same key
+    /// finds this snapshot instead of making a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_key: Option<String>,
 }
 
 impl SnapshotMeta {

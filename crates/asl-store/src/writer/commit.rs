@@ -96,6 +96,26 @@ impl Writer {
         })
     }
 
+    /// Makes everything put so far durable and visible in CURRENT, without a snapshot:
+    /// blocks sealed, one segment written, one `SEGMENT_SEAL` (or merging `GC_COMMIT`)
+    /// appended. Returns the number of new index entries (0: nothing was written).
+    ///
+    /// A server acknowledges an upload only after this, so that what a client was told is
+    /// stored survives the server's crash. No snapshot reaches the entries until one whose
+    /// tree does is committed; GC drops them if none ever does.
+    pub fn flush(&mut self) -> Result<u64> {
+        self.seal_session_blocks()?;
+        let session = std::mem::take(&mut *self.lock_session());
+        let records = self.session_records(&session)?;
+        let new_records = records.len() as u64;
+        let Some(segment) = self.write_commit_segment(records)? else {
+            return Ok(0);
+        };
+        let seqs = self.append(&[segment.seal_event()])?;
+        self.add_committed_segment(&segment, seqs[0]);
+        Ok(new_records)
+    }
+
     /// Seals the open block and waits for every block sealing in the background; the next
     /// session numbers its blocks from 0 again.
     fn seal_session_blocks(&self) -> Result<()> {
