@@ -41,11 +41,7 @@ pub struct asl_capture_result {
 
 /// The children of typed artifacts, for verify: the same decoders the CLI names.
 fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
-    match tag {
-        TypeTag::TREE => asl_fs::tree_children(bytes).map_err(|e| e.to_string()),
-        TypeTag::RECEIPT | TypeTag::EDGE => asl_prov::children(tag, bytes),
-        _ => Ok(Vec::new()),
-    }
+    asl_prov::artifact_children(tag, bytes)
 }
 
 /// Verifies the store as the handle sees it, as `asl-admin verify` does: the log chain,

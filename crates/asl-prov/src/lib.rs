@@ -32,5 +32,5 @@ pub mod trace;
 pub mod verify;
 
 pub use error::{ProvError, Result};
-pub use receipt::{Edge, Receipt, children};
+pub use receipt::{Edge, Receipt, artifact_children, children};
 pub use trace::TraceMode;

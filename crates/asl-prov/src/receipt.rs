@@ -279,6 +279,16 @@ impl Edge {
 }
 
 /// Every reference a receipt or edge artifact names, for GC and verify. Other tags: none.
+/// The references any typed artifact of the toolkit holds (a tree's entries, a receipt's or
+/// an edge's artifacts), for GC, verify and a server's completeness check: the one place
+/// that knows which decoder lists which type's references.
+pub fn artifact_children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
+    match tag {
+        TypeTag::TREE => asl_fs::tree_children(bytes).map_err(|e| e.to_string()),
+        _ => children(tag, bytes),
+    }
+}
+
 pub fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
     match tag {
         TypeTag::RECEIPT => Receipt::decode(bytes)?.references(),

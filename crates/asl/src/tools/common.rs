@@ -125,14 +125,9 @@ pub fn open_writer(arg: &StoreArg) -> anyhow::Result<Writer> {
     Writer::open(&dir).map_err(store_error)
 }
 
-/// The children of typed artifacts, for GC and verify: the one place that knows which
-/// decoder lists which artifact type's references.
+/// The children of typed artifacts, for GC and verify ([`asl_prov::artifact_children`]).
 pub fn children(tag: TypeTag, bytes: &[u8]) -> Result<Vec<Reference>, String> {
-    match tag {
-        TypeTag::TREE => asl_fs::tree_children(bytes).map_err(|e| e.to_string()),
-        TypeTag::RECEIPT | TypeTag::EDGE => asl_prov::children(tag, bytes),
-        _ => Ok(Vec::new()),
-    }
+    asl_prov::artifact_children(tag, bytes)
 }
 
 /// Formats a byte count for people, in binary units with one decimal: `0 B`, `1023 B`,
