@@ -1,7 +1,7 @@
 //! Snapshots: a log position plus what the operator needs to know about it.
 
 /// A retained snapshot: `(SnapshotID, LogPosition)` and metadata.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Snapshot {
     pub id: u64,
     /// The logseq of the SNAPSHOT record; the snapshot sees every record before it.
@@ -47,6 +47,38 @@ impl SnapshotMeta {
             ..SnapshotMeta::default()
         }
     }
+}
+
+/// Resolves a snapshot name among `snapshots` (by id): a numeric id (`#` allowed before it),
+/// `latest`, or a label (the latest snapshot carrying it).
+pub fn resolve<'a>(
+    snapshots: &'a std::collections::BTreeMap<u64, Snapshot>,
+    name: &str,
+) -> crate::Result<&'a Snapshot> {
+    use crate::StoreError;
+    let latest = || {
+        snapshots
+            .values()
+            .next_back()
+            .ok_or(StoreError::NoSnapshots)
+    };
+    if snapshots.is_empty() {
+        return Err(StoreError::NoSnapshots);
+    }
+    if name == "latest" {
+        return latest();
+    }
+    let trimmed = name.trim_start_matches('#');
+    if let Ok(id) = trimmed.parse::<u64>() {
+        return snapshots
+            .get(&id)
+            .ok_or_else(|| StoreError::NoSuchSnapshot(name.to_string()));
+    }
+    snapshots
+        .values()
+        .rev()
+        .find(|s| s.meta.label.as_deref() == Some(name))
+        .ok_or_else(|| StoreError::NoSuchSnapshot(name.to_string()))
 }
 
 pub fn hostname() -> String {

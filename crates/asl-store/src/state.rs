@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use crate::block::{BlockId, Codec, RecordKind};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::log::{Scan, Tail};
 use crate::records::Event;
 use crate::reference::{HashAlgo, Reference};
@@ -342,24 +342,7 @@ impl State {
 
     /// Resolves a snapshot name: a numeric id, `latest`, or a label (latest with that label).
     pub fn resolve_snapshot(&self, name: &str) -> Result<&Snapshot> {
-        if self.snapshots.is_empty() {
-            return Err(StoreError::NoSnapshots);
-        }
-        if name == "latest" {
-            return self.latest_snapshot().ok_or(StoreError::NoSnapshots);
-        }
-        let trimmed = name.trim_start_matches('#');
-        if let Ok(id) = trimmed.parse::<u64>() {
-            return self
-                .snapshots
-                .get(&id)
-                .ok_or_else(|| StoreError::NoSuchSnapshot(name.to_string()));
-        }
-        self.snapshots
-            .values()
-            .rev()
-            .find(|s| s.meta.label.as_deref() == Some(name))
-            .ok_or_else(|| StoreError::NoSuchSnapshot(name.to_string()))
+        crate::snapshot::resolve(&self.snapshots, name)
     }
 }
 

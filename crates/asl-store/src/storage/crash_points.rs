@@ -13,6 +13,9 @@
 //! A block is fsynced as `sync:open-block` and sealed by `rename:block`; a segment likewise
 //! (`sync:open-segment`, `rename:segment`); a commit ends with `write:log` and `sync:log`.
 //!
+//! Besides storage operations, a remote client passes `remote:upload` before each upload and
+//! `remote:commit` before its commit ([`reached`]).
+//!
 //! `ASL_CRASH_AT=trace` kills nothing and prints every point passed, with its count, to
 //! standard error as `asl-crash-point POINT#N`: the list a test walks.
 
@@ -73,10 +76,16 @@ pub fn file_kind(path: &Path) -> &'static str {
 }
 
 impl CrashPoints {
-    /// The crash points `ASL_CRASH_AT` asks for, if it is set.
+    /// The crash points `ASL_CRASH_AT` asks for, if it is set: one set per process, shared
+    /// by every store it opens and by [`reached`].
     pub fn from_env() -> Option<CrashPoints> {
-        let spec = std::env::var("ASL_CRASH_AT").ok()?;
-        Some(CrashPoints::new(&spec))
+        static GLOBAL: std::sync::OnceLock<Option<CrashPoints>> = std::sync::OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let spec = std::env::var("ASL_CRASH_AT").ok()?;
+                Some(CrashPoints::new(&spec))
+            })
+            .clone()
     }
 
     /// Crash points for `spec` (`POINT`, `POINT#N` or `trace`).
@@ -106,10 +115,22 @@ impl CrashPoints {
     }
 }
 
+/// Passes a named point that is not a storage operation (a remote client's `remote:upload`
+/// before each upload, `remote:commit` before its commit): counted, traced and fatal like
+/// the others when `ASL_CRASH_AT` names it.
+pub fn reached(point: &str) {
+    if let Some(points) = CrashPoints::from_env() {
+        points.points.pass_point(point.to_string());
+    }
+}
+
 impl Points {
     /// Counts the point `operation:kind(path)`; dies there if it is the one asked for.
     fn pass(&self, operation: &str, path: &Path) {
-        let point = format!("{operation}:{}", file_kind(path));
+        self.pass_point(format!("{operation}:{}", file_kind(path)));
+    }
+
+    fn pass_point(&self, point: String) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let n = seen.entry(point.clone()).or_insert(0);
         *n += 1;
