@@ -1,0 +1,26 @@
+//! # asl-remote — stores served over the network
+//!
+//! `asl-server` serves one or more stores (one per domain) over HTTPS, by a versioned API
+//! (`docs/REMOTE.md` is its specification, [`api`] its types); clients prove themselves with
+//! the ed25519 keys `asl-key` makes ([`auth`]), and `server.conf` gives each key its rights
+//! per store ([`config`]). [`client`] is the other side: an [`asl_store::ArtifactWrite`] that
+//! intake writes to and an [`asl_store::ArtifactRead`] that restore reads from.
+//!
+//! Contract: a remote intake gives the same references as a local one of the same tree; the
+//! server accepts nothing it has not verified (every artifact is hashed on arrival, a commit
+//! is refused until everything its root reaches is stored); what the server acknowledged is
+//! durable; a commit retried with its key never makes a second snapshot.
+//!
+//! Not yet: an object-store (S3) backend behind the storage seam, mTLS client certificates,
+//! chunk-level deduplication on the wire for large files (a changed large file is sent
+//! whole; the server still stores only its new chunks).
+
+pub mod api;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod server;
+
+pub use client::{Remote, RemoteError, RemoteReader, RemoteWriter};
+pub use config::ServerConf;
+pub use server::Server;

@@ -1,0 +1,902 @@
+//! `asl-server`: serves stores over HTTPS (or plain HTTP on loopback) by the API of
+//! [`crate::api`].
+//!
+//! Each store is opened for writing once, at start, and held: the server is its one writer,
+//! so commits from many clients are serialised here. Uploads go into the writer's session
+//! and are made durable ([`asl_store::Writer::flush`]) before they are acknowledged, so that
+//! what a client was told is stored survives the server's crash. A commit is accepted only
+//! when every artifact its root reaches is in the store; the server reads the trees (and
+//! receipts) itself, since clients are not trusted. Reads are served from a read-only view
+//! refreshed after every commit.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use asl_store::{ArtifactRead, ArtifactWrite, Reference, Store, TypeTag, Writer};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+
+use crate::api::{self, ErrorBody, ErrorDetail};
+use crate::auth::{AuthError, Claim, ReplayGuard, sha256_hex};
+use crate::config::{Right, ServerConf};
+
+/// A failed request: its status and the error body.
+#[derive(Debug)]
+pub struct ApiFailure {
+    status: StatusCode,
+    detail: ErrorDetail,
+}
+
+impl ApiFailure {
+    fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> ApiFailure {
+        ApiFailure {
+            status,
+            detail: ErrorDetail {
+                kind: kind.into(),
+                message: message.into(),
+                missing: Vec::new(),
+            },
+        }
+    }
+    fn bad(message: impl Into<String>) -> ApiFailure {
+        ApiFailure::new(StatusCode::BAD_REQUEST, "bad-request", message)
+    }
+    fn store(e: impl std::fmt::Display, enospc: bool) -> ApiFailure {
+        if enospc {
+            ApiFailure::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "no-space",
+                format!("the server's disk is full: {e}"),
+            )
+        } else {
+            ApiFailure::new(StatusCode::INTERNAL_SERVER_ERROR, "server", e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(ErrorBody { error: self.detail })).into_response()
+    }
+}
+
+/// Whether a store error is the disk running full.
+fn is_enospc(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error())
+        {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn store_failure(e: asl_store::StoreError) -> ApiFailure {
+    let full = is_enospc(&e);
+    ApiFailure::store(e, full)
+}
+
+/// One served store.
+struct Served {
+    writer: RwLock<Writer>,
+    /// The read view, as of the last commit.
+    view: RwLock<Arc<Store>>,
+    /// Trees (and receipts) whose whole closure a commit has checked: later commits stop
+    /// there.
+    complete: Mutex<HashSet<Reference>>,
+}
+
+struct Shared {
+    conf: ServerConf,
+    stores: BTreeMap<String, Arc<Served>>,
+    replay: ReplayGuard,
+}
+
+type Ctx = State<Arc<Shared>>;
+
+/// The server, its stores open.
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store '{name}' at {path}: {source}")]
+    Store {
+        name: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: asl_store::StoreError,
+    },
+    #[error("{0}")]
+    Tls(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Server {
+    /// Opens (creating where missing) every configured store for writing.
+    pub fn open(conf: ServerConf) -> Result<Server, StartError> {
+        let mut stores = BTreeMap::new();
+        for (name, path) in &conf.stores {
+            let failed = |source| StartError::Store {
+                name: name.clone(),
+                path: path.clone(),
+                source,
+            };
+            let writer = Writer::open_or_init(path, &Default::default()).map_err(failed)?;
+            let view = Store::open(path).map_err(failed)?;
+            stores.insert(
+                name.clone(),
+                Arc::new(Served {
+                    writer: RwLock::new(writer),
+                    view: RwLock::new(Arc::new(view)),
+                    complete: Mutex::new(HashSet::new()),
+                }),
+            );
+        }
+        Ok(Server {
+            shared: Arc::new(Shared {
+                conf,
+                stores,
+                replay: ReplayGuard::default(),
+            }),
+        })
+    }
+
+    fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/stores/{store}", get(info))
+            .route("/v1/stores/{store}/missing", post(missing))
+            .route("/v1/stores/{store}/artifacts", post(upload_batch))
+            .route(
+                "/v1/stores/{store}/artifacts/{reference}",
+                get(read_artifact).put(upload_stream),
+            )
+            .route("/v1/stores/{store}/commit", post(commit))
+            .route("/v1/stores/{store}/snapshots", get(snapshots))
+            .route("/v1/stores/{store}/verify", post(verify))
+            .with_state(self.shared.clone())
+    }
+
+    /// Listens and serves until `shutdown` resolves. `ready` gets the bound address (the
+    /// port is chosen by the kernel when the configuration says 0).
+    pub async fn serve(
+        self,
+        ready: impl FnOnce(SocketAddr),
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), StartError> {
+        let addr = self.shared.conf.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| StartError::Listen { addr, source })?;
+        let tls = match &self.shared.conf.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        let app = self.router();
+        ready(bound);
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    // A client that went away before being accepted: nothing to do.
+                    Err(_) => continue,
+                },
+                () = &mut shutdown => return Ok(()),
+            };
+            let app = app.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let builder = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                );
+                // A connection that fails (a client that hangs up, a bad handshake) concerns
+                // that client only.
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            let _ = builder
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = builder
+                            .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                            .await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, StartError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(StartError::Tls(format!(
+            "{}: no certificate in it",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", key.display())))?;
+    // ring, not aws-lc-rs: it builds with no C toolchain beyond cc, on every machine the
+    // toolkit targets. rustls marks it deprecated only because it offers no post-quantum key
+    // exchange; the classical X25519 handshake it does offer is what ureq clients use too.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StartError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| StartError::Tls(format!("{}: {e}", cert.display())))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Authenticates a request and checks that its key holds one of `need` on the store.
+/// Returns the store and the claim (whose `content_sha256` the body must match).
+fn authorize(
+    shared: &Shared,
+    store: &str,
+    headers: &HeaderMap,
+    method: &Method,
+    uri: &Uri,
+    need: &[Right],
+) -> Result<(Arc<Served>, Claim), ApiFailure> {
+    let unauth =
+        |e: AuthError| ApiFailure::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string());
+    let claim =
+        Claim::from_headers(|n| headers.get(n).and_then(|v| v.to_str().ok())).map_err(unauth)?;
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    shared
+        .replay
+        .check(&claim, method.as_str(), path, |k| {
+            shared.conf.keys.contains_key(k)
+        })
+        .map_err(unauth)?;
+    let served = shared.stores.get(store).cloned();
+    let rights = shared.conf.rights(&claim.key, store);
+    let name = shared
+        .conf
+        .keys
+        .get(&claim.key)
+        .cloned()
+        .unwrap_or_default();
+    match served {
+        Some(s) if need.iter().any(|r| rights.contains(r)) => Ok((s, claim)),
+        // An unknown store and a store the key may not use look the same from outside.
+        _ => Err(ApiFailure::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "key '{name}' may not {} store '{store}'",
+                need.iter()
+                    .map(|r| r.name())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        )),
+    }
+}
+
+fn body_matches(claim: &Claim, body: &[u8]) -> Result<(), ApiFailure> {
+    if sha256_hex(body) != claim.content_sha256 {
+        return Err(ApiFailure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the body does not match the signed x-asl-content-sha256",
+        ));
+    }
+    Ok(())
+}
+
+async fn buffered(body: Body) -> Result<Bytes, ApiFailure> {
+    axum::body::to_bytes(body, api::MAX_BATCH_BYTES)
+        .await
+        .map_err(|e| {
+            ApiFailure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                format!(
+                    "the body is larger than {} bytes or broken: {e}",
+                    api::MAX_BATCH_BYTES
+                ),
+            )
+        })
+}
+
+fn parse_ref(text: &str) -> Result<Reference, ApiFailure> {
+    text.parse::<Reference>()
+        .map_err(|e| ApiFailure::bad(format!("'{}' is not a reference: {e}", text.escape_debug())))
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiFailure> + Send + 'static,
+) -> Result<T, ApiFailure> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server",
+            format!("internal error: {e}"),
+        )
+    })?
+}
+
+fn write_lock(s: &Served) -> std::sync::RwLockWriteGuard<'_, Writer> {
+    s.writer.write().unwrap_or_else(|p| p.into_inner())
+}
+fn read_lock(s: &Served) -> std::sync::RwLockReadGuard<'_, Writer> {
+    s.writer.read().unwrap_or_else(|p| p.into_inner())
+}
+fn view(s: &Served) -> Arc<Store> {
+    s.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+async fn info(
+    State(sh): Ctx,
+    UrlPath(store): UrlPath<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(
+        &sh,
+        &store,
+        &headers,
+        &method,
+        &uri,
+        &[Right::Read, Right::Write, Right::Admin],
+    )?;
+    body_matches(&claim, b"")?;
+    let v = view(&served);
+    let rights = sh.conf.rights(&claim.key, &store);
+    Ok(axum::Json(api::StoreInfo {
+        store,
+        hash: v.config().hash.clone(),
+        domain_id: v.config().domain_id,
+        rights: rights.iter().map(|r| r.name().to_string()).collect(),
+    })
+    .into_response())
+}
+
+async fn missing(
+    State(sh): Ctx,
+    UrlPath(store): UrlPath<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(
+        &sh,
+        &store,
+        &headers,
+        &method,
+        &uri,
+        &[Right::Read, Right::Write],
+    )?;
+    let body = buffered(body).await?;
+    body_matches(&claim, &body)?;
+    let req: api::MissingRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiFailure::bad(format!("not a missing request: {e}")))?;
+    if req.refs.len() > api::MAX_MISSING_BATCH {
+        return Err(ApiFailure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("at most {} references per request", api::MAX_MISSING_BATCH),
+        ));
+    }
+    let refs: Vec<Reference> = req
+        .refs
+        .iter()
+        .map(|r| parse_ref(r))
+        .collect::<Result<_, _>>()?;
+    let missing = blocking(move || {
+        let w = read_lock(&served);
+        Ok(refs
+            .iter()
+            .filter(|r| !w.contains(r))
+            .map(Reference::to_string)
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(axum::Json(api::MissingResponse { missing }).into_response())
+}
+
+/// Stores one artifact and checks that it is the one announced.
+fn put_checked(
+    w: &Writer,
+    announced: &Reference,
+    tag: u32,
+    bytes: &[u8],
+) -> Result<u64, ApiFailure> {
+    let put = w
+        .put_bytes(bytes, TypeTag(tag))
+        .map_err(|e| ApiFailure::store(&e, is_enospc(&e)))?;
+    if put.reference != *announced {
+        return Err(ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hash-mismatch",
+            format!("the bytes sent as {announced} hash to {}", put.reference),
+        ));
+    }
+    Ok(put.new_bytes)
+}
+
+/// Makes the session durable before an upload is acknowledged.
+fn flush(served: &Served) -> Result<(), ApiFailure> {
+    write_lock(served)
+        .flush()
+        .map(|_| ())
+        .map_err(store_failure)
+}
+
+async fn upload_batch(
+    State(sh): Ctx,
+    UrlPath(store): UrlPath<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Write])?;
+    let body = buffered(body).await?;
+    body_matches(&claim, &body)?;
+    // Every frame is decoded and every reference parsed before anything is stored.
+    let mut frames = Vec::new();
+    for f in api::FrameReader::new(&body) {
+        let f = f.map_err(|e| ApiFailure::bad(e.to_string()))?;
+        frames.push((parse_ref(f.reference)?, f.type_tag, f.bytes));
+    }
+    let frames: Vec<(Reference, u32, Vec<u8>)> = frames
+        .into_iter()
+        .map(|(r, t, b)| (r, t, b.to_vec()))
+        .collect();
+    let resp = blocking(move || {
+        let mut resp = api::UploadResponse::default();
+        {
+            let w = read_lock(&served);
+            for (r, tag, bytes) in &frames {
+                resp.new_bytes += put_checked(&w, r, *tag, bytes)?;
+                resp.artifacts += 1;
+            }
+        }
+        flush(&served)?;
+        Ok(resp)
+    })
+    .await?;
+    Ok(axum::Json(resp).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct TagQuery {
+    tag: Option<u32>,
+}
+
+/// A blocking reader fed by the async body, chunk by chunk.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(b) => self.current = b,
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+async fn upload_stream(
+    State(sh): Ctx,
+    UrlPath((store, reference)): UrlPath<(String, String)>,
+    Query(q): Query<TagQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Write])?;
+    let announced = parse_ref(&reference)?;
+    let tag = TypeTag(q.tag.unwrap_or(0));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
+    let writer_side = served.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        let w = read_lock(&writer_side);
+        let mut source = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        w.put_reader(&mut source, tag)
+    });
+    // Feed the body to the store, hashing it as it goes; the signature covers its hash.
+    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+    let mut total = 0u64;
+    let mut stream = body.into_data_stream();
+    let mut failure = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(bytes) => {
+                total += bytes.len() as u64;
+                if total > api::MAX_ARTIFACT_BYTES {
+                    failure = Some(ApiFailure::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too-large",
+                        "the artifact is too large",
+                    ));
+                    break;
+                }
+                sha2::Digest::update(&mut hasher, &bytes);
+                // The store side stopped reading: its error is reported below.
+                let tx = tx.clone();
+                if tokio::task::spawn_blocking(move || tx.send(bytes))
+                    .await
+                    .map_or(true, |r| r.is_err())
+                {
+                    break;
+                }
+            }
+            Err(e) => {
+                failure = Some(ApiFailure::bad(format!("the body broke off: {e}")));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let put = stored.await.map_err(|e| {
+        ApiFailure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server",
+            format!("internal error: {e}"),
+        )
+    })?;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    if hex::encode(sha2::Digest::finalize(hasher)) != claim.content_sha256 {
+        return Err(ApiFailure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "the body does not match the signed x-asl-content-sha256",
+        ));
+    }
+    let put = put.map_err(|e| ApiFailure::store(&e, is_enospc(&e)))?;
+    if put.reference != announced {
+        return Err(ApiFailure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "hash-mismatch",
+            format!("the bytes sent as {announced} hash to {}", put.reference),
+        ));
+    }
+    blocking(move || flush(&served)).await?;
+    Ok(axum::Json(api::UploadResponse {
+        artifacts: 1,
+        new_bytes: put.new_bytes,
+    })
+    .into_response())
+}
+
+/// The references `root` reaches that the store lacks (at most 1000), reading every tree
+/// and receipt on the way; stops at what an earlier commit found complete. Returns the
+/// artifacts walked, which are complete when nothing is missing.
+fn closure(
+    w: &Writer,
+    complete: &HashSet<Reference>,
+    root: Reference,
+) -> Result<(Vec<Reference>, Vec<Reference>), ApiFailure> {
+    let reader = w.reader();
+    let mut missing = Vec::new();
+    let mut walked = Vec::new();
+    let mut seen = HashSet::new();
+    let mut todo = vec![root];
+    while let Some(r) = todo.pop() {
+        if complete.contains(&r) || !seen.insert(r) {
+            continue;
+        }
+        let Some(loc) = reader.locate(&r) else {
+            missing.push(r);
+            if missing.len() >= 1000 {
+                break;
+            }
+            continue;
+        };
+        let tag = TypeTag(loc.type_tag);
+        if tag == TypeTag::BYTES {
+            continue;
+        }
+        let bytes = reader.read_all(&r).map_err(|e| {
+            ApiFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "damaged",
+                format!("reading {r}: {e}"),
+            )
+        })?;
+        let children = asl_prov::artifact_children(tag, &bytes).map_err(|e| {
+            ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad-request",
+                format!("artifact {r} (type {}) does not decode: {e}", tag.0),
+            )
+        })?;
+        walked.push(r);
+        todo.extend(children);
+    }
+    Ok((missing, walked))
+}
+
+async fn commit(
+    State(sh): Ctx,
+    UrlPath(store): UrlPath<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Write])?;
+    let body = buffered(body).await?;
+    body_matches(&claim, &body)?;
+    let req: api::CommitRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiFailure::bad(format!("not a commit request: {e}")))?;
+    let root = parse_ref(&req.root)?;
+    if req.key.is_empty() || req.key.len() > 128 {
+        return Err(ApiFailure::bad(
+            "the commit key must be 1 to 128 characters",
+        ));
+    }
+    let resp = blocking(move || {
+        let mut w = write_lock(&served);
+        // A retry of a commit that was made (its response lost) finds it.
+        for id in w.snapshot_ids().into_iter().rev() {
+            if let Ok(s) = w.resolve_snapshot(&id.to_string())
+                && s.meta.commit_key.as_deref() == Some(req.key.as_str())
+            {
+                return Ok(api::CommitResponse {
+                    snapshot: s.clone(),
+                    created: false,
+                });
+            }
+        }
+        w.flush().map_err(store_failure)?;
+        let complete = served.complete.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (missing, walked) = closure(&w, &complete, root)?;
+        if !missing.is_empty() {
+            let mut f = ApiFailure::new(
+                StatusCode::CONFLICT,
+                "incomplete",
+                format!(
+                    "the snapshot is not complete: {} artifact(s) it reaches are not in the store{}",
+                    missing.len(),
+                    if missing.len() >= 1000 { " (the first 1000 listed)" } else { "" }
+                ),
+            );
+            f.detail.missing = missing.iter().map(Reference::to_string).collect();
+            return Err(f);
+        }
+        let mut meta = req.meta;
+        meta.commit_key = Some(req.key);
+        let c = w.commit(Some(root), meta).map_err(store_failure)?;
+        served
+            .complete
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(walked);
+        let fresh = Store::open_in(w.layout().clone()).map_err(store_failure)?;
+        *served.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        Ok(api::CommitResponse {
+            snapshot: c.snapshot,
+            created: true,
+        })
+    })
+    .await?;
+    let status = if resp.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(resp)).into_response())
+}
+
+async fn snapshots(
+    State(sh): Ctx,
+    UrlPath(store): UrlPath<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Read])?;
+    body_matches(&claim, b"")?;
+    let v = view(&served);
+    let list: Vec<asl_store::Snapshot> = v.snapshots().into_iter().cloned().collect();
+    Ok(axum::Json(list).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct ReadQuery {
+    snapshot: Option<u64>,
+}
+
+/// A sink that keeps bytes `[from, to)` of what is written to it.
+struct RangeSink {
+    from: u64,
+    to: u64,
+    at: u64,
+    out: Vec<u8>,
+}
+
+impl std::io::Write for RangeSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let start = self.at;
+        let end = start + buf.len() as u64;
+        let lo = self.from.max(start);
+        let hi = self.to.min(end);
+        if lo < hi {
+            self.out
+                .extend_from_slice(&buf[(lo - start) as usize..(hi - start) as usize]);
+        }
+        self.at = end;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `bytes=A-B` or `bytes=A-` of a Range header.
+fn parse_range(h: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = h.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let from: u64 = a.parse().ok()?;
+    let to: u64 = if b.is_empty() {
+        len
+    } else {
+        b.parse::<u64>().ok()?.saturating_add(1).min(len)
+    };
+    (from < to).then_some((from, to))
+}
+
+async fn read_artifact(
+    State(sh): Ctx,
+    UrlPath((store, reference)): UrlPath<(String, String)>,
+    Query(q): Query<ReadQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Read])?;
+    body_matches(&claim, b"")?;
+    let r = parse_ref(&reference)?;
+    let range = headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let v = view(&served);
+    let (status, bytes, total) = blocking(move || {
+        let snap = match q.snapshot {
+            Some(id) => Some(v.resolve_snapshot(&id.to_string()).map_err(|_| {
+                ApiFailure::new(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("no snapshot {id}"),
+                )
+            })?),
+            None => None,
+        };
+        let reader = match snap {
+            Some(s) => v.reader_at(s),
+            None => v.reader(),
+        };
+        let Some(len) = reader.artifact_len(&r) else {
+            return Err(ApiFailure::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!(
+                    "artifact {r} is not in the store{}",
+                    q.snapshot
+                        .map(|s| format!(" as of snapshot {s}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        };
+        let (from, to, status) = match range.as_deref().and_then(|h| parse_range(h, len)) {
+            Some((a, b)) => (a, b, StatusCode::PARTIAL_CONTENT),
+            None => (0, len, StatusCode::OK),
+        };
+        let mut sink = RangeSink {
+            from,
+            to,
+            at: 0,
+            out: Vec::new(),
+        };
+        reader.read_to(&r, &mut sink).map_err(|e| {
+            let kind = if e.is_integrity() {
+                "damaged"
+            } else {
+                "server"
+            };
+            ApiFailure::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                kind,
+                format!("reading {r}: {e}"),
+            )
+        })?;
+        Ok((status, sink.out, len))
+    })
+    .await?;
+    let mut resp = (status, bytes).into_response();
+    if let Ok(v) = total.to_string().parse() {
+        resp.headers_mut().insert("x-asl-artifact-length", v);
+    }
+    Ok(resp)
+}
+
+#[derive(serde::Deserialize)]
+struct VerifyQuery {
+    read_data: Option<bool>,
+}
+
+async fn verify(
+    State(sh): Ctx,
+    UrlPath(store): UrlPath<String>,
+    Query(q): Query<VerifyQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(
+        &sh,
+        &store,
+        &headers,
+        &method,
+        &uri,
+        &[Right::Admin, Right::Read],
+    )?;
+    body_matches(&claim, b"")?;
+    let v = view(&served);
+    let rep = blocking(move || {
+        Ok(asl_store::verify::verify(
+            &v,
+            &asl_store::verify::VerifyOptions {
+                read_data: q.read_data.unwrap_or(false),
+            },
+            &asl_prov::artifact_children,
+        ))
+    })
+    .await?;
+    Ok(axum::Json(rep).into_response())
+}
