@@ -11,8 +11,9 @@ use clap::{Parser, Subcommand};
 
 use super::common::{
     OutputArgs, StoreArg, StoreToolArgs, check_inner_path, children, human_bytes, open_store,
-    open_writer, resolve, split_snapshot_path, store_error,
+    open_writer, split_snapshot_path, store_error,
 };
+use super::source::{RemoteArgs, Source, remote_error};
 use crate::exit::{Code, fail};
 
 #[derive(Parser, Debug)]
@@ -23,11 +24,15 @@ Snapshots are named by id (3 or #3), by label (the newest snapshot with it), or 
 S:PATH names a path inside a snapshot.",
     after_help = "Exit codes: 0 ok, 1 failure (also a bug in asl), 2 usage, 3 damage found \
 (verify, restore, cat, ls, diff; any reading command on a damaged log; see docs/EXIT-CODES.md).\n\n\
-Examples:\n  asl-admin snapshots\n  asl-admin ls latest:/etc\n  asl-admin restore rescue-sda2:/home --target /mnt/restore\n  asl-admin verify --read-data\n  asl-admin gc --keep-last 5"
+With --remote URL, snapshots, show, ls, cat, diff, restore and verify work on a store that \
+asl-server serves (docs/REMOTE.md).\n\n\
+Examples:\n  asl-admin snapshots\n  asl-admin ls latest:/etc\n  asl-admin --remote https://vault:8443/main --key me.key restore latest --target /mnt/r\n  asl-admin restore rescue-sda2:/home --target /mnt/restore\n  asl-admin verify --read-data\n  asl-admin gc --keep-last 5"
 )]
 pub struct Admin {
     #[command(flatten)]
     common: StoreToolArgs,
+    #[command(flatten)]
+    remote: RemoteArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -160,24 +165,52 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         }
         Ok(store)
     };
+    let remote = a.remote.connect()?;
+    let reading = matches!(
+        a.cmd,
+        Cmd::Snapshots
+            | Cmd::Show { .. }
+            | Cmd::Ls { .. }
+            | Cmd::Cat { .. }
+            | Cmd::Diff { .. }
+            | Cmd::Restore { .. }
+            | Cmd::Verify { .. }
+    );
+    if remote.is_some() && !reading {
+        return Err(fail(
+            Code::Usage,
+            "with --remote only snapshots, show, ls, cat, diff, restore and verify work; \
+             run the others on the server's host",
+        ));
+    }
+    if let (Some(r), Cmd::Verify { read_data }) = (&remote, &a.cmd) {
+        return remote_verify(r, *read_data, out);
+    }
+    let mut remote = remote;
+    let mut take_source = |arg: &StoreArg| -> anyhow::Result<Source> {
+        match remote.take() {
+            Some(r) => Source::remote(r),
+            None => Ok(Source::Local(Box::new(open_store(arg)?))),
+        }
+    };
     let code = match a.cmd {
-        Cmd::Snapshots => snapshots(&open_store(&store_arg)?, out),
+        Cmd::Snapshots => snapshots(&take_source(&store_arg)?, out),
         Cmd::Show { snapshot } => {
-            let store = open_store(&store_arg)?;
-            let s = resolve(&store, &snapshot)?;
+            let src = take_source(&store_arg)?;
+            let s = src.resolve(&snapshot)?;
             out.emit(s, || show_text(s))?;
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Ls { spec, long } => ls(&open_store(&store_arg)?, &spec, long, out),
-        Cmd::Cat { spec } => cat(&open_store(&store_arg)?, &spec),
-        Cmd::Diff { old, new } => diff(&open_store(&store_arg)?, &old, &new, out),
+        Cmd::Ls { spec, long } => ls(&take_source(&store_arg)?, &spec, long, out),
+        Cmd::Cat { spec } => cat(&take_source(&store_arg)?, &spec),
+        Cmd::Diff { old, new } => diff(&take_source(&store_arg)?, &old, &new, out),
         Cmd::Restore {
             spec,
             target,
             no_owners,
             no_xattrs,
         } => restore(
-            &open_store(&store_arg)?,
+            &take_source(&store_arg)?,
             &spec,
             &target,
             no_owners,
@@ -434,7 +467,7 @@ fn delegate(
     Ok(super::run_tool(t, argv))
 }
 
-fn snapshots(store: &Store, out: OutputArgs) -> anyhow::Result<ExitCode> {
+fn snapshots(store: &Source, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let list = store.snapshots();
     out.emit(&list, || {
         let mut t = format!(
@@ -473,13 +506,13 @@ fn show_text(s: &Snapshot) -> String {
 
 /// Resolves `S[:PATH]` to the snapshot, its root tree, and the path bytes.
 fn snapshot_path<'s>(
-    store: &'s Store,
+    store: &'s Source,
     spec: &'s str,
 ) -> anyhow::Result<(&'s Snapshot, asl_store::Reference, &'s str)> {
     let (name, path) = split_snapshot_path(spec);
     let path = path.unwrap_or("");
     check_inner_path(path)?;
-    let snap = resolve(store, name)?;
+    let snap = store.resolve(name)?;
     let root = snap
         .root
         .ok_or_else(|| fail(Code::Failure, format!("snapshot {} has no tree", snap.id)))?;
@@ -512,12 +545,12 @@ fn damage_at(snap: &Snapshot, path: &str) -> impl Fn(asl_fs::BrowseError) -> any
     }
 }
 
-fn ls(store: &Store, spec: &str, long: bool, out: OutputArgs) -> anyhow::Result<ExitCode> {
+fn ls(store: &Source, spec: &str, long: bool, out: OutputArgs) -> anyhow::Result<ExitCode> {
     let (snap, root, path) = snapshot_path(store, spec)?;
-    let reader = store.reader_at(snap);
-    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(damage_at(snap, path))?;
+    let reader = store.reader(Some(snap));
+    let entry = asl_fs::lookup(&*reader, &root, path.as_bytes()).map_err(damage_at(snap, path))?;
     let entries = if entry.kind == asl_fs::Kind::Dir {
-        asl_fs::ls(&reader, &entry).map_err(damage_at(snap, path))?
+        asl_fs::ls(&*reader, &entry).map_err(damage_at(snap, path))?
     } else {
         vec![entry]
     };
@@ -568,28 +601,28 @@ fn kind_char(k: asl_fs::Kind) -> char {
     }
 }
 
-fn cat(store: &Store, spec: &str) -> anyhow::Result<ExitCode> {
+fn cat(store: &Source, spec: &str) -> anyhow::Result<ExitCode> {
     let (snap, root, path) = snapshot_path(store, spec)?;
     if path.is_empty() {
         return Err(fail(Code::Usage, "cat needs S:PATH naming a file"));
     }
-    let reader = store.reader_at(snap);
-    let entry = asl_fs::lookup(&reader, &root, path.as_bytes()).map_err(damage_at(snap, path))?;
+    let reader = store.reader(Some(snap));
+    let entry = asl_fs::lookup(&*reader, &root, path.as_bytes()).map_err(damage_at(snap, path))?;
     let mut stdout = crate::output::stdout();
     // The library names the file by its own name; the operator needs the whole path.
-    asl_fs::cat(&reader, &entry, &mut stdout)
+    asl_fs::cat(&*reader, &entry, &mut stdout)
         .map_err(|e| browse_error(e).context(format!("snapshot {}, {path}", snap.id)))?;
     stdout.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn diff(store: &Store, old: &str, new: &str, out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let a = resolve(store, old)?;
-    let b = resolve(store, new)?;
+fn diff(store: &Source, old: &str, new: &str, out: OutputArgs) -> anyhow::Result<ExitCode> {
+    let a = store.resolve(old)?;
+    let b = store.resolve(new)?;
     let (Some(ra), Some(rb)) = (a.root, b.root) else {
         return Err(fail(Code::Failure, "both snapshots need a tree"));
     };
-    let changes = asl_fs::diff(&store.reader(), &ra, &rb).map_err(|e| match e {
+    let changes = asl_fs::diff(&*store.reader(None), &ra, &rb).map_err(|e| match e {
         // Damage is named as everywhere else: the snapshot and the path in it.
         asl_fs::BrowseError::DiffSide { old, path, source } if source.is_integrity() => {
             let snap = if old { a.id } else { b.id };
@@ -629,7 +662,7 @@ fn diff(store: &Store, old: &str, new: &str, out: OutputArgs) -> anyhow::Result<
 }
 
 fn restore(
-    store: &Store,
+    store: &Source,
     spec: &str,
     target: &std::path::Path,
     no_owners: bool,
@@ -637,13 +670,13 @@ fn restore(
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
     let (snap, root, path) = snapshot_path(store, spec)?;
-    let reader = store.reader_at(snap);
+    let reader = store.reader(Some(snap));
     let opts = asl_fs::RestoreOptions {
         owners: if no_owners { Some(false) } else { None },
         no_xattrs,
     };
     let sub = (!path.is_empty()).then_some(path.as_bytes());
-    let summary = asl_fs::restore(&reader, &root, sub, target, &opts).map_err(|e| match e {
+    let summary = asl_fs::restore(&*reader, &root, sub, target, &opts).map_err(|e| match e {
         asl_fs::RestoreError::Browse(b) => browse_error(b),
         other => fail(Code::Failure, other.to_string()),
     })?;
@@ -692,6 +725,40 @@ fn restore(
         return Ok(Code::Failure.into());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `verify --remote`: the server verifies its store; its report is printed as it came.
+fn remote_verify(
+    remote: &asl_remote::Remote,
+    read_data: bool,
+    out: OutputArgs,
+) -> anyhow::Result<ExitCode> {
+    let rep = remote.verify(read_data).map_err(remote_error)?;
+    let problems = rep["problems"].as_array().cloned().unwrap_or_default();
+    out.emit(&rep, || {
+        let mut t = format!(
+            "the server checked {} log records, {} segments, {} index entries, {} blocks, {} snapshots\n",
+            rep["log_records"], rep["segments"], rep["index_entries"], rep["blocks"], rep["snapshots"]
+        );
+        for p in &problems {
+            t.push_str(&format!(
+                "DAMAGED {}: {}\n",
+                p["object"].as_str().unwrap_or("?"),
+                p["reason"].as_str().unwrap_or("?")
+            ));
+        }
+        if problems.is_empty() {
+            t.push_str("no problems found\n");
+        } else {
+            t.push_str(&format!("{} problem(s) found\n", problems.len()));
+        }
+        t
+    })?;
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        Code::Integrity.into()
+    })
 }
 
 /// Names every loss by `snapshot:path`: the store reports damage by artifact, and the

@@ -18,7 +18,9 @@ mod debug;
 mod host;
 mod meta;
 mod prov;
+mod remote;
 mod service;
+mod source;
 mod store;
 mod subhost;
 mod usroverlay;
@@ -35,8 +37,9 @@ pub struct Tool {
 
 /// Every tool, in the order `asl --help` lists them.
 pub fn all() -> Vec<&'static Tool> {
-    let groups: [&'static [Tool]; 6] = [
+    let groups: [&'static [Tool]; 7] = [
         store::TOOLS,
+        remote::TOOLS,
         prov::TOOLS,
         host::TOOLS,
         subhost::TOOLS,

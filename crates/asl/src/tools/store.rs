@@ -166,6 +166,8 @@ pub struct Intake {
     #[arg(value_name = "PATH", required_unless_present = "service")]
     paths: Vec<PathBuf>,
     #[command(flatten)]
+    remote: super::source::RemoteArgs,
+    #[command(flatten)]
     out: OutputArgs,
 }
 
@@ -189,16 +191,22 @@ fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
     let (dir, is_default) = a.store.resolve();
     // A source that is not there is a mistake to report before anything is created: an
     // intake that failed must not leave a new, empty store behind.
-    for p in &a.paths {
-        if let Err(e) = std::fs::symlink_metadata(p) {
-            return Err(fail(
-                Code::Failure,
-                format!(
-                    "cannot take in {}: {e}; nothing was created or committed",
-                    p.display()
-                ),
-            ));
-        }
+    super::remote::check_sources(&a.paths)?;
+    if a.remote.remote.is_some() {
+        let paths: Vec<PathBuf> = a
+            .paths
+            .iter()
+            .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        let opts = asl_fs::IntakeOptions {
+            threads: a.threads.unwrap_or(0),
+            excludes: a.exclude.clone(),
+            one_file_system: a.one_file_system,
+            // The stat cache lives in a local store; a remote intake reads every file.
+            stat_cache: None,
+            after_open: None,
+        };
+        return super::remote::intake(&a.remote, &paths, &opts, a.label.clone(), a.out);
     }
     let mut writer = open_for_intake(&dir, is_default)?;
     let paths: Vec<PathBuf> = a
@@ -263,8 +271,8 @@ pub fn open_for_intake(dir: &Path, _is_default: bool) -> anyhow::Result<Writer> 
     Writer::open(dir).map_err(store_error)
 }
 
-fn run_with_progress(
-    writer: &Writer,
+pub fn run_with_progress(
+    writer: &dyn asl_store::ArtifactWrite,
     paths: &[PathBuf],
     opts: &asl_fs::IntakeOptions,
     out: OutputArgs,
