@@ -17,13 +17,19 @@
 //! `asl_store`'s `Store`/`Writer`/`Reader`), networking of any kind. The file formats and
 //! the decisions taken where the specifications are silent are in `docs/AUTHORITY.md`.
 
+pub mod admission;
 pub mod authority;
 pub mod config;
 pub mod entropy;
 pub mod error;
+pub mod host;
 pub mod offline;
+pub mod ops;
+pub mod per;
 pub mod policy;
+pub mod rescue;
 pub mod sealed;
 
 pub use entropy::Entropy;
 pub use error::{AuthError, Result};
+pub use host::AuthHost;
