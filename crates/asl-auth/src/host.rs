@@ -24,7 +24,7 @@ use crate::authority::{
 use crate::config::{LoadedConfig, parse_domain_id, under};
 use crate::entropy::{Entropy, canonical};
 use crate::error::{AuthError, Result};
-use crate::ops::{Named, Operation, Recorded, put_bytes, put_json, record};
+use crate::ops::{Named, Operation, Recorded, put_bytes, put_json, read_json, record};
 use crate::policy::{DomainPolicy, policy_hash_file};
 use crate::sealed::{PublicKeyArtifact, SealedKey, new_key};
 
@@ -147,19 +147,6 @@ pub struct ReceiptBundle {
 
 pub fn receipts_dir(media: &Path) -> PathBuf {
     media.join("asl-receipts")
-}
-
-fn read_artifact<T: for<'de> Deserialize<'de>>(
-    reader: &dyn ArtifactRead,
-    r: &Reference,
-    kind: &'static str,
-) -> Result<T> {
-    let bytes = reader.read_all(r)?;
-    serde_json::from_slice(&bytes).map_err(|e| AuthError::Decode {
-        what: r.to_string(),
-        kind,
-        reason: e.to_string(),
-    })
 }
 
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
@@ -521,7 +508,7 @@ impl AuthHost {
                     p.display()
                 ))
             })?;
-        let state: AuthorityState = read_artifact(&store.reader(), &state_ref, "authority state")?;
+        let state: AuthorityState = read_json(&store.reader(), &state_ref, "authority state")?;
         // The policy file on disk must still be the one the state pins.
         let hf = self.path(&self.config.config.policy.hash_file);
         let on_disk = std::fs::read_to_string(&hf).map_err(|e| AuthError::io(&hf, e))?;
@@ -555,7 +542,7 @@ impl AuthHost {
         name: &str,
         passphrase: &[u8],
     ) -> Result<Key> {
-        let sealed: SealedKey = read_artifact(&store.reader(), &entry.signer_sealed, "sealed key")?;
+        let sealed: SealedKey = read_json(&store.reader(), &entry.signer_sealed, "sealed key")?;
         sealed.open(
             passphrase,
             &format!("domains/{name}/signer.priv.enc ({})", entry.signer_sealed),
@@ -591,7 +578,7 @@ impl AuthHost {
         let (auth_name, auth_entry) = self.authority_entry(&state)?;
         let signer = self.open_signer(&store, auth_entry, auth_name, passphrase)?;
         let auth_bundle: AuthorityBundle =
-            read_artifact(&store.reader(), &auth_entry.bundle, "authority bundle")?;
+            read_json(&store.reader(), &auth_entry.bundle, "authority bundle")?;
         let dam_hash = request.body.bundle.dam.hash()?;
         let id = request.body.domain_id;
         let taken = state
@@ -772,7 +759,7 @@ impl AuthHost {
                         ),
                     )
                 })?;
-            let bundle: AuthorityBundle = read_artifact(&reader, &adm.bundle, "authority bundle")?;
+            let bundle: AuthorityBundle = read_json(&reader, &adm.bundle, "authority bundle")?;
             let algo = sig
                 .payload
                 .per_artifact_id
@@ -884,12 +871,12 @@ impl AuthHost {
             ))
         })?;
         let reader = store.reader();
-        let root_sealed: SealedKey = read_artifact(&reader, &state.root_sealed, "sealed key")?;
+        let root_sealed: SealedKey = read_json(&reader, &state.root_sealed, "sealed key")?;
         let root = root_sealed.open(
             passphrase,
             &format!("keys/root.priv.enc ({})", state.root_sealed),
         )?;
-        let root_set: OfflineRootSet = read_artifact(&reader, &state.root_set, "offline root set")?;
+        let root_set: OfflineRootSet = read_json(&reader, &state.root_set, "offline root set")?;
         let (auth_name, auth_entry) = self.authority_entry(&state)?;
         let droot = new_key(entropy)?;
         let signer = new_key(entropy)?;
@@ -974,8 +961,8 @@ impl AuthHost {
 
     /// Audits the authority store: the store's own verification, then every bundle and
     /// admission record the state names. Returns the problems found (empty: all good).
-    pub fn audit(&self) -> Result<Vec<String>> {
-        let (store, state, _) = self.state()?;
+    pub fn audit(&self, entropy: &Entropy) -> Result<Vec<String>> {
+        let (store, state, state_ref) = self.state()?;
         let mut problems = Vec::new();
         let children = |tag: asl_store::TypeTag, bytes: &[u8]| {
             crate::ops::children(tag, bytes).map_err(|e| e.to_string())
@@ -989,7 +976,7 @@ impl AuthHost {
             problems.push(format!("store: {}: {}", p.object, p.reason));
         }
         let reader = store.reader();
-        let pol: DomainPolicy = read_artifact(&reader, &state.policy, "domain policy")?;
+        let pol: DomainPolicy = read_json(&reader, &state.policy, "domain policy")?;
         if pol.hash() != state.policy_hash {
             problems.push(format!(
                 "policy artifact {} hashes to {}, not {}",
@@ -999,7 +986,7 @@ impl AuthHost {
             ));
         }
         for (name, d) in &state.domains {
-            let b: AuthorityBundle = read_artifact(&reader, &d.bundle, "authority bundle")?;
+            let b: AuthorityBundle = read_json(&reader, &d.bundle, "authority bundle")?;
             if let Err(e) = b.validate() {
                 problems.push(format!("domain {name}: {e}"));
             }
@@ -1012,7 +999,7 @@ impl AuthHost {
         }
         let (_, auth_entry) = self.authority_entry(&state)?;
         for a in &state.admissions {
-            let r: SignedRecord = read_artifact(&reader, &a.record, "admission record")?;
+            let r: SignedRecord = read_json(&reader, &a.record, "admission record")?;
             if asl_prov::sign::verify(&r.public_key, &canonical(&r.record)?, &r.signature).is_err()
             {
                 problems.push(format!("admission record {}: signature fails", a.record));
@@ -1029,7 +1016,71 @@ impl AuthHost {
                 ));
             }
         }
+        // The audit is an operation too; its receipt is unsigned (an audit needs no
+        // passphrase) and is not written into a store that failed its own verification.
+        if report.problems.is_empty() {
+            drop(reader);
+            let input = prev_state_sized(
+                &store,
+                Named {
+                    name: "state.json".into(),
+                    reference: state_ref,
+                    size: 0,
+                },
+            )?;
+            let mut w = Writer::open(&self.authority_store())?;
+            record(
+                &mut w,
+                Operation {
+                    tool: "asl-auth-host",
+                    name: "audit",
+                    kind: "authority",
+                    args: vec![],
+                    inputs: vec![input],
+                    outputs: vec![],
+                    summary: serde_json::json!({ "problems": problems }),
+                },
+                None,
+                entropy,
+            )?;
+        }
         Ok(problems)
+    }
+
+    /// Seals the current state in a snapshot of its own, signed by the authority: a point
+    /// to pin and replay from.
+    pub fn seal(&self, passphrase: &[u8], entropy: &mut Entropy) -> Result<Recorded> {
+        let (store, state, state_ref) = self.state()?;
+        let (auth_name, auth_entry) = self.authority_entry(&state)?;
+        let signer = self.open_signer(&store, auth_entry, auth_name, passphrase)?;
+        let st = prev_state_sized(
+            &store,
+            Named {
+                name: "state.json".into(),
+                reference: state_ref,
+                size: 0,
+            },
+        )?;
+        let mut w = Writer::open(&self.authority_store())?;
+        let rec = record(
+            &mut w,
+            Operation {
+                tool: "asl-auth-host",
+                name: "seal",
+                kind: "authority",
+                args: vec![],
+                inputs: vec![],
+                outputs: vec![st],
+                summary: serde_json::json!({"state": state_ref.to_string(), "epoch": state.epoch}),
+            },
+            Some(&signer),
+            entropy,
+        )?;
+        self.log(
+            entropy,
+            &format!("seal: state {state_ref} in snapshot {}", rec.snapshot_id),
+        )?;
+        Ok(rec)
     }
 }
 

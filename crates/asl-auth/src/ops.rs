@@ -39,6 +39,51 @@ pub fn put_bytes(writer: &Writer, name: &str, bytes: &[u8]) -> Result<Named> {
     })
 }
 
+/// Reads an artifact holding canonical JSON of `T`; `kind` names it in errors.
+pub fn read_json<T: for<'de> serde::Deserialize<'de>>(
+    reader: &dyn ArtifactRead,
+    r: &Reference,
+    kind: &'static str,
+) -> Result<T> {
+    serde_json::from_slice(&reader.read_all(r)?).map_err(|e| AuthError::Decode {
+        what: r.to_string(),
+        kind,
+        reason: e.to_string(),
+    })
+}
+
+/// The references of the outputs named `name` of the operations labelled `label` in
+/// `store`, newest first: how a store's own records are found again (the DAM genesis
+/// installed, the policy a node minted with).
+pub fn outputs_named(store: &asl_store::Store, label: &str, name: &str) -> Result<Vec<Reference>> {
+    let reader = store.reader();
+    let mut found = Vec::new();
+    for s in store.snapshots().into_iter().rev() {
+        if s.meta.label.as_deref() != Some(label) {
+            continue;
+        }
+        let Some(root) = s.root else { continue };
+        let edge = Edge::decode(&reader.read_all(&root)?).map_err(AuthError::Internal)?;
+        let rr: Reference = edge
+            .payload
+            .parse()
+            .map_err(|e: asl_store::ParseReferenceError| {
+                AuthError::Internal(format!("edge {root}: {e}"))
+            })?;
+        let receipt = Receipt::decode(&reader.read_all(&rr)?).map_err(AuthError::Internal)?;
+        for o in receipt.outputs.iter().filter(|o| o.path == name) {
+            found.push(
+                o.reference
+                    .parse()
+                    .map_err(|e: asl_store::ParseReferenceError| {
+                        AuthError::Internal(format!("receipt {rr}: {e}"))
+                    })?,
+            );
+        }
+    }
+    Ok(found)
+}
+
 /// What to record.
 pub struct Operation {
     /// `asl-auth-host` or `asl-rescue`.

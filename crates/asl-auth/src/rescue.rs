@@ -12,10 +12,10 @@
 
 use std::path::{Path, PathBuf};
 
+use asl_prov::Edge;
 use asl_prov::capture::{CaptureOptions, Captured};
 use asl_prov::sign::{Key, PerSignature};
 use asl_prov::trace::TraceMode;
-use asl_prov::{Edge, Receipt};
 use asl_store::{ArtifactRead, ArtifactWrite, InitOptions, Reference, Store, TypeTag, Writer};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,10 @@ use crate::authority::{
 use crate::entropy::{Entropy, canonical};
 use crate::error::{AuthError, Result};
 use crate::host::{COUNTERSIGN_ROLE, RECEIPT_BUNDLE_FORMAT, ReceiptBundle, receipts_dir};
-use crate::ops::{Named, Operation, copy_closure, put_json, record};
+use crate::ops::{
+    Named, Operation, copy_closure, outputs_named, put_json, read_json as read_json_artifact,
+    record,
+};
 use crate::policy::DomainPolicy;
 use crate::sealed::{PublicKeyArtifact, SealedKey, new_key};
 
@@ -64,18 +67,6 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, kind: &'static str) -> R
     let bytes = std::fs::read(path).map_err(|e| AuthError::io(path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| AuthError::Decode {
         what: path.display().to_string(),
-        kind,
-        reason: e.to_string(),
-    })
-}
-
-fn read_artifact<T: for<'de> Deserialize<'de>>(
-    reader: &dyn ArtifactRead,
-    r: &Reference,
-    kind: &'static str,
-) -> Result<T> {
-    serde_json::from_slice(&reader.read_all(r)?).map_err(|e| AuthError::Decode {
-        what: r.to_string(),
         kind,
         reason: e.to_string(),
     })
@@ -576,7 +567,7 @@ impl RescueNode {
         else {
             return Ok(None);
         };
-        Ok(Some(read_artifact(
+        Ok(Some(read_json_artifact(
             &personal.reader(),
             &r,
             "admission decision",
@@ -831,67 +822,28 @@ impl RescueNode {
     }
 }
 
-/// The policy hash of the common domain: from the DAM its store holds (installed by genesis).
+/// The policy hash of the common domain: from the DAM genesis installed in its store.
 pub fn common_policy_hash(common: &Store) -> Result<String> {
-    let reader = common.reader();
-    for s in common.snapshots().into_iter().rev() {
-        if s.meta.label.as_deref() != Some("install-dam") {
-            continue;
-        }
-        let Some(root) = s.root else { continue };
-        let edge = Edge::decode(&reader.read_all(&root)?).map_err(AuthError::Internal)?;
-        let rr: Reference = edge
-            .payload
-            .parse()
-            .map_err(|e: asl_store::ParseReferenceError| AuthError::Internal(e.to_string()))?;
-        let receipt = Receipt::decode(&reader.read_all(&rr)?).map_err(AuthError::Internal)?;
-        if let Some(o) = receipt
-            .outputs
-            .iter()
-            .find(|o| o.path == "authority/bundle.json")
-        {
-            let br: Reference = o
-                .reference
-                .parse()
-                .map_err(|e: asl_store::ParseReferenceError| AuthError::Internal(e.to_string()))?;
-            let b = AuthorityBundle::decode(&reader.read_all(&br)?, &br.to_string())?;
-            return Ok(b.dam.dam.policy_hash);
-        }
-    }
-    Err(AuthError::refused(
-        "publication.common-dam",
-        "the common store holds no DAM (it was not made by asl-auth-host genesis)",
-    ))
+    let Some(r) = outputs_named(common, "install-dam", "authority/bundle.json")?
+        .into_iter()
+        .next()
+    else {
+        return Err(AuthError::refused(
+            "publication.common-dam",
+            "the common store holds no DAM (it was not made by asl-auth-host genesis)",
+        ));
+    };
+    let b = AuthorityBundle::decode(&common.reader().read_all(&r)?, &r.to_string())?;
+    Ok(b.dam.dam.policy_hash)
 }
 
 /// The DomainPolicy the node minted its DAM with: the `authority/domain-policy.json` output
 /// of a mint whose hash is `policy_hash`.
 fn minted_policy(personal: &Store, policy_hash: &str) -> Result<DomainPolicy> {
-    let reader = personal.reader();
-    for s in personal.snapshots().into_iter().rev() {
-        if s.meta.label.as_deref() != Some("mint") {
-            continue;
-        }
-        let Some(root) = s.root else { continue };
-        let edge = Edge::decode(&reader.read_all(&root)?).map_err(AuthError::Internal)?;
-        let rr: Reference = edge
-            .payload
-            .parse()
-            .map_err(|e: asl_store::ParseReferenceError| AuthError::Internal(e.to_string()))?;
-        let receipt = Receipt::decode(&reader.read_all(&rr)?).map_err(AuthError::Internal)?;
-        if let Some(o) = receipt
-            .outputs
-            .iter()
-            .find(|o| o.path == "authority/domain-policy.json")
-        {
-            let pr: Reference = o
-                .reference
-                .parse()
-                .map_err(|e: asl_store::ParseReferenceError| AuthError::Internal(e.to_string()))?;
-            let p: DomainPolicy = read_artifact(&reader, &pr, "domain policy")?;
-            if p.hash() == policy_hash {
-                return Ok(p);
-            }
+    for r in outputs_named(personal, "mint", "authority/domain-policy.json")? {
+        let p: DomainPolicy = read_json_artifact(&personal.reader(), &r, "domain policy")?;
+        if p.hash() == policy_hash {
+            return Ok(p);
         }
     }
     Err(AuthError::NotFound(format!(

@@ -58,7 +58,7 @@ fn genesis_with_fixed_entropy_gives_identical_ids_on_two_runs() {
     assert!(sealed.open(b"nope", "root").is_err());
     // Every bundle genesis made validates.
     let h = host(a.path());
-    assert!(h.audit().unwrap().is_empty());
+    assert!(h.audit(&Entropy::Os).unwrap().is_empty());
 }
 
 #[test]
@@ -85,7 +85,20 @@ fn a_wrong_passphrase_is_refused_and_changes_nothing() {
     // The right one rotates: a new DAM version, and the audit still checks out.
     let (entry, _) = h.rotate("common", PASS, &mut Entropy::Os).unwrap();
     assert_eq!(entry.dam_version, 2);
-    assert!(h.audit().unwrap().is_empty());
+    assert!(h.audit(&Entropy::Os).unwrap().is_empty());
+    let before = tree(d.path());
+    let e = h.seal(b"wrong", &mut Entropy::Os).unwrap_err();
+    assert_eq!(e.rule(), Some("key.passphrase"), "{e}");
+    assert_eq!(before, tree(d.path()));
+    h.seal(PASS, &mut Entropy::Os).unwrap();
+    // Every operation left a receipt: genesis, rotate, audit, seal.
+    let store = asl_store::Store::open(&d.path().join("var/lib/asl/personal")).unwrap();
+    let ops: Vec<_> = store
+        .snapshots()
+        .iter()
+        .filter_map(|s| s.meta.label.clone())
+        .collect();
+    assert_eq!(ops, ["genesis", "rotate", "audit", "seal"]);
 }
 
 /// A node with a minted request on `media`.

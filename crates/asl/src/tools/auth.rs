@@ -141,7 +141,8 @@ Examples:\n  asl-auth-host --passphrase-file /run/pass genesis\n  \
 asl-auth-host --root /tmp/authority --passphrase-file pass genesis\n  \
 asl-auth-host --passphrase-file /run/pass admit --media /media/usb\n  \
 asl-auth-host --passphrase-file /run/pass countersign --media /media/usb\n  \
-asl-auth-host --passphrase-file /run/pass rotate --domain common\n  asl-auth-host audit"
+asl-auth-host --passphrase-file /run/pass rotate --domain common\n  asl-auth-host audit\n  \
+asl-auth-host --passphrase-file /run/pass seal"
 )]
 struct AuthHostCmd {
     #[command(flatten)]
@@ -175,6 +176,8 @@ enum HostSub {
     },
     /// Verify the authority store and every certificate, DAM and admission record in it.
     Audit,
+    /// Seal the current authority state in a signed snapshot of its own.
+    Seal,
     /// Check config.yaml and print the policy hash it gives, changing nothing.
     CheckConfig,
 }
@@ -256,7 +259,7 @@ fn run_host(h: &HostArgs, out: &OutputArgs, sub: HostSub) -> anyhow::Result<Exit
             })?;
         }
         HostSub::Audit => {
-            let problems = host.audit().map_err(aerr)?;
+            let problems = host.audit(&ent).map_err(aerr)?;
             let v = serde_json::json!({"ok": problems.is_empty(), "problems": problems});
             out.emit(&v, || {
                 if problems.is_empty() {
@@ -268,6 +271,17 @@ fn run_host(h: &HostArgs, out: &OutputArgs, sub: HostSub) -> anyhow::Result<Exit
             if !problems.is_empty() {
                 return Ok(Code::Integrity.into());
             }
+        }
+        HostSub::Seal => {
+            let pass = passphrase(&h.passphrase_file)?;
+            let rec = host.seal(&pass, &mut ent).map_err(aerr)?;
+            let v = serde_json::json!({"receipt": rec.receipt, "snapshot": rec.snapshot_id});
+            out.emit(&v, || {
+                format!(
+                    "authority state sealed in snapshot {} (receipt {})\n",
+                    rec.snapshot_id, rec.receipt
+                )
+            })?;
         }
         HostSub::CheckConfig => {
             let p = host.config.policy();
