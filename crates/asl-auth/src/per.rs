@@ -190,3 +190,30 @@ pub fn validate_in_store(
     }
     Ok(v)
 }
+
+/// Validates against the DAM in `file`: an authority bundle, or an admission decision
+/// (docs/AUTHORITY.md §5.3), whose admitted bundle is used once the decision itself checks
+/// out and admits the domain.
+pub fn validate_with_file(
+    store: &Store,
+    receipt_ref: &Reference,
+    file: &std::path::Path,
+) -> Result<DamVerdict> {
+    let (bundle, decision) = crate::host::load_dam_file(file)?;
+    let mut v = validate_in_store(store, receipt_ref, &bundle)?;
+    if let Some(d) = decision {
+        let problem = match d.validate(None) {
+            Err(e) => Some(format!("the admission decision is not valid: {e}")),
+            Ok(()) if !crate::admission::is_admitted(&d.record.record.decision) => Some(format!(
+                "per.admitted: the decision on domain {} is {}",
+                d.record.record.domain_id, d.record.record.decision
+            )),
+            Ok(()) => None,
+        };
+        if let Some(p) = problem {
+            v.authoritative = false;
+            v.problems.insert(0, p);
+        }
+    }
+    Ok(v)
+}

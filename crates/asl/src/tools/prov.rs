@@ -465,9 +465,7 @@ fn dam_verdict(
     dam: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<asl_auth::per::DamVerdict>> {
     let Some(file) = dam else { return Ok(None) };
-    let (bundle, _decision) =
-        asl_auth::host::load_dam_file(file).map_err(|e| fail(Code::Failure, e.to_string()))?;
-    let v = asl_auth::per::validate_in_store(st, receipt, &bundle)
+    let v = asl_auth::per::validate_with_file(st, receipt, file)
         .map_err(|e| fail(Code::Failure, e.to_string()))?;
     Ok(Some(v))
 }
