@@ -56,6 +56,28 @@ fn genesis_with_fixed_entropy_gives_identical_ids_on_two_runs() {
     .unwrap();
     assert_eq!(sealed.open(PASS, "root").unwrap().public_hex(), ra.root_key);
     assert!(sealed.open(b"nope", "root").is_err());
+    // The genesis receipt names what genesis made, and is signed.
+    let store = asl_store::Store::open(&ra.authority_store).unwrap();
+    let r = asl_prov::verify::verify_in_store(&store, &ra.receipt, &[]).unwrap();
+    assert!(
+        r.ok() && r.signatures.len() == 1 && r.signatures[0].ok,
+        "{:?}",
+        r.problems
+    );
+    use asl_store::ArtifactRead;
+    let receipt =
+        asl_prov::Receipt::decode(&store.reader().read_all(&ra.receipt).unwrap()).unwrap();
+    let names: Vec<&str> = receipt.outputs.iter().map(|o| o.path.as_str()).collect();
+    for n in [
+        "keys/root.pub",
+        "keys/root.priv.enc",
+        "policy/policy.hash",
+        "env-claims/genesis.claim",
+        "domains/common/dam.json",
+        "state.json",
+    ] {
+        assert!(names.contains(&n), "{n} not among {names:?}");
+    }
     // Every bundle genesis made validates.
     let h = host(a.path());
     assert!(h.audit(&Entropy::Os).unwrap().is_empty());

@@ -117,6 +117,7 @@ impl AuthHost {
             root_pub.clone(),
             root_enc.clone(),
             root_set_art.clone(),
+            put_json(&w, "env-claims/genesis.claim", &EnvironmentClaim::here())?,
         ];
         let mut domains = BTreeMap::new();
         for m in &made {
@@ -277,5 +278,35 @@ impl AuthHost {
             receipt: rec.receipt,
             snapshot: rec.snapshot_id,
         })
+    }
+}
+
+/// An environment claim (ENC-ASL-AUTH-HOST/1 `env-claims/`): what the authority was made
+/// on, as the host states it. A claim, not a proof: it is signed only as part of the
+/// genesis receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvironmentClaim {
+    pub arch: String,
+    pub format: String,
+    pub kernel: String,
+    /// `/etc/os-release` of the running system, as read (empty when absent).
+    pub os_release: String,
+    pub tool: String,
+    pub tool_version: String,
+}
+
+impl EnvironmentClaim {
+    fn here() -> EnvironmentClaim {
+        EnvironmentClaim {
+            arch: std::env::consts::ARCH.into(),
+            format: "asl-env-claim/1".into(),
+            kernel: rustix::system::uname()
+                .release()
+                .to_string_lossy()
+                .into_owned(),
+            os_release: std::fs::read_to_string("/etc/os-release").unwrap_or_default(),
+            tool: "asl-auth-host".into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+        }
     }
 }
