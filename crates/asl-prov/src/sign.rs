@@ -44,6 +44,20 @@ impl Key {
         })
     }
 
+    /// The key whose 32-byte ed25519 seed (RFC 8032 private key) is `seed`: for keys kept
+    /// in another container (the authority's passphrase-sealed key artifacts) and for test
+    /// vectors made from fixed entropy.
+    pub fn from_seed(seed: [u8; 32]) -> Key {
+        Key {
+            signing: SigningKey::from_bytes(&seed),
+        }
+    }
+
+    /// The 32-byte seed, to be sealed by the caller; never print or store it in the clear.
+    pub fn seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
     /// Writes the key to `path` (refuses to overwrite; mode 0600).
     pub fn save(&self, path: &Path) -> Result<(), ProvError> {
         use std::io::Write;

@@ -13,6 +13,7 @@ use crate::outln;
 use crate::output;
 
 mod admin;
+mod auth;
 mod common;
 mod debug;
 mod host;
@@ -37,10 +38,11 @@ pub struct Tool {
 
 /// Every tool, in the order `asl --help` lists them.
 pub fn all() -> Vec<&'static Tool> {
-    let groups: [&'static [Tool]; 7] = [
+    let groups: [&'static [Tool]; 8] = [
         store::TOOLS,
         remote::TOOLS,
         prov::TOOLS,
+        auth::TOOLS,
         host::TOOLS,
         subhost::TOOLS,
         usroverlay::TOOLS,

@@ -84,6 +84,7 @@ problem (verify, replay mismatch).\n\n\
 Examples:\n  asl-capture --store S --artifact-inputs src --output build/app -- make app\n  \
 asl-capture --store S --cmd \"gcc -o hello hello.c\" --artifact-inputs hello.c --output hello --outdir per/hello\n  \
 asl-capture --store S --file ./tool.sh --outdir per/overlay\n  asl-capture --store S verify latest\n  \
+asl-capture --store S verify latest --dam /media/usb/asl-admission/decision.json\n  \
 asl-capture --store S export latest --format slsa --sign key.json --out prov.dsse.json\n  \
 asl-capture --store S replay latest"
 )]
@@ -151,6 +152,12 @@ enum Sub {
         /// Hex ed25519 public key or key file that must have signed it; repeatable.
         #[arg(long, value_name = "KEY")]
         key: Vec<String>,
+        /// Also validate against a domain's DAM (an authority bundle, or the admission
+        /// decision.json that carries the admitted one): a signature counts only if it is
+        /// good, its key is in the DAM with role execute, and its snapshot and log position
+        /// are a snapshot of this store (docs/AUTHORITY.md).
+        #[arg(long, value_name = "FILE")]
+        dam: Option<PathBuf>,
     },
     /// Export a receipt as an in-toto Statement with a SLSA v1 predicate (DSSE envelope), or
     /// as an in-toto link.
@@ -200,7 +207,9 @@ fn capture(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         ));
     }
     match a.sub {
-        Some(Sub::Verify { target, key }) => return verify(&a.store, &a.out, &target, &key),
+        Some(Sub::Verify { target, key, dam }) => {
+            return verify(&a.store, &a.out, &target, &key, dam.as_deref());
+        }
         Some(Sub::Export {
             target,
             format,
@@ -381,18 +390,31 @@ fn verify(
     out: &OutputArgs,
     target: &str,
     keys: &[String],
+    dam: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     let trusted = trusted_keys(keys)?;
     let path = std::path::Path::new(target);
-    let report = if path.is_file() {
+    let (report, dam) = if path.is_file() {
+        if dam.is_some() {
+            return Err(fail(
+                Code::Usage,
+                "--dam validates a receipt in a store: name it by reference or snapshot, not by file",
+            ));
+        }
         let st = open_store(store).ok();
-        asl_prov::verify::verify_file(st.as_ref(), path, &trusted).map_err(perr)?
+        let report = asl_prov::verify::verify_file(st.as_ref(), path, &trusted).map_err(perr)?;
+        (report, None)
     } else {
         let st = open_store(store)?;
         let r = asl_prov::verify::resolve_receipt(&st, target).map_err(perr)?;
-        asl_prov::verify::verify_in_store(&st, &r, &trusted).map_err(perr)?
+        let report = asl_prov::verify::verify_in_store(&st, &r, &trusted).map_err(perr)?;
+        (report, dam_verdict(&st, &r, dam)?)
     };
-    out.emit(&report, || {
+    let shown = VerifiedAgainstDam {
+        report: &report,
+        dam: dam.as_ref(),
+    };
+    out.emit(&shown, || {
         let mut s = format!(
             "receipt {}: {}\n  action digest {}\n  {} artifacts checked, {} signature(s)\n",
             report.receipt,
@@ -411,14 +433,68 @@ fn verify(
         for p in &report.problems {
             s.push_str(&format!("  problem: {p}\n"));
         }
+        if let Some(d) = &dam {
+            s.push_str(&dam_text(d));
+        }
         s
     })?;
-    Ok(if report.ok() {
-        Code::Ok
-    } else {
-        Code::Integrity
+    Ok(
+        if report.ok() && dam.as_ref().is_none_or(|d| d.authoritative) {
+            Code::Ok
+        } else {
+            Code::Integrity
+        }
+        .into(),
+    )
+}
+
+// --- Validation against a DAM (asl-capture verify --dam): the rules live in asl_auth::per.
+
+/// The verify report, and the DAM verdict when --dam was given.
+#[derive(serde::Serialize)]
+struct VerifiedAgainstDam<'a> {
+    #[serde(flatten)]
+    report: &'a asl_prov::verify::VerifyReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dam: Option<&'a asl_auth::per::DamVerdict>,
+}
+
+fn dam_verdict(
+    st: &asl_store::Store,
+    receipt: &asl_store::Reference,
+    dam: Option<&std::path::Path>,
+) -> anyhow::Result<Option<asl_auth::per::DamVerdict>> {
+    let Some(file) = dam else { return Ok(None) };
+    let v = asl_auth::per::validate_with_file(st, receipt, file)
+        .map_err(|e| fail(Code::Failure, e.to_string()))?;
+    Ok(Some(v))
+}
+
+fn dam_text(d: &asl_auth::per::DamVerdict) -> String {
+    let mut s = format!(
+        "  against the DAM of domain {} (version {}, {}): {}\n",
+        d.domain_id,
+        d.dam_version,
+        d.dam_hash,
+        if d.authoritative {
+            "authoritative"
+        } else {
+            "NOT AUTHORITATIVE"
+        }
+    );
+    for sig in &d.signatures {
+        s.push_str(&format!(
+            "    signature by key {}: {}\n",
+            sig.keyid,
+            sig.problem
+                .as_deref()
+                .unwrap_or("valid, listed with execute, snapshot visible")
+        ));
     }
-    .into())
+    for p in &d.problems {
+        s.push_str(&format!("    not authoritative: {p}\n"));
+    }
+    s
 }
 
 fn export(
