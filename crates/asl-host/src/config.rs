@@ -192,8 +192,14 @@ pub struct AslConf {
     /// `local.create = yes|no` (default `no`): whether intake may create a store on an empty
     /// `local.mount`.
     pub local_create: bool,
-    /// `remote.endpoint`: the remote ASL server (`https://HOST[:PORT]`).
+    /// `remote.endpoint`: the store an asl-server serves (`https://HOST[:PORT]/STORE`).
     pub remote_endpoint: Option<Endpoint>,
+    /// `remote.key` (default `/etc/asl/keys/client.key`): the client key slot, the asl-key
+    /// file remote requests are signed with. In-root path.
+    pub remote_key: PathBuf,
+    /// `remote.ca`: a PEM file of the CA certificates to trust for the endpoint (in-root
+    /// path); unset, the Mozilla roots.
+    pub remote_ca: Option<PathBuf>,
     /// `remote.timeout` (default `2s`): how long preflight waits for a TCP connect.
     #[serde(serialize_with = "ser_ms")]
     pub remote_timeout: Duration,
@@ -213,6 +219,8 @@ impl Default for AslConf {
             local_pool: None,
             local_create: false,
             remote_endpoint: None,
+            remote_key: PathBuf::from("/etc/asl/keys/client.key"),
+            remote_ca: None,
             remote_timeout: Duration::from_secs(2),
             domain_id: None,
         }
@@ -477,6 +485,15 @@ fn finish<T>(value: T, mut problems: Vec<Problem>) -> Result<T, ConfigError> {
     }
 }
 
+/// An absolute path value.
+fn absolute_path(v: &str) -> Result<PathBuf, String> {
+    if v.starts_with('/') {
+        Ok(PathBuf::from(v))
+    } else {
+        Err(format!("'{v}' is not an absolute path"))
+    }
+}
+
 impl AslConf {
     /// Parses asl.conf text; `file` is only used in messages.
     pub fn parse(text: &str, file: &Path) -> Result<AslConf, ConfigError> {
@@ -518,6 +535,15 @@ impl AslConf {
                     Endpoint::parse(&v).map(Some),
                     &mut c.remote_endpoint,
                 ),
+                "remote.key" => set(&mut p, file, n, &k, absolute_path(&v), &mut c.remote_key),
+                "remote.ca" => set(
+                    &mut p,
+                    file,
+                    n,
+                    &k,
+                    absolute_path(&v).map(Some),
+                    &mut c.remote_ca,
+                ),
                 "remote.timeout" => set(
                     &mut p,
                     file,
@@ -539,7 +565,7 @@ impl AslConf {
                     file,
                     n,
                     &k,
-                    "mode, local.mount, local.pool, local.create, remote.endpoint, remote.timeout, domain.id",
+                    "mode, local.mount, local.pool, local.create, remote.endpoint, remote.key, remote.ca, remote.timeout, domain.id",
                 ),
             }
         }

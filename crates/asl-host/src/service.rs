@@ -3,7 +3,9 @@
 //! 1. Read `/run/asl/mode` (written by `asl-preflight`).
 //! 2. `local` → load asl.conf and hand `local.mount` (under the root) and `local.create` to the
 //!    caller's [`IntakeBackend`]; its result ends the service.
-//! 3. `remote` → fail with [`ServiceError::RemoteUnavailable`]: remote intake does not exist yet.
+//! 3. `remote` → load asl.conf and hand `remote.endpoint`, the client key slot (`remote.key`)
+//!    and the trusted CAs (`remote.ca`), under the root, to the backend's
+//!    [`IntakeBackend::run_remote`]; its result ends the service.
 //! 4. `operator`, a missing or unreadable mode file → report the reason (stderr and, under
 //!    systemd, `sd_notify` `STATUS=`), then poll the mode file every [`ServiceOptions::poll`]
 //!    (200 ms) and start over at 1 as soon as its content changes — e.g. after the operator
@@ -31,6 +33,19 @@ pub trait IntakeBackend {
     /// Opens (or, when `create_allowed`, creates) the store in `store_dir` and runs local
     /// intake. Returning ends the service.
     fn run_local(&mut self, store_dir: &Path, create_allowed: bool) -> Result<(), BackendError>;
+    /// Reaches the remote store at `remote.endpoint` with the client key and the trusted
+    /// CAs of asl.conf. Returning ends the service.
+    fn run_remote(&mut self, remote: &RemoteTarget) -> Result<(), BackendError>;
+}
+
+/// Where remote intake goes, from asl.conf (paths already under the root).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTarget {
+    /// `https://HOST:PORT/STORE`
+    pub url: String,
+    /// The client key slot.
+    pub key: PathBuf,
+    pub ca: Option<PathBuf>,
 }
 
 /// Service knobs; the defaults are what `asl-intake --service` uses.
@@ -56,6 +71,8 @@ impl Default for ServiceOptions {
 pub enum ServiceEnd {
     /// The backend finished local intake into this store directory.
     LocalDone { store_dir: PathBuf },
+    /// The backend finished with the remote store at this URL.
+    RemoteDone { url: String },
     /// [`ServiceOptions::stop`] was set while waiting.
     Stopped,
 }
@@ -65,10 +82,16 @@ pub enum ServiceError {
     #[error("{0}")]
     Config(#[from] ConfigError),
     #[error(
-        "the mode file says remote ({reason}), but remote intake is not available yet; \
-         set mode = local in /etc/asl/asl.conf with a store mounted at local.mount, then rerun asl-preflight"
+        "the mode file says remote ({reason}), but asl.conf sets no remote.endpoint; \
+         set it (https://HOST:PORT/STORE), then rerun asl-preflight"
     )]
-    RemoteUnavailable { reason: String },
+    NoEndpoint { reason: String },
+    #[error("remote intake to {url} failed: {source}")]
+    Remote {
+        url: String,
+        #[source]
+        source: BackendError,
+    },
     #[error("local intake into {store_dir} failed: {source}")]
     Local {
         store_dir: PathBuf,
@@ -131,7 +154,7 @@ pub enum Status {
     Operator(String),
     /// Local intake starts into this directory.
     Local(PathBuf),
-    /// The mode file says remote.
+    /// Remote intake starts to this URL.
     Remote(String),
 }
 
@@ -148,12 +171,12 @@ impl std::fmt::Display for Status {
                 "waiting for the operator: {r} (fix it, then run asl-preflight again)"
             ),
             Status::Local(d) => write!(f, "local intake into {}", d.display()),
-            Status::Remote(r) => write!(f, "remote mode ({r}): remote intake is not available yet"),
+            Status::Remote(url) => write!(f, "remote intake to {url}"),
         }
     }
 }
 
-/// Runs the service until local intake ends, remote mode is refused, or `opts.stop` is set.
+/// Runs the service until local or remote intake ends, or `opts.stop` is set.
 /// `on_status` sees every state change (the binary prints it; tests observe it).
 pub fn run(
     root: &Root,
@@ -183,7 +206,27 @@ pub fn run(
                     Err(e) => Status::BadModeFile(e),
                     Ok(rec) => match rec.decision {
                         Decision::Operator => Status::Operator(rec.reason),
-                        Decision::Remote => Status::Remote(rec.reason),
+                        Decision::Remote => {
+                            let conf = AslConf::load(root)?;
+                            let Some(ep) = conf.remote_endpoint else {
+                                return Err(ServiceError::NoEndpoint { reason: rec.reason });
+                            };
+                            let target = RemoteTarget {
+                                url: ep.url.clone(),
+                                key: root.join(&conf.remote_key),
+                                ca: conf.remote_ca.as_ref().map(|c| root.join(c)),
+                            };
+                            let st = Status::Remote(target.url.clone());
+                            on_status(&st);
+                            let _ = notifier.notify(&format!("READY=1\nSTATUS={st}"));
+                            return match backend.run_remote(&target) {
+                                Ok(()) => Ok(ServiceEnd::RemoteDone { url: target.url }),
+                                Err(source) => Err(ServiceError::Remote {
+                                    url: target.url,
+                                    source,
+                                }),
+                            };
+                        }
                         Decision::Local => {
                             // Re-read the configuration: the operator may have edited it
                             // before rerunning preflight.
@@ -201,12 +244,6 @@ pub fn run(
                 },
             };
             on_status(&status);
-            if let Status::Remote(reason) = status {
-                let _ = notifier.notify(&format!(
-                    "STATUS=remote intake is not available yet ({reason})"
-                ));
-                return Err(ServiceError::RemoteUnavailable { reason });
-            }
             // Ready = "the service has decided what to do"; waiting is a ready state.
             let prefix = if ready { "" } else { "READY=1\n" };
             ready = true;

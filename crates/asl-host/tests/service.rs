@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use asl_host::modefile::{self, Decision, ModeRecord};
 use asl_host::service::{
-    self, BackendError, IntakeBackend, Notifier, ServiceEnd, ServiceError, ServiceOptions, Status,
+    self, BackendError, IntakeBackend, Notifier, RemoteTarget, ServiceEnd, ServiceError,
+    ServiceOptions, Status,
 };
 use common::FakeRoot;
 
@@ -29,6 +30,17 @@ impl IntakeBackend for FakeBackend {
         let _ = self.calls.send((store_dir.to_path_buf(), create_allowed));
         if self.fail {
             Err("store is damaged".into())
+        } else {
+            Ok(())
+        }
+    }
+    fn run_remote(&mut self, remote: &RemoteTarget) -> Result<(), BackendError> {
+        // The URL in place of a directory, the key slot's presence as the flag.
+        let _ = self
+            .calls
+            .send((PathBuf::from(&remote.url), remote.ca.is_some()));
+        if self.fail {
+            Err("server refused".into())
         } else {
             Ok(())
         }
@@ -155,16 +167,37 @@ fn operator_reason_changes_are_reported_again() {
 }
 
 #[test]
-fn remote_mode_is_refused_clearly() {
+fn remote_mode_hands_the_endpoint_key_slot_and_cas_to_the_backend() {
+    let fr = FakeRoot::new();
+    fr.write(
+        "etc/asl/asl.conf",
+        "mode = remote\nremote.endpoint = https://vault:8443/main\nremote.ca = /etc/asl/ca.pem\n",
+    );
+    modefile::write_atomic(&fr.root(), &record(Decision::Remote, "endpoint reachable")).unwrap();
+    let svc = Running::start(&fr, Notifier::default(), false);
+    assert_eq!(
+        svc.next_status(),
+        Status::Remote("https://vault:8443/main".into())
+    );
+    let (url, has_ca) = svc.calls.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(url, PathBuf::from("https://vault:8443/main"));
+    assert!(has_ca);
+    assert_eq!(
+        svc.finish().unwrap(),
+        ServiceEnd::RemoteDone {
+            url: "https://vault:8443/main".into()
+        }
+    );
+}
+
+#[test]
+fn remote_mode_without_an_endpoint_says_what_to_set() {
     let fr = FakeRoot::new();
     modefile::write_atomic(&fr.root(), &record(Decision::Remote, "endpoint reachable")).unwrap();
     let svc = Running::start(&fr, Notifier::default(), false);
     let e = svc.finish().unwrap_err();
-    assert!(matches!(e, ServiceError::RemoteUnavailable { .. }));
-    assert!(
-        e.to_string().contains("remote intake is not available yet"),
-        "{e}"
-    );
+    assert!(matches!(e, ServiceError::NoEndpoint { .. }));
+    assert!(e.to_string().contains("remote.endpoint"), "{e}");
 }
 
 #[test]

@@ -742,3 +742,163 @@ fn server_conf_errors_name_file_and_line_and_plain_http_stays_on_loopback() {
         "{err}"
     );
 }
+
+/// A network namespace joined to the host by a veth pair, removed (with its links) on drop.
+struct NetNs {
+    name: String,
+    host_link: String,
+}
+
+impl NetNs {
+    /// `10.NET.0.1` on the host side, `10.NET.0.2` inside, a default route to the host.
+    fn new(name: &str, net: u8) -> NetNs {
+        let ns = NetNs {
+            name: name.to_string(),
+            host_link: format!("{name}-h"),
+        };
+        let inner = format!("{name}-n");
+        let host_ip = format!("10.{net}.0.1/24");
+        let ns_ip = format!("10.{net}.0.2/24");
+        let gw = format!("10.{net}.0.1");
+        let ip = |args: &[&str]| {
+            let st = Command::new("ip")
+                .args(args)
+                .status()
+                .expect("run ip (iproute2)");
+            assert!(
+                st.success(),
+                "ip {args:?} failed (CI runs as root with iproute2)"
+            );
+        };
+        ip(&["netns", "add", name]);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &inner,
+        ]);
+        ip(&["link", "set", &inner, "netns", name]);
+        ip(&["addr", "add", &host_ip, "dev", &ns.host_link]);
+        ip(&["link", "set", &ns.host_link, "up"]);
+        for args in [
+            vec!["addr", "add", &ns_ip, "dev", &inner],
+            vec!["link", "set", &inner, "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", &gw],
+        ] {
+            let mut full = vec!["netns", "exec", name, "ip"];
+            full.extend(args);
+            ip(&full);
+        }
+        ns
+    }
+
+    /// `asl ARGS` inside the namespace.
+    fn asl(&self, args: &[&str]) -> std::process::Output {
+        common::run(
+            Command::new("ip")
+                .args(["netns", "exec", &self.name, env!("CARGO_BIN_EXE_asl")])
+                .args(args)
+                .env_remove("ASL_STORE")
+                .env_remove("ASL_ROOT")
+                .env_remove("NOTIFY_SOCKET")
+                .stdin(Stdio::null()),
+        )
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+#[test]
+fn in_remote_mode_preflight_and_the_intake_service_reach_a_server_across_a_network() {
+    let site = Site::new();
+    let ns = NetNs::new("aslrs", 213);
+    // The server on the host side of the cable, over TLS (plain HTTP stays on loopback).
+    let cert = rcgen::generate_simple_self_signed(vec!["10.213.0.1".into()]).unwrap();
+    let crt = site.dir.path().join("server.crt");
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    let key_pem = site.dir.path().join("server.key");
+    std::fs::write(&key_pem, cert.signing_key.serialize_pem()).unwrap();
+    site.write_conf(&format!(
+        "listen = 10.213.0.1:{{port}}\ntls.cert = {}\ntls.key = {}\n",
+        crt.display(),
+        key_pem.display()
+    ));
+    let _server = site.start(&[]);
+    let url = format!("https://10.213.0.1:{}/main", site.port);
+    // The rescue host's root: asl.conf in remote mode, the CA and the client key slot; /sys
+    // and /proc are the namespace's own, so preflight sees its network.
+    let root = site.dir.path().join("rescue-root");
+    std::fs::create_dir_all(root.join("etc/asl/keys")).unwrap();
+    std::os::unix::fs::symlink("/sys", root.join("sys")).unwrap();
+    std::os::unix::fs::symlink("/proc", root.join("proc")).unwrap();
+    std::fs::copy(&crt, root.join("etc/asl/ca.pem")).unwrap();
+    std::fs::copy(&site.key, root.join("etc/asl/keys/client.key")).unwrap();
+    std::fs::write(
+        root.join("etc/asl/asl.conf"),
+        format!("mode = remote\nremote.endpoint = {url}\nremote.ca = /etc/asl/ca.pem\n"),
+    )
+    .unwrap();
+    let r = root.to_str().unwrap();
+    let pre = ns.asl(&["preflight", "--json", "--root", r]);
+    assert!(pre.status.success(), "{}", common::transcript(&pre));
+    assert_eq!(
+        json(&pre)["decision"],
+        "remote",
+        "{}",
+        common::transcript(&pre)
+    );
+    let svc = ns.asl(&["intake", "--service", "--json", "--root", r]);
+    assert!(svc.status.success(), "{}", common::transcript(&svc));
+    assert_eq!(json(&svc)["remote"], url.as_str());
+    // The command the service names takes a tree in from inside the namespace.
+    let src = site.dir.path().join("src");
+    rescue_tree(&src);
+    let key = root.join("etc/asl/keys/client.key");
+    let ca = root.join("etc/asl/ca.pem");
+    let intake = ns.asl(&[
+        "intake",
+        "--json",
+        "--remote",
+        &url,
+        "--key",
+        key.to_str().unwrap(),
+        "--ca",
+        ca.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert!(intake.status.success(), "{}", common::transcript(&intake));
+    // Restored on the host side, through the server: the same tree.
+    let target = site.dir.path().join("restored");
+    let rest = common::run(
+        common::asl()
+            .args([
+                "admin",
+                "restore",
+                "latest",
+                "--target",
+                target.to_str().unwrap(),
+            ])
+            .args(["--remote", &url, "--key"])
+            .arg(&site.key)
+            .arg("--ca")
+            .arg(&crt)
+            .stdin(Stdio::null()),
+    );
+    assert!(rest.status.success(), "{}", common::transcript(&rest));
+    let diffs = compare_trees(&src, &target);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use asl_host::service::{self, BackendError, IntakeBackend, Notifier, ServiceOptions};
+use asl_host::service::{
+    self, BackendError, IntakeBackend, Notifier, RemoteTarget, ServiceOptions,
+};
 use asl_store::{InitOptions, Store};
 
 use super::common::{OutputArgs, StoreArg};
@@ -49,6 +51,58 @@ impl IntakeBackend for LocalStore {
                 dir.display(),
                 ready.snapshots,
                 dir.display()
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Reaches the remote store with the client key of the key slot, and reports it ready
+    /// with the command that takes data in.
+    fn run_remote(&mut self, remote: &RemoteTarget) -> Result<(), BackendError> {
+        if !remote.key.exists() {
+            return Err(format!(
+                "the client key slot {} is empty: put the key this rescue host signs with there \
+                 (asl-key generate), and its public key into the server's server.conf",
+                remote.key.display()
+            )
+            .into());
+        }
+        let key = asl_remote::client::load_key(&remote.key)?;
+        let opts = asl_remote::client::Options {
+            key: Some(key),
+            ca: remote.ca.clone(),
+            ..Default::default()
+        };
+        let r = asl_remote::Remote::connect(&remote.url, opts)?;
+        let snapshots = r.snapshots()?.len();
+        let writable = r.info().rights.iter().any(|x| x == "write");
+        if !writable {
+            return Err(format!(
+                "the server lets this key read {} but not write it; grant it write in server.conf",
+                remote.url
+            )
+            .into());
+        }
+        #[derive(serde::Serialize)]
+        struct Ready<'a> {
+            remote: &'a str,
+            snapshots: usize,
+        }
+        let ready = Ready {
+            remote: &remote.url,
+            snapshots,
+        };
+        let key_arg = remote.key.display();
+        let ca_arg = remote
+            .ca
+            .as_ref()
+            .map(|c| format!(" --ca {}", c.display()))
+            .unwrap_or_default();
+        self.out.emit(&ready, || {
+            format!(
+                "remote store {} is ready ({snapshots} snapshots); take data in with: \
+                 asl-intake --remote {} --key {key_arg}{ca_arg} PATH...\n",
+                remote.url, remote.url
             )
         })?;
         Ok(())
