@@ -49,6 +49,14 @@ fn both_generated_overlays_pass_lint() {
 #[test]
 fn rescue_overlay_has_the_seed_layout() {
     let (_t, out) = generated(Profile::Rescue);
+    // Remote intake: an empty client key slot only root can read, a place for a site CA, and
+    // asl.conf naming both.
+    let slot = std::fs::metadata(out.join("etc/asl/keys")).unwrap();
+    assert_eq!(slot.permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::read_dir(out.join("etc/asl/keys")).unwrap().count(), 0);
+    assert!(out.join("etc/asl/ca").is_dir());
+    let conf = std::fs::read_to_string(out.join("etc/asl/asl.conf")).unwrap();
+    assert!(conf.contains("remote.key = /etc/asl/keys/client.key"), "{conf}");
     for d in [
         "var/lib/asl/runtime",
         "var/lib/asl/cache",

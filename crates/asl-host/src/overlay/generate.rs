@@ -123,6 +123,12 @@ fn build(profile: Profile, t: &Path, inputs: &OverlayInputs) -> Result<(), Overl
     for d in dirs_of(entries) {
         mkdir(&t.join(d))?;
     }
+    // The client key slot holds a private key once the operator fills it: nobody else reads it.
+    let key_slot = t.join("etc/asl/keys");
+    if key_slot.is_dir() {
+        std::fs::set_permissions(&key_slot, std::fs::Permissions::from_mode(0o700))
+            .map_err(io(&key_slot))?;
+    }
     let bin = t.join("usr/local/bin");
     let asl = bin.join("asl");
     std::fs::copy(&inputs.binary, &asl).map_err(io(&inputs.binary))?;
