@@ -125,6 +125,8 @@ struct RemoteIntakeReport<'a> {
     #[serde(flatten)]
     summary: &'a asl_fs::IntakeSummary,
     bytes_sent: u64,
+    /// How long the server took to check and commit the snapshot, as this client saw it.
+    commit_seconds: f64,
 }
 
 /// `asl-intake --remote URL PATH...`: the tree is walked and hashed here, only what the
@@ -144,7 +146,9 @@ pub fn intake(
     writer.finish().map_err(remote_error)?;
     let meta = summary.snapshot_meta(label.clone(), paths);
     let key = asl_remote::client::new_commit_key();
+    let started = std::time::Instant::now();
     let commit = r.commit(&summary.root, &key, meta).map_err(remote_error)?;
+    let commit_seconds = started.elapsed().as_secs_f64();
     let url = remote.remote.as_deref().unwrap_or_default();
     let report = RemoteIntakeReport {
         remote: url,
@@ -153,6 +157,7 @@ pub fn intake(
         created: commit.created,
         summary: &summary,
         bytes_sent: r.bytes_sent(),
+        commit_seconds,
     };
     out.emit(&report, || {
         format!(

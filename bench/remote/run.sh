@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Remote intake benchmark: the same dataset taken in by asl into a local store, by asl into
+# an asl-server (local backend, HTTPS on loopback), and by restic into a local repository, in
+# one run; then 8 clients at once into one server. See docs/BENCHMARKS.md.
+#
+# Usage: bench/remote/run.sh            (root not needed; D1 = a copy of /usr/share)
+#
+# Environment (defaults in brackets):
+#   RUNS  [3]   repetitions; the report quotes medians
+#   ASL   [target/release/asl]  the asl binary (cargo build --release -p asl)
+#   DATA  [/var/tmp/asl-bench/data]  datasets (bench/intake/datasets.sh D1 makes d1)
+#   WORK  [/var/tmp/asl-bench/remote]  scratch, removed at the end
+#   OUT   [bench/results/<UTC date>-remote-<rev>.md]  the report; rows go to the same name .csv
+#
+# Phases per run and tool: first intake, unchanged re-intake, full restore of the latest
+# snapshot. asl local is measured twice: with its stat cache (what a user gets) and with
+# --no-stat-cache (what a remote intake does: every file read and hashed), so that the
+# remote's cost of the network alone shows. Every command runs under /usr/bin/time.
+# Not yet here: restic's S3 backend and asl on Garage (the S3 backend is not built yet).
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+RUNS=${RUNS:-3}
+DATA=${DATA:-/var/tmp/asl-bench/data}
+WORK=${WORK:-/var/tmp/asl-bench/remote}
+REV=$(git -C "$REPO" rev-parse --short HEAD)
+OUT=${OUT:-$REPO/bench/results/$(date -u +%Y-%m-%d)-remote-$REV.md}
+CSV=${OUT%.md}.csv
+ASL=${ASL:-$REPO/target/release/asl}
+[ -x "$ASL" ] || { echo "run.sh: no asl binary at $ASL (cargo build --release -p asl)" >&2; exit 1; }
+command -v restic >/dev/null || { echo "run.sh: restic is missing (scripts/deps/bench.apt)" >&2; exit 1; }
+command -v openssl >/dev/null || { echo "run.sh: openssl is missing" >&2; exit 1; }
+DATA=$DATA bash "$REPO/bench/intake/datasets.sh" d1 >/dev/null
+SRC=$DATA/d1
+rm -rf "$WORK"; mkdir -p "$WORK"
+SERVER_PID=
+cleanup() {
+  [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "tool,phase,run,wall_s,user_s,sys_s,max_rss_kb,bytes_sent" > "$CSV"
+# measure TOOL PHASE RUN CMD...: one row.
+measure() {
+  local tool=$1 phase=$2 run=$3; shift 3
+  local t=$WORK/time.txt out=$WORK/out.json
+  /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" > "$out"
+  local sent=
+  [ "$tool" = asl-remote ] && [ "$phase" != restore ] && sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes_sent"])' "$out")
+  read -r wall user sys rss < "$t"
+  echo "$tool,$phase,$run,$wall,$user,$sys,$rss,$sent" >> "$CSV"
+}
+
+# The server: a key, a self-signed certificate for 127.0.0.1, one store.
+"$ASL" key generate "$WORK/client.key" >/dev/null
+PUB=$("$ASL" key show --json "$WORK/client.key" | python3 -c 'import json,sys; print(json.load(sys.stdin)["public"])')
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$WORK/server.key" -out "$WORK/server.crt" 2>/dev/null
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_server() {
+  cat > "$WORK/server.conf" <<EOF
+listen = 127.0.0.1:$PORT
+tls.cert = $WORK/server.crt
+tls.key = $WORK/server.key
+store.main.path = $1
+key.bench.public = $PUB
+grant.bench.main = read, write
+EOF
+  "$ASL" server -q --config "$WORK/server.conf" & SERVER_PID=$!
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "run.sh: asl-server did not start" >&2; exit 1
+}
+stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
+REMOTE=(--remote "https://127.0.0.1:$PORT/main" --key "$WORK/client.key" --ca "$WORK/server.crt")
+export RESTIC_PASSWORD=bench
+
+for run in $(seq "$RUNS"); do
+  for tool in asl-local asl-local-nocache asl-remote restic; do
+    repo=$WORK/repo-$tool; target=$WORK/restore
+    rm -rf "$repo" "$target"
+    case $tool in
+      asl-local|asl-local-nocache)
+        flags=(); [ $tool = asl-local-nocache ] && flags=(--no-stat-cache)
+        measure $tool first "$run" "$ASL" intake --json "${flags[@]}" --store "$repo" "$SRC"
+        measure $tool unchanged "$run" "$ASL" intake --json "${flags[@]}" --store "$repo" "$SRC"
+        measure $tool restore "$run" "$ASL" admin --json --store "$repo" restore latest --target "$target"
+        ;;
+      asl-remote)
+        start_server "$repo"
+        measure $tool first "$run" "$ASL" intake --json "${REMOTE[@]}" "$SRC"
+        measure $tool unchanged "$run" "$ASL" intake --json "${REMOTE[@]}" "$SRC"
+        measure $tool restore "$run" "$ASL" admin --json "${REMOTE[@]}" restore latest --target "$target"
+        stop_server
+        ;;
+      restic)
+        restic init -q -r "$repo" >/dev/null
+        measure $tool first "$run" restic -q -r "$repo" backup "$SRC"
+        measure $tool unchanged "$run" restic -q -r "$repo" backup "$SRC"
+        measure $tool restore "$run" restic -q -r "$repo" restore latest --target "$target"
+        ;;
+    esac
+    rm -rf "$repo" "$target"
+  done
+done
+
+# 8 clients at once into one server: the tree split in 8 parts, one client per part.
+LOAD=$WORK/load.csv
+echo "run,client,wall_s,commit_s,bytes_sent" > "$LOAD"
+mapfile -t PARTS < <(find "$SRC" -mindepth 1 -maxdepth 1 -type d | sort | awk 'NR<=8')
+for run in $(seq "$RUNS"); do
+  rm -rf "$WORK/load-store"; start_server "$WORK/load-store"
+  start=$(date +%s.%N)
+  pids=()
+  for i in "${!PARTS[@]}"; do
+    /usr/bin/time -f '%e' -o "$WORK/load-$i.t" "$ASL" intake --json "${REMOTE[@]}" "${PARTS[$i]}" > "$WORK/load-$i.json" &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  end=$(date +%s.%N)
+  for i in "${!PARTS[@]}"; do
+    python3 - "$run" "$i" "$WORK/load-$i.t" "$WORK/load-$i.json" >> "$LOAD" <<'PY'
+import json, sys
+run, i, t, j = sys.argv[1:]
+r = json.load(open(j))
+print(f"{run},{i},{open(t).read().split()[-1]},{r['commit_seconds']:.4f},{r['bytes_sent']}")
+PY
+  done
+  echo "# load run $run: $(python3 -c "print(f'{$end-$start:.2f}')") s wall for 8 clients" >> "$LOAD"
+  stop_server
+done
+
+python3 "$HERE/report.py" "$CSV" "$LOAD" "$SRC" "$REV" "$0" > "$OUT"
+echo "wrote $OUT"
