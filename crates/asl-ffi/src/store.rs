@@ -99,6 +99,7 @@ fn init_options(o: &asl_init_options) -> Result<InitOptions, Error> {
         hash,
         domain_id: if o.domain_id == 0 { 1 } else { o.domain_id },
         chunk_sizes,
+        block_target_size: None,
     })
 }
 

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees};
 use asl_fs::{IntakeOptions, Progress, RestoreOptions, intake, restore};
-use asl_store::storage::Storage;
 use asl_store::storage::sim::{Fault, Loss, SimStorage};
 use asl_store::verify::{VerifyOptions, verify};
 use asl_store::{InitOptions, Layout, Reference, Store, StoreError, TypeTag, Writer};
@@ -45,21 +44,14 @@ fn intake_commit(sim: &SimStorage, src: &Path) -> Result<Reference, String> {
     Ok(s.root)
 }
 
-/// A new store on `sim` with 64 KiB blocks, so that the tree fills many of them.
+/// A new store on `sim` with 64 KiB blocks, so that a few hundred KiB fill many blocks.
 fn new_store() -> SimStorage {
-    use std::io::Write;
     let sim = SimStorage::new(Path::new(ROOT));
-    let l = layout(&sim);
-    Store::init_in(&l, &InitOptions::default()).unwrap();
-    let config = l.config();
-    let mut json: serde_json::Value = serde_json::from_slice(&sim.read(&config).unwrap()).unwrap();
-    json["block_target_size"] = 65_536.into();
-    let tmp = config.with_file_name("config.new");
-    let mut f = sim.create(&tmp).unwrap();
-    f.write_all(json.to_string().as_bytes()).unwrap();
-    f.sync().unwrap();
-    sim.rename(&tmp, &config).unwrap();
-    sim.sync_dir(Path::new(ROOT)).unwrap();
+    let opts = InitOptions {
+        block_target_size: Some(65_536),
+        ..InitOptions::default()
+    };
+    Store::init_in(&layout(&sim), &opts).unwrap();
     sim
 }
 

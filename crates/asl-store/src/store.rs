@@ -18,6 +18,8 @@ pub struct InitOptions {
     pub domain_id: u32,
     /// FastCDC `(min, avg, max)` chunk sizes; `None`: the defaults of [`crate::config::ChunkerParams`].
     pub chunk_sizes: Option<(u32, u32, u32)>,
+    /// The size at which a block is sealed (64 KiB–1 GiB); `None`: the default, 8 MiB.
+    pub block_target_size: Option<u32>,
 }
 
 impl Default for InitOptions {
@@ -26,6 +28,7 @@ impl Default for InitOptions {
             hash: crate::HashAlgo::Blake3,
             domain_id: 1,
             chunk_sizes: None,
+            block_target_size: None,
         }
     }
 }
@@ -106,6 +109,9 @@ impl Store {
     fn init_locked(layout: &Layout, opts: &InitOptions) -> Result<StoreConfig> {
         let storage = layout.storage();
         let mut config = StoreConfig::new(opts.hash, opts.domain_id);
+        if let Some(size) = opts.block_target_size {
+            config.block_target_size = size;
+        }
         if let Some((min, avg, max)) = opts.chunk_sizes {
             config.chunker.min_size = min;
             config.chunker.avg_size = avg;

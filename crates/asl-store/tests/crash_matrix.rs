@@ -19,7 +19,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use asl_store::gc::GcOptions;
-use asl_store::storage::Storage;
 use asl_store::storage::sim::{Fault, Loss, SimStorage};
 use asl_store::verify::{VerifyOptions, verify};
 use asl_store::{
@@ -98,21 +97,13 @@ fn open_writer(sim: &SimStorage) -> Result<Writer, StoreError> {
 /// A new store on `sim` with 64 KiB blocks, so that a few hundred KiB fill many blocks.
 fn new_store() -> SimStorage {
     let sim = SimStorage::new(Path::new(ROOT));
-    let l = layout(&sim);
-    Store::init_in(&l, &InitOptions::default()).unwrap();
-    let config = l.config();
-    let mut json: serde_json::Value = serde_json::from_slice(&sim.read(&config).unwrap()).unwrap();
-    json["block_target_size"] = 65_536.into();
-    let tmp = config.with_file_name("config.new");
-    let mut f = sim.create(&tmp).unwrap();
-    f.write_all(json.to_string().as_bytes()).unwrap();
-    f.sync().unwrap();
-    sim.rename(&tmp, &config).unwrap();
-    sim.sync_dir(Path::new(ROOT)).unwrap();
+    let opts = InitOptions {
+        block_target_size: Some(65_536),
+        ..InitOptions::default()
+    };
+    Store::init_in(&layout(&sim), &opts).unwrap();
     sim
 }
-
-use std::io::Write;
 
 /// The state every crash must preserve: committed snapshots by id, and the one the
 /// operation under test is committing (visible only if its log record became durable).

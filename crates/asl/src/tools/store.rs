@@ -95,6 +95,7 @@ fn init_store(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             hash,
             domain_id: a.domain,
             chunk_sizes: a.chunk_sizes,
+            block_target_size: None,
         },
     )
     .map_err(store_error)?;
