@@ -53,10 +53,16 @@ fn rescue_overlay_has_the_seed_layout() {
     // asl.conf naming both.
     let slot = std::fs::metadata(out.join("etc/asl/keys")).unwrap();
     assert_eq!(slot.permissions().mode() & 0o777, 0o700);
-    assert_eq!(std::fs::read_dir(out.join("etc/asl/keys")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(out.join("etc/asl/keys")).unwrap().count(),
+        0
+    );
     assert!(out.join("etc/asl/ca").is_dir());
     let conf = std::fs::read_to_string(out.join("etc/asl/asl.conf")).unwrap();
-    assert!(conf.contains("remote.key = /etc/asl/keys/client.key"), "{conf}");
+    assert!(
+        conf.contains("remote.key = /etc/asl/keys/client.key"),
+        "{conf}"
+    );
     for d in [
         "var/lib/asl/runtime",
         "var/lib/asl/cache",
