@@ -261,16 +261,37 @@ fn tls_acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, St
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
+/// The parts of a request its signature covers (and that say who sent it).
+pub struct Envelope {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Envelope {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Envelope, Self::Rejection> {
+        Ok(Envelope {
+            method: parts.method.clone(),
+            uri: parts.uri.clone(),
+            headers: parts.headers.clone(),
+        })
+    }
+}
+
 /// Authenticates a request and checks that its key holds one of `need` on the store.
 /// Returns the store and the claim (whose `content_sha256` the body must match).
 fn authorize(
     shared: &Shared,
     store: &str,
-    headers: &HeaderMap,
-    method: &Method,
-    uri: &Uri,
+    req: &Envelope,
     need: &[Right],
 ) -> Result<(Arc<Served>, Claim), ApiFailure> {
+    let (headers, method, uri) = (&req.headers, &req.method, &req.uri);
     let unauth =
         |e: AuthError| ApiFailure::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string());
     let claim =
@@ -305,6 +326,18 @@ fn authorize(
             ),
         )),
     }
+}
+
+/// [`authorize`] for a request without a body (which must have signed the empty body's hash).
+fn authorize_bodiless(
+    shared: &Shared,
+    store: &str,
+    req: &Envelope,
+    need: &[Right],
+) -> Result<(Arc<Served>, Claim), ApiFailure> {
+    let (served, claim) = authorize(shared, store, req, need)?;
+    body_matches(&claim, b"")?;
+    Ok((served, claim))
 }
 
 fn body_matches(claim: &Claim, body: &[u8]) -> Result<(), ApiFailure> {
@@ -364,19 +397,14 @@ fn view(s: &Served) -> Arc<Store> {
 async fn info(
     State(sh): Ctx,
     UrlPath(store): UrlPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(
+    let (served, claim) = authorize_bodiless(
         &sh,
         &store,
-        &headers,
-        &method,
-        &uri,
+        &req,
         &[Right::Read, Right::Write, Right::Admin],
     )?;
-    body_matches(&claim, b"")?;
     let v = view(&served);
     let rights = sh.conf.rights(&claim.key, &store);
     Ok(axum::Json(api::StoreInfo {
@@ -391,19 +419,10 @@ async fn info(
 async fn missing(
     State(sh): Ctx,
     UrlPath(store): UrlPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
     body: Body,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(
-        &sh,
-        &store,
-        &headers,
-        &method,
-        &uri,
-        &[Right::Read, Right::Write],
-    )?;
+    let (served, claim) = authorize(&sh, &store, &req, &[Right::Read, Right::Write])?;
     let body = buffered(body).await?;
     body_matches(&claim, &body)?;
     let req: api::MissingRequest = serde_json::from_slice(&body)
@@ -463,12 +482,10 @@ fn flush(served: &Served) -> Result<(), ApiFailure> {
 async fn upload_batch(
     State(sh): Ctx,
     UrlPath(store): UrlPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
     body: Body,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Write])?;
+    let (served, claim) = authorize(&sh, &store, &req, &[Right::Write])?;
     let body = buffered(body).await?;
     body_matches(&claim, &body)?;
     // Every frame is decoded and every reference parsed before anything is stored.
@@ -527,12 +544,10 @@ async fn upload_stream(
     State(sh): Ctx,
     UrlPath((store, reference)): UrlPath<(String, String)>,
     Query(q): Query<TagQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
     body: Body,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Write])?;
+    let (served, claim) = authorize(&sh, &store, &req, &[Right::Write])?;
     let announced = parse_ref(&reference)?;
     let tag = TypeTag(q.tag.unwrap_or(0));
     let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(16);
@@ -663,12 +678,10 @@ fn closure(
 async fn commit(
     State(sh): Ctx,
     UrlPath(store): UrlPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
     body: Body,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Write])?;
+    let (served, claim) = authorize(&sh, &store, &req, &[Right::Write])?;
     let body = buffered(body).await?;
     body_matches(&claim, &body)?;
     let req: api::CommitRequest = serde_json::from_slice(&body)
@@ -735,12 +748,9 @@ async fn commit(
 async fn snapshots(
     State(sh): Ctx,
     UrlPath(store): UrlPath<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Read])?;
-    body_matches(&claim, b"")?;
+    let (served, _) = authorize_bodiless(&sh, &store, &req, &[Right::Read])?;
     let v = view(&served);
     let list: Vec<asl_store::Snapshot> = v.snapshots().into_iter().cloned().collect();
     Ok(axum::Json(list).into_response())
@@ -794,14 +804,12 @@ async fn read_artifact(
     State(sh): Ctx,
     UrlPath((store, reference)): UrlPath<(String, String)>,
     Query(q): Query<ReadQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(&sh, &store, &headers, &method, &uri, &[Right::Read])?;
-    body_matches(&claim, b"")?;
+    let (served, _) = authorize_bodiless(&sh, &store, &req, &[Right::Read])?;
     let r = parse_ref(&reference)?;
-    let range = headers
+    let range = req
+        .headers
         .get(axum::http::header::RANGE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
@@ -874,19 +882,9 @@ async fn verify(
     State(sh): Ctx,
     UrlPath(store): UrlPath<String>,
     Query(q): Query<VerifyQuery>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    req: Envelope,
 ) -> Result<Response, ApiFailure> {
-    let (served, claim) = authorize(
-        &sh,
-        &store,
-        &headers,
-        &method,
-        &uri,
-        &[Right::Admin, Right::Read],
-    )?;
-    body_matches(&claim, b"")?;
+    let (served, _) = authorize_bodiless(&sh, &store, &req, &[Right::Admin, Right::Read])?;
     let v = view(&served);
     let rep = blocking(move || {
         Ok(asl_store::verify::verify(
