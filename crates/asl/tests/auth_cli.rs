@@ -11,31 +11,8 @@ use std::process::{Command, Output};
 
 use common::{run, text, transcript};
 
-const CONFIG: &str = "\
-host:
-  name: \"asl-auth-host-01\"
-  version: \"0.1\"
-  mode: \"admission\"
-domains:
-  common:
-    id: \"00000000-0000-0000-0000-000000000001\"
-    type: \"courtesy\"
-    description: \"Shared courtesy domain\"
-    path: \"/var/lib/asl/common\"
-    snapshot_retention: 30d
-    allowed_operations: [read, write, append, seal]
-    courtesy_lease: 7d
-  authority:
-    id: \"2\"
-    type: \"authority\"
-    path: \"/var/lib/asl/personal\"
-certificates:
-  root_offline_path: \"/var/lib/asl-auth-host/offline\"
-policy:
-  hash_file: \"/etc/asl-auth-host/policy.hash\"
-logging:
-  path: \"/var/log/asl-auth-host.log\"
-";
+/// The example config of docs/AUTHORITY.md.
+const CONFIG: &str = include_str!("../../../docs/examples/auth-host-config.yaml");
 
 fn asl() -> Command {
     common::asl()

@@ -57,3 +57,14 @@ fn every_tool_has_a_page_in_docs() {
         "tools without a page in docs/: {missing:?}"
     );
 }
+
+#[test]
+fn the_authority_config_example_in_the_docs_is_the_file_the_tests_use() {
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let page = std::fs::read_to_string(docs.join("AUTHORITY.md")).unwrap();
+    let file = std::fs::read_to_string(docs.join("examples/auth-host-config.yaml")).unwrap();
+    assert!(
+        page.contains(&format!("```yaml\n{file}```\n")),
+        "docs/AUTHORITY.md's example config differs from docs/examples/auth-host-config.yaml"
+    );
+}

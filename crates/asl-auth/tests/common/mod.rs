@@ -10,39 +10,9 @@ use asl_auth::AuthHost;
 
 pub const PASS: &[u8] = b"correct horse battery staple";
 
+/// The example config of docs/AUTHORITY.md.
 pub fn config_text() -> String {
-    "\
-host:
-  name: \"asl-auth-host-01\"
-  version: \"0.1\"
-  mode: \"admission\"
-domains:
-  common:
-    id: \"00000000-0000-0000-0000-000000000001\"
-    type: \"courtesy\"
-    description: \"Shared courtesy domain\"
-    path: \"/var/lib/asl/common\"
-    snapshot_retention: 30d
-    allowed_operations: [read, write, append, seal]
-    courtesy_lease: 7d
-  authority:
-    id: \"2\"
-    type: \"authority\"
-    description: \"The authority's own domain\"
-    path: \"/var/lib/asl/personal\"
-certificates:
-  root_offline_path: \"/var/lib/asl-auth-host/offline\"
-  domain_authority_path: \"/var/lib/asl-auth-host/domains\"
-policy:
-  hash_file: \"/etc/asl-auth-host/policy.hash\"
-  description: \"default policy\"
-logging:
-  path: \"/var/log/asl-auth-host.log\"
-  level: \"INFO\"
-store:
-  type: \"posix\"
-"
-    .to_string()
+    include_str!("../../../../docs/examples/auth-host-config.yaml").to_string()
 }
 
 /// A host root under `root` with the sample config.
