@@ -132,6 +132,25 @@ impl Site {
         }
         common::run(&mut cmd)
     }
+
+    /// Restores snapshot `which` through the server into a fresh directory and checks it
+    /// equals `src`, file by file.
+    fn restore_matches(&self, which: &str, src: &Path) {
+        let target = self.dir.path().join(format!("restored-{which}"));
+        let rest = self.remote(
+            &[
+                "admin",
+                "restore",
+                which,
+                "--target",
+                target.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(rest.status.success(), "{}", common::transcript(&rest));
+        let diffs = compare_trees(src, &target);
+        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    }
 }
 
 fn json(o: &std::process::Output) -> serde_json::Value {
@@ -203,20 +222,7 @@ fn local_and_remote_intake_give_the_same_root_and_a_remote_restore_is_exact() {
     // Read back through the server: listing, one file, the whole tree.
     let snaps = site.remote(&["admin", "--json", "snapshots"], &[]);
     assert_eq!(json(&snaps).as_array().unwrap().len(), 2);
-    let target = site.dir.path().join("restored");
-    let rest = site.remote(
-        &[
-            "admin",
-            "restore",
-            "1",
-            "--target",
-            target.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(rest.status.success(), "{}", common::transcript(&rest));
-    let diffs = compare_trees(&src, &target);
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    site.restore_matches("1", &src);
     let verify = site.remote(&["admin", "verify", "--read-data"], &[]);
     assert!(verify.status.success(), "{}", common::transcript(&verify));
     drop(server);
@@ -322,19 +328,7 @@ fn a_client_killed_mid_upload_finishes_on_rerun_with_one_exact_snapshot() {
     assert!(rerun.status.success(), "{}", common::transcript(&rerun));
     let sent = json(&rerun)["bytes_sent"].as_u64().unwrap();
     assert!(sent < 24 << 20, "the rerun sent everything again: {sent}");
-    let target = site.dir.path().join("restored");
-    let rest = site.remote(
-        &[
-            "admin",
-            "restore",
-            "latest",
-            "--target",
-            target.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert!(rest.status.success(), "{}", common::transcript(&rest));
-    assert!(compare_trees(&src, &target).is_empty());
+    site.restore_matches("latest", &src);
     drop(server);
     assert_eq!(snapshot_count(&site.store()), 1);
     verify_on_disk(&site.store());
