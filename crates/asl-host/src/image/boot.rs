@@ -75,6 +75,8 @@ cp "$root"/boot/initrd.img-"${1##*/vmlinuz-}" "$iso/live/initrd.img"
 rm -f "$iso/live/filesystem.squashfs"
 mksquashfs "$root" "$iso/live/filesystem.squashfs" -noappend -no-progress -quiet \
   -comp zstd -Xcompression-level 6 -e boot
+# The outputs' times, so that their receipts match another build's.
+touch -d "@$SOURCE_DATE_EPOCH" "$iso/live/filesystem.squashfs" "$iso/live/vmlinuz" "$iso/live/initrd.img"
 "#;
 
 /// Makes the BIOS and UEFI GRUB images and the ESP.
@@ -97,6 +99,8 @@ rm -f "$iso/boot/efi.img"
 mkfs.fat -C -n ASLEFI --invariant -i 41534c31 "$iso/boot/efi.img" 4096 >/dev/null
 mmd -i "$iso/boot/efi.img" ::/EFI ::/EFI/BOOT
 mcopy -i "$iso/boot/efi.img" "$cfg/bootx64.efi" ::/EFI/BOOT/BOOTX64.EFI
+# The outputs' times, so that their receipts match another build's.
+find "$iso/boot" "$iso/live/$vol.marker" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 "#;
 
 /// Assembles the hybrid ISO.

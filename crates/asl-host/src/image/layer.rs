@@ -93,8 +93,44 @@ WantedBy=multi-user.target\n"
     )
 }
 
-/// Writes the image layer of `profile` into `dir` (created; must not exist yet).
-pub fn write(profile: Profile, dir: &Path) -> Result<(), ImageError> {
+/// Writes the image layer of `profile` into `dir` (created; must not exist yet). With
+/// `mtime` (`SOURCE_DATE_EPOCH`), every entry gets that time, so two builds record the same
+/// layer tree in their receipts.
+pub fn write(profile: Profile, dir: &Path, mtime: Option<i64>) -> Result<(), ImageError> {
+    write_files(profile, dir)?;
+    if let Some(secs) = mtime {
+        set_times(dir, secs)?;
+    }
+    Ok(())
+}
+
+/// Sets the time of `p` and, for a directory, of everything below it first (a directory's
+/// time is not disturbed afterwards). Symlinks get their own time.
+fn set_times(p: &Path, secs: i64) -> Result<(), ImageError> {
+    let m = std::fs::symlink_metadata(p).map_err(ImageError::io(p))?;
+    if m.is_dir() {
+        for e in std::fs::read_dir(p).map_err(ImageError::io(p))? {
+            set_times(&e.map_err(ImageError::io(p))?.path(), secs)?;
+        }
+    }
+    let t = rustix::fs::Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let times = rustix::fs::Timestamps {
+        last_access: t,
+        last_modification: t,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        p,
+        &times,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| ImageError::io(p)(e.into()))
+}
+
+fn write_files(profile: Profile, dir: &Path) -> Result<(), ImageError> {
     let file = |rel: &str, text: &str| -> Result<(), ImageError> {
         let p = dir.join(rel);
         if let Some(parent) = p.parent() {
@@ -162,7 +198,7 @@ mod tests {
     fn auth_host_has_no_network_and_no_store_mount() {
         let d = tempfile::tempdir().unwrap();
         let l = d.path().join("l");
-        write(Profile::AuthHost, &l).unwrap();
+        write(Profile::AuthHost, &l, None).unwrap();
         assert!(!l.join("etc/systemd/network").exists());
         assert!(!l.join("etc/systemd/system/mnt-asl-local.mount").exists());
         assert!(
@@ -175,7 +211,9 @@ mod tests {
     fn rescue_mounts_only_the_store_label() {
         let d = tempfile::tempdir().unwrap();
         let l = d.path().join("l");
-        write(Profile::Rescue, &l).unwrap();
+        write(Profile::Rescue, &l, Some(1_000_000)).unwrap();
+        let m = std::fs::symlink_metadata(l.join("etc/hostname")).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::mtime(&m), 1_000_000);
         let m = std::fs::read_to_string(l.join("etc/systemd/system/mnt-asl-local.mount")).unwrap();
         assert!(m.contains("What=/dev/disk/by-label/ASL_STORE\n"), "{m}");
         let wants = l.join("etc/systemd/system/dev-disk-by\\x2dlabel-ASL_STORE.device.wants");

@@ -499,7 +499,7 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             })
         }
         ImageCmd::Layer { profile, out } => {
-            image::layer::write(profile, &out)?;
+            image::layer::write(profile, &out, source_date_epoch()?)?;
             outln!("{}", out.display())?;
             Ok(ExitCode::SUCCESS)
         }
