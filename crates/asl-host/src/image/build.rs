@@ -476,7 +476,14 @@ pub fn build(o: &BuildOptions, progress: &mut dyn FnMut(&str)) -> Result<BuildRe
     argv.push(iso.clone().into_os_string());
     argv.push(vol.into());
     argv.push(out.clone().into_os_string());
-    r.step("iso", &[&script, &iso], &[&out], &argv)?;
+    // The ISO's inputs are the earlier steps' outputs themselves (not the staging directory
+    // around them), so that asl-why leads from the ISO back through every step.
+    r.step(
+        "iso",
+        &[&script, &sq, &vmlinuz, &initrd, &bootdir, &marker],
+        &[&out],
+        &argv,
+    )?;
 
     // The DAG next to the ISO, and the step list diff-builds reads.
     let dag = sibling(&out, ".dag.svg");

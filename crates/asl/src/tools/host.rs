@@ -218,9 +218,9 @@ fn run_config(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Generate and check overlay trees (rescue intake, authority host)",
+    about = "Generate and check overlay trees; build the bootable ISOs (rescue, authority host)",
     long_about = "Generate the canonical overlay tree of a profile, or check a tree against the \
-overlay contract.\n\n\
+overlay contract; build the bootable ISO of a profile, or compare two builds.\n\n\
 Profiles: rescue (SystemRescue intake overlay: tools, /etc/asl defaults, asl-preflight and \
 asl-intake units, empty var/lib/asl/{runtime,cache,locks}, run/asl/sockets, \
 mnt/asl/{local,remote}) and auth-host (offline authority host: tools, /etc/asl with mode = \
@@ -235,7 +235,13 @@ rules: never write to /usr, /bin, /lib; no state in /etc; never auto-mount the c
 never assume ZFS; never assume the network; never import pools without approval. \
 docs/asl-image.md lists every rule next to the seed's words.\n\n\
 The overlay is built under a temporary name next to --out and renamed into place, so a failed \
-run leaves nothing behind. Set SOURCE_DATE_EPOCH for reproducible mtimes."
+run leaves nothing behind. Set SOURCE_DATE_EPOCH for reproducible mtimes.\n\n\
+build (root; packages of scripts/deps/image.apt) makes a Debian bookworm live ISO from the \
+configured apt sources: the exact package set is resolved first and the base root is cached by \
+it (--cache), then overlay, image layer and build history, squashfs, GRUB for BIOS and UEFI and \
+a hybrid ISO that also boots as a disk. Every step runs under asl-capture into FILE.build/store, \
+signed by the builder key; the DAG is written to FILE.dag.svg. With --no-history two builds of \
+the same inputs are bit-identical; diff-builds names the first step whose outputs differ."
 )]
 struct Image {
     #[command(subcommand)]
