@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The VM tests (crates/asl/tests/vm.rs): builds the rescue and authority-host ISOs once per run
-# with `asl-image build`, then boots them in QEMU. Needs root (mmdebstrap, loop-free ext4 images
-# are fine) and the packages of scripts/deps/image.apt. The base root is cached in
+# with `asl-image build`, then boots them in QEMU. Needs root (mmdebstrap; the tests mount the
+# crashed-machine disk read-only through a loop device to compare) and the packages of
+# scripts/deps/image.apt. The base root is cached in
 # $ASL_IMAGE_CACHE (default /var/cache/asl-image), so only the first run on a machine pays for
 # the bootstrap. Prints where the time went.
 #   bash scripts/test-vm.sh                 build both ISOs, run every VM scenario
