@@ -7,3 +7,5 @@ bash scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+# The built images, booted in QEMU (builds both ISOs once; see docs/DEVELOPING.md).
+bash scripts/test-vm.sh

@@ -20,10 +20,13 @@
 //! Every entry point takes a root directory ([`Root`]): `/` on a real host, any directory for
 //! tests and image building. Absolute paths from configuration files are resolved under it.
 //!
-//! Not here: the store itself (`asl-store`), file-tree intake (`asl-fs`), remote intake, and
-//! image building (ISO, QEMU).
+//! * [`image`] — building the bootable ISOs of both profiles (`asl-image build`), every step
+//!   under `asl-capture`, and comparing two builds (`asl-image diff-builds`).
+//!
+//! Not here: the store itself (`asl-store`), file-tree intake (`asl-fs`), remote intake.
 
 pub mod config;
+pub mod image;
 pub mod modefile;
 pub mod overlay;
 pub mod preflight;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use asl_host::Root;
+use asl_host::image::{self, build::BuildOptions};
 use asl_host::overlay::{self, OverlayInputs, Profile};
 use asl_host::preflight;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -217,9 +218,9 @@ fn run_config(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
 
 #[derive(Parser, Debug)]
 #[command(
-    about = "Generate and check overlay trees (rescue intake, authority host)",
+    about = "Generate and check overlay trees; build the bootable ISOs (rescue, authority host)",
     long_about = "Generate the canonical overlay tree of a profile, or check a tree against the \
-overlay contract.\n\n\
+overlay contract; build the bootable ISO of a profile, or compare two builds.\n\n\
 Profiles: rescue (SystemRescue intake overlay: tools, /etc/asl defaults, asl-preflight and \
 asl-intake units, empty var/lib/asl/{runtime,cache,locks}, run/asl/sockets, \
 mnt/asl/{local,remote}) and auth-host (offline authority host: tools, /etc/asl with mode = \
@@ -234,7 +235,13 @@ rules: never write to /usr, /bin, /lib; no state in /etc; never auto-mount the c
 never assume ZFS; never assume the network; never import pools without approval. \
 docs/asl-image.md lists every rule next to the seed's words.\n\n\
 The overlay is built under a temporary name next to --out and renamed into place, so a failed \
-run leaves nothing behind. Set SOURCE_DATE_EPOCH for reproducible mtimes."
+run leaves nothing behind. Set SOURCE_DATE_EPOCH for reproducible mtimes.\n\n\
+build (root; packages of scripts/deps/image.apt) makes a Debian bookworm live ISO from the \
+configured apt sources: the exact package set is resolved first and the base root is cached by \
+it (--cache), then overlay, image layer and build history, squashfs, GRUB for BIOS and UEFI and \
+a hybrid ISO that also boots as a disk. Every step runs under asl-capture into FILE.build/store, \
+signed by the builder key; the DAG is written to FILE.dag.svg. With --no-history two builds of \
+the same inputs are bit-identical; diff-builds names the first step whose outputs differ."
 )]
 struct Image {
     #[command(subcommand)]
@@ -270,6 +277,57 @@ enum ImageCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Build the bootable hybrid ISO of a profile (BIOS and UEFI, CD and disk), every step
+    /// under asl-capture.
+    Build {
+        /// rescue | auth-host
+        #[arg(long, value_parser = parse_profile)]
+        profile: Profile,
+        /// The ISO to write; its build record goes to FILE.build/, its DAG to FILE.dag.svg.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Cache of base roots (keyed by their exact package set), apt state and the default
+        /// builder key.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "ASL_IMAGE_CACHE",
+            default_value = "/var/cache/asl-image"
+        )]
+        cache: PathBuf,
+        /// The builder's ed25519 key that signs every receipt [default: CACHE/builder.key,
+        /// made on first use].
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// The asl binary installed into the image (default: this binary).
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+        /// Do not seed the build history into the image (var/lib/asl/personal/): the receipts
+        /// hold times and paths, so only without them are two builds bit-identical.
+        #[arg(long)]
+        no_history: bool,
+        /// Print a JSON summary on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two builds' receipts and name the first step whose output differs.
+    DiffBuilds {
+        /// Build A: its ISO (FILE.build/ next to it is read) or its .build directory.
+        a: PathBuf,
+        /// Build B.
+        b: PathBuf,
+        /// Print the comparison as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the image layer of a profile (console login, store mount, network policy) to DIR.
+    #[command(hide = true)]
+    Layer {
+        #[arg(long, value_parser = parse_profile)]
+        profile: Profile,
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Write the systemd units (asl-preflight.service, asl-intake.service) to DIR, or print them.
     Units {
         /// Directory to write the unit files to (default: print them on stdout).
@@ -304,15 +362,7 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 Some(b) => b,
                 None => std::env::current_exe().context("cannot find the running binary")?,
             };
-            let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
-                Ok(s) => Some(s.trim().parse::<i64>().map_err(|_| {
-                    fail(
-                        Code::Usage,
-                        format!("SOURCE_DATE_EPOCH='{s}' is not a number of seconds"),
-                    )
-                })?),
-                Err(_) => None,
-            };
+            let mtime = source_date_epoch()?;
             let tools = super::all()
                 .into_iter()
                 .map(|t| t.name)
@@ -368,6 +418,97 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
                 Err(fail(Code::Failure, summary))
             }
         }
+        ImageCmd::Build {
+            profile,
+            out,
+            cache,
+            key,
+            binary,
+            no_history,
+            json,
+        } => {
+            let asl = match binary {
+                Some(b) => b,
+                None => std::env::current_exe().context("cannot find the running binary")?,
+            };
+            let asl = std::path::absolute(&asl)
+                .with_context(|| format!("cannot resolve {}", asl.display()))?;
+            let epoch = source_date_epoch()?.unwrap_or(DEFAULT_EPOCH);
+            let o = BuildOptions {
+                profile,
+                out,
+                cache,
+                asl,
+                key,
+                epoch,
+                history: !no_history,
+                apt_dir: PathBuf::from("/etc/apt"),
+            };
+            let r = image::build::build(&o, &mut |line| eprintln!("asl-image: {line}"))?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&r)?)?;
+            } else {
+                outln!("{}  {}", r.sha256, r.iso.display())?;
+                eprintln!(
+                    "asl-image: {} bytes, base {} ({} packages), {} steps in {:.0} s; record in {}",
+                    r.size,
+                    if r.base_cached {
+                        "from the cache"
+                    } else {
+                        "built"
+                    },
+                    r.packages,
+                    r.steps.len(),
+                    r.seconds,
+                    r.build_dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ImageCmd::DiffBuilds { a, b, json } => {
+            let d = image::diff::diff_builds(&a, &b)?;
+            if json {
+                outln!("{}", serde_json::to_string_pretty(&d)?)?;
+            } else {
+                for s in &d.only_in_a {
+                    outln!("step {s}: only in A (skipped)")?;
+                }
+                for s in &d.only_in_b {
+                    outln!("step {s}: only in B (skipped)")?;
+                }
+                match &d.first_difference {
+                    None => outln!(
+                        "no difference: the {} steps run by both builds have the same outputs",
+                        d.compared.len()
+                    )?,
+                    Some(f) => {
+                        outln!("first difference: step {}", f.step)?;
+                        for c in &f.outputs {
+                            outln!("  output {}: {} vs {}", c.path, c.a, c.b)?;
+                        }
+                        if f.inputs.is_empty() {
+                            outln!(
+                                "  its declared inputs are the same: the step itself is not \
+                                 reproducible"
+                            )?;
+                        }
+                        for c in &f.inputs {
+                            outln!("  input {} differs: {} vs {}", c.path, c.a, c.b)?;
+                        }
+                    }
+                }
+            }
+            Ok(if d.first_difference.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                Code::Failure.into()
+            })
+        }
+        ImageCmd::Layer { profile, out } => {
+            image::layer::write(profile, &out, source_date_epoch()?)?;
+            outln!("{}", out.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
         ImageCmd::Units { out } => {
             for (name, text) in asl_host::units::all() {
                 match &out {
@@ -377,6 +518,22 @@ fn run_image(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// The `SOURCE_DATE_EPOCH` a build uses when none is set: 2025-01-01T00:00:00Z. A constant,
+/// not the clock, so that two builds of the same inputs are the same bytes by default.
+const DEFAULT_EPOCH: i64 = 1_735_689_600;
+
+fn source_date_epoch() -> anyhow::Result<Option<i64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => Ok(Some(s.trim().parse::<i64>().map_err(|_| {
+            fail(
+                Code::Usage,
+                format!("SOURCE_DATE_EPOCH='{s}' is not a number of seconds"),
+            )
+        })?)),
+        Err(_) => Ok(None),
     }
 }
 
