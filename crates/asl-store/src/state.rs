@@ -4,6 +4,8 @@
 //! visible (sealed and not retired by a GC commit), which snapshots are retained and which
 //! tombstones apply. The second loads the visible segments into an in-memory index. The
 //! index is a derived structure: it is rebuilt on every open and never written anywhere.
+//! The first pass may start from a log checkpoint ([`crate::checkpoint`]) instead of the
+//! first record: [`State::replay_over`] applies only the records after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
