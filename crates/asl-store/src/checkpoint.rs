@@ -405,6 +405,16 @@ pub fn write(layout: &Layout, st: &State, at: &LogPosition) -> Result<bool> {
     Ok(true)
 }
 
+/// The first replay pass of `scan` alone (the retained snapshots and what else the log
+/// decides, no index), over the store's checkpoint when one matches the chain.
+pub fn replay_log(layout: &Layout, algo: HashAlgo, scan: &Scan) -> State {
+    let base = load(layout, algo, scan).unwrap_or_else(|| State {
+        algo: Some(algo),
+        ..State::default()
+    });
+    State::replay_log_over(base, scan)
+}
+
 /// Replays `scan` as opening a store does: over the store's checkpoint when one matches the
 /// chain, else from the first record.
 pub fn replay(layout: &Layout, algo: HashAlgo, scan: &Scan) -> Result<State> {
@@ -793,6 +803,9 @@ mod tests {
                 let full = fingerprint(&full_replay(&sim));
                 prop_assert_eq!(&fingerprint(&w.state), &full, "writer state after step {} {:?}", n, s);
                 prop_assert_eq!(&fingerprint(&checkpoint_replay(&sim)), &full, "checkpoint state after step {} {:?}", n, s);
+                let (listed, _) = Store::list_snapshots_in(&layout(&sim)).unwrap();
+                let replayed: Vec<Snapshot> = full_replay(&sim).snapshots.into_values().collect();
+                prop_assert_eq!(listed, replayed, "snapshot listing after step {} {:?}", n, s);
             }
         }
 

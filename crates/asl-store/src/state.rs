@@ -152,19 +152,12 @@ impl State {
     /// state of the records before them (a checkpoint's, or an empty state), then loads the
     /// visible segments.
     pub fn replay_over(
-        mut st: State,
+        st: State,
         storage: &dyn Storage,
         segments_dir: &Path,
         scan: &Scan,
     ) -> Result<State> {
-        st.log_tail = Some(scan.tail.clone());
-        st.log_damage = LogDamage::from_scan(scan);
-        // Records are numbered from 1 without gaps, so record n is at index n - 1.
-        let from = usize::try_from(st.last_logseq).unwrap_or(usize::MAX);
-        // Pass 1: which segments, snapshots and tombstones are in force.
-        for rec in scan.records.get(from..).unwrap_or_default() {
-            st.apply(rec);
-        }
+        let mut st = State::replay_log_over(st, scan);
         // Pass 2: load the visible segments into the index.
         let infos: Vec<SegmentInfo> = st.segments.values().copied().collect();
         for info in infos {
@@ -181,6 +174,20 @@ impl State {
             }
         }
         Ok(st)
+    }
+
+    /// The first replay pass alone, over `st`: the records of `scan` after `st.last_logseq`
+    /// decide which segments, snapshots and tombstones are in force. The index stays empty,
+    /// so such a state answers questions about snapshots only (listing them is all it is for).
+    pub fn replay_log_over(mut st: State, scan: &Scan) -> State {
+        st.log_tail = Some(scan.tail.clone());
+        st.log_damage = LogDamage::from_scan(scan);
+        // Records are numbered from 1 without gaps, so record n is at index n - 1.
+        let from = usize::try_from(st.last_logseq).unwrap_or(usize::MAX);
+        for rec in scan.records.get(from..).unwrap_or_default() {
+            st.apply(rec);
+        }
+        st
     }
 
     /// The first replay pass for one record: what it changes of the segments, snapshots and
