@@ -199,7 +199,8 @@ fn sealed_block(
     let open = scratch.join("open");
     std::fs::create_dir_all(&open).expect("create the scratch directory");
     let algo = HashAlgo::Blake3;
-    let mut block = OpenBlock::create(&open, algo, name).expect("create a block");
+    let mut block = OpenBlock::create(asl_store::storage::default_storage(), &open, algo, name)
+        .expect("create a block");
     for (i, (kind, codec, stored, raw_len)) in records.iter().enumerate() {
         block
             .append(
