@@ -24,6 +24,7 @@ fn main() {
         ("segment", segment_seeds(), asl_fuzz::segment),
         ("block", block_seeds(), asl_fuzz::block),
         ("tree", tree_seeds(), asl_fuzz::tree),
+        ("checkpoint", checkpoint_seeds(), asl_fuzz::checkpoint),
     ] {
         let dir = out.join(target);
         std::fs::create_dir_all(&dir).expect("create the seed directory");
@@ -198,7 +199,8 @@ fn sealed_block(
     let open = scratch.join("open");
     std::fs::create_dir_all(&open).expect("create the scratch directory");
     let algo = HashAlgo::Blake3;
-    let mut block = OpenBlock::create(&open, algo, name).expect("create a block");
+    let mut block = OpenBlock::create(asl_store::storage::default_storage(), &open, algo, name)
+        .expect("create a block");
     for (i, (kind, codec, stored, raw_len)) in records.iter().enumerate() {
         block
             .append(
@@ -338,4 +340,42 @@ fn tree_seeds() -> Vec<(&'static str, Vec<u8>)> {
             enc(all.iter().filter(|e| e.name == b"link").cloned().collect()),
         ),
     ]
+}
+
+/// The documented vector, and the checkpoint a real writer leaves after commits, a forget
+/// and a tombstone (in a temporary store).
+fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use asl_store::{ArtifactWrite, SnapshotMeta, TypeTag, Writer};
+    let vector = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/checkpoint.hex"),
+    )
+    .expect("read docs/vectors/checkpoint.hex");
+    let vector = hex_decode(&vector.split_whitespace().collect::<String>());
+    let dir = std::env::temp_dir().join(format!("asl-fuzz-seeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = Writer::open_or_init(&dir, &Default::default()).expect("create a store");
+    let mut last = None;
+    for i in 0..4 {
+        let p = w
+            .put_bytes(format!("seed artifact {i}").as_bytes(), TypeTag::BYTES)
+            .expect("put");
+        let mut meta = SnapshotMeta::now("seed");
+        meta.label = Some(format!("s{i}"));
+        w.commit(Some(p.reference), meta).expect("commit");
+        last = Some(p.reference);
+    }
+    w.forget(1).expect("forget");
+    w.tombstone(last.expect("a commit")).expect("tombstone");
+    w.checkpoint().expect("write a checkpoint");
+    drop(w);
+    let written = std::fs::read(dir.join("cache/checkpoint")).expect("read the checkpoint");
+    let _ = std::fs::remove_dir_all(&dir);
+    vec![("vector.ckpt", vector), ("store.ckpt", written)]
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }

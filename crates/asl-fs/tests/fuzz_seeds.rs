@@ -65,3 +65,8 @@ fn block_seeds_replay_without_panic() {
 fn tree_seeds_replay_without_panic() {
     replay("tree", properties::tree);
 }
+
+#[test]
+fn checkpoint_seeds_replay_without_panic() {
+    replay("checkpoint", properties::checkpoint);
+}

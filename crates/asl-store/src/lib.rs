@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod block;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gc;

@@ -370,6 +370,16 @@ impl LogAppender {
         self.file.sync().at(&self.path)
     }
 
+    /// The last record appended or found, as a checkpoint names it; `None` for a log
+    /// without records.
+    pub fn position(&self) -> Option<crate::checkpoint::LogPosition> {
+        (self.next_seq > 1 && !self.failed).then_some(crate::checkpoint::LogPosition {
+            logseq: self.next_seq - 1,
+            offset: self.len,
+            record_hash: self.last_hash,
+        })
+    }
+
     /// The logseq the next appended record will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq

@@ -4,13 +4,15 @@
 //! visible (sealed and not retired by a GC commit), which snapshots are retained and which
 //! tombstones apply. The second loads the visible segments into an in-memory index. The
 //! index is a derived structure: it is rebuilt on every open and never written anywhere.
+//! The first pass may start from a log checkpoint ([`crate::checkpoint`]) instead of the
+//! first record: [`State::replay_over`] applies only the records after it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use crate::block::{BlockId, Codec, RecordKind};
 use crate::error::Result;
-use crate::log::{Scan, Tail};
+use crate::log::{LogRecord, Scan, Tail};
 use crate::records::Event;
 use crate::reference::{HashAlgo, Reference};
 use crate::segment::{self, Segment, Visibility};
@@ -76,6 +78,11 @@ pub struct State {
     pub log_tail: Option<Tail>,
     /// A complete log record that fails its check, and what lies beyond it.
     pub log_damage: Option<LogDamage>,
+    /// Whether a replayed record did not decode (a record or snapshot metadata in `damage`).
+    /// Such a state is never checkpointed, so that the damage keeps being found.
+    pub record_damage: bool,
+    /// The logseq the store's checkpoint covers, as far as this state knows (0: none).
+    pub checkpointed_at: u64,
 }
 
 /// A complete log record failed its check: replay stopped before it, so it and everything
@@ -126,103 +133,31 @@ pub struct Damage {
 }
 
 impl State {
-    /// Replays `scan` (the decoded log) against the segment files in `segments_dir`.
+    /// Replays `scan` (the decoded log) against the segment files in `segments_dir`, from
+    /// the first record on.
     pub fn replay(
         storage: &dyn Storage,
         segments_dir: &Path,
         algo: HashAlgo,
         scan: &Scan,
     ) -> Result<State> {
-        let mut st = State {
+        let base = State {
             algo: Some(algo),
-            log_tail: Some(scan.tail.clone()),
-            log_damage: LogDamage::from_scan(scan),
             ..State::default()
         };
-        // Pass 1: which segments, snapshots and tombstones are in force.
-        for rec in &scan.records {
-            st.last_logseq = rec.logseq;
-            let ev = match Event::decode(rec.record_type, &rec.payload) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    st.damage.push(Damage {
-                        object: format!("log record {}", rec.logseq),
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            };
-            match ev {
-                Event::SegmentSeal {
-                    segment_id,
-                    record_count,
-                    checksum,
-                } => st.add_sealed_segment(SegmentInfo {
-                    segment_id,
-                    sealed_at: rec.logseq,
-                    record_count,
-                    checksum,
-                }),
-                Event::Tombstone {
-                    domain_id,
-                    reference,
-                } => st.add_tombstone(rec.logseq, domain_id, &reference, true),
-                Event::TombstoneLift {
-                    domain_id,
-                    reference,
-                } => st.add_tombstone(rec.logseq, domain_id, &reference, false),
-                Event::Snapshot {
-                    snapshot_id,
-                    root,
-                    meta,
-                } => {
-                    st.max_snapshot_id = st.max_snapshot_id.max(snapshot_id);
-                    let meta = serde_json::from_slice::<SnapshotMeta>(&meta).unwrap_or_else(|e| {
-                        st.damage.push(Damage {
-                            object: format!("snapshot {snapshot_id} (log record {})", rec.logseq),
-                            reason: format!("metadata does not decode: {e}"),
-                        });
-                        SnapshotMeta::default()
-                    });
-                    st.snapshots.insert(
-                        snapshot_id,
-                        Snapshot {
-                            id: snapshot_id,
-                            logseq: rec.logseq,
-                            root,
-                            meta,
-                        },
-                    );
-                }
-                Event::SnapshotForget { snapshot_id } => {
-                    st.snapshots.remove(&snapshot_id);
-                    st.forgotten.insert(snapshot_id);
-                }
-                Event::GcCommit {
-                    segment_id,
-                    record_count,
-                    checksum,
-                    retired,
-                    deleted_blocks,
-                } => {
-                    for s in retired {
-                        st.segments.remove(&s);
-                        st.retired_segments.insert(s);
-                    }
-                    st.deleted_blocks
-                        .extend(deleted_blocks.into_iter().map(BlockId));
-                    if segment_id != 0 {
-                        st.add_sealed_segment(SegmentInfo {
-                            segment_id,
-                            sealed_at: rec.logseq,
-                            record_count,
-                            checksum,
-                        });
-                    }
-                }
-                Event::Unknown(_) => {}
-            }
-        }
+        State::replay_over(base, storage, segments_dir, scan)
+    }
+
+    /// Replays the records of `scan` after `base.last_logseq` over `base`, the first-pass
+    /// state of the records before them (a checkpoint's, or an empty state), then loads the
+    /// visible segments.
+    pub fn replay_over(
+        st: State,
+        storage: &dyn Storage,
+        segments_dir: &Path,
+        scan: &Scan,
+    ) -> Result<State> {
+        let mut st = State::replay_log_over(st, scan);
         // Pass 2: load the visible segments into the index.
         let infos: Vec<SegmentInfo> = st.segments.values().copied().collect();
         for info in infos {
@@ -239,6 +174,109 @@ impl State {
             }
         }
         Ok(st)
+    }
+
+    /// The first replay pass alone, over `st`: the records of `scan` after `st.last_logseq`
+    /// decide which segments, snapshots and tombstones are in force. The index stays empty,
+    /// so such a state answers questions about snapshots only (listing them is all it is for).
+    pub fn replay_log_over(mut st: State, scan: &Scan) -> State {
+        st.log_tail = Some(scan.tail.clone());
+        st.log_damage = LogDamage::from_scan(scan);
+        // Records are numbered from 1 without gaps, so record n is at index n - 1.
+        let from = usize::try_from(st.last_logseq).unwrap_or(usize::MAX);
+        for rec in scan.records.get(from..).unwrap_or_default() {
+            st.apply(rec);
+        }
+        st
+    }
+
+    /// The first replay pass for one record: what it changes of the segments, snapshots and
+    /// tombstones in force.
+    fn apply(&mut self, rec: &LogRecord) {
+        let st = self;
+        st.last_logseq = rec.logseq;
+        let ev = match Event::decode(rec.record_type, &rec.payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                st.record_damage = true;
+                st.damage.push(Damage {
+                    object: format!("log record {}", rec.logseq),
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        match ev {
+            Event::SegmentSeal {
+                segment_id,
+                record_count,
+                checksum,
+            } => st.add_sealed_segment(SegmentInfo {
+                segment_id,
+                sealed_at: rec.logseq,
+                record_count,
+                checksum,
+            }),
+            Event::Tombstone {
+                domain_id,
+                reference,
+            } => st.add_tombstone(rec.logseq, domain_id, &reference, true),
+            Event::TombstoneLift {
+                domain_id,
+                reference,
+            } => st.add_tombstone(rec.logseq, domain_id, &reference, false),
+            Event::Snapshot {
+                snapshot_id,
+                root,
+                meta,
+            } => {
+                st.max_snapshot_id = st.max_snapshot_id.max(snapshot_id);
+                let meta = serde_json::from_slice::<SnapshotMeta>(&meta).unwrap_or_else(|e| {
+                    st.record_damage = true;
+                    st.damage.push(Damage {
+                        object: format!("snapshot {snapshot_id} (log record {})", rec.logseq),
+                        reason: format!("metadata does not decode: {e}"),
+                    });
+                    SnapshotMeta::default()
+                });
+                st.snapshots.insert(
+                    snapshot_id,
+                    Snapshot {
+                        id: snapshot_id,
+                        logseq: rec.logseq,
+                        root,
+                        meta,
+                    },
+                );
+            }
+            Event::SnapshotForget { snapshot_id } => {
+                st.snapshots.remove(&snapshot_id);
+                st.forgotten.insert(snapshot_id);
+            }
+            Event::GcCommit {
+                segment_id,
+                record_count,
+                checksum,
+                retired,
+                deleted_blocks,
+            } => {
+                for s in retired {
+                    st.segments.remove(&s);
+                    st.retired_segments.insert(s);
+                }
+                st.deleted_blocks
+                    .extend(deleted_blocks.into_iter().map(BlockId));
+                if segment_id != 0 {
+                    st.add_sealed_segment(SegmentInfo {
+                        segment_id,
+                        sealed_at: rec.logseq,
+                        record_count,
+                        checksum,
+                    });
+                }
+            }
+            Event::Unknown(_) => {}
+        }
     }
 
     /// Makes a segment visible, as its SEGMENT_SEAL or GC_COMMIT record does (its entries

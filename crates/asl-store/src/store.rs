@@ -163,7 +163,7 @@ impl Store {
         let mut attempts = 0;
         loop {
             let scan = log::read(storage, &layout.log())?;
-            let state = State::replay(storage, &layout.segments(), config.algo(), &scan)?;
+            let state = crate::checkpoint::replay(&layout, config.algo(), &scan)?;
             attempts += 1;
             let vanished = state
                 .damaged_segments
@@ -178,6 +178,43 @@ impl Store {
                 });
             }
         }
+    }
+
+    /// The retained snapshots of the store in `dir` (in id order) and the log damage that
+    /// hides any, read without loading the index: the log's chain is checked and its tail
+    /// replayed over the checkpoint as [`Store::open`] does, but no segment is read, so
+    /// listing stays cheap however large the index is.
+    pub fn list_snapshots(dir: &Path) -> Result<(Vec<Snapshot>, Option<crate::LogDamage>)> {
+        Store::list_snapshots_in(&Layout::new(dir))
+    }
+
+    /// [`Store::list_snapshots`] in the storage of `layout`.
+    pub fn list_snapshots_in(layout: &Layout) -> Result<(Vec<Snapshot>, Option<crate::LogDamage>)> {
+        let config = load_config(layout)?;
+        let scan = log::read(layout.storage(), &layout.log())?;
+        let st = crate::checkpoint::replay_log(layout, config.algo(), &scan);
+        Ok((st.snapshots.into_values().collect(), st.log_damage))
+    }
+
+    /// [`Store::open_in`] without the log checkpoint: the whole log is replayed. For
+    /// checking that a checkpoint gives the same state (tests, benchmarks); every answer
+    /// must be the same as [`Store::open_in`]'s.
+    pub fn open_replaying_whole_log_in(layout: Layout) -> Result<Store> {
+        let config = load_config(&layout)?;
+        let storage = layout.storage();
+        let scan = log::read(storage, &layout.log())?;
+        let state = State::replay(storage, &layout.segments(), config.algo(), &scan)?;
+        Ok(Store {
+            layout,
+            config,
+            state,
+        })
+    }
+
+    /// The logseq up to which opening took the state from the log checkpoint instead of
+    /// replaying records (0: the whole log was replayed).
+    pub fn checkpointed_at(&self) -> u64 {
+        self.state.checkpointed_at
     }
 
     pub fn layout(&self) -> &Layout {

@@ -362,6 +362,59 @@ fn gc_survives_a_fault_at_every_operation() {
     assert_clean("gc", &matrix(&base, &model, &run));
 }
 
+/// The answers a store gives that a checkpoint could change: opened over the checkpoint and
+/// by replaying the whole log, they must be the same.
+fn same_as_full_replay(sim: &SimStorage) -> Result<(), String> {
+    let via = Store::open_in(layout(sim)).map_err(|e| format!("open: {e}"))?;
+    let full =
+        Store::open_replaying_whole_log_in(layout(sim)).map_err(|e| format!("full open: {e}"))?;
+    let segs = |s: &Store| s.segments().copied().collect::<Vec<_>>();
+    if via.snapshots() != full.snapshots()
+        || segs(&via) != segs(&full)
+        || via.counts() != full.counts()
+        || via.blocks() != full.blocks()
+    {
+        return Err(format!(
+            "state over the checkpoint (at {}) differs from a full replay",
+            via.checkpointed_at()
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_commit_that_writes_a_checkpoint_survives_a_fault_at_every_operation() {
+    let (base, mut model) = store_with_history();
+    let e = files_for(5, 6);
+    model.pending = Some(e.clone());
+    let run = move |sim: &SimStorage| -> Result<(), StoreError> {
+        let mut w = open_writer(sim)?;
+        // Every commit is due for a checkpoint: this one writes it after its log append.
+        w.set_checkpoint_interval(1);
+        commit(&mut w, &e)?;
+        Ok(())
+    };
+    // The run does write one, and it is what the next open starts from.
+    let done = base.fork();
+    run(&done).unwrap();
+    let opened = Store::open_in(layout(&done)).unwrap();
+    assert_eq!(opened.checkpointed_at(), opened.counts().log_records);
+    assert_clean("checkpointing commit", &matrix(&base, &model, &run));
+    // At every crash point, what opens over whatever checkpoint survived equals a full
+    // replay of the log that survived.
+    let mut failures = Vec::new();
+    for op in base.operations_of(&run) {
+        for loss in [Loss::All, Loss::Torn(op.number * 104_729)] {
+            let (sim, _) = base.fork_with_fault(op.number, Fault::PowerCut, |s| run(s));
+            sim.power_cut(loss);
+            if let Err(e) = same_as_full_replay(&sim) {
+                failures.push(format!("power cut ({loss:?}) at {}: {e}", op.what));
+            }
+        }
+    }
+    assert_clean("checkpoint equivalence", &failures);
+}
+
 #[test]
 fn reindex_survives_a_fault_at_every_operation() {
     let (base, model) = store_with_history();

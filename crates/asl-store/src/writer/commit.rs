@@ -87,6 +87,7 @@ impl Writer {
         };
         self.state.max_snapshot_id = snapshot_id;
         self.state.snapshots.insert(snapshot_id, snapshot.clone());
+        self.checkpoint_if_due();
         Ok(Commit {
             snapshot,
             segment_id: segment.map(|s| s.segment.segment_id),
@@ -113,6 +114,7 @@ impl Writer {
         };
         let seqs = self.append(&[segment.seal_event()])?;
         self.add_committed_segment(&segment, seqs[0]);
+        self.checkpoint_if_due();
         Ok(new_records)
     }
 

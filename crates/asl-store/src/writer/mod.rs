@@ -89,6 +89,8 @@ pub struct Writer {
     level: i32,
     /// Whether full blocks are sealed on threads of their own (see `sealing`).
     background_sealing: bool,
+    /// Records after the last checkpoint that make the next commit write one.
+    checkpoint_interval: u64,
     log: LogAppender,
     session: Mutex<Session>,
     block: Mutex<BlockSlot>,
@@ -133,12 +135,13 @@ impl LockedStore {
         let storage = layout.storage();
         let scan = log::read(storage, &layout.log())?;
         let log = LogAppender::open(storage, &layout.log(), &scan)?;
-        let state = State::replay(storage, &layout.segments(), config.algo(), &scan)?;
+        let state = crate::checkpoint::replay(&layout, config.algo(), &scan)?;
         let mut w = Writer {
             algo: config.algo(),
             layout,
             level: config.compression_level,
             background_sealing: true,
+            checkpoint_interval: crate::checkpoint::INTERVAL,
             config,
             state,
             log,
@@ -152,6 +155,8 @@ impl LockedStore {
             _lock: lock,
         };
         w.removed_at_open = w.clean_leftovers()?;
+        // A missing, damaged or stale checkpoint is rebuilt here, once its files are tidy.
+        w.checkpoint_if_due();
         Ok(w)
     }
 }
@@ -394,6 +399,36 @@ impl Writer {
         Ok(seqs)
     }
 
+    /// Writes a checkpoint of the state when [`crate::checkpoint::INTERVAL`] records or more
+    /// follow the last one. Callers call it once their state matches the log again (after a
+    /// commit, a forget, a tombstone). The checkpoint is a cache: failing to write it loses
+    /// nothing (opening replays more of the log), so the failure is not the caller's.
+    pub(crate) fn checkpoint_if_due(&mut self) {
+        if self.state.last_logseq < self.state.checkpointed_at + self.checkpoint_interval {
+            return;
+        }
+        let _ = self.checkpoint();
+    }
+
+    /// How many records after the last checkpoint make the next change write one (at least
+    /// 1; [`crate::checkpoint::INTERVAL`] unless set). Tests set it small to checkpoint often.
+    pub fn set_checkpoint_interval(&mut self, records: u64) {
+        self.checkpoint_interval = records.max(1);
+    }
+
+    /// Writes a checkpoint of the current state now; returns the logseq it covers (`None`:
+    /// nothing to cover, or the state holds damaged records and is not checkpointed).
+    pub fn checkpoint(&mut self) -> Result<Option<u64>> {
+        let Some(at) = self.log.position() else {
+            return Ok(None);
+        };
+        if !crate::checkpoint::write(&self.layout, &self.state, &at)? {
+            return Ok(None);
+        }
+        self.state.checkpointed_at = at.logseq;
+        Ok(Some(at.logseq))
+    }
+
     /// Marks a snapshot as no longer retained (its data goes at the next GC).
     pub fn forget(&mut self, snapshot_id: u64) -> Result<()> {
         if !self.state.snapshots.contains_key(&snapshot_id) {
@@ -402,6 +437,7 @@ impl Writer {
         self.append(&[Event::SnapshotForget { snapshot_id }])?;
         self.state.snapshots.remove(&snapshot_id);
         self.state.forgotten.insert(snapshot_id);
+        self.checkpoint_if_due();
         Ok(())
     }
 
@@ -421,18 +457,14 @@ impl Writer {
         let seqs = self.append(&[Event::tombstone(domain_id, reference, hide)])?;
         self.state
             .add_tombstone(seqs[0], domain_id, &reference, hide);
+        self.checkpoint_if_due();
         Ok(())
     }
 
     /// Replays the log again (after GC rewrote the index).
     pub(crate) fn reload(&mut self) -> Result<()> {
         let scan = log::read(self.layout.storage(), &self.layout.log())?;
-        self.state = State::replay(
-            self.layout.storage(),
-            &self.layout.segments(),
-            self.algo,
-            &scan,
-        )?;
+        self.state = crate::checkpoint::replay(&self.layout, self.algo, &scan)?;
         Ok(())
     }
 

@@ -187,6 +187,7 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         return remote_verify(r, *read_data, out);
     }
     let mut remote = remote;
+    let local = remote.is_none();
     let mut take_source = |arg: &StoreArg| -> anyhow::Result<Source> {
         match remote.take() {
             Some(r) => Source::remote(r),
@@ -194,7 +195,17 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
         }
     };
     let code = match a.cmd {
-        Cmd::Snapshots => snapshots(&take_source(&store_arg)?, out),
+        // Listing needs no index: a local store is read without loading it.
+        Cmd::Snapshots if local => {
+            let (dir, _) = store_arg.resolve();
+            let (list, damage) = Store::list_snapshots(&dir).map_err(store_error)?;
+            if let Some(d) = &damage {
+                warn_log_damage(d);
+                log_damaged.set(true);
+            }
+            snapshots(list.iter().collect(), out)
+        }
+        Cmd::Snapshots => snapshots(take_source(&store_arg)?.snapshots(), out),
         Cmd::Show { snapshot } => {
             let src = take_source(&store_arg)?;
             let s = src.resolve(&snapshot)?;
@@ -467,8 +478,7 @@ fn delegate(
     Ok(super::run_tool(t, argv))
 }
 
-fn snapshots(store: &Source, out: OutputArgs) -> anyhow::Result<ExitCode> {
-    let list = store.snapshots();
+fn snapshots(list: Vec<&Snapshot>, out: OutputArgs) -> anyhow::Result<ExitCode> {
     out.emit(&list, || {
         let mut t = format!(
             "{:>5}  {:<20}  {:<16}  {:<12}  paths\n",
