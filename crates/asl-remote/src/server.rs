@@ -161,8 +161,21 @@ impl Server {
                 path: root.clone(),
                 source,
             };
-            let writer =
-                Writer::open_or_init_in(layout.clone(), &Default::default()).map_err(failed)?;
+            // A store in a bucket may still be leased by a server that was killed: its
+            // lease expires within one period, so wait up to two before giving up.
+            let patience = match location {
+                StoreLocation::S3(s3) => std::time::Duration::from_secs(2 * s3.lease_seconds),
+                StoreLocation::Dir(_) => std::time::Duration::ZERO,
+            };
+            let started = std::time::Instant::now();
+            let writer = loop {
+                match Writer::open_or_init_in(layout.clone(), &Default::default()) {
+                    Err(asl_store::StoreError::Locked { .. }) if started.elapsed() < patience => {
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                    }
+                    other => break other.map_err(failed)?,
+                }
+            };
             let view = Store::open_in(layout).map_err(failed)?;
             stores.insert(
                 name.clone(),
