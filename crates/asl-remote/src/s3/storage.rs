@@ -13,8 +13,8 @@
 //! * every other file is one object, PUT at each sync; directories are key prefixes;
 //! * the writer lock, `locks/writer.lock`, is a lease object (see [`lease`]).
 //!
-//! Every PUT is durable when it returns, so syncing a directory does nothing. Parts and
-//! blocks are immutable once written, so parts read once are kept in memory.
+//! Every PUT is durable when it returns, so syncing a directory does nothing. Log parts and
+//! sealed segments are immutable once written, so once read they are kept in memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     pub(crate) lease: LeaseParams,
     temps: Mutex<HashMap<PathBuf, Arc<Mutex<Vec<u8>>>>>,
     dirs: Mutex<BTreeSet<PathBuf>>,
+    /// Objects never rewritten under their key, as read: log parts and sealed segments
+    /// (a server re-reads every segment after each commit; they never change).
     parts: Mutex<HashMap<String, Arc<Vec<u8>>>>,
     /// The writer lease this process holds on the store, which every write checks.
     pub(crate) fence: Mutex<Option<Arc<Fence>>>,
@@ -131,6 +133,15 @@ fn probe_conditional(client: &Client, prefix: &str) -> io::Result<bool> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A sealed index segment, `segments/<id>.seg`: written once under its name, never changed.
+fn is_sealed_segment(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "seg")
+        && path
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "segments")
 }
 
 fn is_temp(path: &Path) -> bool {
@@ -586,7 +597,15 @@ impl Storage for S3Storage {
             return Ok(inner.read_log(path)?.0);
         }
         let key = inner.key(path)?;
-        Ok(inner.client.get(&key)?.ok_or_else(|| not_found(path))?.0)
+        let sealed = is_sealed_segment(path);
+        if sealed && let Some(b) = lock(&inner.parts).get(&key) {
+            return Ok(b.to_vec());
+        }
+        let bytes = inner.client.get(&key)?.ok_or_else(|| not_found(path))?.0;
+        if sealed {
+            lock(&inner.parts).insert(key, Arc::new(bytes.clone()));
+        }
+        Ok(bytes)
     }
 
     fn len(&self, path: &Path) -> io::Result<u64> {
@@ -691,6 +710,7 @@ impl Storage for S3Storage {
         }
         inner.fence(path)?;
         inner.client.delete(&key)?;
+        lock(&inner.parts).remove(&key);
         Ok(())
     }
 
