@@ -120,7 +120,9 @@ impl S3Storage {
 /// PUTs a probe object twice with `If-None-Match: *`: an engine that honours it refuses the
 /// second.
 fn probe_conditional(client: &Client, prefix: &str) -> io::Result<bool> {
-    let key = format!("{prefix}locks/.asl-probe-{}", lease::nonce());
+    // At the store's root, where listings skip `.asl-` names: a store being created meanwhile
+    // by another server must still find its root empty.
+    let key = format!("{prefix}.asl-probe-{}", lease::nonce());
     client.put(&key, b"probe", Cond::Absent)?;
     let honoured = match client.put(&key, b"probe", Cond::Absent) {
         Ok(_) => false,
