@@ -183,3 +183,45 @@ fn paths_outside_the_store_are_refused() {
     let e = s.read(Path::new("/etc/passwd")).unwrap_err();
     assert!(e.to_string().contains("outside the store"), "{e}");
 }
+
+/// What happens on an engine without conditional writes when the timing assumption fails
+/// and another server overwrites the lease: the holder's next renewal sees a stranger's
+/// record, and from then on every write of the holder is refused.
+#[test]
+fn a_writer_whose_lease_was_taken_over_stops_writing() {
+    let m = moto();
+    let s = storage(&m, "fence");
+    let mut w = Writer::open_or_init_in(layout(&s), &Default::default()).unwrap();
+    let c = Client::new(endpoint(m.port));
+    let key = "fence/locks/writer.lock";
+    let (body, _) = c.get(key).unwrap().expect("the lease object");
+    let mut rec: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    rec["nonce"] = "another-server".into();
+    rec["holder"] = "1 elsewhere".into();
+    rec["token"] = (rec["token"].as_u64().unwrap() + 1).into();
+    c.put(key, &serde_json::to_vec(&rec).unwrap(), Cond::None)
+        .unwrap();
+    // The holder learns it at its next renewal (a third of the 6 s period); until then its
+    // commits still land, after it none does.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    let err = loop {
+        n += 1;
+        let step = w
+            .put_bytes(&bytes(100 + n, 1000), TypeTag::BYTES)
+            .map_err(|e| e.to_string())
+            .and_then(|p| {
+                w.commit(Some(p.reference), Default::default())
+                    .map_err(|e| e.to_string())
+            });
+        match step {
+            Err(e) => break e,
+            Ok(_) => assert!(
+                Instant::now() < deadline,
+                "the writer kept committing for a minute after losing its lease"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(err.to_string().contains("lease"), "{err}");
+}
