@@ -287,11 +287,11 @@ fn an_intake_completes_with_a_node_down_and_a_wiped_node_loses_nothing() {
     site.restore_is_exact(&server, "main", "latest", &second);
     site.garage.start_node(2);
 
-    // The data of the node the server talks to is wiped (every block file it held); the
-    // other two nodes hold a replica of each block, so verify reading every byte is clean
-    // and restores are exact: with rf=3, losing one node's data loses nothing.
-    assert!(site.garage.data_bytes(0) > 16 << 20, "node 0 held no data");
-    site.garage.wipe_node_data(0);
+    // A node's data is wiped (every block file it held) and the node stays down; the other
+    // two nodes hold a replica of each block, so verify reading every byte is clean and
+    // restores are exact: with rf=3, losing one node's data loses nothing.
+    assert!(site.garage.data_bytes(1) > 16 << 20, "node 1 held no data");
+    site.garage.wipe_node_data(1);
     site.verify(&server, "main");
     site.restore_is_exact(&server, "main", "1", &first);
     site.restore_is_exact(&server, "main", "2", &second);
