@@ -43,3 +43,7 @@ for c in "${crates[@]}"; do
     cargo install --locked "$name@$ver"
   fi
 done
+
+# The S3 engine of the remote-store tests: too long a build for a line in a .cargo list (it
+# goes to a tool cache of its own, kept where the machine keeps it).
+bash scripts/install-garage.sh

@@ -22,7 +22,7 @@ print(f"Command: `{cmd}` (RUNS={os.environ.get('RUNS', '3')}). Dataset D1: a cop
       "backend over HTTPS on loopback, client and server on the same 2 cores.\n")
 print("| tool | first intake s | unchanged s | restore s | runs | max RSS MiB |")
 print("|---|---|---|---|---|---|")
-for tool in ("asl-local", "asl-local-nocache", "asl-remote", "restic"):
+for tool in ("asl-local", "asl-local-nocache", "asl-remote", "restic", "asl-garage", "restic-s3"):
     if (tool, "first") not in med:
         continue
     cells = [f"{med[(tool, p)][0]:.2f}" for p in ("first", "unchanged", "restore")]
@@ -39,6 +39,15 @@ print("|---|---|---|---|")
 for p in ("first", "unchanged", "restore"):
     print(f"| {p} | {ratio('asl-remote', 'asl-local', p):.2f} | "
           f"{ratio('asl-remote', 'asl-local-nocache', p):.2f} | {ratio('asl-remote', 'restic', p):.2f} |")
+
+if ("asl-garage", "first") in med and ("restic-s3", "first") in med:
+    print("\nOn the same 3-node Garage cluster (rf=3, loopback): asl-server with its store in the "
+          "bucket against restic's S3 backend (time of restic-s3 / time of asl-garage; the target "
+          "is >= 2 for first intake and restore):\n")
+    print("| phase | asl-garage vs restic-s3 | asl-garage vs asl-local |")
+    print("|---|---|---|")
+    for p in ("first", "unchanged", "restore"):
+        print(f"| {p} | {ratio('asl-garage', 'restic-s3', p):.2f} | {ratio('asl-garage', 'asl-local', p):.2f} |")
 
 sent = [int(r["bytes_sent"]) for r in rows if r["tool"] == "asl-remote" and r["phase"] == "unchanged"]
 print(f"\nBytes an unchanged remote re-intake sent: {max(sent) if sent else 'n/a'}.\n")

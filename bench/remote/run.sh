@@ -16,7 +16,9 @@
 # snapshot. asl local is measured twice: with its stat cache (what a user gets) and with
 # --no-stat-cache (what a remote intake does: every file read and hashed), so that the
 # remote's cost of the network alone shows. Every command runs under /usr/bin/time.
-# Not yet here: restic's S3 backend and asl on Garage (the S3 backend is not built yet).
+# With Garage installed (scripts/install-garage.sh; GARAGE_TOOLS=0 to leave it out), also:
+# asl-garage, asl-server with the store in a 3-node Garage cluster (rf=3) on loopback, and
+# restic-s3, restic's S3 backend on the same cluster (bench/remote/garage.sh).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -34,8 +36,10 @@ DATA=$DATA bash "$REPO/bench/intake/datasets.sh" d1 >/dev/null
 SRC=$DATA/d1
 rm -rf "$WORK"; mkdir -p "$WORK"
 SERVER_PID=
+source "$HERE/garage.sh"
 cleanup() {
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  garage_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -47,7 +51,9 @@ measure() {
   local t=$WORK/time.txt out=$WORK/out.json
   /usr/bin/time -f '%e %U %S %M' -o "$t" "$@" > "$out"
   local sent=
-  [ "$tool" = asl-remote ] && [ "$phase" != restore ] && sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes_sent"])' "$out")
+  if [ "$phase" != restore ] && { [ "$tool" = asl-remote ] || [ "$tool" = asl-garage ]; }; then
+    sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["bytes_sent"])' "$out")
+  fi
   read -r wall user sys rss < "$t"
   echo "$tool,$phase,$run,$wall,$user,$sys,$rss,$sent" >> "$CSV"
 }
@@ -58,12 +64,22 @@ PUB=$("$ASL" key show --json "$WORK/client.key" | python3 -c 'import json,sys; p
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
   -keyout "$WORK/server.key" -out "$WORK/server.crt" 2>/dev/null
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# start_server DIR, or start_server s3:PREFIX for a store in the Garage bucket.
 start_server() {
+  local store="store.main.path = $1"
+  case $1 in s3:*)
+    printf 'access_key = %s\nsecret_key = %s\n' "$GARAGE_AK" "$GARAGE_SK" > "$WORK/garage.cred"
+    store="store.main.s3.endpoint = $GARAGE_S3
+store.main.s3.bucket = asl-bench
+store.main.s3.prefix = ${1#s3:}
+store.main.s3.region = garage
+store.main.s3.credentials = $WORK/garage.cred";;
+  esac
   cat > "$WORK/server.conf" <<EOF
 listen = 127.0.0.1:$PORT
 tls.cert = $WORK/server.crt
 tls.key = $WORK/server.key
-store.main.path = $1
+$store
 key.bench.public = $PUB
 grant.bench.main = read, write
 EOF
@@ -77,9 +93,14 @@ EOF
 stop_server() { kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=; }
 REMOTE=(--remote "https://127.0.0.1:$PORT/main" --key "$WORK/client.key" --ca "$WORK/server.crt")
 export RESTIC_PASSWORD=bench
+TOOLS=(asl-local asl-local-nocache asl-remote restic)
+if [ "${GARAGE_TOOLS:-1}" = 1 ] && [ -x "$GARAGE" ]; then
+  garage_start "$WORK/garage"
+  TOOLS+=(asl-garage restic-s3)
+fi
 
 for run in $(seq "$RUNS"); do
-  for tool in asl-local asl-local-nocache asl-remote restic; do
+  for tool in "${TOOLS[@]}"; do
     repo=$WORK/repo-$tool; target=$WORK/restore
     rm -rf "$repo" "$target"
     case $tool in
@@ -95,6 +116,21 @@ for run in $(seq "$RUNS"); do
         measure $tool unchanged "$run" "$ASL" intake --json "${REMOTE[@]}" "$SRC"
         measure $tool restore "$run" "$ASL" admin --json "${REMOTE[@]}" restore latest --target "$target"
         stop_server
+        ;;
+      asl-garage)
+        start_server "s3:run-$run"
+        measure $tool first "$run" "$ASL" intake --json "${REMOTE[@]}" "$SRC"
+        measure $tool unchanged "$run" "$ASL" intake --json "${REMOTE[@]}" "$SRC"
+        measure $tool restore "$run" "$ASL" admin --json "${REMOTE[@]}" restore latest --target "$target"
+        stop_server
+        ;;
+      restic-s3)
+        s3repo=s3:$GARAGE_S3/asl-bench/restic-$run
+        export AWS_ACCESS_KEY_ID=$GARAGE_AK AWS_SECRET_ACCESS_KEY=$GARAGE_SK AWS_DEFAULT_REGION=garage
+        restic init -q -o s3.region=garage -r "$s3repo" >/dev/null
+        measure $tool first "$run" restic -q -o s3.region=garage -r "$s3repo" backup "$SRC"
+        measure $tool unchanged "$run" restic -q -o s3.region=garage -r "$s3repo" backup "$SRC"
+        measure $tool restore "$run" restic -q -o s3.region=garage -r "$s3repo" restore latest --target "$target"
         ;;
       restic)
         restic init -q -r "$repo" >/dev/null

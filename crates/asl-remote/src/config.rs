@@ -8,6 +8,12 @@
 //! | `tls.cert`, `tls.key` | PEM certificate chain and private key (both, or `plain_http`) |
 //! | `plain_http` | `yes`: serve plain HTTP; refused unless `listen` is a loopback address |
 //! | `store.NAME.path` | the directory of store NAME (created on first start) |
+//! | `store.NAME.s3.endpoint` | instead of `path`: the S3 engine, `https://HOST:PORT` (`http://` only on loopback) |
+//! | `store.NAME.s3.bucket` | the bucket (it must exist) |
+//! | `store.NAME.s3.prefix` | the key prefix of the store in the bucket (default: none) |
+//! | `store.NAME.s3.region` | the region signed for (default `us-east-1`; Garage's default is `garage`) |
+//! | `store.NAME.s3.credentials` | a file of `access_key = …` and `secret_key = …` lines |
+//! | `store.NAME.s3.lease_seconds` | the writer lease period (default 60) |
 //! | `key.NAME.public` | an ed25519 public key (64 hex digits, as `asl-key show` prints it) |
 //! | `grant.KEY.STORE` | the rights of key KEY on store STORE: `read`, `write`, `admin`, comma-separated |
 //!
@@ -40,13 +46,147 @@ impl Right {
     }
 }
 
+/// Where a served store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A directory on this machine.
+    Dir(PathBuf),
+    /// A prefix of an S3 bucket.
+    S3(S3Conf),
+}
+
+impl std::fmt::Display for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreLocation::Dir(p) => write!(f, "{}", p.display()),
+            StoreLocation::S3(s) => {
+                write!(f, "s3://{}", s.bucket)?;
+                if !s.prefix.is_empty() {
+                    write!(f, "/{}", s.prefix)?;
+                }
+                write!(f, " at {}", s.endpoint)
+            }
+        }
+    }
+}
+
+/// A store in an S3 bucket, as server.conf names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Conf {
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub region: String,
+    /// The file holding `access_key` and `secret_key` (read when the server starts).
+    pub credentials: PathBuf,
+    pub lease_seconds: u64,
+}
+
+impl S3Conf {
+    /// Reads the credentials file: `access_key = …` and `secret_key = …`, strictly.
+    pub fn load_credentials(&self) -> Result<crate::s3::Credentials, ConfError> {
+        let file = &self.credentials;
+        let text = std::fs::read_to_string(file).map_err(|e| ConfError {
+            problems: vec![format!("{}: cannot read it: {e}", file.display())],
+        })?;
+        let mut problems = Vec::new();
+        let (mut access, mut secret) = (None, None);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            match line.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                Some(("access_key", v)) if !v.is_empty() => access = Some(v.to_string()),
+                Some(("secret_key", v)) if !v.is_empty() => secret = Some(v.to_string()),
+                _ => problems.push(format!(
+                    "{}:{}: expected `access_key = …` or `secret_key = …`",
+                    file.display(),
+                    i + 1
+                )),
+            }
+        }
+        match (access, secret) {
+            (Some(access_key), Some(secret_key)) if problems.is_empty() => {
+                Ok(crate::s3::Credentials {
+                    access_key,
+                    secret_key,
+                    region: self.region.clone(),
+                })
+            }
+            _ => {
+                problems.push(format!(
+                    "{}: needs both access_key and secret_key",
+                    file.display()
+                ));
+                Err(ConfError { problems })
+            }
+        }
+    }
+
+    /// The storage location this names, with its credentials read.
+    pub fn location(&self) -> Result<crate::s3::S3Location, ConfError> {
+        let ttl = std::time::Duration::from_secs(self.lease_seconds);
+        Ok(crate::s3::S3Location {
+            endpoint: crate::s3::Endpoint {
+                url: self.endpoint.clone(),
+                bucket: self.bucket.clone(),
+                creds: self.load_credentials()?,
+            },
+            prefix: self.prefix.clone(),
+            lease: crate::s3::LeaseParams {
+                ttl,
+                settle: crate::s3::LeaseParams::default().settle.min(ttl / 4),
+            },
+        })
+    }
+}
+
+/// The `store.NAME.s3.*` lines seen so far, with the line of the first.
+#[derive(Default)]
+struct S3Lines {
+    first_line: usize,
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    prefix: Option<String>,
+    region: Option<String>,
+    credentials: Option<PathBuf>,
+    lease_seconds: Option<u64>,
+}
+
+/// Whether `url` is `http(s)://HOST[:PORT]` with nothing after, and plain HTTP only to a
+/// loopback host (the signature protects the requests, but not the store's bytes from
+/// being read on the way).
+fn endpoint_problem(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        return Some(format!("'{url}' is not http(s)://HOST[:PORT]"));
+    }
+    match scheme {
+        "https" => None,
+        "http" => {
+            let host = rest
+                .rsplit_once(':')
+                .map_or(rest, |(h, _)| h)
+                .trim_matches(['[', ']']);
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            (!loopback).then(|| format!("'{url}': plain http is allowed only to a loopback host"))
+        }
+        _ => Some(format!("'{url}' is not http(s)://HOST[:PORT]")),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConf {
     pub listen: SocketAddr,
     /// `(certificate chain, private key)` PEM files; `None` with `plain_http`.
     pub tls: Option<(PathBuf, PathBuf)>,
-    /// Store name → directory.
-    pub stores: BTreeMap<String, PathBuf>,
+    /// Store name → where it lives.
+    pub stores: BTreeMap<String, StoreLocation>,
     /// Public key (hex) → its name in the file.
     pub keys: BTreeMap<String, String>,
     /// `(public key hex, store)` → rights.
@@ -93,6 +233,7 @@ impl ServerConf {
         let mut listen: Option<SocketAddr> = None;
         let (mut cert, mut key, mut plain) = (None, None, false);
         let mut stores = BTreeMap::new();
+        let mut s3: BTreeMap<String, S3Lines> = BTreeMap::new();
         let mut keys_by_name: BTreeMap<String, String> = BTreeMap::new();
         let mut raw_grants: Vec<(usize, String, String, String)> = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -129,7 +270,70 @@ impl ServerConf {
                     if !value.starts_with('/') {
                         bad(format!("{name}: '{value}' is not an absolute path"));
                     } else {
-                        stores.insert(s.to_string(), PathBuf::from(value));
+                        stores.insert(s.to_string(), StoreLocation::Dir(PathBuf::from(value)));
+                    }
+                }
+                ["store", s, "s3", field] if valid_name(s) => {
+                    let e = s3.entry(s.to_string()).or_insert_with(|| S3Lines {
+                        first_line: n,
+                        ..S3Lines::default()
+                    });
+                    match *field {
+                        "endpoint" => match endpoint_problem(value) {
+                            None if value.contains("://") => {
+                                e.endpoint = Some(value.trim_end_matches('/').to_string());
+                            }
+                            None => bad(format!("{name}: '{value}' is not http(s)://HOST[:PORT]")),
+                            Some(p) => bad(format!("{name}: {p}")),
+                        },
+                        "bucket" => {
+                            let ok = (3..=63).contains(&value.len())
+                                && value.bytes().all(|b| {
+                                    b.is_ascii_lowercase()
+                                        || b.is_ascii_digit()
+                                        || b == b'-'
+                                        || b == b'.'
+                                });
+                            if ok {
+                                e.bucket = Some(value.to_string());
+                            } else {
+                                bad(format!("{name}: '{value}' is not a bucket name"));
+                            }
+                        }
+                        "prefix" => {
+                            let p = value.trim_matches('/');
+                            let ok = p.split('/').all(|c| {
+                                !c.is_empty()
+                                    && c != "."
+                                    && c != ".."
+                                    && c.bytes().all(|b| {
+                                        b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+                                    })
+                            });
+                            if ok || p.is_empty() {
+                                e.prefix = Some(p.to_string());
+                            } else {
+                                bad(format!(
+                                    "{name}: '{value}' is not a key prefix (names of letters, \
+                                     digits, '-', '_', '.' between '/')"
+                                ));
+                            }
+                        }
+                        "region" if !value.is_empty() => e.region = Some(value.to_string()),
+                        "credentials" if value.starts_with('/') => {
+                            e.credentials = Some(PathBuf::from(value));
+                        }
+                        "credentials" => bad(format!("{name}: '{value}' is not an absolute path")),
+                        "lease_seconds" => match value.parse::<u64>() {
+                            Ok(v) if (2..=3600).contains(&v) => e.lease_seconds = Some(v),
+                            _ => bad(format!(
+                                "{name}: '{value}' is not a number of seconds from 2 to 3600"
+                            )),
+                        },
+                        _ => bad(format!(
+                            "unknown setting '{name}' (known: store.NAME.s3.endpoint, .bucket, \
+                             .prefix, .region, .credentials, .lease_seconds)"
+                        )),
                     }
                 }
                 ["key", k, "public"] if valid_name(k) => {
@@ -147,9 +351,50 @@ impl ServerConf {
                 }
                 _ => bad(format!(
                     "unknown setting '{name}' (known: listen, tls.cert, tls.key, plain_http, \
-                     store.NAME.path, key.NAME.public, grant.KEY.STORE; names are letters, \
+                     store.NAME.path, store.NAME.s3.*, key.NAME.public, grant.KEY.STORE; \
+                     names are letters, \
                      digits, '-' and '_')"
                 )),
+            }
+        }
+        for (name, lines) in s3 {
+            let n = lines.first_line;
+            if stores.contains_key(&name) {
+                problems.push(format!(
+                    "{}:{n}: store '{name}' has both store.{name}.path and store.{name}.s3.*; choose one",
+                    file.display()
+                ));
+                continue;
+            }
+            match (lines.endpoint, lines.bucket, lines.credentials) {
+                (Some(endpoint), Some(bucket), Some(credentials)) => {
+                    stores.insert(
+                        name,
+                        StoreLocation::S3(S3Conf {
+                            endpoint,
+                            bucket,
+                            prefix: lines.prefix.unwrap_or_default(),
+                            region: lines.region.unwrap_or_else(|| "us-east-1".into()),
+                            credentials,
+                            lease_seconds: lines.lease_seconds.unwrap_or(60),
+                        }),
+                    );
+                }
+                (endpoint, bucket, credentials) => {
+                    let missing: Vec<&str> = [
+                        ("endpoint", endpoint.is_none()),
+                        ("bucket", bucket.is_none()),
+                        ("credentials", credentials.is_none()),
+                    ]
+                    .into_iter()
+                    .filter_map(|(f, m)| m.then_some(f))
+                    .collect();
+                    problems.push(format!(
+                        "{}:{n}: store '{name}' in S3 lacks store.{name}.s3.{}",
+                        file.display(),
+                        missing.join(", .s3.")
+                    ));
+                }
             }
         }
         let mut grants = BTreeMap::new();
@@ -264,6 +509,43 @@ mod tests {
             "s.conf:7: grant.nobody.main: no key 'nobody'",
             "s.conf:8: 'listen' is set again (first on line 1)",
             "s.conf:1: plain HTTP is served only on a loopback address",
+        ] {
+            assert!(all.contains(want), "{want} missing from:\n{all}");
+        }
+    }
+
+    #[test]
+    fn an_s3_store_is_named_by_endpoint_bucket_and_credentials() {
+        let text = format!(
+            "plain_http = yes\nstore.g.s3.endpoint = http://127.0.0.1:3900\nstore.g.s3.bucket = asl\n\
+             store.g.s3.prefix = /sites/a/\nstore.g.s3.region = garage\n\
+             store.g.s3.credentials = /etc/asl/g.cred\nkey.ops.public = {KEY}\ngrant.ops.g = write\n"
+        );
+        let c = ServerConf::parse(&text, Path::new("server.conf")).unwrap();
+        match &c.stores["g"] {
+            StoreLocation::S3(s) => {
+                assert_eq!(s.prefix, "sites/a");
+                assert_eq!(s.region, "garage");
+                assert_eq!(s.lease_seconds, 60);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!c.rights(KEY, "g").is_empty());
+    }
+
+    #[test]
+    fn an_incomplete_or_unsafe_s3_store_is_refused_by_line() {
+        let text = "plain_http = yes\nstore.a.s3.endpoint = http://10.0.0.1:3900\n\
+                    store.a.s3.bucket = asl\nstore.b.s3.bucket = Bad_Bucket\n\
+                    store.c.path = /srv/c\nstore.c.s3.bucket = asl\nstore.a.s3.color = red\n";
+        let e = ServerConf::parse(text, Path::new("s.conf")).unwrap_err();
+        let all = e.problems.join("\n");
+        for want in [
+            "s.conf:2: store.a.s3.endpoint: 'http://10.0.0.1:3900': plain http is allowed only to a loopback host",
+            "s.conf:4: store.b.s3.bucket: 'Bad_Bucket' is not a bucket name",
+            "s.conf:6: store 'c' has both store.c.path and store.c.s3.*",
+            "s.conf:7: unknown setting 'store.a.s3.color'",
+            "s.conf:2: store 'a' in S3 lacks store.a.s3.endpoint, .s3.credentials",
         ] {
             assert!(all.contains(want), "{want} missing from:\n{all}");
         }

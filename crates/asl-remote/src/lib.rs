@@ -11,7 +11,10 @@
 //! is refused until everything its root reaches is stored); what the server acknowledged is
 //! durable; a commit retried with its key never makes a second snapshot.
 //!
-//! Not yet: an object-store (S3) backend behind the storage seam, mTLS client certificates,
+//! A store is served from a local directory or from an S3 bucket ([`s3`]: the store's
+//! storage seam on any S3-compatible engine, with a writer lease between servers).
+//!
+//! Not yet: mTLS client certificates,
 //! chunk-level deduplication on the wire for large files (a changed large file is sent
 //! whole; the server still stores only its new chunks).
 
@@ -19,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod s3;
 pub mod server;
 
 pub use client::{Remote, RemoteError, RemoteReader, RemoteWriter};

@@ -25,7 +25,8 @@ use futures_util::StreamExt;
 
 use crate::api::{self, ErrorBody, ErrorDetail};
 use crate::auth::{AuthError, Claim, ReplayGuard, sha256_hex};
-use crate::config::{Right, ServerConf};
+use crate::config::{Right, ServerConf, StoreLocation};
+use crate::s3::S3Storage;
 
 /// A failed request: its status and the error body.
 #[derive(Debug)]
@@ -119,6 +120,12 @@ pub enum StartError {
         #[source]
         source: asl_store::StoreError,
     },
+    #[error("store '{name}' ({location}): {message}")]
+    Backend {
+        name: String,
+        location: String,
+        message: String,
+    },
     #[error("{0}")]
     Tls(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -133,14 +140,43 @@ impl Server {
     /// Opens (creating where missing) every configured store for writing.
     pub fn open(conf: ServerConf) -> Result<Server, StartError> {
         let mut stores = BTreeMap::new();
-        for (name, path) in &conf.stores {
+        for (name, location) in &conf.stores {
+            let backend = |message: String| StartError::Backend {
+                name: name.clone(),
+                location: location.to_string(),
+                message,
+            };
+            let layout = match location {
+                StoreLocation::Dir(path) => asl_store::Layout::new(path),
+                StoreLocation::S3(s3) => {
+                    let loc = s3.location().map_err(|e| backend(e.to_string()))?;
+                    let storage = S3Storage::connect(&loc).map_err(|e| backend(e.to_string()))?;
+                    let root = storage.root().to_path_buf();
+                    asl_store::Layout::on(Arc::new(storage), &root)
+                }
+            };
+            let root = layout.root.clone();
             let failed = |source| StartError::Store {
                 name: name.clone(),
-                path: path.clone(),
+                path: root.clone(),
                 source,
             };
-            let writer = Writer::open_or_init(path, &Default::default()).map_err(failed)?;
-            let view = Store::open(path).map_err(failed)?;
+            // A store in a bucket may still be leased by a server that was killed: its
+            // lease expires within one period, so wait up to two before giving up.
+            let patience = match location {
+                StoreLocation::S3(s3) => std::time::Duration::from_secs(2 * s3.lease_seconds),
+                StoreLocation::Dir(_) => std::time::Duration::ZERO,
+            };
+            let started = std::time::Instant::now();
+            let writer = loop {
+                match Writer::open_or_init_in(layout.clone(), &Default::default()) {
+                    Err(asl_store::StoreError::Locked { .. }) if started.elapsed() < patience => {
+                        std::thread::sleep(std::time::Duration::from_millis(500));
+                    }
+                    other => break other.map_err(failed)?,
+                }
+            };
+            let view = Store::open_in(layout).map_err(failed)?;
             stores.insert(
                 name.clone(),
                 Arc::new(Served {

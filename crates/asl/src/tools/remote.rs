@@ -52,7 +52,11 @@ fn server(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             "config": a.config,
             "listen": conf.listen.to_string(),
             "tls": conf.tls.is_some(),
-            "stores": conf.stores,
+            "stores": conf
+                .stores
+                .iter()
+                .map(|(n, l)| (n.clone(), l.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>(),
             "keys": conf.keys.len(),
         });
         a.out.emit(&v, || {

@@ -1,0 +1,345 @@
+//! asl-server with its stores in a real Garage cluster (3 nodes, replication factor 3, on
+//! loopback, started and removed by each test): the round trip against a local intake, a
+//! node stopped and a node's data wiped, and two servers on one bucket.
+//!
+//! These tests need the `garage` binary (`scripts/install-garage.sh`); without it they fail
+//! and say so.
+
+mod common;
+mod garage_cluster;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random};
+use garage_cluster::Garage;
+
+/// A running asl-server, killed (SIGKILL) and waited for when dropped.
+struct ServerProc {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl ServerProc {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn asl_out(args: &[&str]) -> std::process::Output {
+    common::run(common::asl().args(args).stdin(Stdio::null()))
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", common::transcript(o)))
+}
+
+/// A client key, a Garage cluster, and server.conf files naming the store `main` in the
+/// bucket (lease of 6 s) and `disk` in a local directory.
+struct Site {
+    garage: Garage,
+    dir: tempfile::TempDir,
+    key: PathBuf,
+    public: String,
+}
+
+impl Site {
+    fn new() -> Site {
+        let garage = Garage::start();
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        let out = asl_out(&["key", "generate", key.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", common::transcript(&out));
+        let show = asl_out(&["key", "show", "--json", key.to_str().unwrap()]);
+        let public = json(&show)["public"].as_str().unwrap().to_string();
+        Site {
+            garage,
+            dir,
+            key,
+            public,
+        }
+    }
+
+    /// Writes a server.conf listening on `port` and returns its path.
+    fn conf(&self, port: u16) -> PathBuf {
+        let path = self.dir.path().join(format!("server-{port}.conf"));
+        let text = format!(
+            "listen = 127.0.0.1:{port}\nplain_http = yes\n\
+             store.main.s3.endpoint = {}\nstore.main.s3.bucket = {}\n\
+             store.main.s3.prefix = stores/main\nstore.main.s3.region = {}\n\
+             store.main.s3.credentials = {}\nstore.main.s3.lease_seconds = 6\n\
+             store.disk.path = {}\nkey.client.public = {}\n\
+             grant.client.main = read, write, admin\ngrant.client.disk = read, write, admin\n",
+            self.garage.endpoint(0),
+            garage_cluster::BUCKET,
+            garage_cluster::REGION,
+            self.garage.credentials_file().display(),
+            self.dir.path().join("disk-store").display(),
+            self.public
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Starts a server on a new port; Ok once it listens, Err(its stderr) if it ends first.
+    fn try_start(&self) -> Result<ServerProc, String> {
+        let port = free_port();
+        let mut child = common::asl()
+            .args(["server", "--config"])
+            .arg(self.conf(port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start asl-server");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut proc = ServerProc {
+            child: Some(child),
+            port,
+        };
+        let mut said = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(120)) {
+                Ok(l) if l.contains("listening on") => return Ok(proc),
+                Ok(l) => said.push(l),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    proc.kill();
+                    return Err(said.join("\n"));
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("asl-server neither listened nor ended in 120 s: {said:?}")
+                }
+            }
+        }
+    }
+
+    fn start(&self) -> ServerProc {
+        self.try_start()
+            .unwrap_or_else(|e| panic!("asl-server did not start: {e}"))
+    }
+
+    /// `asl ARGS --remote URL --key KEY` against store `store` of `server`.
+    fn remote(&self, server: &ServerProc, store: &str, args: &[&str]) -> std::process::Output {
+        let url = format!("http://127.0.0.1:{}/{store}", server.port);
+        let mut cmd = common::asl();
+        cmd.args(args)
+            .args(["--remote", &url, "--key"])
+            .arg(&self.key)
+            .stdin(Stdio::null());
+        common::run(&mut cmd)
+    }
+
+    fn intake(&self, server: &ServerProc, store: &str, src: &Path) -> serde_json::Value {
+        let out = self.remote(server, store, &["intake", "--json", src.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", common::transcript(&out));
+        json(&out)
+    }
+
+    fn snapshots(&self, server: &ServerProc, store: &str) -> usize {
+        let out = self.remote(server, store, &["admin", "--json", "snapshots"]);
+        assert!(out.status.success(), "{}", common::transcript(&out));
+        json(&out).as_array().unwrap().len()
+    }
+
+    fn verify(&self, server: &ServerProc, store: &str) {
+        let out = self.remote(server, store, &["admin", "verify", "--read-data"]);
+        assert!(out.status.success(), "{}", common::transcript(&out));
+    }
+
+    fn restore_is_exact(&self, server: &ServerProc, store: &str, snap: &str, src: &Path) {
+        let target = self
+            .dir
+            .path()
+            .join(format!("restored-{store}-{}", free_port()));
+        let out = self.remote(
+            server,
+            store,
+            &[
+                "admin",
+                "restore",
+                snap,
+                "--target",
+                target.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", common::transcript(&out));
+        let diffs = compare_trees(src, &target);
+        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    }
+}
+
+/// A tree of `n` files of `size` bytes whose content depends on `seed`.
+fn files(dir: &Path, n: u64, size: usize, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        std::fs::write(
+            dir.join(format!("f{i}")),
+            pseudo_random(seed * 1000 + i, size),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn local_remote_and_garage_intakes_give_one_root_and_exact_restores() {
+    let site = Site::new();
+    let src = site.dir.path().join("src");
+    build_rescue_tree(
+        &src,
+        &RescueTreeOptions {
+            big_dir_entries: 200,
+        },
+    );
+    let local = site.dir.path().join("local");
+    let l = asl_out(&[
+        "intake",
+        "--json",
+        "--store",
+        local.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert!(l.status.success(), "{}", common::transcript(&l));
+    let local_root = json(&l)["root"].as_str().unwrap().to_string();
+
+    let server = site.start();
+    let disk = site.intake(&server, "disk", &src);
+    let garage = site.intake(&server, "main", &src);
+    assert_eq!(disk["root"].as_str().unwrap(), local_root);
+    assert_eq!(garage["root"].as_str().unwrap(), local_root);
+    // Unchanged: nothing is sent again to the bucket.
+    let again = site.intake(&server, "main", &src);
+    assert_eq!(again["bytes_sent"], 0, "{again}");
+
+    let target = site.dir.path().join("restored-local");
+    let out = asl_out(&[
+        "admin",
+        "--store",
+        local.to_str().unwrap(),
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", common::transcript(&out));
+    let diffs = compare_trees(&src, &target);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    site.restore_is_exact(&server, "disk", "latest", &src);
+    site.restore_is_exact(&server, "main", "1", &src);
+    site.verify(&server, "main");
+
+    // A second server process reads the same bucket store from scratch after the first
+    // ends: what was acknowledged is in the bucket, not in the first server's memory.
+    drop(server);
+    let server = site.start();
+    assert_eq!(site.snapshots(&server, "main"), 2);
+    site.restore_is_exact(&server, "main", "latest", &src);
+    site.verify(&server, "main");
+}
+
+#[test]
+fn an_intake_completes_with_a_node_down_and_a_wiped_node_loses_nothing() {
+    let mut site = Site::new();
+    let server = site.start();
+    let first = site.dir.path().join("first");
+    files(&first, 16, 1 << 20, 1);
+    site.intake(&server, "main", &first);
+
+    // One of the three nodes is killed as the intake starts: with replication factor 3 a
+    // quorum of two remains for every write.
+    let second = site.dir.path().join("second");
+    files(&second, 24, 1 << 20, 2);
+    let url = format!("http://127.0.0.1:{}/main", server.port);
+    let intake = common::asl()
+        .args(["intake", "--json", "--remote", &url, "--key"])
+        .arg(&site.key)
+        .arg(&second)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    site.garage.stop_node(2);
+    let out = intake.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", common::transcript(&out));
+    site.restore_is_exact(&server, "main", "latest", &second);
+    site.garage.start_node(2);
+
+    // A node's data is wiped (every block file it held) and the node stays down; the other
+    // two nodes hold a replica of each block, so verify reading every byte is clean and
+    // restores are exact: with rf=3, losing one node's data loses nothing.
+    assert!(site.garage.data_bytes(1) > 16 << 20, "node 1 held no data");
+    site.garage.wipe_node_data(1);
+    site.verify(&server, "main");
+    site.restore_is_exact(&server, "main", "1", &first);
+    site.restore_is_exact(&server, "main", "2", &second);
+    assert_eq!(site.snapshots(&server, "main"), 2);
+}
+
+#[test]
+fn two_servers_on_one_bucket_store_never_both_write() {
+    let site = Site::new();
+    let a = site.start();
+    let t1 = site.dir.path().join("t1");
+    files(&t1, 4, 256 << 10, 11);
+    site.intake(&a, "main", &t1);
+
+    // While A holds the writer lease, B waits two lease periods and gives up.
+    let refused = site.try_start().err().expect("a second server started");
+    assert!(refused.to_lowercase().contains("lock"), "{refused}");
+
+    // A killed: its lease expires and B takes the store over with everything A committed.
+    drop(a);
+    let b = site.start();
+    assert_eq!(site.snapshots(&b, "main"), 1);
+    let t2 = site.dir.path().join("t2");
+    files(&t2, 4, 256 << 10, 12);
+    site.intake(&b, "main", &t2);
+    drop(b);
+
+    // Two servers started at once race for the lease: exactly one wins.
+    let (x, y) = std::thread::scope(|s| {
+        let x = s.spawn(|| site.try_start());
+        let y = s.spawn(|| site.try_start());
+        (x.join().unwrap(), y.join().unwrap())
+    });
+    let winner = match (x, y) {
+        (Ok(w), Err(e)) | (Err(e), Ok(w)) => {
+            assert!(e.to_lowercase().contains("lock"), "{e}");
+            w
+        }
+        (Ok(_), Ok(_)) => panic!("two servers hold the writer lease of one store"),
+        (Err(e1), Err(e2)) => panic!("neither server started:\n{e1}\n{e2}"),
+    };
+    let t3 = site.dir.path().join("t3");
+    files(&t3, 4, 256 << 10, 13);
+    site.intake(&winner, "main", &t3);
+    // Every commit is there, in one line of history: three snapshots, a clean verify.
+    assert_eq!(site.snapshots(&winner, "main"), 3);
+    site.verify(&winner, "main");
+    site.restore_is_exact(&winner, "main", "1", &t1);
+    site.restore_is_exact(&winner, "main", "2", &t2);
+    site.restore_is_exact(&winner, "main", "3", &t3);
+}
