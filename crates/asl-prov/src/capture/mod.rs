@@ -132,17 +132,37 @@ fn latest_snapshot(writer: &Writer) -> (u64, u64) {
 /// The capture's writer: open already, or being opened on another thread.
 enum Opening {
     Ready(Box<Writer>),
-    Reading(std::thread::JoinHandle<asl_store::Result<Writer>>),
+    Reading(OpeningThread),
 }
 
 impl Opening {
     fn finish(self) -> Result<Writer, String> {
         match self {
             Opening::Ready(w) => Ok(*w),
-            Opening::Reading(h) => match h.join() {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(_) => Err("the thread reading the store panicked".into()),
-            },
+            Opening::Reading(t) => t.join(),
+        }
+    }
+}
+
+/// The thread opening the writer. A capture that fails before it needs the writer (the
+/// program cannot be executed, say) still waits for it when this is dropped: the writer holds
+/// the store's lock, and a detached thread would hold it past the capture's return, refusing
+/// the caller's next writer.
+struct OpeningThread(Option<std::thread::JoinHandle<asl_store::Result<Writer>>>);
+
+impl OpeningThread {
+    fn join(mut self) -> Result<Writer, String> {
+        match self.0.take().map(|h| h.join()) {
+            Some(Ok(r)) => r.map_err(|e| e.to_string()),
+            Some(Err(_)) | None => Err("the thread reading the store panicked".into()),
+        }
+    }
+}
+
+impl Drop for OpeningThread {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
         }
     }
 }
@@ -189,7 +209,9 @@ pub fn capture(store_dir: &Path, opts: &CaptureOptions) -> Result<Captured, Prov
     // runs, so that reading a store with many captures does not add to the capture's time.
     let mut inputs = Vec::new();
     let opening = if opts.inputs.is_empty() {
-        Opening::Reading(std::thread::spawn(move || locked.open()))
+        Opening::Reading(OpeningThread(Some(std::thread::spawn(move || {
+            locked.open()
+        }))))
     } else {
         let mut writer = locked.open()?;
         writer.set_compression_level(level)?;
