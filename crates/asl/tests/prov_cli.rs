@@ -598,9 +598,10 @@ fn may_leave_sched_idle() -> bool {
 /// out of the command's way. The command samples that thread's policy (`/proc/$PPID/stat`,
 /// field 41) in a loop of shell builtins, noting each change, then reads many files:
 /// * under `idle` the observer is seen under SCHED_IDLE where the capture may leave that
-///   policy again, else under SCHED_BATCH (the watchdog may move it from SCHED_IDLE to
-///   SCHED_BATCH, never sooner than 30 ms without a read, and the loop samples without a
-///   pause);
+///   policy again, else under SCHED_BATCH. The watchdog moves a starved observer from
+///   SCHED_IDLE to SCHED_BATCH after 30 ms without a read; on a loaded machine the sampling
+///   loop itself can be kept off the CPU that long before its first sample, so SCHED_BATCH
+///   alone is accepted there too (the unit tests of `trace::quiet` pin the SCHED_IDLE choice);
 /// * under `batch`, SCHED_BATCH;
 /// * under `normal`, the normal policy only, over the whole loop (the observer was under it
 ///   before it took any other, so the loop does not stop at the first sample).
@@ -620,34 +621,39 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
     }
     // Field 41 of stat is the 39th after "PID (COMM) "; `set -f`: no globbing of the
     // fields (until the reads).
-    // `until` stops the loop at the first sample equal to it (never: -1).
-    let script = |until: i32| {
+    // `until` stops the loop at the first sample equal to one of them (never: empty).
+    let script = |until: &[i32]| {
+        let stop: String = until
+            .iter()
+            .map(|p| format!("[ $p = {p} ] && break; "))
+            .collect();
         format!(
             "set -f; last=; n=0; while [ $n -lt 5000 ]; do read -r l < /proc/$PPID/stat; \
              l=${{l##*) }}; set -- $l; p=${{39}}; \
              if [ \"$p\" != \"$last\" ]; then echo $p >> policies; last=$p; fi; \
-             [ $p = {until} ] && break; n=$((n+1)); done; set +f; cat many/* > /dev/null"
+             {stop}n=$((n+1)); done; set +f; cat many/* > /dev/null"
         )
     };
     // Without CAP_SYS_NICE `idle` cannot be had: SCHED_BATCH, and never SCHED_IDLE.
     let (idle_or_batch, idle_allowed) = if may_leave_sched_idle() {
         (
-            libc::SCHED_IDLE,
+            &[libc::SCHED_IDLE, libc::SCHED_BATCH][..],
             &[0, libc::SCHED_IDLE, libc::SCHED_BATCH][..],
         )
     } else {
-        (libc::SCHED_BATCH, &[0, libc::SCHED_BATCH][..])
+        (&[libc::SCHED_BATCH][..], &[0, libc::SCHED_BATCH][..])
     };
-    // (value, the policy the samples must reach, the policies they may show, stop there)
+    // (value, the policies of which the samples must reach one, the policies they may show,
+    // stop at the first of those reached)
     let cases = [
         ("idle", idle_or_batch, idle_allowed, true),
         (
             "batch",
-            libc::SCHED_BATCH,
+            &[libc::SCHED_BATCH][..],
             &[0, libc::SCHED_BATCH][..],
             true,
         ),
-        ("normal", 0, &[0][..], false),
+        ("normal", &[0][..], &[0][..], false),
     ];
     for (value, want, allowed, stop) in cases {
         let _ = std::fs::remove_file(dir.path().join("policies"));
@@ -659,7 +665,7 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
             .arg(&store)
             .arg("--outdir")
             .arg(&out)
-            .args(["--cmd", &script(if stop { want } else { -1 })]));
+            .args(["--cmd", &script(if stop { want } else { &[] })]));
         assert!(o.status.success(), "{value}: {}", transcript(&o));
         let seen: Vec<i32> = std::fs::read_to_string(dir.path().join("policies"))
             .unwrap()
@@ -667,8 +673,8 @@ fn the_observer_policy_variable_is_obeyed_and_every_read_is_recorded() {
             .map(|l| l.trim().parse().unwrap())
             .collect();
         assert!(
-            seen.contains(&want),
-            "{value}: the observer's policy never was {want}: {seen:?}"
+            seen.iter().any(|p| want.contains(p)),
+            "{value}: the observer's policy never was one of {want:?}: {seen:?}"
         );
         assert!(
             seen.iter().all(|p| allowed.contains(p)),
