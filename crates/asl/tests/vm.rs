@@ -336,10 +336,9 @@ fn scenario3_systemd_runs_the_subhost_and_usroverlay_units() {
     );
     assert!(skipped.contains("ConditionResult=no"), "{skipped}");
     // A hotfix of a tree, then its mount lost (what a reboot does) with its state kept. The
-    // tree is a tmpfs of its own, not /usr: on the live image /usr is on live-boot's overlayfs
-    // root, and `apply --path /usr` there fails on the image's kernel (6.1) with EOPNOTSUPP
-    // (found by this test; see docs/asl-usroverlay.md). The boot unit's promise does not
-    // depend on the path.
+    // tree is a tmpfs of its own, not /usr, so that the check does not depend on live-boot's
+    // overlayfs root. Known to fail today: on the image's kernel (6.1) `apply` gets EOPNOTSUPP
+    // from the overlay mount for any path (docs/asl-usroverlay.md, install-unit).
     guest_ok(
         &mut v,
         "mkdir -p /srv/tree && mount -t tmpfs tree /srv/tree && echo orig > /srv/tree/orig \
