@@ -202,11 +202,186 @@ impl Drop for ReadOnlyMount {
     }
 }
 
+/// Runs `cmd` at the guest's root shell and fails the test, with the output, unless it exits 0.
+fn guest_ok(v: &mut Vm, cmd: &str) -> String {
+    let (rc, out) = v.sh(cmd, CMD);
+    assert_eq!(rc, 0, "guest: {cmd}:\n{out}");
+    out
+}
+
+/// What a stopped subhost must not leave behind, as the guest sees it: mount points and links.
+const GUEST_MOUNTS_AND_LINKS: &str = "cut -d' ' -f5 /proc/self/mountinfo | sort; \
+     ip -o link show | cut -d: -f2 | sort";
+
+/// Scenario 3: the systemd units of the project under the guest's real systemd, in one boot
+/// of the rescue ISO.
+/// * `overlay-boot@s3web.service` (installed by `overlay-boot --install-unit`) starts the
+///   subhost of `/etc/subhost/s3web.conf`, a VLAN cable (`= =.7`) included, with the guest
+///   kernel's 8021q module; a ping crosses the VLAN both ways; `systemctl stop` leaves no mount,
+///   link, netns, cgroup, state file or process behind.
+/// * `asl-usroverlay-boot.service` (installed by `asl-usroverlay install-unit`) is skipped
+///   while no hotfix is recorded, and mounts a recorded hotfix overlay (of a tmpfs tree) whose
+///   mount is gone (as after a reboot) again, changes included, ordered after local-fs.target and before
+///   sysinit.target.
+#[test]
+#[ignore = "boots the rescue ISO in QEMU: run scripts/test-vm.sh"]
+fn scenario3_systemd_runs_the_subhost_and_usroverlay_units() {
+    let mut v = Vm::start("s3-systemd", &Spec::new(&vm::iso("rescue"), Firmware::Bios));
+    v.wait_for(BOOT_MARKER, BOOT);
+    v.wait_for_shell(BOOT);
+
+    // The subhost: its upper layer on a tmpfs (the live root is an overlayfs, which cannot be
+    // an upper layer), the guest's own / as LOWER.
+    guest_ok(
+        &mut v,
+        "modprobe 8021q && mkdir -p /srv/s3 /etc/subhost && mount -t tmpfs s3 /srv/s3 \
+         && mkdir -p /srv/s3/web/root /srv/s3/web/work /srv/s3/web/live \
+         && printf 'BASE=/srv/s3/web\\nSTART=none\\nCABLES= = =.7\\n' > /etc/subhost/s3web.conf \
+         && overlay-boot --install-unit /etc/systemd/system && systemctl daemon-reload",
+    );
+    // The first network namespace of a boot makes /run/netns a shared self-bind mount, which
+    // stays (iproute2 does the same); make it before the baseline, so the comparison sees
+    // only what the subhost leaves.
+    guest_ok(&mut v, "ip netns add s3probe && ip netns del s3probe");
+    let before = guest_ok(&mut v, GUEST_MOUNTS_AND_LINKS);
+    guest_ok(&mut v, "systemctl start overlay-boot@s3web.service");
+    let active = guest_ok(&mut v, "systemctl is-active overlay-boot@s3web.service");
+    assert_eq!(active.trim(), "active");
+    let list = guest_ok(&mut v, "overlay-list");
+    assert!(list.contains("s3web") && list.contains("running"), "{list}");
+    let links = guest_ok(&mut v, "ip -o link show");
+    assert!(
+        links.contains("s3web0.7@s3web0"),
+        "host end of the VLAN cable:\n{links}"
+    );
+    let inside = guest_ok(&mut v, "overlay-go s3web -- ip -d -o link show eth0.7");
+    assert!(inside.contains("vlan protocol 802.1Q id 7"), "{inside}");
+    // Addresses on both ends of VLAN 7 (cables come up unaddressed, as the docs say; the
+    // subhost's own networking would configure them), then a ping each way.
+    guest_ok(
+        &mut v,
+        "ip addr add 10.231.7.1/24 dev s3web0.7 && ip link set s3web0.7 up \
+         && overlay-go s3web -- sh -c 'ip link set eth0 up && ip link set eth0.7 up \
+         && ip addr add 10.231.7.2/24 dev eth0.7'",
+    );
+    guest_ok(&mut v, "busybox ping -c 1 -W 5 10.231.7.2");
+    guest_ok(
+        &mut v,
+        "overlay-go s3web -- busybox ping -c 1 -W 5 10.231.7.1",
+    );
+    // Every process of the subhost and its supervisor (the unit's main process).
+    let pids = guest_ok(
+        &mut v,
+        "systemctl show -p MainPID --value overlay-boot@s3web.service; \
+         cat /sys/fs/cgroup/asl-subhost/s3web/cgroup.procs",
+    );
+    let pids: Vec<u32> = pids
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|&p| p != 0)
+        .collect();
+    assert!(
+        pids.len() >= 2,
+        "supervisor and PID 1 of the subhost: {pids:?}"
+    );
+
+    guest_ok(&mut v, "systemctl stop overlay-boot@s3web.service");
+    let (rc, state) = v.sh("systemctl is-active overlay-boot@s3web.service", CMD);
+    assert_eq!((rc, state.trim()), (3, "inactive"));
+    let after = guest_ok(&mut v, GUEST_MOUNTS_AND_LINKS);
+    assert_eq!(
+        before, after,
+        "mounts or links left behind by the stopped subhost"
+    );
+    let list = guest_ok(&mut v, "overlay-list");
+    assert!(!list.contains("s3web"), "{list}");
+    for path in [
+        "/run/netns/s3web",
+        "/run/subhost/s3web.json",
+        "/sys/fs/cgroup/asl-subhost/s3web",
+    ] {
+        let (rc, _) = v.sh(&format!("test -e {path}"), CMD);
+        assert_ne!(rc, 0, "{path} left behind");
+    }
+    for pid in &pids {
+        let (rc, _) = v.sh(&format!("test -e /proc/{pid}"), CMD);
+        assert_ne!(rc, 0, "process {pid} of the subhost left behind");
+    }
+    eprintln!("scenario 3: subhost unit checked at {:?}", v.elapsed());
+
+    // The usroverlay boot unit, with its state on a tmpfs (the hotfix upper layer cannot live
+    // on the live root's overlayfs either).
+    guest_ok(
+        &mut v,
+        "mkdir -p /srv/u && mount -t tmpfs u /srv/u \
+         && asl-usroverlay --state-root /srv/u install-unit && systemctl daemon-reload",
+    );
+    let order = guest_ok(
+        &mut v,
+        "systemctl show -p After -p Before -p DefaultDependencies asl-usroverlay-boot.service; \
+         ls /etc/systemd/system/sysinit.target.wants/",
+    );
+    assert!(
+        order.contains("local-fs.target")
+            && order.contains("sysinit.target")
+            && order.contains("DefaultDependencies=no")
+            && order.contains("asl-usroverlay-boot.service"),
+        "ordering and enablement of the boot unit:\n{order}"
+    );
+    // No hotfix recorded: the unit's condition skips it.
+    guest_ok(&mut v, "systemctl start asl-usroverlay-boot.service");
+    let skipped = guest_ok(
+        &mut v,
+        "systemctl show -p ConditionResult -p ActiveState asl-usroverlay-boot.service",
+    );
+    assert!(skipped.contains("ConditionResult=no"), "{skipped}");
+    // A hotfix of a tree, then its mount lost (what a reboot does) with its state kept. The
+    // tree is a tmpfs of its own, not /usr, so that the check does not depend on live-boot's
+    // overlayfs root. Known to fail today: on the image's kernel (6.1) `apply` gets EOPNOTSUPP
+    // from the overlay mount for any path (docs/asl-usroverlay.md, install-unit).
+    guest_ok(
+        &mut v,
+        "mkdir -p /srv/tree && mount -t tmpfs tree /srv/tree && echo orig > /srv/tree/orig \
+         && asl-usroverlay --state-root /srv/u apply --mode hotfix --path /srv/tree --name tree \
+         && echo hotfix-s3 > /srv/tree/hotfix && umount /srv/tree \
+         && ! test -e /srv/tree/hotfix && test -e /srv/tree/orig",
+    );
+    guest_ok(&mut v, "systemctl start asl-usroverlay-boot.service");
+    let applied = guest_ok(
+        &mut v,
+        "systemctl show -p ConditionResult -p ActiveState asl-usroverlay-boot.service; \
+         cat /srv/tree/hotfix /srv/tree/orig; grep ' /srv/tree ' /proc/self/mountinfo",
+    );
+    assert!(
+        applied.contains("ConditionResult=yes")
+            && applied.contains("ActiveState=active")
+            && applied.contains("hotfix-s3")
+            && applied.contains("orig")
+            && applied.contains("asl-usroverlay:tree"),
+        "the boot unit mounts the recorded hotfix again:\n{applied}"
+    );
+    guest_ok(
+        &mut v,
+        "asl-usroverlay --state-root /srv/u remove tree && ! test -e /srv/tree/hotfix",
+    );
+    eprintln!("scenario 3: usroverlay unit checked at {:?}", v.elapsed());
+}
+
 /// Scenario 4: UEFI boot of both profiles to multi-user.target; the authority host comes up
-/// with no network configured although a NIC is present.
+/// with no network configured although a NIC is present, and (issue 20, in the image) its
+/// first boot with the genesis media inserted runs `init-asl-host` through systemd, offline
+/// and without a prompt: the authority's state exists and audits clean afterwards.
 #[test]
 #[ignore = "boots both ISOs in QEMU under OVMF: run scripts/test-vm.sh"]
 fn scenario4_uefi_boot_of_both_profiles() {
+    let d = tempfile::tempdir().unwrap();
+    // The genesis media: the passphrase on a small file system labelled ASL_GENESIS.
+    let media = d.path().join("genesis");
+    std::fs::create_dir(&media).unwrap();
+    std::fs::write(media.join("passphrase"), "correct horse battery staple\n").unwrap();
+    let genesis_img = d.path().join("genesis.img");
+    ext4_image(&genesis_img, &media, "ASL_GENESIS", "16M");
+
     let mut v = Vm::start(
         "s4-uefi-rescue",
         &Spec::new(&vm::iso("rescue"), Firmware::Uefi),
@@ -216,6 +391,7 @@ fn scenario4_uefi_boot_of_both_profiles() {
 
     let mut spec = Spec::new(&vm::iso("auth-host"), Firmware::Uefi);
     spec.net = Net::User;
+    spec.disks.push((genesis_img, "GENESIS".into()));
     let mut v = Vm::start("s4-uefi-auth", &spec);
     v.wait_for(&format!("{BOOT_MARKER} profile=auth-host"), BOOT);
     v.wait_for_shell(BOOT);
@@ -233,6 +409,47 @@ fn scenario4_uefi_boot_of_both_profiles() {
     );
     let (_, state) = v.sh("systemctl is-active systemd-networkd.service", CMD);
     assert_eq!(state.trim(), "inactive");
+
+    // First-boot genesis: started by the media's device; wait until its run has ended (the
+    // key derivation is slow under TCG), then look at what it left.
+    let run = guest_ok(
+        &mut v,
+        "for i in $(seq 280); do \
+           [ \"$(systemctl show -P ExecMainExitTimestampMonotonic asl-genesis.service)\" != 0 ] \
+           && [ \"$(systemctl show -P ActiveState asl-genesis.service)\" != activating ] && break; \
+           sleep 1; done; \
+         systemctl show -p Result -p ExecMainStatus asl-genesis.service",
+    );
+    assert!(
+        run.contains("Result=success") && run.contains("ExecMainStatus=0"),
+        "asl-genesis.service:\n{run}\n{}",
+        v.sh(
+            "journalctl -b -u asl-genesis.service --no-pager | tail -n 30",
+            CMD
+        )
+        .1
+    );
+    guest_ok(
+        &mut v,
+        "test -s /etc/asl-auth-host/policy.hash \
+         && test -s /var/lib/asl-auth-host/offline/root.pub \
+         && test -s /var/lib/asl-auth-host/offline/root.priv.enc \
+         && ls /var/lib/asl-auth-host/domains/ | grep -q dam.json \
+         && ! grep -q ' /run/asl/genesis-media ' /proc/self/mountinfo",
+    );
+    guest_ok(&mut v, "asl-auth-host audit");
+    // A second run is refused by genesis itself, and the unit no longer starts.
+    let (rc, again) = v.sh(
+        "echo another > /tmp/pass && init-asl-host --passphrase-file /tmp/pass",
+        CMD,
+    );
+    assert!(rc != 0 && again.contains("genesis.once"), "{again}");
+    let skipped = guest_ok(
+        &mut v,
+        "systemctl restart asl-genesis.service; \
+         systemctl show -p ConditionResult asl-genesis.service",
+    );
+    assert!(skipped.contains("ConditionResult=no"), "{skipped}");
 }
 
 /// A running asl-server on the host, killed (and waited for) when dropped.
