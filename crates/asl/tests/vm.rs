@@ -154,25 +154,31 @@ fn scenario1_rescue_local_intake_from_a_crashed_disk() {
             .arg(&store_img),
     );
     let _ = std::fs::remove_dir_all(got.join("lost+found"));
+    verify_and_restore_matches_disk(&got, "crashed", &crashed, d.path());
+}
+
+/// The store at `store` verifies with `--read-data`, and snapshot `label` restores to exactly
+/// the `data` tree of the disk image `disk_img` (mounted read-only under `scratch`). Compared
+/// with the disk as the guest saw it, not the generated tree: mkfs.ext4 -d keeps whole
+/// seconds of the tree's mtimes only.
+fn verify_and_restore_matches_disk(store: &Path, label: &str, disk_img: &Path, scratch: &Path) {
     let o = common::run(
         common::asl()
             .args(["admin", "--store"])
-            .arg(&got)
+            .arg(store)
             .args(["verify", "--read-data"]),
     );
     assert!(o.status.success(), "verify: {}", common::transcript(&o));
-    let target = d.path().join("restored");
+    let target = scratch.join("restored");
     let o = common::run(
         common::asl()
             .args(["admin", "--store"])
-            .arg(&got)
-            .args(["restore", "crashed", "--target"])
+            .arg(store)
+            .args(["restore", label, "--target"])
             .arg(&target),
     );
     assert!(o.status.success(), "restore: {}", common::transcript(&o));
-    // Compared with the crashed disk as the guest saw it: mkfs.ext4 -d keeps whole seconds of
-    // the generated tree's mtimes only, so the disk, not the generated tree, is the source.
-    let disk = ReadOnlyMount::new(&crashed, &d.path().join("crashed-mnt"));
+    let disk = ReadOnlyMount::new(disk_img, &scratch.join("crashed-mnt"));
     let diffs = compare_trees(&disk.dir.join("data"), &target);
     assert!(diffs.is_empty(), "restored tree differs: {diffs:#?}");
 }
@@ -617,23 +623,5 @@ fn scenario5_remote_intake_from_the_guest_to_a_server_on_the_host() {
     drop(v);
     drop(_server);
 
-    let o = common::run(
-        common::asl()
-            .args(["admin", "--store"])
-            .arg(&store)
-            .args(["verify", "--read-data"]),
-    );
-    assert!(o.status.success(), "verify: {}", common::transcript(&o));
-    let target = d.path().join("restored");
-    let o = common::run(
-        common::asl()
-            .args(["admin", "--store"])
-            .arg(&store)
-            .args(["restore", "remote", "--target"])
-            .arg(&target),
-    );
-    assert!(o.status.success(), "restore: {}", common::transcript(&o));
-    let disk = ReadOnlyMount::new(&crashed_img, &d.path().join("crashed-mnt"));
-    let diffs = compare_trees(&disk.dir.join("data"), &target);
-    assert!(diffs.is_empty(), "restored tree differs: {diffs:#?}");
+    verify_and_restore_matches_disk(&store, "remote", &crashed_img, d.path());
 }
