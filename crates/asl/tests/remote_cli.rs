@@ -4,28 +4,17 @@
 //! by the test itself.
 
 mod common;
+mod remotetest;
+mod storetest;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random};
 use asl_remote::auth;
-
-/// A running asl-server, killed (and waited for) when dropped.
-struct ServerProc {
-    child: Option<Child>,
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+use remotetest::{ServerProc, asl_out, client_key, free_port, json, spawn_server};
+use storetest::make_files;
 
 /// A test site: a key, a server.conf for one store `main` (and `other`, which the key may
 /// only read), on a free loopback port.
@@ -36,24 +25,10 @@ struct Site {
     port: u16,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn asl_out(args: &[&str]) -> std::process::Output {
-    common::run(common::asl().args(args).stdin(Stdio::null()))
-}
-
 impl Site {
     fn new() -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("client.key");
-        let out = asl_out(&["key", "generate", key.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", common::transcript(&out));
-        let show = asl_out(&["key", "show", "--json", key.to_str().unwrap()]);
-        let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
-        let public = v["public"].as_str().unwrap().to_string();
+        let (key, public) = client_key(dir.path());
         let site = Site {
             port: free_port(),
             dir,
@@ -88,36 +63,8 @@ impl Site {
     /// Starts the server (with `env`) and waits for its "listening" line.
     fn start(&self, env: &[(&str, &str)]) -> ServerProc {
         let conf = self.dir.path().join("server.conf");
-        let mut cmd = common::asl();
-        cmd.args(["server", "--config"])
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start asl-server");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(l) if l.contains("listening on") => break,
-                Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(e) => panic!("asl-server ended before listening: {e}"),
-            }
-            assert!(
-                Instant::now() < deadline,
-                "asl-server did not start in 30 s"
-            );
-        }
-        ServerProc { child: Some(child) }
+        spawn_server(&conf, self.port, env, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("asl-server ended before listening: {e}"))
     }
 
     /// `asl ARGS --remote URL --key KEY`, with `env`.
@@ -151,11 +98,6 @@ impl Site {
         let diffs = compare_trees(src, &target);
         assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     }
-}
-
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", common::transcript(o)))
 }
 
 /// Verifies the server's store directly on disk (the server stopped), with read-data.
@@ -275,24 +217,12 @@ fn over_https_the_client_trusts_the_given_ca_and_refuses_an_unknown_one() {
     );
 }
 
-/// A tree of `n` files of `size` bytes whose content depends on `seed`.
-fn files(dir: &Path, n: u64, size: usize, seed: u64) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..n {
-        std::fs::write(
-            dir.join(format!("f{i}")),
-            pseudo_random(seed * 1000 + i, size),
-        )
-        .unwrap();
-    }
-}
-
 #[test]
 fn a_client_killed_before_its_commit_resends_almost_nothing() {
     let site = Site::new();
     let _server = site.start(&[]);
     let src = site.dir.path().join("src");
-    files(&src, 24, 1 << 20, 7);
+    make_files(&src, 24, 1 << 20, 7);
     let killed = site.remote(
         &["intake", "-q", src.to_str().unwrap()],
         &[("ASL_CRASH_AT", "remote:commit")],
@@ -315,7 +245,7 @@ fn a_client_killed_mid_upload_finishes_on_rerun_with_one_exact_snapshot() {
     let site = Site::new();
     let server = site.start(&[]);
     let src = site.dir.path().join("src");
-    files(&src, 24, 1 << 20, 8);
+    make_files(&src, 24, 1 << 20, 8);
     let killed = site.remote(
         &["intake", "-q", src.to_str().unwrap()],
         &[("ASL_CRASH_AT", "remote:upload#2")],
@@ -338,7 +268,7 @@ fn a_client_killed_mid_upload_finishes_on_rerun_with_one_exact_snapshot() {
 fn a_server_killed_mid_upload_lets_the_client_finish_after_its_restart() {
     let site = Site::new();
     let src = site.dir.path().join("src");
-    files(&src, 24, 1 << 20, 9);
+    make_files(&src, 24, 1 << 20, 9);
     // The server dies as it makes its second upload durable.
     let mut server = site.start(&[("ASL_CRASH_AT", "rename:segment#2")]);
     let client = common::asl()
@@ -408,7 +338,7 @@ fn raw(
 fn hostile_requests_are_refused_with_4xx_and_change_nothing() {
     let site = Site::new();
     let src = site.dir.path().join("src");
-    files(&src, 3, 10_000, 11);
+    make_files(&src, 3, 10_000, 11);
     let server = site.start(&[]);
     let first = site.remote(&["intake", "-q", src.to_str().unwrap()], &[]);
     assert!(first.status.success(), "{}", common::transcript(&first));
@@ -574,7 +504,7 @@ fn hostile_requests_are_refused_with_4xx_and_change_nothing() {
 fn a_lost_commit_response_never_makes_two_snapshots() {
     let site = Site::new();
     let src = site.dir.path().join("src");
-    files(&src, 2, 1000, 12);
+    make_files(&src, 2, 1000, 12);
     let server = site.start(&[]);
     let key = asl_prov::sign::Key::load(&site.key).unwrap();
     let r = site.remote(&["intake", "--json", src.to_str().unwrap()], &[]);
@@ -612,7 +542,7 @@ fn eight_clients_at_once_all_commit_and_share_what_they_have_in_common() {
     let trees: Vec<PathBuf> = (0..8u64)
         .map(|i| {
             let d = site.dir.path().join(format!("tree{i}"));
-            files(&d, 4, 256 << 10, 100 + i);
+            make_files(&d, 4, 256 << 10, 100 + i);
             std::fs::write(d.join("shared"), &shared).unwrap();
             d
         })
@@ -692,14 +622,14 @@ fn a_full_disk_on_the_server_is_a_clear_error_and_the_store_stays_consistent() {
     std::fs::write(site.dir.path().join("server.conf"), text).unwrap();
     let server = site.start(&[]);
     let small = site.dir.path().join("small-src");
-    files(&small, 2, 100_000, 13);
+    make_files(&small, 2, 100_000, 13);
     assert!(
         site.remote(&["intake", "-q", small.to_str().unwrap()], &[])
             .status
             .success()
     );
     let big = site.dir.path().join("big-src");
-    files(&big, 12, 2 << 20, 14);
+    make_files(&big, 12, 2 << 20, 14);
     let out = site.remote(&["intake", "-q", big.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", common::transcript(&out));
     let (_, err) = common::text(&out);

@@ -7,49 +7,17 @@
 
 mod common;
 mod garage_cluster;
+mod remotetest;
+mod storetest;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees, pseudo_random};
+use asl_fs::testing::{RescueTreeOptions, build_rescue_tree, compare_trees};
 use garage_cluster::Garage;
-
-/// A running asl-server, killed (SIGKILL) and waited for when dropped.
-struct ServerProc {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl ServerProc {
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn asl_out(args: &[&str]) -> std::process::Output {
-    common::run(common::asl().args(args).stdin(Stdio::null()))
-}
-
-fn json(o: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", common::transcript(o)))
-}
+use remotetest::{ServerProc, asl_out, client_key, free_port, json, spawn_server};
+use storetest::make_files;
 
 /// A client key, a Garage cluster, and server.conf files naming the store `main` in the
 /// bucket (lease of 6 s) and `disk` in a local directory.
@@ -64,11 +32,7 @@ impl Site {
     fn new() -> Site {
         let garage = Garage::start();
         let dir = tempfile::tempdir().unwrap();
-        let key = dir.path().join("client.key");
-        let out = asl_out(&["key", "generate", key.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", common::transcript(&out));
-        let show = asl_out(&["key", "show", "--json", key.to_str().unwrap()]);
-        let public = json(&show)["public"].as_str().unwrap().to_string();
+        let (key, public) = client_key(dir.path());
         Site {
             garage,
             dir,
@@ -101,39 +65,7 @@ impl Site {
     /// Starts a server on a new port; Ok once it listens, Err(its stderr) if it ends first.
     fn try_start(&self) -> Result<ServerProc, String> {
         let port = free_port();
-        let mut child = common::asl()
-            .args(["server", "--config"])
-            .arg(self.conf(port))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start asl-server");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut proc = ServerProc {
-            child: Some(child),
-            port,
-        };
-        let mut said = Vec::new();
-        loop {
-            match rx.recv_timeout(Duration::from_secs(120)) {
-                Ok(l) if l.contains("listening on") => return Ok(proc),
-                Ok(l) => said.push(l),
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    proc.kill();
-                    return Err(said.join("\n"));
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("asl-server neither listened nor ended in 120 s: {said:?}")
-                }
-            }
-        }
+        spawn_server(&self.conf(port), port, &[], Duration::from_secs(120))
     }
 
     fn start(&self) -> ServerProc {
@@ -188,18 +120,6 @@ impl Site {
         assert!(out.status.success(), "{}", common::transcript(&out));
         let diffs = compare_trees(src, &target);
         assert!(diffs.is_empty(), "{}", diffs.join("\n"));
-    }
-}
-
-/// A tree of `n` files of `size` bytes whose content depends on `seed`.
-fn files(dir: &Path, n: u64, size: usize, seed: u64) {
-    std::fs::create_dir_all(dir).unwrap();
-    for i in 0..n {
-        std::fs::write(
-            dir.join(format!("f{i}")),
-            pseudo_random(seed * 1000 + i, size),
-        )
-        .unwrap();
     }
 }
 
@@ -264,13 +184,13 @@ fn an_intake_completes_with_a_node_down_and_a_wiped_node_loses_nothing() {
     let mut site = Site::new();
     let server = site.start();
     let first = site.dir.path().join("first");
-    files(&first, 16, 1 << 20, 1);
+    make_files(&first, 16, 1 << 20, 1);
     site.intake(&server, "main", &first);
 
     // One of the three nodes is killed as the intake starts: with replication factor 3 a
     // quorum of two remains for every write.
     let second = site.dir.path().join("second");
-    files(&second, 24, 1 << 20, 2);
+    make_files(&second, 24, 1 << 20, 2);
     let url = format!("http://127.0.0.1:{}/main", server.port);
     let intake = common::asl()
         .args(["intake", "--json", "--remote", &url, "--key"])
@@ -303,7 +223,7 @@ fn two_servers_on_one_bucket_store_never_both_write() {
     let site = Site::new();
     let a = site.start();
     let t1 = site.dir.path().join("t1");
-    files(&t1, 4, 256 << 10, 11);
+    make_files(&t1, 4, 256 << 10, 11);
     site.intake(&a, "main", &t1);
 
     // While A holds the writer lease, B waits two lease periods and gives up.
@@ -315,7 +235,7 @@ fn two_servers_on_one_bucket_store_never_both_write() {
     let b = site.start();
     assert_eq!(site.snapshots(&b, "main"), 1);
     let t2 = site.dir.path().join("t2");
-    files(&t2, 4, 256 << 10, 12);
+    make_files(&t2, 4, 256 << 10, 12);
     site.intake(&b, "main", &t2);
     drop(b);
 
@@ -334,7 +254,7 @@ fn two_servers_on_one_bucket_store_never_both_write() {
         (Err(e1), Err(e2)) => panic!("neither server started:\n{e1}\n{e2}"),
     };
     let t3 = site.dir.path().join("t3");
-    files(&t3, 4, 256 << 10, 13);
+    make_files(&t3, 4, 256 << 10, 13);
     site.intake(&winner, "main", &t3);
     // Every commit is there, in one line of history: three snapshots, a clean verify.
     assert_eq!(site.snapshots(&winner, "main"), 3);
