@@ -38,6 +38,7 @@ use crate::units;
 
 mod contract;
 mod generate;
+pub(crate) use generate::set_mtime;
 mod lint;
 pub mod rules;
 

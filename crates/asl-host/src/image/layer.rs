@@ -159,21 +159,7 @@ fn set_times(p: &Path, secs: i64) -> Result<(), ImageError> {
             set_times(&e.map_err(ImageError::io(p))?.path(), secs)?;
         }
     }
-    let t = rustix::fs::Timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    let times = rustix::fs::Timestamps {
-        last_access: t,
-        last_modification: t,
-    };
-    rustix::fs::utimensat(
-        rustix::fs::CWD,
-        p,
-        &times,
-        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .map_err(|e| ImageError::io(p)(e.into()))
+    crate::overlay::set_mtime(p, secs).map_err(ImageError::io(p))
 }
 
 fn write_files(profile: Profile, dir: &Path) -> Result<(), ImageError> {

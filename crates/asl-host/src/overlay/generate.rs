@@ -191,7 +191,8 @@ pub fn builds_as_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn set_mtime(p: &Path, secs: i64) -> std::io::Result<()> {
+/// Sets `p`'s access and modification times to `secs` (a symlink its own, not its target's).
+pub(crate) fn set_mtime(p: &Path, secs: i64) -> std::io::Result<()> {
     let t = rustix::fs::Timespec {
         tv_sec: secs,
         tv_nsec: 0,
