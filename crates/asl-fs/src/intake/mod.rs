@@ -337,7 +337,11 @@ pub fn intake(
     };
     let (job_tx, job_rx) = chan::bounded::<Job>(QUEUE_LEN);
     let (res_tx, res_rx) = chan::unbounded::<FileOutcome>();
-    let mut outcomes = Vec::new();
+    let mut outcomes = Outcomes {
+        rx: res_rx,
+        totals: Totals::default(),
+        fatal: None,
+    };
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let rx = job_rx.clone();
@@ -347,21 +351,13 @@ pub fn intake(
         }
         drop(res_tx);
         drop(job_rx);
-        walk.run(&tops, &job_tx, &shared);
+        walk.run(&tops, &job_tx, &shared, &mut outcomes);
         drop(job_tx);
-        outcomes.extend(res_rx.iter());
+        outcomes.take_all(&mut walk);
     });
-
-    let mut totals = Totals::default();
-    let mut fatal = None;
-    for o in outcomes {
-        if let Some(e) = o.fatal {
-            let path = walk.path_of(o.node);
-            fatal.get_or_insert(IntakeError::Store { path, source: e });
-            continue;
-        }
-        walk.apply_outcome(o, &mut totals);
-    }
+    let Outcomes {
+        mut totals, fatal, ..
+    } = outcomes;
     if let Some(e) = fatal {
         return Err(e);
     }
@@ -420,6 +416,42 @@ pub fn intake(
     s.errors.sort_by(|a, b| a.path.cmp(&b.path));
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
+}
+
+/// The workers' outcomes as they come in. The walk applies them to their nodes between two
+/// directories rather than after the last one, so that they are never all held at once (at a
+/// million files that list alone would be a few hundred megabytes).
+struct Outcomes {
+    rx: chan::Receiver<FileOutcome>,
+    totals: Totals,
+    /// The first failure of the store; the intake fails with it.
+    fatal: Option<IntakeError>,
+}
+
+impl Outcomes {
+    fn apply(&mut self, walk: &mut Walk<'_>, o: FileOutcome) {
+        if let Some(e) = o.fatal {
+            let path = walk.path_of(o.node);
+            self.fatal
+                .get_or_insert(IntakeError::Store { path, source: e });
+            return;
+        }
+        walk.apply_outcome(o, &mut self.totals);
+    }
+
+    /// Applies what has arrived so far, without waiting.
+    fn take_ready(&mut self, walk: &mut Walk<'_>) {
+        while let Ok(o) = self.rx.try_recv() {
+            self.apply(walk, o);
+        }
+    }
+
+    /// Applies every outcome up to the last worker's end.
+    fn take_all(&mut self, walk: &mut Walk<'_>) {
+        while let Ok(o) = self.rx.recv() {
+            self.apply(walk, o);
+        }
+    }
 }
 
 #[derive(Default)]

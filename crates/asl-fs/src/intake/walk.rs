@@ -12,7 +12,7 @@ use crossbeam_channel as chan;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rustix::fs::{CWD, FileType, OFlags, Stat};
 
-use super::{IntakeError, IntakeErrorRecord, Job, Node, Shared, Walk};
+use super::{IntakeError, IntakeErrorRecord, Job, Node, Outcomes, Shared, Walk};
 use crate::statcache::FileIdentity;
 use crate::sys;
 use crate::tree::{Entry, EntryError, Kind, Operation};
@@ -158,6 +158,7 @@ impl<'a> Walk<'a> {
         tops: &[(u32, Stat)],
         jobs: &chan::Sender<Job>,
         shared: &Shared<'_>,
+        outcomes: &mut Outcomes,
     ) {
         let mut pending: Vec<PendingDir> = Vec::new();
         for &(idx, st) in tops.iter().rev() {
@@ -169,6 +170,7 @@ impl<'a> Walk<'a> {
                 break;
             }
             self.read_dir(d, jobs, &mut pending);
+            outcomes.take_ready(self);
         }
     }
 
