@@ -70,32 +70,60 @@ pub(crate) enum LayerPassing {
     /// kernel refuses descriptors.
     Fd,
     /// The path `/proc/self/fd/N`, which resolves to exactly the opened directory and mount
-    /// (not to whatever its old path shows now); `lowerdir+` needs 6.8, else `lowerdir`.
+    /// (not to whatever its old path shows now).
     ProcPath,
 }
 
-fn set_layer_by_path(
-    fs: BorrowedFd<'_>,
-    key: &str,
-    dir: BorrowedFd<'_>,
-) -> std::result::Result<(), Errno> {
-    let via_proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
-    match fsconfig_set_string(fs, key, &via_proc) {
-        Err(Errno::INVAL) if key == "lowerdir+" => fsconfig_set_string(fs, "lowerdir", &via_proc),
-        other => other,
+/// The kinds of overlay layer this module sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Lower,
+    Upper,
+    Work,
+}
+
+impl Layer {
+    /// The key for a descriptor: a lower layer by descriptor is only accepted as an appended
+    /// layer (`lowerdir+`, 6.8+), the others under their plain names.
+    fn fd_key(self) -> &'static str {
+        match self {
+            Layer::Lower => "lowerdir+",
+            Layer::Upper => "upperdir",
+            Layer::Work => "workdir",
+        }
+    }
+
+    /// The key for a path. Plain `lowerdir` is understood by every kernel with overlayfs; it
+    /// takes a `:`-separated list, and `/proc/self/fd/N` has no `:` in it. (`lowerdir+` would
+    /// be accepted on kernels before 6.5 too, but only by the generic option collector, and
+    /// then refused by overlayfs at create time.)
+    fn path_key(self) -> &'static str {
+        match self {
+            Layer::Lower => "lowerdir",
+            Layer::Upper => "upperdir",
+            Layer::Work => "workdir",
+        }
     }
 }
 
 fn set_layer(
     fs: BorrowedFd<'_>,
-    key: &str,
+    layer: Layer,
     dir: BorrowedFd<'_>,
     how: LayerPassing,
 ) -> std::result::Result<(), Errno> {
     match how {
-        LayerPassing::ProcPath => set_layer_by_path(fs, key, dir),
-        LayerPassing::Fd => match fsconfig_set_fd(fs, key, dir) {
-            Err(Errno::INVAL) => set_layer(fs, key, dir, LayerPassing::ProcPath),
+        LayerPassing::ProcPath => {
+            let via_proc = format!("/proc/self/fd/{}", dir.as_raw_fd());
+            fsconfig_set_string(fs, layer.path_key(), &via_proc)
+        }
+        // Overlayfs without its own option parser (before 6.5) sits behind the generic one,
+        // and `fsconfig` answers descriptors there with EOPNOTSUPP; with its own parser but
+        // before 6.13 the answer is EINVAL.
+        LayerPassing::Fd => match fsconfig_set_fd(fs, layer.fd_key(), dir) {
+            Err(Errno::INVAL | Errno::OPNOTSUPP) => {
+                set_layer(fs, layer, dir, LayerPassing::ProcPath)
+            }
             other => other,
         },
     }
@@ -124,9 +152,9 @@ pub(crate) fn mount_overlay(
     let work = open_dir(layers.work)?;
     let configure = || -> std::result::Result<(), Errno> {
         fsconfig_set_string(fs.as_fd(), "source", source)?;
-        set_layer(fs.as_fd(), "lowerdir+", layers.lower, layers.passing)?;
-        set_layer(fs.as_fd(), "upperdir", upper.as_fd(), layers.passing)?;
-        set_layer(fs.as_fd(), "workdir", work.as_fd(), layers.passing)?;
+        set_layer(fs.as_fd(), Layer::Lower, layers.lower, layers.passing)?;
+        set_layer(fs.as_fd(), Layer::Upper, upper.as_fd(), layers.passing)?;
+        set_layer(fs.as_fd(), Layer::Work, work.as_fd(), layers.passing)?;
         // Fixed features so that `status --diff` can read the upper layer plainly (every
         // changed file is a full copy, every renamed directory a copy) and a hotfix upper
         // is mounted with the same options on every boot whatever the kernel defaults are.
