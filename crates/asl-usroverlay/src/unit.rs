@@ -42,12 +42,17 @@ fn exec_quote(arg: &str) -> String {
     s
 }
 
-/// The unit text. `exe` is the multicall binary (started as `exe asl-usroverlay apply
-/// --boot`, which works whatever links are installed); `state_root` is passed on when the
-/// state does not live in the system default place.
+/// The unit text. `exe` is the multicall binary under whatever name it was found (`asl`, or a
+/// hard link such as `asl-usroverlay`); `state_root` is passed on when the state does not live
+/// in the system default place.
+///
+/// The binary picks its tool by `argv[0]`, so the command line is `@EXE asl-usroverlay ...`:
+/// with the `@` prefix systemd runs EXE with the next word as `argv[0]`, which names the tool
+/// whatever EXE's file name is. (`EXE asl-usroverlay ...` would work only for a binary named
+/// `asl`: one installed as `asl-usroverlay` took the word for an unknown subcommand.)
 pub fn render(exe: &Path, state_root: Option<&Path>, persistent_dir: &Path) -> String {
     let mut exec = vec![
-        exe.to_string_lossy().into_owned(),
+        format!("@{}", exe.to_string_lossy()),
         "asl-usroverlay".to_string(),
     ];
     if let Some(root) = state_root {
@@ -137,7 +142,7 @@ mod tests {
             Path::new("/srv/state/var/lib/asl/usroverlay"),
         );
         assert!(text.contains(
-            "ExecStart=\"/opt/asl dir/asl\" asl-usroverlay --state-root /srv/state apply --boot\n"
+            "ExecStart=\"@/opt/asl dir/asl\" asl-usroverlay --state-root /srv/state apply --boot\n"
         ));
         assert!(text.contains("WantedBy=sysinit.target\n"));
         assert!(text.contains("RequiresMountsFor=/srv/state/var/lib/asl/usroverlay\n"));

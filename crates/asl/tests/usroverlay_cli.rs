@@ -524,6 +524,56 @@ fn cli_install_unit_writes_an_enabled_unit_running_apply_boot_and_uninstall_remo
     assert!(fs::symlink_metadata(&link).is_err());
 }
 
+/// The unit's command line works when the binary is installed under the tool's own name (a
+/// hard link `asl-usroverlay`, as images install it): run as systemd runs it, `@EXE ARGV0
+/// ARGS` executing EXE with ARGV0 as `argv[0]`. Found by VM scenario 3b, where the unit
+/// failed with "unrecognized subcommand 'asl-usroverlay'".
+#[test]
+fn the_unit_command_line_runs_under_a_binary_named_after_the_tool() {
+    let dir = Scratch(
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("usroverlay-link-{}", std::process::id())),
+    );
+    fs::create_dir_all(&dir.0).unwrap();
+    let link = dir.0.join("asl-usroverlay");
+    fs::hard_link(env!("CARGO_BIN_EXE_asl"), &link).unwrap();
+    let root = dir.0.join("state");
+    let o = Command::new(&link)
+        .args(["--state-root", s(&root), "install-unit", "--print"])
+        .output()
+        .unwrap();
+    let (unit, err) = text(&o);
+    assert!(o.status.success(), "install-unit --print: {err}");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("an ExecStart line");
+    // No word here needs quoting (the scratch path has no blanks), so words split on blanks.
+    // As systemd reads it: a leading '@' makes the second word argv[0].
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    let (exe, argv0, args) = match words[0].strip_prefix('@') {
+        Some(exe) => (exe, words[1], &words[2..]),
+        None => (words[0], words[0], &words[1..]),
+    };
+    assert_eq!(
+        Path::new(exe),
+        link,
+        "the unit runs the binary it was made by"
+    );
+    let o = Command::new(exe)
+        .arg0(argv0)
+        .args(args)
+        .env_remove("ASL_USROVERLAY_CRASH_AT")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(
+        o.status.success(),
+        "the unit's command {exec} failed ({}): {out}{err}",
+        o.status
+    );
+}
+
 #[test]
 fn cli_help_teaches_modes_examples_and_exit_codes() {
     let o = asl().args(["usroverlay", "--help"]).output().unwrap();
