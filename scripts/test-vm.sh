@@ -26,10 +26,6 @@ t2=$(date +%s)
 export ASL_VM_RESCUE_ISO=$PWD/$out/rescue.iso
 export ASL_VM_AUTH_ISO=$PWD/$out/auth-host.iso
 # One VM at a time: on two cores a second TCG guest only slows the first one down.
-# Scenario 3b is known to fail on the image's kernel (asl-usroverlay's overlay mount on 6.1,
-# see docs/asl-usroverlay.md): skipped in a full run, run when named (`test-vm.sh scenario3b`).
-skip=()
-[ -z "$filter" ] && skip=(--skip scenario3b_)
-cargo test -p asl --test vm --locked -- --ignored --test-threads=1 --nocapture "${skip[@]}" $filter
+cargo test -p asl --test vm --locked -- --ignored --test-threads=1 --nocapture $filter
 t3=$(date +%s)
 echo "test-vm: asl binary $(( t1 - t0 )) s; ${times[*]}; boots and scenarios $(( t3 - t2 )) s; total $(( t3 - t0 )) s"
