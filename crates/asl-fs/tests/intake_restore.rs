@@ -802,3 +802,54 @@ fn file_truncated_while_read_is_flagged_and_keeps_the_bytes_that_were_there() {
     assert_eq!(e.content, Some(HashAlgo::Blake3.digest(&data[..1 << 20])));
     assert_eq!(s.changed_during_read, 1);
 }
+
+#[test]
+fn a_finished_directory_is_dropped_so_memory_does_not_follow_the_tree_size() {
+    // 120 directories of 100 small files: 12 121 entries in all, about three times the
+    // readers' queue (4 096 files), which bounds how far the walk runs ahead.
+    let src = tempfile::tempdir().unwrap();
+    for d in 0..120 {
+        let dir = src.path().join(format!("d{d:03}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f:03}")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    let store = MemoryStore::new(HashAlgo::Blake3);
+    let s = intake_dir(&store, src.path(), 2);
+    assert_eq!((s.files, s.dirs), (12_000, 121));
+    assert!(
+        s.entries_held_peak < 6_000,
+        "{} of 12 122 nodes (entries and the synthetic root) were held at once",
+        s.entries_held_peak
+    );
+    let e = lookup(&store, &s.root, b"d077/f042").unwrap();
+    assert_eq!(e.content, Some(HashAlgo::Blake3.digest(b"77/42")));
+}
+
+#[test]
+fn hardlink_groups_are_numbered_in_name_order_across_waiting_and_finished_directories() {
+    // Groups live in b/ and e/ (whose trees wait for the end) while a/, c/ and d/ finish
+    // early. Pre-order by name: b/sub/z (group 1) comes before b/x (group 2).
+    let src = tempfile::tempdir().unwrap();
+    let p = |rel: &str| src.path().join(rel);
+    for d in ["a", "b/sub", "c", "d", "e"] {
+        std::fs::create_dir_all(p(d)).unwrap();
+    }
+    for f in ["a/plain", "c/plain", "d/plain"] {
+        std::fs::write(p(f), f).unwrap();
+    }
+    std::fs::write(p("b/x"), b"group x").unwrap();
+    std::fs::hard_link(p("b/x"), p("e/y")).unwrap();
+    std::fs::write(p("b/sub/z"), b"group z").unwrap();
+    std::fs::hard_link(p("b/sub/z"), p("d/w")).unwrap();
+    let store = MemoryStore::new(HashAlgo::Blake3);
+    let s = intake_dir(&store, src.path(), 2);
+    let group = |rel: &[u8]| lookup(&store, &s.root, rel).unwrap().hardlink_group;
+    assert_eq!((group(b"b/sub/z"), group(b"d/w")), (1, 1));
+    assert_eq!((group(b"b/x"), group(b"e/y")), (2, 2));
+    assert_eq!((group(b"a/plain"), group(b"c/plain")), (0, 0));
+    let w = lookup(&store, &s.root, b"d/w").unwrap();
+    assert_eq!(w.content, Some(HashAlgo::Blake3.digest(b"group z")));
+    assert_eq!(s.files, 7);
+}

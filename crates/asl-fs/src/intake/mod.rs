@@ -9,8 +9,11 @@
 //!    and feed [`ArtifactWrite::put_bytes`]/[`ArtifactWrite::put_reader`], which chunk, hash,
 //!    compress and deduplicate. Holes of sparse files are fed as zeros without reading them.
 //!    A file whose `stat` differs after reading is flagged "changed during read".
-//! 3. **Trees** (the calling thread, after the workers): hardlink groups are numbered, then
-//!    directories are encoded bottom-up and stored as `TypeTag::TREE`.
+//! 3. **Trees** (the calling thread, as results come in): a directory is encoded and stored
+//!    as `TypeTag::TREE` as soon as its last entry is final, and its entries are then
+//!    dropped, so memory follows the work in flight, not the size of the tree. Directories
+//!    holding a multiply-linked file, and their ancestors, wait for the end: their hardlink
+//!    groups are numbered once every member is known.
 //!
 //! Every entry's metadata comes from the walk, every content from exactly one read, and
 //! entries are ordered by name: the root reference depends only on the input tree, never on
@@ -35,9 +38,12 @@ use globset::GlobSet;
 use crate::statcache::{FileIdentity, StatCache};
 use crate::tree::{Entry, EntryError, Hole, Kind, Operation, TreeError};
 
+mod nodes;
 mod read;
 mod trees;
 mod walk;
+
+use nodes::Nodes;
 
 use read::worker;
 use walk::build_excludes;
@@ -147,6 +153,10 @@ pub struct IntakeSummary {
     pub excluded: u64,
     pub changed_during_read: u64,
     pub errors: Vec<IntakeErrorRecord>,
+    /// The most walked entries held in memory at once: the directories being worked on, the
+    /// files in the readers' queue and subtrees waiting for hardlink numbering, not the
+    /// whole tree (a finished directory's entries are dropped once its tree is stored).
+    pub entries_held_peak: u64,
     /// Set when the stat cache could not be written (the intake itself is complete).
     pub stat_cache_warning: Option<String>,
     pub seconds: f64,
@@ -237,6 +247,16 @@ struct Node {
     link_key: Option<(u64, u64)>,
     /// Later members of a hardlink group take their content from this node.
     link_first: Option<u32>,
+    /// The entry is final: its content is known (or known to be missing), and for a
+    /// directory its tree is stored.
+    done: bool,
+    /// Directories: every child is recorded (the directory was read, or will not be).
+    read_done: bool,
+    /// Directories, once `read_done`: children not `done` yet.
+    waiting: u32,
+    /// Directories: the subtree holds a multiply-linked file, so the tree is built at the end
+    /// (hardlink groups are numbered over the whole intake).
+    deferred: bool,
 }
 
 impl Node {
@@ -248,6 +268,10 @@ impl Node {
             child_count: 0,
             link_key: None,
             link_first: None,
+            done: false,
+            read_done: false,
+            waiting: 0,
+            deferred: false,
         }
     }
 }
@@ -309,7 +333,10 @@ pub fn intake(
     };
 
     let mut walk = Walk {
-        nodes: Vec::with_capacity(1024),
+        nodes: Nodes::default(),
+        totals: Totals::default(),
+        counts: Counts::default(),
+        fatal: None,
         excludes,
         one_file_system: opts.one_file_system,
         old_cache: &old_cache,
@@ -337,11 +364,7 @@ pub fn intake(
     };
     let (job_tx, job_rx) = chan::bounded::<Job>(QUEUE_LEN);
     let (res_tx, res_rx) = chan::unbounded::<FileOutcome>();
-    let mut outcomes = Outcomes {
-        rx: res_rx,
-        totals: Totals::default(),
-        fatal: None,
-    };
+    let mut outcomes = Outcomes { rx: res_rx };
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let rx = job_rx.clone();
@@ -355,10 +378,7 @@ pub fn intake(
         drop(job_tx);
         outcomes.take_all(&mut walk);
     });
-    let Outcomes {
-        mut totals, fatal, ..
-    } = outcomes;
-    if let Some(e) = fatal {
+    if let Some(e) = walk.fatal.take() {
         return Err(e);
     }
     walk.resolve_hardlinks();
@@ -373,13 +393,14 @@ pub fn intake(
                 .err()
                 .map(|e| format!("cannot write the stat cache {}: {e}", p.display()))
         });
-        let root = walk.build_trees(&tops, &mut totals);
+        let root = walk.build_trees(&tops);
         let warning = saver
             .join()
             .unwrap_or_else(|_| Some("the stat cache writer panicked".into()));
         (root, warning)
     });
     let root = root?;
+    let totals = &walk.totals;
     let mut s = IntakeSummary {
         root,
         files: 0,
@@ -398,58 +419,72 @@ pub fn intake(
         changed_during_read: 0,
         errors: std::mem::take(&mut walk.errors),
         stat_cache_warning,
+        entries_held_peak: walk.nodes.peak() as u64,
         seconds: 0.0,
     };
-    for n in walk.nodes.iter().skip(1) {
-        match n.entry.kind {
-            Kind::File => {
-                s.files += 1;
-                s.bytes_total += n.entry.size;
-                s.changed_during_read += u64::from(n.entry.changed_during_read);
-            }
-            Kind::Dir => s.dirs += 1,
-            Kind::Symlink => s.symlinks += 1,
-            Kind::Unknown => {}
-            _ => s.specials += 1,
-        }
+    // Entries still held (the root, deferred subtrees) are counted here, the others were
+    // counted when they were retired.
+    let mut counts = walk.counts;
+    for i in walk.nodes.live().filter(|&i| i != 0) {
+        counts.add(&walk.nodes[i].entry);
     }
+    s.files = counts.files;
+    s.dirs = counts.dirs;
+    s.symlinks = counts.symlinks;
+    s.specials = counts.specials;
+    s.bytes_total = counts.bytes_total;
+    s.changed_during_read = counts.changed_during_read;
     s.errors.sort_by(|a, b| a.path.cmp(&b.path));
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
 }
 
 /// The workers' outcomes as they come in. The walk applies them to their nodes between two
-/// directories rather than after the last one, so that they are never all held at once (at a
-/// million files that list alone would be a few hundred megabytes).
+/// directories rather than after the last one, so that they are never all held at once and
+/// finished directories can be stored and dropped early.
 struct Outcomes {
     rx: chan::Receiver<FileOutcome>,
-    totals: Totals,
-    /// The first failure of the store; the intake fails with it.
-    fatal: Option<IntakeError>,
 }
 
 impl Outcomes {
-    fn apply(&mut self, walk: &mut Walk<'_>, o: FileOutcome) {
-        if let Some(e) = o.fatal {
-            let path = walk.path_of(o.node);
-            self.fatal
-                .get_or_insert(IntakeError::Store { path, source: e });
-            return;
-        }
-        walk.apply_outcome(o, &mut self.totals);
-    }
-
     /// Applies what has arrived so far, without waiting.
     fn take_ready(&mut self, walk: &mut Walk<'_>) {
         while let Ok(o) = self.rx.try_recv() {
-            self.apply(walk, o);
+            walk.take_outcome(o);
         }
     }
 
     /// Applies every outcome up to the last worker's end.
     fn take_all(&mut self, walk: &mut Walk<'_>) {
         while let Ok(o) = self.rx.recv() {
-            self.apply(walk, o);
+            walk.take_outcome(o);
+        }
+    }
+}
+
+/// What the summary counts of the entries, gathered as they are retired.
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    specials: u64,
+    bytes_total: u64,
+    changed_during_read: u64,
+}
+
+impl Counts {
+    fn add(&mut self, e: &Entry) {
+        match e.kind {
+            Kind::File => {
+                self.files += 1;
+                self.bytes_total += e.size;
+                self.changed_during_read += u64::from(e.changed_during_read);
+            }
+            Kind::Dir => self.dirs += 1,
+            Kind::Symlink => self.symlinks += 1,
+            Kind::Unknown => {}
+            _ => self.specials += 1,
         }
     }
 }
@@ -473,10 +508,15 @@ impl Totals {
     }
 }
 
-/// The state of one intake: every walked entry and what the walk learned about it. The walk
-/// fills it, the trees stage turns it into tree artifacts.
+/// The state of one intake: the live walked entries and what the walk learned about them. The
+/// walk fills it, the trees stage turns it into tree artifacts as directories complete.
 struct Walk<'a> {
-    nodes: Vec<Node>,
+    nodes: Nodes,
+    totals: Totals,
+    /// Counts of the entries already retired.
+    counts: Counts,
+    /// The first failure of the store; the intake fails with it and the walk stops.
+    fatal: Option<IntakeError>,
     excludes: Option<GlobSet>,
     one_file_system: bool,
     old_cache: &'a StatCache,

@@ -149,6 +149,7 @@ impl<'a> Walk<'a> {
             if slot.0 != idx {
                 n.link_first = Some(slot.0);
             }
+            self.defer_ancestors(idx);
         }
         self.progress.entries.fetch_add(1, Ordering::Relaxed);
     }
@@ -166,7 +167,7 @@ impl<'a> Walk<'a> {
             self.after_stat(idx, &st, &path, None, st.st_dev, jobs, &mut pending);
         }
         while let Some(d) = pending.pop() {
-            if shared.abort.load(Ordering::Relaxed) {
+            if shared.abort.load(Ordering::Relaxed) || self.fatal.is_some() {
                 break;
             }
             self.read_dir(d, jobs, &mut pending);
@@ -191,6 +192,7 @@ impl<'a> Walk<'a> {
             Ok(fd) => fd,
             Err(e) => {
                 self.record_error(d.node, Operation::Opendir, &e);
+                self.dir_listed(d.node);
                 return;
             }
         };
@@ -232,6 +234,7 @@ impl<'a> Walk<'a> {
                 Err(e) => {
                     self.progress.entries.fetch_add(1, Ordering::Relaxed);
                     self.record_error(idx, Operation::Lstat, &e);
+                    self.nodes[idx as usize].done = true;
                     stats.push(None);
                 }
             }
@@ -257,6 +260,7 @@ impl<'a> Walk<'a> {
         // Pushed in reverse so that directories are read in name order (not required for
         // determinism, but it keeps the walk's memory and the progress display tidy).
         pending.extend(subdirs.into_iter().rev());
+        self.dir_listed(d.node);
     }
 
     /// Per-entry work after its lstat: xattrs, symlink target, file job or cache hit,
@@ -273,7 +277,13 @@ impl<'a> Walk<'a> {
         pending: &mut Vec<PendingDir>,
     ) {
         let kind = self.nodes[idx as usize].entry.kind;
+        // Final now unless a reader or a directory read is still to come (set below).
+        self.nodes[idx as usize].done = true;
         let Ok(cpath) = sys::cstring(path) else {
+            if kind == Kind::Dir {
+                self.nodes[idx as usize].done = false;
+                self.dir_listed(idx);
+            }
             return;
         };
         match sys::lxattrs(&cpath) {
@@ -298,8 +308,10 @@ impl<'a> Walk<'a> {
             }
             Kind::Dir => {
                 self.dir_paths.insert(idx, path.to_vec());
+                self.nodes[idx as usize].done = false;
                 if self.one_file_system && st.st_dev != root_dev {
                     // A mount point: recorded as an empty directory, not descended into.
+                    self.dir_listed(idx);
                     return;
                 }
                 pending.push(PendingDir {
@@ -326,6 +338,7 @@ impl<'a> Walk<'a> {
                 }
                 // The only blocking point of the walk: a full queue means the workers are
                 // the bottleneck, as they should be.
+                self.nodes[idx as usize].done = false;
                 let _ = jobs.send(Job {
                     node: idx,
                     path: cpath,
