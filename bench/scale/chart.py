@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Draws bench/scale results as a log-log SVG next to the CSV. S2 (s2.py): open, `snapshots`
 listing and commit time against the snapshot count. S1 (s1.py, a CSV with a `files` column):
-intake wall time and peak RSS against the file count. asl and restic as lines.
+intake wall time and peak RSS against the file count. ops (ops.py, a CSV with a `phase`
+column): gc, verify and restore time against the store's size. asl and restic as lines.
 
 Usage: python3 bench/scale/chart.py RESULTS.csv   (writes RESULTS.svg)
 Needs matplotlib (python3-matplotlib, scripts/deps/bench.apt).
@@ -50,9 +51,32 @@ def s1(path, rows):
     fig.savefig(path[:-4] + ".svg", metadata={"Date": None})
 
 
+def ops(path, rows):
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = {"verify": "C0", "restore": "C1", "gc": "C2"}
+    for tool, style in (("asl", "-"), ("restic", "--")):
+        for phase, color in colors.items():
+            pts = sorted((int(r["store_bytes"]) / 1e9, float(r["wall_s"])) for r in rows
+                         if r["tool"] == tool and r["phase"] == phase)
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, style, color=color, marker="o", label=f"{tool}: {phase}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("store / repository size (GB, each tool's own)")
+    ax.set_ylabel("wall seconds")
+    ax.set_title("gc, verify --read-data and restore against the store's size")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path[:-4] + ".svg", metadata={"Date": None})
+
+
 def main(path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
+    if rows and "phase" in rows[0]:
+        return ops(path, rows)
     if rows and "files" in rows[0]:
         return s1(path, rows)
     fig, ax = plt.subplots(figsize=(8, 5.5))
