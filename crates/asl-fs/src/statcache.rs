@@ -12,7 +12,7 @@
 //! and a trailing 32-byte BLAKE3 of everything before it.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use asl_store::{HashAlgo, Reference};
@@ -84,12 +84,16 @@ impl StatCache {
     }
 
     /// Loads a cache file. A missing, truncated or damaged file gives an empty cache: the
-    /// cache is derived, so the only cost is reading files again.
+    /// cache is derived, so the only cost is reading files again. The file is decoded as it is
+    /// read, so loading holds the entries only, not the file's bytes as well.
     pub fn load(path: &Path) -> StatCache {
-        match std::fs::read(path) {
-            Ok(bytes) => Self::decode(&bytes).unwrap_or_default(),
-            Err(_) => StatCache::default(),
-        }
+        let Ok(f) = std::fs::File::open(path) else {
+            return StatCache::default();
+        };
+        let Ok(len) = f.metadata().map(|m| m.len()) else {
+            return StatCache::default();
+        };
+        Self::decode_from(std::io::BufReader::new(f), len).unwrap_or_default()
     }
 
     /// The cached content of a file whose identity is unchanged.
@@ -105,64 +109,90 @@ impl StatCache {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(16 + self.map.len() * 100);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
+        self.encode_to(&mut out)
+            .expect("writing into a Vec does not fail");
+        out
+    }
+
+    /// Writes the encoded cache to `out` as it goes, hashing alongside, so that saving a
+    /// cache of millions of files does not need a second copy of it in memory.
+    fn encode_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut w = Hashing {
+            inner: out,
+            hasher: HashAlgo::Blake3.hasher(),
+        };
+        w.write_all(MAGIC)?;
+        w.write_all(&(self.map.len() as u64).to_le_bytes())?;
         // Sorted for a deterministic file (useful when comparing caches while debugging).
         let mut items: Vec<&CachedContent> = self.map.values().collect();
         items.sort_by_key(|c| (c.identity.dev, c.identity.ino));
         for c in items {
             let id = &c.identity;
-            out.extend_from_slice(&id.dev.to_le_bytes());
-            out.extend_from_slice(&id.ino.to_le_bytes());
-            out.extend_from_slice(&id.size.to_le_bytes());
-            out.extend_from_slice(&id.mtime.0.to_le_bytes());
-            out.extend_from_slice(&id.mtime.1.to_le_bytes());
-            out.extend_from_slice(&id.ctime.0.to_le_bytes());
-            out.extend_from_slice(&id.ctime.1.to_le_bytes());
-            out.extend_from_slice(&c.content.to_bytes());
-            out.extend_from_slice(&(c.holes.len() as u32).to_le_bytes());
+            let mut rec = Vec::with_capacity(94 + 16 * c.holes.len());
+            rec.extend_from_slice(&id.dev.to_le_bytes());
+            rec.extend_from_slice(&id.ino.to_le_bytes());
+            rec.extend_from_slice(&id.size.to_le_bytes());
+            rec.extend_from_slice(&id.mtime.0.to_le_bytes());
+            rec.extend_from_slice(&id.mtime.1.to_le_bytes());
+            rec.extend_from_slice(&id.ctime.0.to_le_bytes());
+            rec.extend_from_slice(&id.ctime.1.to_le_bytes());
+            rec.extend_from_slice(&c.content.to_bytes());
+            rec.extend_from_slice(&(c.holes.len() as u32).to_le_bytes());
             for h in &c.holes {
-                out.extend_from_slice(&h.offset.to_le_bytes());
-                out.extend_from_slice(&h.len.to_le_bytes());
+                rec.extend_from_slice(&h.offset.to_le_bytes());
+                rec.extend_from_slice(&h.len.to_le_bytes());
             }
+            w.write_all(&rec)?;
         }
-        let sum = HashAlgo::Blake3.digest(&out);
-        out.extend_from_slice(sum.digest());
-        out
+        let sum = w.hasher.finish();
+        w.inner.write_all(sum.digest())
     }
 
     pub fn decode(bytes: &[u8]) -> Option<StatCache> {
-        if bytes.len() < 16 + 32 || &bytes[..8] != MAGIC {
-            return None;
-        }
-        let (body, sum) = bytes.split_at(bytes.len() - 32);
-        if HashAlgo::Blake3.digest(body).digest() != sum {
-            return None;
-        }
-        let mut p = 8usize;
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let s = body.get(p..p.checked_add(n)?)?;
-            p += n;
-            Some(s)
+        Self::decode_from(bytes, bytes.len() as u64)
+    }
+
+    /// Decodes `len` bytes from `r`: everything is checked (magic, every entry, the exact
+    /// length, the trailing BLAKE3 of the rest) before the cache is returned.
+    fn decode_from(r: impl std::io::Read, len: u64) -> Option<StatCache> {
+        let body_len = len.checked_sub(32).filter(|&b| b >= 16)?;
+        let mut r = Hashing {
+            inner: &mut r.take(body_len),
+            hasher: HashAlgo::Blake3.hasher(),
         };
-        let u64_ = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
-        let u32_ = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap_or([0; 4]));
-        let count = u64_(take(8)?);
+        let mut magic = [0u8; 8];
+        r.read_exact(&mut magic).ok()?;
+        if &magic != MAGIC {
+            return None;
+        }
+        let u64_ = |r: &mut Hashing<'_, _>| -> Option<u64> {
+            let mut b = [0u8; 8];
+            r.read_exact(&mut b).ok()?;
+            Some(u64::from_le_bytes(b))
+        };
+        let u32_ = |r: &mut Hashing<'_, _>| -> Option<u32> {
+            let mut b = [0u8; 4];
+            r.read_exact(&mut b).ok()?;
+            Some(u32::from_le_bytes(b))
+        };
+        let count = u64_(&mut r)?;
         let mut cache = StatCache::default();
         for _ in 0..count {
-            let dev = u64_(take(8)?);
-            let ino = u64_(take(8)?);
-            let size = u64_(take(8)?);
-            let ms = u64_(take(8)?) as i64;
-            let mn = u32_(take(4)?);
-            let cs = u64_(take(8)?) as i64;
-            let cn = u32_(take(4)?);
-            let content = Reference::from_bytes(take(34)?).ok()?;
-            let nh = u32_(take(4)?);
+            let dev = u64_(&mut r)?;
+            let ino = u64_(&mut r)?;
+            let size = u64_(&mut r)?;
+            let ms = u64_(&mut r)? as i64;
+            let mn = u32_(&mut r)?;
+            let cs = u64_(&mut r)? as i64;
+            let cn = u32_(&mut r)?;
+            let mut reference = [0u8; 34];
+            r.read_exact(&mut reference).ok()?;
+            let content = Reference::from_bytes(&reference).ok()?;
+            let nh = u32_(&mut r)?;
             let mut holes = Vec::new();
             for _ in 0..nh {
-                let offset = u64_(take(8)?);
-                let len = u64_(take(8)?);
+                let offset = u64_(&mut r)?;
+                let len = u64_(&mut r)?;
                 holes.push(Hole { offset, len });
             }
             cache.insert(CachedContent {
@@ -177,10 +207,15 @@ impl StatCache {
                 holes,
             });
         }
-        if p != body.len() {
+        // The body must end exactly here.
+        if r.read(&mut [0u8; 1]).ok()? != 0 {
             return None;
         }
-        Some(cache)
+        let computed = r.hasher.finish();
+        let inner = r.inner.get_mut();
+        let mut sum = [0u8; 32];
+        inner.read_exact(&mut sum).ok()?;
+        (computed.digest() == &sum).then_some(cache)
     }
 
     /// Writes the cache atomically: a temporary file in the same directory, fsync, rename,
@@ -195,8 +230,9 @@ impl StatCache {
         tmp_name.push(format!(".tmp.{}", std::process::id()));
         let tmp = std::path::PathBuf::from(tmp_name);
         let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.encode())?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            self.encode_to(&mut f)?;
+            let f = f.into_inner().map_err(|e| e.into_error())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
             std::fs::File::open(dir)?.sync_all()
@@ -205,6 +241,32 @@ impl StatCache {
             let _ = std::fs::remove_file(&tmp);
         }
         result
+    }
+}
+
+/// A writer or reader that hashes what passes through it.
+struct Hashing<'a, W> {
+    inner: &'a mut W,
+    hasher: asl_store::Hasher,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -232,6 +294,17 @@ mod tests {
             });
         }
         c
+    }
+
+    #[test]
+    fn save_writes_exactly_the_encoded_cache_and_load_reads_it_back() {
+        let c = sample();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/statcache");
+        c.save(&path).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), c.encode());
+        assert_eq!(StatCache::load(&path).encode(), c.encode());
+        assert_eq!(StatCache::load(&path).len(), 3);
     }
 
     #[test]
