@@ -288,9 +288,14 @@ impl Segment {
     pub fn encode_version(&self, version: u16) -> (Vec<u8>, [u8; 32]) {
         let blocks_offset = HEADER_SIZE as u64;
         let records_offset = blocks_offset + (self.blocks.len() * 32) as u64;
-        let mut out = Vec::with_capacity(
-            records_offset as usize + self.records.len() * RECORD_SIZE + FOOTER_SIZE,
-        );
+        // Version 2's records are compressed: their room is reserved once the frame's size
+        // is known, not at 88 bytes a record.
+        let plain_len = if version == VERSION_PLAIN {
+            self.records.len() * RECORD_SIZE
+        } else {
+            0
+        };
+        let mut out = Vec::with_capacity(records_offset as usize + plain_len + FOOTER_SIZE);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&0u16.to_le_bytes()); // shard_id
@@ -309,18 +314,18 @@ impl Segment {
         for b in &self.blocks {
             out.extend_from_slice(&b.0);
         }
-        let mut plain = Vec::with_capacity(self.records.len() * RECORD_SIZE);
-        for r in &self.records {
-            r.encode(&mut plain);
-        }
         if version == VERSION_PLAIN {
-            out.extend_from_slice(&plain);
+            for r in &self.records {
+                r.encode(&mut out);
+            }
         } else {
-            let planes = to_planes(&plain, self.records.len());
+            let planes = to_planes(&self.records);
             // Compressing bytes in memory only fails on allocation failure.
             let frame = zstd::bulk::compress(&planes, PLANES_LEVEL).unwrap_or_else(|e| {
                 panic!("zstd could not compress a segment's records in memory: {e}")
             });
+            drop(planes);
+            out.reserve_exact(frame.len() + FOOTER_SIZE);
             out.extend_from_slice(&frame);
         }
         let checksum: [u8; 32] = sha2::Sha256::digest(&out).into();
@@ -489,11 +494,16 @@ impl Segment {
     }
 }
 
-/// Records (`n` × [`RECORD_SIZE`] bytes) as byte planes: byte k of record i goes to
+/// The `n` records, encoded, as byte planes: byte k of record i goes to
 /// `k * n + i`, so equal fields of neighbouring records sit side by side for zstd.
-fn to_planes(plain: &[u8], n: usize) -> Vec<u8> {
-    let mut planes = vec![0u8; plain.len()];
-    for (i, rec) in plain.chunks_exact(RECORD_SIZE).enumerate() {
+fn to_planes(records: &[IndexRecord]) -> Vec<u8> {
+    let n = records.len();
+    let mut planes = vec![0u8; n * RECORD_SIZE];
+    // One record encoded at a time: the plain form of all of them is never held.
+    let mut rec = Vec::with_capacity(RECORD_SIZE);
+    for (i, r) in records.iter().enumerate() {
+        rec.clear();
+        r.encode(&mut rec);
         for (k, &byte) in rec.iter().enumerate() {
             planes[k * n + i] = byte;
         }
