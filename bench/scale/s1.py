@@ -8,7 +8,11 @@ files; sizes mostly small (60 % under 4 KiB, 30 % 4–64 KiB, 10 % 64–512 KiB,
 5000 of 4–16 MiB); 40 % of the files repeat the bytes of an earlier one (heavy duplication),
 the rest are random (incompressible) bytes.
 
-Usage: python3 bench/scale/s1.py   (environment: SIZES [10000,100000], WORK, ASL, OUT)
+With MIX=small the sizes are eight times smaller (60 % under 512 B, 30 % 512 B–8 KiB, 10 %
+8–64 KiB, one file in 20 000 of 1–4 MiB), so that 1 M files take ~5 GB and 3 M ~15 GB of disk.
+
+Usage: python3 bench/scale/s1.py   (environment: SIZES [10000,100000], MIX [default|small],
+WORK, ASL, OUT)
 Writes OUT (default bench/results/<date>-scale-s1-<rev>.csv), its .meta and, through
 chart.py, an SVG. The trees stay under WORK for the next run (delete them by hand).
 """
@@ -23,6 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 SIZES = [int(x) for x in os.environ.get("SIZES", "10000,100000").split(",")]
+MIX = os.environ.get("MIX", "default")
 WORK = os.environ.get("WORK", "/var/tmp/asl-scale/s1")
 ASL = os.environ.get("ASL", os.path.join(REPO, "target/release/asl"))
 REV = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
@@ -32,6 +37,15 @@ OUT = os.environ.get("OUT", os.path.join(
 
 
 def size_of(rng):
+    if MIX == "small":
+        if rng.random() < 1 / 20000:
+            return rng.randint(1 << 20, 4 << 20)
+        x = rng.random()
+        if x < 0.6:
+            return rng.randint(0, 511)
+        if x < 0.9:
+            return rng.randint(512, 8191)
+        return rng.randint(8192, 65535)
     if rng.random() < 1 / 5000:
         return rng.randint(4 << 20, 16 << 20)
     x = rng.random()
@@ -78,7 +92,7 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     rows = []
     for n in SIZES:
-        tree = os.path.join(WORK, f"tree-{n}")
+        tree = os.path.join(WORK, f"tree-{n}" if MIX == "default" else f"tree-{MIX}-{n}")
         if not os.path.isdir(tree):
             nbytes = make_tree(tree, n)
         else:
@@ -106,7 +120,7 @@ def main():
         w.writeheader()
         w.writerows(rows)
     with open(OUT[:-4] + ".meta", "w") as f:
-        f.write(f"command: SIZES={','.join(map(str, SIZES))} python3 bench/scale/s1.py\n"
+        f.write(f"command: MIX={MIX} SIZES={','.join(map(str, SIZES))} python3 bench/scale/s1.py\n"
                 f"rev: {REV}\nhost: {os.uname().nodename} {os.cpu_count()} cpus\n")
     py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
     subprocess.run([py, os.path.join(HERE, "chart.py"), OUT], check=True)
