@@ -49,7 +49,6 @@ def main() -> int:
         with open(a.log, "wb") as log:
             sel = selectors.DefaultSelector()
             sel.register(p.stdout, selectors.EVENT_READ)
-            os.set_blocking(p.stdout.fileno(), False)
             while True:
                 left = a.timeout - (time.monotonic() - t0)
                 if left <= 0:
@@ -59,7 +58,7 @@ def main() -> int:
                     if p.poll() is not None:
                         break
                     continue
-                chunk = p.stdout.read()
+                chunk = os.read(p.stdout.fileno(), 65536)
                 if not chunk:
                     if p.poll() is not None:
                         break

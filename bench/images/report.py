@@ -118,8 +118,9 @@ def main() -> int:
         ok = ac <= mc
         L.append(f"* **Cold build no slower than mkosi's: {'met' if ok else 'NOT met'}** — "
                  f"asl-image {ac:.1f} s, mkosi {mc:.1f} s: asl-image / mkosi = {ac / mc:.2f}×"
-                 f" (n = {len(by_phase['asl-cold'])} each, one run per tool: a single "
-                 "sample on a shared machine, so a difference of a few percent is noise).")
+                 + (" (one run per tool: a single sample on a shared machine, so a difference"
+                    " of a few percent is noise)." if len(by_phase["asl-cold"]) == 1
+                    else f" (medians of {len(by_phase['asl-cold'])} runs)."))
     L.append("")
     L.append("## Sizes")
     L.append("")

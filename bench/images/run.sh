@@ -23,8 +23,8 @@
 #
 # Installs nothing: a missing tool stops the run naming its Debian package (all listed in
 # scripts/deps/bench.images.apt and scripts/deps/image.apt). Needs root (mmdebstrap, mkosi,
-# loop devices). Scratch space: SCRATCH (default /var/tmp/asl-imgbench, ~10 GB), removed at the
-# end unless KEEP=1. Every qemu, loop device and mount it makes is undone on exit.
+# systemd-nspawn). Scratch space: SCRATCH (default /var/tmp/asl-imgbench, ~10 GB), removed at the
+# end unless KEEP=1. Every qemu and mount it makes is undone on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
@@ -44,10 +44,10 @@ need mkosi mkosi bench.images.apt
 need qemu-system-x86_64 qemu-system-x86 image.apt
 need xorriso xorriso image.apt
 need debugfs e2fsprogs image.apt
-need losetup mount bench.images.apt
+need sfdisk fdisk bench.images.apt
 need python3 python3 bench.images.apt
 need zstd zstd bench.images.apt
-need cargo "cargo (rustup)" base.apt
+command -v cargo >/dev/null || die "cargo not found: install Rust (docs/DEVELOPING.md)"
 
 # The mirror the host's apt uses for bookworm main: mkosi gets it on its command line, asl-image
 # reads /etc/apt itself.
@@ -81,12 +81,9 @@ mkdir -p "$SCRATCH"/{asl,mkosi,boot,time}
 res=$SCRATCH/results.csv
 echo "phase,tool,run,wall_s,user_s,sys_s,maxrss_kb,detail" >"$res"
 
-qemu_pid_file=$SCRATCH/boot/current.pid
-loopdev=
 nspawn_tmpfs=0
 cleanup() {
   set +e
-  [ -n "$loopdev" ] && losetup -d "$loopdev"
   [ "$nspawn_tmpfs" = 1 ] && umount /run/systemd/nspawn
   if [ "$KEEP" != 1 ]; then rm -rf "$SCRATCH"; fi
 }
@@ -166,7 +163,7 @@ raw=$SCRATCH/mkosi/out-1/image.raw
 } >>"$SCRATCH/machine.txt"
 
 # Boots. The kernels and initramfs images come out of the images without mounting anything:
-# xorriso reads the ISO, debugfs the mkosi root partition through a read-only loop device.
+# xorriso reads the ISO, debugfs the mkosi root partition.
 b=$SCRATCH/boot
 xorriso -osirrox on -indev "$iso" -extract /live/vmlinuz "$b/asl-vmlinuz" \
   -extract /live/initrd.img "$b/asl-initrd.img" -extract /boot/grub/grub.cfg "$b/asl-grub.cfg" \
@@ -174,13 +171,15 @@ xorriso -osirrox on -indev "$iso" -extract /live/vmlinuz "$b/asl-vmlinuz" \
 # The ISO's own command line, as GRUB would pass it.
 asl_cmdline=$(sed -n 's|^ *linux /live/vmlinuz ||p' "$b/asl-grub.cfg")
 [ -n "$asl_cmdline" ] || die "no kernel command line in the ISO's grub.cfg"
-loopdev=$(losetup -r -P -f --show "$raw")
-part=${loopdev}p1
+# debugfs opens the root partition inside the raw disk at its byte offset: no loop device.
+off=$(sfdisk --json "$raw" | python3 -c 'import json, sys
+t = json.load(sys.stdin)["partitiontable"]
+print(t["partitions"][0]["start"] * t.get("sectorsize", 512))')
+part="$raw?offset=$off"
 kver=$(debugfs -R 'ls -p /boot' "$part" 2>/dev/null | tr / '\n' | sed -n 's/^vmlinuz-//p' | head -1)
 [ -n "$kver" ] || die "no /boot/vmlinuz-* in $raw"
 debugfs -R "dump /boot/vmlinuz-$kver $b/mkosi-vmlinuz" "$part" >/dev/null 2>&1
 debugfs -R "dump /boot/initrd.img-$kver $b/mkosi-initrd.img" "$part" >/dev/null 2>&1
-losetup -d "$loopdev"; loopdev=
 [ -s "$b/mkosi-initrd.img" ] || die "no /boot/initrd.img-$kver in $raw"
 echo "mkosi_kernel=$kver" >>"$SCRATCH/machine.txt"
 
