@@ -176,25 +176,32 @@ def main() -> int:
     L.append("")
     L.append("## Where asl-image's time goes")
     L.append("")
-    L.append("From the `--json` summary of each build (`steps[].seconds`, the wall time of each "
-             "captured step):")
+    L.append("Each step is one `asl-capture` run. `wall`: the step as asl-image timed it "
+             "(`--json` `steps[].seconds`); from the step's receipt (`timing`): `run` the "
+             "command itself, `hash in` hashing the declared inputs, `store out` hashing and "
+             "storing the declared outputs in the build store; the rest of `wall` is "
+             "asl-capture's start, signing and writing the receipt.")
     L.append("")
-    keys = sorted(steps)
-    allsteps = []
-    for k in keys:
-        for s in steps[k]["steps"]:
-            if s["step"] not in allsteps:
-                allsteps.append(s["step"])
-    L.append("| step | " + " | ".join(f"{p} {r}" for p, r in keys) + " |")
-    L.append("|---|" + "---|" * len(keys))
-    for name in allsteps:
-        row = []
-        for k in keys:
-            v = [s["seconds"] for s in steps[k]["steps"] if s["step"] == name]
-            row.append(fmt(v[0]) if v else "—")
-        L.append(f"| {name} | " + " | ".join(row) + " |")
-    L.append("| **total** | " + " | ".join(fmt(steps[k]["seconds"]) for k in keys) + " |")
-    L.append("")
+    for k in sorted(steps):
+        rep = steps[k]
+        L.append(f"**{k[0]} {k[1]}** (total {fmt(rep['seconds'])} s, base cached: "
+                 f"{rep['base_cached']}, {rep['packages']} packages)")
+        L.append("")
+        L.append("| step | wall s | run s | hash in s | store out s |")
+        L.append("|---|---|---|---|---|")
+        for st in rep["steps"]:
+            t = {}
+            rj = os.path.join(rep["build_dir"], st["dir"], "receipt.json")
+            try:
+                t = json.load(open(rj)).get("timing", {})
+            except OSError:
+                pass
+            sec = lambda key: fmt(t[key] / 1000) if key in t else "—"  # noqa: E731
+            L.append(f"| {st['step']} | {fmt(st['seconds'])} | {sec('run_ms')} | "
+                     f"{sec('hash_inputs_ms')} | {sec('store_outputs_ms')} |")
+        other = rep["seconds"] - sum(st["seconds"] for st in rep["steps"])
+        L.append(f"| (outside the steps: checks, store, DAG, sha256) | {fmt(other)} | | | |")
+        L.append("")
     open(prefix + ".md", "w").write("\n".join(L) + "\n")
     return 0
 
