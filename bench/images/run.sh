@@ -132,7 +132,11 @@ asl_build() { # asl_build PHASE RUN OUT_DIR CACHE
   cp "$SCRATCH/time/$1-$2.out" "$3/report.json"
 }
 mkosi_build() { # mkosi_build PHASE RUN OUT_DIR CACHE [-f]
-  timed "$1" mkosi "$2" -- env --chdir="$repo/bench/images/mkosi" mkosi --mirror="$mirror" \
+  # Without SOURCE_DATE_EPOCH: mke2fs would stamp the root file system's last check with it,
+  # older than its first mount, and mkosi 14's `tune2fs -U random` of the cached image then
+  # refuses ("requires a freshly checked filesystem").
+  timed "$1" mkosi "$2" -- env -u SOURCE_DATE_EPOCH --chdir="$repo/bench/images/mkosi" \
+    mkosi --mirror="$mirror" \
     --cache="$4" --workspace-dir="$SCRATCH/mkosi/ws" --output="$3/image.raw" -i "${@:5}" build
 }
 
