@@ -202,6 +202,34 @@ def main() -> int:
         other = rep["seconds"] - sum(st["seconds"] for st in rep["steps"])
         L.append(f"| (outside the steps: checks, store, DAG, sha256) | {fmt(other)} | | | |")
         L.append("")
+    L.append("## What the two builds do (read before comparing)")
+    L.append("")
+    L.append("* **asl-image** (`--profile rescue`, with history): apt lists and resolve "
+             "against a private apt state, mmdebstrap of the pinned set (minbase + "
+             "linux-image-amd64, live-boot, systemd-sysv, udev, iproute2, kmod, e2fsprogs, "
+             "zstd: 137 packages) to a tarball in the cache, then the overlay, lint, image "
+             "layer, history, the squashfs (zstd-6), GRUB BIOS+UEFI images, the ESP and the "
+             "hybrid ISO; every step under `asl-capture`, signed, its inputs and outputs "
+             "stored in the build store, and the DAG rendered.")
+    L.append("* **mkosi 14** (`bench/images/mkosi/mkosi.default`): debootstrap minbase, apt "
+             "install of the same extra packages except live-boot (plus what mkosi adds: "
+             "systemd, dbus, libpam-systemd, systemd-resolved), the initramfs "
+             "(`mkosi.prepare`), removal of docs, a 3 GB GPT disk with an ext4 root. "
+             "**No boot loader**: mkosi 14's `Bootable=yes` is UEFI-only and mounts the "
+             "image's ESP (vfat) on the build host, and this host's kernel has no vfat, so "
+             "the image is booted through its own kernel and initramfs (`qemu -kernel`). "
+             "A bootable mkosi build would also run dracut and build a unified kernel image: "
+             "its times here are, if anything, lower than a bootable build's.")
+    L.append("* Both fetch every package from the same mirror; neither reuses the other's "
+             "downloads (separate caches under the scratch directory). `peak RSS` is the "
+             "largest single process (`/usr/bin/time %M`), not the sum.")
+    L.append("* mkosi needed three adjustments to run in this container, all in "
+             "`bench/images/`: `NspawnKeepUnit=yes` (no system bus), a tmpfs at "
+             "`/run/systemd/nspawn` for the run (nspawn refuses to clean a non-tmpfs "
+             "directory), and `MKE2FS_CONFIG` with `metadata_csum_seed` (mkosi 14's "
+             "`tune2fs -U random` of its incremental cache otherwise fails whenever mkfs and "
+             "the first mount fall in different seconds).")
+    L.append("")
     open(prefix + ".md", "w").write("\n".join(L) + "\n")
     return 0
 
