@@ -193,7 +193,8 @@ asl_markers=(--marker kernel="Linux version" --marker decision="decision:"
   --until asl-boot)
 mk_markers=(--marker kernel="Linux version" --marker multi-user="Multi-User System"
   --marker login=" login:" --until login)
-cd_drive=(-drive "file=$iso,if=none,id=cd,media=cdrom,readonly=on,format=raw" -device ide-cd,drive=cd,bootindex=0)
+# bootindex only when the firmware boots the CD: with -kernel qemu takes boot index 0 itself.
+cd_drive=(-drive "file=$iso,if=none,id=cd,media=cdrom,readonly=on,format=raw" -device ide-cd,drive=cd)
 boot() { # boot NAME RUN BOOT.PY-ARGS...
   local name=$1 run=$2; shift 2
   echo "bench/images: $(date -u +%T) boot $name run $run"
@@ -202,7 +203,7 @@ boot() { # boot NAME RUN BOOT.PY-ARGS...
   echo "bench/images: boot $name run $run: $(cat "$b/$name-$run.json" | python3 -c 'import json,sys; print(json.load(sys.stdin)["markers"])')"
 }
 for i in $(seq 1 "$BOOT_RUNS"); do
-  boot asl-bios "$i" "${asl_markers[@]}" -- -machine pc "${common[@]}" "${cd_drive[@]}"
+  boot asl-bios "$i" "${asl_markers[@]}" -- -machine pc "${common[@]}" "${cd_drive[@]/%drive=cd/drive=cd,bootindex=0}"
   boot asl-kernel "$i" "${asl_markers[@]}" -- -machine pc "${common[@]}" "${cd_drive[@]}" \
     -kernel "$b/asl-vmlinuz" -initrd "$b/asl-initrd.img" -append "$asl_cmdline"
   boot mkosi-kernel "$i" "${mk_markers[@]}" -- -machine pc "${common[@]}" \
