@@ -39,7 +39,7 @@ fi
 hooks=()
 if [ "${UNSAFE_IO:-0}" = 1 ]; then
   hooks=('--setup-hook=mkdir -p "$1/etc/dpkg/dpkg.cfg.d" && echo force-unsafe-io >"$1/etc/dpkg/dpkg.cfg.d/00asl-unsafe-io"'
-    '--customize-hook=rm "$1/etc/dpkg/dpkg.cfg.d/00asl-unsafe-io"')
+    '--customize-hook=d="$1/etc/dpkg/dpkg.cfg.d"; t=$(stat -c %Y "$d"); rm "$1/etc/dpkg/dpkg.cfg.d/00asl-unsafe-io"; touch -d "@$t" "$d"')
 fi
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date +%s)} LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
   mmdebstrap --verbose --variant=minbase --mode=root --format=tar \
