@@ -81,10 +81,11 @@ mkdir -p "$SCRATCH"/{asl,mkosi,boot,time}
 res=$SCRATCH/results.csv
 echo "phase,tool,run,wall_s,user_s,sys_s,maxrss_kb,detail" >"$res"
 
-nspawn_tmpfs=0
+nspawn_tmpfs=0 nspawn_dir=0
 cleanup() {
   set +e
   [ "$nspawn_tmpfs" = 1 ] && umount /run/systemd/nspawn
+  [ "$nspawn_dir" = 1 ] && rmdir /run/systemd/nspawn
   if [ "$KEEP" != 1 ]; then rm -rf "$SCRATCH"; fi
 }
 trap cleanup EXIT
@@ -93,6 +94,7 @@ trap cleanup EXIT
 # refuses anything but tmpfs; on a host whose /run is not a tmpfs (this container) give it one
 # for the run.
 if [ "$(stat -f -c %T /run/systemd/nspawn 2>/dev/null || stat -f -c %T /run)" != tmpfs ]; then
+  [ -d /run/systemd/nspawn ] || nspawn_dir=1
   mkdir -p /run/systemd/nspawn
   mount -t tmpfs -o mode=0755,size=64m asl-imgbench-nspawn /run/systemd/nspawn
   nspawn_tmpfs=1
