@@ -17,7 +17,31 @@ use super::ImageError;
 
 /// Bumped whenever the bootstrap recipe (options, hooks) changes what a given package set
 /// produces, so old cache entries are not reused for the new recipe.
-pub const RECIPE: &str = "asl-image-base/1 mmdebstrap minbase";
+pub const RECIPE: &str = "asl-image-base/2 mmdebstrap minbase, one initramfs";
+
+/// mmdebstrap hooks of the bootstrap, for time (bench/results/2026-12-07-images-*.md
+/// profiles it: two thirds of a cold build went to installing packages):
+///
+/// * dpkg skips its per-file fsyncs (`force-unsafe-io`) while the root is built: the tarball
+///   is written and synced once at the end, so a crash mid-bootstrap loses nothing that
+///   matters (the cache entry only appears by rename after the step). The setting is removed
+///   again, with its directory's time, so it is not in the image.
+/// * The initramfs is made once, at the end, not twice: the kernel's postinst would make one
+///   before live-boot's hooks are installed, and live-boot's trigger would make it again.
+///   While packages install, `update-initramfs` is diverted to `true`; the customize hook
+///   puts it back and runs it once, with live-boot's hooks in place.
+pub const BOOTSTRAP_HOOKS: &[&str] = &[
+    "--setup-hook=mkdir -p \"$1/etc/dpkg/dpkg.cfg.d\" \
+     && echo force-unsafe-io > \"$1/etc/dpkg/dpkg.cfg.d/00asl-unsafe-io\"",
+    "--essential-hook=chroot \"$1\" dpkg-divert --quiet --local --rename \
+     --add /usr/sbin/update-initramfs && ln -s /bin/true \"$1/usr/sbin/update-initramfs\"",
+    "--customize-hook=rm \"$1/usr/sbin/update-initramfs\" \
+     && chroot \"$1\" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs \
+     && rm -f \"$1/var/lib/dpkg/diversions-old\" \
+     && chroot \"$1\" update-initramfs -c -k all",
+    "--customize-hook=d=\"$1/etc/dpkg/dpkg.cfg.d\"; t=$(stat -c %Y \"$d\"); \
+     rm \"$d/00asl-unsafe-io\" && touch -d \"@$t\" \"$d\"",
+];
 
 /// Packages every image gets on top of minbase (Essential + Priority required + apt). Both
 /// profiles share them, hence share one cached base.

@@ -378,6 +378,7 @@ pub fn build(o: &BuildOptions, progress: &mut dyn FnMut(&str)) -> Result<BuildRe
             "--format=tar",
             "--aptopt=APT::Install-Recommends \"false\"",
         ]);
+        argv.extend(base::BOOTSTRAP_HOOKS.iter().map(OsString::from));
         argv.push(format!("--include={}", set.join(",")).into());
         argv.push(sources::SUITE.into());
         argv.push(tar.clone().into_os_string());
