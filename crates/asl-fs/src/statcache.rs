@@ -4,7 +4,9 @@
 //! It is a derived cache: deleting or damaging the file loses nothing (the next intake reads
 //! everything again), and a hit is only trusted when the store still holds the reference.
 //! The file is written atomically (temporary file, fsync, rename) at the end of an intake and
-//! holds exactly the files that intake saw, so it never grows with deleted files.
+//! holds exactly the files that intake saw, so it never grows with deleted files. An intake
+//! writes its entries to a scratch file as files complete ([`CacheWriter`]), so the new cache
+//! is never in memory; the old one is, for lookups.
 //!
 //! Layout (little-endian): magic `ASLSTC01`, u64 entry count, then per entry `dev u64,
 //! ino u64, size u64, mtime_sec i64, mtime_nsec u32, ctime_sec i64, ctime_nsec u32,
@@ -12,7 +14,7 @@
 //! and a trailing 32-byte BLAKE3 of everything before it.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use asl_store::{HashAlgo, Reference};
@@ -127,22 +129,7 @@ impl StatCache {
         let mut items: Vec<&CachedContent> = self.map.values().collect();
         items.sort_by_key(|c| (c.identity.dev, c.identity.ino));
         for c in items {
-            let id = &c.identity;
-            let mut rec = Vec::with_capacity(94 + 16 * c.holes.len());
-            rec.extend_from_slice(&id.dev.to_le_bytes());
-            rec.extend_from_slice(&id.ino.to_le_bytes());
-            rec.extend_from_slice(&id.size.to_le_bytes());
-            rec.extend_from_slice(&id.mtime.0.to_le_bytes());
-            rec.extend_from_slice(&id.mtime.1.to_le_bytes());
-            rec.extend_from_slice(&id.ctime.0.to_le_bytes());
-            rec.extend_from_slice(&id.ctime.1.to_le_bytes());
-            rec.extend_from_slice(&c.content.to_bytes());
-            rec.extend_from_slice(&(c.holes.len() as u32).to_le_bytes());
-            for h in &c.holes {
-                rec.extend_from_slice(&h.offset.to_le_bytes());
-                rec.extend_from_slice(&h.len.to_le_bytes());
-            }
-            w.write_all(&rec)?;
+            write_entry(&mut w, c)?;
         }
         let sum = w.hasher.finish();
         w.inner.write_all(sum.digest())
@@ -221,26 +208,168 @@ impl StatCache {
     /// Writes the cache atomically: a temporary file in the same directory, fsync, rename,
     /// fsync of the directory. Creates the parent directory when missing.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
+        write_atomically(path, |f| self.encode_to(f))
+    }
+}
+
+/// One entry in the file's layout.
+fn write_entry(w: &mut impl Write, c: &CachedContent) -> std::io::Result<()> {
+    let id = &c.identity;
+    let mut rec = Vec::with_capacity(94 + 16 * c.holes.len());
+    rec.extend_from_slice(&id.dev.to_le_bytes());
+    rec.extend_from_slice(&id.ino.to_le_bytes());
+    rec.extend_from_slice(&id.size.to_le_bytes());
+    rec.extend_from_slice(&id.mtime.0.to_le_bytes());
+    rec.extend_from_slice(&id.mtime.1.to_le_bytes());
+    rec.extend_from_slice(&id.ctime.0.to_le_bytes());
+    rec.extend_from_slice(&id.ctime.1.to_le_bytes());
+    rec.extend_from_slice(&c.content.to_bytes());
+    rec.extend_from_slice(&(c.holes.len() as u32).to_le_bytes());
+    for h in &c.holes {
+        rec.extend_from_slice(&h.offset.to_le_bytes());
+        rec.extend_from_slice(&h.len.to_le_bytes());
+    }
+    w.write_all(&rec)
+}
+
+/// Writes `path` through `fill` into a temporary file next to it, fsyncs it, renames it into
+/// place and fsyncs the directory; the temporary file is removed on failure.
+fn write_atomically(
+    path: &Path,
+    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let dir = parent_of(path);
+    std::fs::create_dir_all(dir)?;
+    let tmp = sibling(path, "tmp");
+    let result = (|| {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        fill(&mut f)?;
+        let f = f.into_inner().map_err(|e| e.into_error())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
+/// `PATH.KIND.PID`: a scratch file of this process next to `path`.
+fn sibling(path: &Path, kind: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{kind}.{}", std::process::id()));
+    name.into()
+}
+
+/// A new stat cache written while an intake runs, entry by entry, so that it is never held in
+/// memory: the entries go to a scratch file next to the cache as they come, and
+/// [`CacheWriter::finish`] writes the cache file (header, the entries, checksum) from it
+/// atomically. Entries are in the order they came, not sorted (the format does not require
+/// an order). A writer dropped without `finish` removes its scratch file and leaves the old
+/// cache in place.
+pub struct CacheWriter {
+    path: std::path::PathBuf,
+    scratch: std::path::PathBuf,
+    entries: Option<std::io::BufWriter<std::fs::File>>,
+    count: u64,
+    /// The first write that failed: the cache is then not written at all.
+    failed: Option<std::io::Error>,
+}
+
+impl CacheWriter {
+    /// Starts a cache for `path` (its directory is created when missing). Scratch files of
+    /// earlier writers of `path` whose process is gone (a killed intake) are removed.
+    pub fn create(path: &Path) -> std::io::Result<CacheWriter> {
+        let dir = parent_of(path);
         std::fs::create_dir_all(dir)?;
-        let mut tmp_name = path.as_os_str().to_owned();
-        tmp_name.push(format!(".tmp.{}", std::process::id()));
-        let tmp = std::path::PathBuf::from(tmp_name);
-        let result = (|| {
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            self.encode_to(&mut f)?;
-            let f = f.into_inner().map_err(|e| e.into_error())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            std::fs::File::open(dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        remove_stale_scratch(path);
+        let scratch = sibling(path, "entries");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&scratch)?;
+        Ok(CacheWriter {
+            path: path.to_path_buf(),
+            scratch,
+            entries: Some(std::io::BufWriter::new(f)),
+            count: 0,
+            failed: None,
+        })
+    }
+
+    pub fn add(&mut self, c: &CachedContent) {
+        if self.failed.is_some() {
+            return;
         }
-        result
+        let Some(w) = self.entries.as_mut() else {
+            return;
+        };
+        match write_entry(w, c) {
+            Ok(()) => self.count += 1,
+            Err(e) => self.failed = Some(e),
+        }
+    }
+
+    /// Writes the cache file, replacing the old one; the first failure of any write so far
+    /// is returned instead.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        let entries = self.entries.take().expect("finish runs once");
+        let mut entries = entries.into_inner().map_err(|e| e.into_error())?;
+        entries.seek(std::io::SeekFrom::Start(0))?;
+        let count = self.count;
+        write_atomically(&self.path, |f| {
+            let mut w = Hashing {
+                inner: f,
+                hasher: HashAlgo::Blake3.hasher(),
+            };
+            w.write_all(MAGIC)?;
+            w.write_all(&count.to_le_bytes())?;
+            std::io::copy(&mut std::io::BufReader::new(&mut entries), &mut w)?;
+            let sum = w.hasher.finish();
+            w.inner.write_all(sum.digest())
+        })
+    }
+}
+
+/// Removes `PATH.entries.PID` files left by processes that no longer run.
+fn remove_stale_scratch(path: &Path) {
+    let (Some(name), Ok(list)) = (path.file_name(), std::fs::read_dir(parent_of(path))) else {
+        return;
+    };
+    let mut prefix = name.to_owned();
+    prefix.push(".entries.");
+    let prefix = prefix.as_encoded_bytes();
+    for entry in list.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.as_encoded_bytes().strip_prefix(prefix) else {
+            continue;
+        };
+        let alive = std::str::from_utf8(pid)
+            .ok()
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.scratch);
     }
 }
 
@@ -305,6 +434,40 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), c.encode());
         assert_eq!(StatCache::load(&path).encode(), c.encode());
         assert_eq!(StatCache::load(&path).len(), 3);
+    }
+
+    #[test]
+    fn a_cache_written_entry_by_entry_loads_and_an_unfinished_one_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statcache");
+        let c = sample();
+        let mut w = CacheWriter::create(&path).unwrap();
+        for e in c.map.values() {
+            w.add(e);
+        }
+        w.finish().unwrap();
+        let loaded = StatCache::load(&path);
+        assert_eq!(
+            loaded.encode(),
+            c.encode(),
+            "same entries as the in-memory cache"
+        );
+        // A writer dropped unfinished (a failed intake) leaves the cache as it was and no
+        // scratch file behind.
+        let before = std::fs::read(&path).unwrap();
+        let mut w = CacheWriter::create(&path).unwrap();
+        w.add(c.map.values().next().unwrap());
+        drop(w);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        // The scratch file of a killed writer (a pid that cannot run: above pid_max) goes at
+        // the next start; this process's own would not.
+        let stale = dir.path().join("statcache.entries.4294967295");
+        std::fs::write(&stale, b"left by a killed intake").unwrap();
+        let w = CacheWriter::create(&path).unwrap();
+        assert!(!stale.exists());
+        assert!(w.scratch.exists());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use asl_store::{AccessError, ArtifactWrite, Put, Reference};
 use crossbeam_channel as chan;
 use globset::GlobSet;
 
-use crate::statcache::{FileIdentity, StatCache};
+use crate::statcache::{CacheWriter, FileIdentity, StatCache};
 use crate::tree::{Entry, EntryError, Hole, Kind, Operation, TreeError};
 
 mod nodes;
@@ -331,6 +331,15 @@ pub fn intake(
         Some(p) => StatCache::load(p),
         None => StatCache::new(),
     };
+    // The new cache goes to disk entry by entry; a cache that cannot even be started is a
+    // warning, as one that cannot be finished.
+    let (new_cache, mut stat_cache_warning) = match &opts.stat_cache {
+        Some(p) => match CacheWriter::create(p) {
+            Ok(w) => (Some(w), None),
+            Err(e) => (None, Some(cache_warning(p, &e))),
+        },
+        None => (None, None),
+    };
 
     let mut walk = Walk {
         nodes: Nodes::default(),
@@ -340,7 +349,7 @@ pub fn intake(
         excludes,
         one_file_system: opts.one_file_system,
         old_cache: &old_cache,
-        new_cache: StatCache::new(),
+        new_cache,
         links: HashMap::new(),
         errors: Vec::new(),
         excluded: 0,
@@ -384,14 +393,11 @@ pub fn intake(
     walk.resolve_hardlinks();
     // The stat cache is complete once every outcome is in; writing it (megabytes and an
     // fsync) happens beside the tree building, the single-threaded tail of an intake.
-    let new_cache = std::mem::take(&mut walk.new_cache);
-    let (root, stat_cache_warning) = std::thread::scope(|scope| {
+    let new_cache = walk.new_cache.take();
+    let (root, finish_warning) = std::thread::scope(|scope| {
         let saver = scope.spawn(|| {
             let p = opts.stat_cache.as_ref()?;
-            new_cache
-                .save(p)
-                .err()
-                .map(|e| format!("cannot write the stat cache {}: {e}", p.display()))
+            new_cache?.finish().err().map(|e| cache_warning(p, &e))
         });
         let root = walk.build_trees(&tops);
         let warning = saver
@@ -400,6 +406,7 @@ pub fn intake(
         (root, warning)
     });
     let root = root?;
+    stat_cache_warning = stat_cache_warning.or(finish_warning);
     let totals = &walk.totals;
     let mut s = IntakeSummary {
         root,
@@ -489,6 +496,10 @@ impl Counts {
     }
 }
 
+fn cache_warning(path: &Path, e: &std::io::Error) -> String {
+    format!("cannot write the stat cache {}: {e}", path.display())
+}
+
 #[derive(Default)]
 struct Totals {
     bytes_read: u64,
@@ -520,7 +531,8 @@ struct Walk<'a> {
     excludes: Option<GlobSet>,
     one_file_system: bool,
     old_cache: &'a StatCache,
-    new_cache: StatCache,
+    /// The stat cache this intake makes, written as files complete (`None`: no cache).
+    new_cache: Option<CacheWriter>,
     /// (dev, ino) of multiply-linked non-directories → (first node, members seen).
     links: HashMap<(u64, u64), (u32, u32)>,
     errors: Vec<IntakeErrorRecord>,

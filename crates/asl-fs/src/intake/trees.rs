@@ -51,8 +51,8 @@ impl Walk<'_> {
             e.content = Some(put.reference);
             e.size = put.len;
             e.holes = o.holes;
-            if let Some(id) = o.cacheable {
-                self.new_cache.insert(CachedContent {
+            if let (Some(id), Some(cache)) = (o.cacheable, self.new_cache.as_mut()) {
+                cache.add(&CachedContent {
                     identity: id,
                     content: put.reference,
                     holes: e.holes.clone(),

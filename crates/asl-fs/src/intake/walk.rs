@@ -331,7 +331,9 @@ impl<'a> Walk<'a> {
                     let e = &mut self.nodes[idx as usize].entry;
                     e.content = Some(hit.content);
                     e.holes = hit.holes.clone();
-                    self.new_cache.insert(hit.clone());
+                    if let Some(cache) = self.new_cache.as_mut() {
+                        cache.add(hit);
+                    }
                     self.cache_hits += 1;
                     self.progress.files.fetch_add(1, Ordering::Relaxed);
                     return;
