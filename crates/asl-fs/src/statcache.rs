@@ -67,9 +67,18 @@ pub struct CachedContent {
 }
 
 /// The in-memory stat cache, keyed by (dev, inode).
+///
+/// What was loaded is one vector sorted by key, sized from the file's count: a hash map of a
+/// million entries took four times the memory at its last resize. Entries inserted later go
+/// to a map and win over loaded ones.
 #[derive(Debug, Default)]
 pub struct StatCache {
+    loaded: Vec<CachedContent>,
     map: HashMap<(u64, u64), CachedContent>,
+}
+
+fn key_of(c: &CachedContent) -> (u64, u64) {
+    (c.identity.dev, c.identity.ino)
 }
 
 impl StatCache {
@@ -78,11 +87,19 @@ impl StatCache {
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries().count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.loaded.is_empty() && self.map.is_empty()
+    }
+
+    /// Every entry once, inserted ones over loaded ones with the same key.
+    fn entries(&self) -> impl Iterator<Item = &CachedContent> {
+        self.loaded
+            .iter()
+            .filter(|c| !self.map.contains_key(&key_of(c)))
+            .chain(self.map.values())
     }
 
     /// Loads a cache file. A missing, truncated or damaged file gives an empty cache: the
@@ -100,8 +117,13 @@ impl StatCache {
 
     /// The cached content of a file whose identity is unchanged.
     pub fn get(&self, id: &FileIdentity) -> Option<&CachedContent> {
+        let key = (id.dev, id.ino);
         self.map
-            .get(&(id.dev, id.ino))
+            .get(&key)
+            .or_else(|| {
+                let i = self.loaded.binary_search_by_key(&key, key_of).ok()?;
+                Some(&self.loaded[i])
+            })
             .filter(|c| c.identity == *id)
     }
 
@@ -110,7 +132,7 @@ impl StatCache {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + self.map.len() * 100);
+        let mut out = Vec::with_capacity(16 + self.len() * 100);
         self.encode_to(&mut out)
             .expect("writing into a Vec does not fail");
         out
@@ -124,10 +146,10 @@ impl StatCache {
             hasher: HashAlgo::Blake3.hasher(),
         };
         w.write_all(MAGIC)?;
-        w.write_all(&(self.map.len() as u64).to_le_bytes())?;
+        let mut items: Vec<&CachedContent> = self.entries().collect();
+        w.write_all(&(items.len() as u64).to_le_bytes())?;
         // Sorted for a deterministic file (useful when comparing caches while debugging).
-        let mut items: Vec<&CachedContent> = self.map.values().collect();
-        items.sort_by_key(|c| (c.identity.dev, c.identity.ino));
+        items.sort_by_key(|c| key_of(c));
         for c in items {
             write_entry(&mut w, c)?;
         }
@@ -163,7 +185,9 @@ impl StatCache {
             Some(u32::from_le_bytes(b))
         };
         let count = u64_(&mut r)?;
-        let mut cache = StatCache::default();
+        // Room for the entries the count announces, as far as the bytes can hold them (an
+        // entry takes at least 94), so a damaged count cannot make it allocate without bound.
+        let mut loaded = Vec::with_capacity(count.min(body_len / 94) as usize);
         for _ in 0..count {
             let dev = u64_(&mut r)?;
             let ino = u64_(&mut r)?;
@@ -182,7 +206,7 @@ impl StatCache {
                 let len = u64_(&mut r)?;
                 holes.push(Hole { offset, len });
             }
-            cache.insert(CachedContent {
+            loaded.push(CachedContent {
                 identity: FileIdentity {
                     dev,
                     ino,
@@ -202,7 +226,17 @@ impl StatCache {
         let inner = r.inner.get_mut();
         let mut sum = [0u8; 32];
         inner.read_exact(&mut sum).ok()?;
-        (computed.digest() == &sum).then_some(cache)
+        if computed.digest() != &sum {
+            return None;
+        }
+        // Written by an intake the entries are in the order files completed; one entry per
+        // key is kept (a file seen twice, through two input paths, is the same file).
+        loaded.sort_by_key(key_of);
+        loaded.dedup_by_key(|c| key_of(c));
+        Some(StatCache {
+            loaded,
+            map: HashMap::new(),
+        })
     }
 
     /// Writes the cache atomically: a temporary file in the same directory, fsync, rename,
@@ -442,7 +476,7 @@ mod tests {
         let path = dir.path().join("statcache");
         let c = sample();
         let mut w = CacheWriter::create(&path).unwrap();
-        for e in c.map.values() {
+        for e in c.entries() {
             w.add(e);
         }
         w.finish().unwrap();
@@ -456,7 +490,7 @@ mod tests {
         // scratch file behind.
         let before = std::fs::read(&path).unwrap();
         let mut w = CacheWriter::create(&path).unwrap();
-        w.add(c.map.values().next().unwrap());
+        w.add(c.entries().next().unwrap());
         drop(w);
         assert_eq!(std::fs::read(&path).unwrap(), before);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -468,6 +502,33 @@ mod tests {
         let w = CacheWriter::create(&path).unwrap();
         assert!(!stale.exists());
         assert!(w.scratch.exists());
+    }
+
+    #[test]
+    fn entries_written_out_of_order_are_found_and_an_insert_wins_over_the_loaded_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("statcache");
+        let mut entries: Vec<CachedContent> = sample().entries().cloned().collect();
+        entries.sort_by_key(|c| std::cmp::Reverse(key_of(c)));
+        let mut w = CacheWriter::create(&path).unwrap();
+        for e in &entries {
+            w.add(e);
+        }
+        w.finish().unwrap();
+        let mut c = StatCache::load(&path);
+        assert_eq!(c.len(), 3);
+        for e in &entries {
+            assert_eq!(c.get(&e.identity), Some(e));
+            let mut changed = e.identity;
+            changed.size += 1;
+            assert_eq!(c.get(&changed), None, "a changed file is not a hit");
+        }
+        let mut newer = entries[0].clone();
+        newer.identity.mtime.0 += 1;
+        c.insert(newer.clone());
+        assert_eq!(c.get(&newer.identity), Some(&newer));
+        assert_eq!(c.get(&entries[0].identity), None);
+        assert_eq!(c.len(), 3);
     }
 
     #[test]
