@@ -38,6 +38,8 @@ pub struct S3Location {
     pub endpoint: super::client::Endpoint,
     /// Key prefix of the store, without leading or trailing `/` (may be empty).
     pub prefix: String,
+    /// How long the engine's transport failures and 5xx answers are retried.
+    pub retry: Duration,
     pub lease: LeaseParams,
 }
 
@@ -78,7 +80,8 @@ impl std::fmt::Debug for S3Storage {
 impl S3Storage {
     /// Connects to the bucket and probes whether the engine honours conditional writes.
     pub fn connect(loc: &S3Location) -> io::Result<S3Storage> {
-        let client = Client::new(loc.endpoint.clone());
+        let mut client = Client::new(loc.endpoint.clone());
+        client.retry_for = loc.retry;
         let prefix = loc.prefix.trim_matches('/');
         let root = PathBuf::from(format!(
             "s3://{}{}{}",
@@ -464,7 +467,12 @@ impl ReadFile for ObjectRead {
                 self.size,
                 offset,
                 buf,
-                |at, len| self.inner.client.get_range(&self.key, at, len)?.ok_or_else(gone),
+                |at, len| {
+                    self.inner
+                        .client
+                        .get_range(&self.key, at, len)?
+                        .ok_or_else(gone)
+                },
                 short,
             );
         }
