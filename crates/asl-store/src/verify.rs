@@ -96,8 +96,11 @@ impl VerifyReport {
 /// The entries of the tree under `root` whose content is in `wanted`, as
 /// `(path, content, is a directory)`. The store knows no trees: asl-fs's `entries_using` is
 /// the one the tools pass.
-pub type EntriesUsing<'a> =
-    &'a dyn Fn(&dyn ArtifactRead, &Reference, &HashSet<Reference>) -> Vec<(String, Reference, bool)>;
+pub type EntriesUsing<'a> = &'a dyn Fn(
+    &dyn ArtifactRead,
+    &Reference,
+    &HashSet<Reference>,
+) -> Vec<(String, Reference, bool)>;
 
 /// Names every loss of `rep` by `snapshot:path`: verify reports damage by artifact, and the
 /// operator restores and checks files. One walk per affected snapshot. Shared by the local
@@ -123,7 +126,11 @@ pub fn name_damaged_paths(store: &Store, rep: &mut VerifyReport, entries_using: 
         }
     }
     for p in &mut rep.problems {
-        for a in p.artifacts.iter().filter_map(|a| a.parse::<Reference>().ok()) {
+        for a in p
+            .artifacts
+            .iter()
+            .filter_map(|a| a.parse::<Reference>().ok())
+        {
             for s in &p.snapshots {
                 for (path, directory) in at.get(&(*s, a)).into_iter().flatten() {
                     p.paths.push(DamagedPath {

@@ -27,10 +27,13 @@ pub struct PageCache {
     sizes: Mutex<HashMap<String, u64>>,
 }
 
+/// An object key and a page number in it.
+type PageId = (String, u64);
+
 #[derive(Default)]
 struct Pages {
     /// (object key, page number) → (bytes, last use).
-    map: HashMap<(String, u64), (Arc<Vec<u8>>, u64)>,
+    map: HashMap<PageId, (Arc<Vec<u8>>, u64)>,
     tick: u64,
 }
 
@@ -47,7 +50,10 @@ impl PageCache {
         mut fetch: impl FnMut(u64, u64) -> Result<Vec<u8>, E>,
         short: impl Fn() -> E,
     ) -> Result<(), E> {
-        if offset.checked_add(buf.len() as u64).is_none_or(|end| end > size) {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > size)
+        {
             return Err(short());
         }
         let mut done = 0usize;
