@@ -321,6 +321,7 @@ pub unsafe extern "C" fn asl_restore(
         let opts = asl_fs::RestoreOptions {
             owners: (flags & ASL_RESTORE_NO_OWNERS != 0).then_some(false),
             no_xattrs: flags & ASL_RESTORE_NO_XATTRS != 0,
+            threads: None,
         };
         let h = StoreHandle::get(store)?;
         let summary = h.with_view(|v| {

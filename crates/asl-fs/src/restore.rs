@@ -35,6 +35,9 @@ pub struct RestoreOptions {
     pub owners: Option<bool>,
     /// Do not restore extended attributes.
     pub no_xattrs: bool,
+    /// Threads writing file contents. `None`: one per CPU, right when reads cost CPU; a store
+    /// across a network wants more, since each thread mostly waits for its answer.
+    pub threads: Option<usize>,
 }
 
 /// Something that could not be restored exactly.
@@ -119,7 +122,10 @@ pub fn restore(
         creator: creator_ids(&root),
         umask: sys::current_umask(),
     };
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
     let root = Arc::new(root);
     // Each queued job holds an open file and its directory: 128 stays far below the usual
     // 1024-descriptor limit while keeping the workers fed.

@@ -14,6 +14,7 @@
 //! | `store.NAME.s3.region` | the region signed for (default `us-east-1`; Garage's default is `garage`) |
 //! | `store.NAME.s3.credentials` | a file of `access_key = …` and `secret_key = …` lines |
 //! | `store.NAME.s3.lease_seconds` | the writer lease period (default 60) |
+//! | `store.NAME.s3.retry_seconds` | how long a failing engine request is retried (default 60) |
 //! | `key.NAME.public` | an ed25519 public key (64 hex digits, as `asl-key show` prints it) |
 //! | `grant.KEY.STORE` | the rights of key KEY on store STORE: `read`, `write`, `admin`, comma-separated |
 //!
@@ -80,6 +81,8 @@ pub struct S3Conf {
     /// The file holding `access_key` and `secret_key` (read when the server starts).
     pub credentials: PathBuf,
     pub lease_seconds: u64,
+    /// How long transport failures and 5xx answers of the engine are retried.
+    pub retry_seconds: u64,
 }
 
 impl S3Conf {
@@ -134,6 +137,7 @@ impl S3Conf {
                 creds: self.load_credentials()?,
             },
             prefix: self.prefix.clone(),
+            retry: std::time::Duration::from_secs(self.retry_seconds),
             lease: crate::s3::LeaseParams {
                 ttl,
                 settle: crate::s3::LeaseParams::default().settle.min(ttl / 4),
@@ -152,6 +156,7 @@ struct S3Lines {
     region: Option<String>,
     credentials: Option<PathBuf>,
     lease_seconds: Option<u64>,
+    retry_seconds: Option<u64>,
 }
 
 /// Whether `url` is `http(s)://HOST[:PORT]` with nothing after, and plain HTTP only to a
@@ -330,9 +335,15 @@ impl ServerConf {
                                 "{name}: '{value}' is not a number of seconds from 2 to 3600"
                             )),
                         },
+                        "retry_seconds" => match value.parse::<u64>() {
+                            Ok(v) if (1..=3600).contains(&v) => e.retry_seconds = Some(v),
+                            _ => bad(format!(
+                                "{name}: '{value}' is not a number of seconds from 1 to 3600"
+                            )),
+                        },
                         _ => bad(format!(
                             "unknown setting '{name}' (known: store.NAME.s3.endpoint, .bucket, \
-                             .prefix, .region, .credentials, .lease_seconds)"
+                             .prefix, .region, .credentials, .lease_seconds, .retry_seconds)"
                         )),
                     }
                 }
@@ -377,6 +388,7 @@ impl ServerConf {
                             region: lines.region.unwrap_or_else(|| "us-east-1".into()),
                             credentials,
                             lease_seconds: lines.lease_seconds.unwrap_or(60),
+                            retry_seconds: lines.retry_seconds.unwrap_or(60),
                         }),
                     );
                 }
@@ -527,6 +539,7 @@ mod tests {
                 assert_eq!(s.prefix, "sites/a");
                 assert_eq!(s.region, "garage");
                 assert_eq!(s.lease_seconds, 60);
+                assert_eq!(s.retry_seconds, 60);
             }
             other => panic!("{other:?}"),
         }

@@ -923,13 +923,21 @@ async fn verify(
     let (served, _) = authorize_bodiless(&sh, &store, &req, &[Right::Admin, Right::Read])?;
     let v = view(&served);
     let rep = blocking(move || {
-        Ok(asl_store::verify::verify(
+        let mut rep = asl_store::verify::verify(
             &v,
             &asl_store::verify::VerifyOptions {
                 read_data: q.read_data.unwrap_or(false),
             },
             &asl_prov::artifact_children,
-        ))
+        );
+        // Damage is named by snapshot:path here, where the trees are, as a local verify does.
+        asl_store::verify::name_damaged_paths(&v, &mut rep, &|reader, root, wanted| {
+            asl_fs::entries_using(reader, root, wanted)
+                .into_iter()
+                .map(|e| (e.path, e.content, e.directory))
+                .collect()
+        });
+        Ok(rep)
     })
     .await?;
     Ok(axum::Json(rep).into_response())

@@ -74,6 +74,7 @@ fn storage(m: &Moto, prefix: &str) -> Arc<S3Storage> {
     let loc = S3Location {
         endpoint: endpoint(m.port),
         prefix: prefix.into(),
+        retry: Duration::from_secs(60),
         lease: LeaseParams {
             ttl: Duration::from_secs(6),
             settle: Duration::from_millis(500),

@@ -42,7 +42,7 @@ pub(crate) struct LeftoverFile {
 }
 
 /// A number of files and their total length in bytes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileTally {
     pub files: u64,
     pub bytes: u64,
@@ -56,7 +56,7 @@ impl FileTally {
 }
 
 /// The unreferenced files of a store, by kind (see the module documentation).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Unreferenced {
     /// Sealed blocks that no visible segment names.
     pub sealed_blocks: FileTally,

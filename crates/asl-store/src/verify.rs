@@ -24,7 +24,7 @@ pub struct VerifyOptions {
 }
 
 /// One thing found wrong.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Problem {
     /// What is damaged: `block <id>`, `segment <file>`, `log record <n>`, `artifact <ref>`.
     pub object: String,
@@ -34,7 +34,7 @@ pub struct Problem {
     /// Snapshots that reach an affected artifact.
     pub snapshots: Vec<u64>,
     /// Where the loss shows inside those snapshots. The store knows no trees, so [`verify`]
-    /// leaves this empty; a caller that can read trees (`asl-admin`, through asl-fs) fills it.
+    /// leaves this empty; [`name_damaged_paths`], given a tree walker (asl-fs's), fills it.
     pub paths: Vec<DamagedPath>,
     /// The affected artifacts are composites only some of whose parts are damaged: the rest
     /// of their bytes still read back.
@@ -57,7 +57,7 @@ impl Problem {
 }
 
 /// A file or directory of a snapshot that a problem affects.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct DamagedPath {
     pub snapshot: u64,
     /// Absolute path inside the snapshot (`/etc/passwd`).
@@ -68,7 +68,7 @@ pub struct DamagedPath {
     pub directory: bool,
 }
 
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct VerifyReport {
     pub read_data: bool,
     pub log_records: u64,
@@ -90,6 +90,60 @@ pub struct VerifyReport {
 impl VerifyReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+}
+
+/// The entries of the tree under `root` whose content is in `wanted`, as
+/// `(path, content, is a directory)`. The store knows no trees: asl-fs's `entries_using` is
+/// the one the tools pass.
+pub type EntriesUsing<'a> = &'a dyn Fn(
+    &dyn ArtifactRead,
+    &Reference,
+    &HashSet<Reference>,
+) -> Vec<(String, Reference, bool)>;
+
+/// Names every loss of `rep` by `snapshot:path`: verify reports damage by artifact, and the
+/// operator restores and checks files. One walk per affected snapshot. Shared by the local
+/// `asl-admin verify` and asl-server's verify, so that both name the same paths.
+pub fn name_damaged_paths(store: &Store, rep: &mut VerifyReport, entries_using: EntriesUsing<'_>) {
+    let mut wanted: HashMap<u64, HashSet<Reference>> = HashMap::new();
+    for p in &rep.problems {
+        let arts: Vec<Reference> = p.artifacts.iter().filter_map(|a| a.parse().ok()).collect();
+        for s in &p.snapshots {
+            wanted.entry(*s).or_default().extend(arts.iter().copied());
+        }
+    }
+    let mut at: HashMap<(u64, Reference), Vec<(String, bool)>> = HashMap::new();
+    for snap in store.snapshots() {
+        let (Some(set), Some(root)) = (wanted.get(&snap.id), snap.root) else {
+            continue;
+        };
+        let reader = store.reader_at(snap);
+        for (path, content, directory) in entries_using(&reader, &root, set) {
+            at.entry((snap.id, content))
+                .or_default()
+                .push((path, directory));
+        }
+    }
+    for p in &mut rep.problems {
+        for a in p
+            .artifacts
+            .iter()
+            .filter_map(|a| a.parse::<Reference>().ok())
+        {
+            for s in &p.snapshots {
+                for (path, directory) in at.get(&(*s, a)).into_iter().flatten() {
+                    p.paths.push(DamagedPath {
+                        snapshot: *s,
+                        path: path.clone(),
+                        whole: !p.partial,
+                        directory: *directory,
+                    });
+                }
+            }
+        }
+        p.paths.sort();
+        p.paths.dedup();
     }
 }
 

@@ -38,6 +38,8 @@ pub struct S3Location {
     pub endpoint: super::client::Endpoint,
     /// Key prefix of the store, without leading or trailing `/` (may be empty).
     pub prefix: String,
+    /// How long the engine's transport failures and 5xx answers are retried.
+    pub retry: Duration,
     pub lease: LeaseParams,
 }
 
@@ -60,6 +62,8 @@ pub(crate) struct Inner {
     /// Objects never rewritten under their key, as read: log parts and sealed segments
     /// (a server re-reads every segment after each commit; they never change).
     parts: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    /// Pages of sealed blocks recently read (see [`super::pages`]).
+    pages: super::pages::PageCache,
     /// The writer lease this process holds on the store, which every write checks.
     pub(crate) fence: Mutex<Option<Arc<Fence>>>,
 }
@@ -76,7 +80,8 @@ impl std::fmt::Debug for S3Storage {
 impl S3Storage {
     /// Connects to the bucket and probes whether the engine honours conditional writes.
     pub fn connect(loc: &S3Location) -> io::Result<S3Storage> {
-        let client = Client::new(loc.endpoint.clone());
+        let mut client = Client::new(loc.endpoint.clone());
+        client.retry_for = loc.retry;
         let prefix = loc.prefix.trim_matches('/');
         let root = PathBuf::from(format!(
             "s3://{}{}{}",
@@ -100,6 +105,7 @@ impl S3Storage {
                 temps: Mutex::default(),
                 dirs: Mutex::default(),
                 parts: Mutex::default(),
+                pages: super::pages::PageCache::default(),
                 fence: Mutex::default(),
             }),
         })
@@ -144,6 +150,16 @@ fn is_sealed_segment(path: &Path) -> bool {
             .parent()
             .and_then(Path::file_name)
             .is_some_and(|d| d == "segments")
+}
+
+/// `blocks/XX/HASH.blk`: a sealed block, named by the hash of its bytes, so never rewritten.
+fn is_sealed_block(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "blk")
+        && path
+            .parent()
+            .and_then(Path::parent)
+            .and_then(Path::file_name)
+            .is_some_and(|d| d == "blocks")
 }
 
 fn is_temp(path: &Path) -> bool {
@@ -433,16 +449,38 @@ impl ReadFile for ObjectRead {
                 format!("{}: read past its end", self.path.display()),
             ));
         }
+        let gone = || {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{}: gone", self.path.display()),
+            )
+        };
+        if is_sealed_block(&self.path) {
+            let short = || {
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: short read", self.path.display()),
+                )
+            };
+            return self.inner.pages.read(
+                &self.key,
+                self.size,
+                offset,
+                buf,
+                |at, len| {
+                    self.inner
+                        .client
+                        .get_range(&self.key, at, len)?
+                        .ok_or_else(gone)
+                },
+                short,
+            );
+        }
         let got = self
             .inner
             .client
             .get_range(&self.key, offset, buf.len() as u64)?
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("{}: gone", self.path.display()),
-                )
-            })?;
+            .ok_or_else(gone)?;
         if got.len() != buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -581,7 +619,17 @@ impl Storage for S3Storage {
             return Ok(Arc::new(MemRead(inner.read_log(path)?.0)));
         }
         let key = inner.key(path)?;
-        let size = inner.client.head(&key)?.ok_or_else(|| not_found(path))?;
+        let sealed = is_sealed_block(path);
+        let size = match sealed.then(|| inner.pages.size(&key)).flatten() {
+            Some(size) => size,
+            None => {
+                let size = inner.client.head(&key)?.ok_or_else(|| not_found(path))?;
+                if sealed {
+                    inner.pages.set_size(&key, size);
+                }
+                size
+            }
+        };
         Ok(Arc::new(ObjectRead {
             inner: inner.clone(),
             path: path.to_path_buf(),
@@ -713,6 +761,7 @@ impl Storage for S3Storage {
         inner.fence(path)?;
         inner.client.delete(&key)?;
         lock(&inner.parts).remove(&key);
+        inner.pages.forget(Some(&key));
         Ok(())
     }
 
@@ -740,6 +789,7 @@ impl Storage for S3Storage {
         }
         lock(&inner.temps).retain(|p, _| !p.starts_with(dir));
         lock(&inner.dirs).retain(|p| !p.starts_with(dir));
+        inner.pages.forget(None);
         Ok(())
     }
 

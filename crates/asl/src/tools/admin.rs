@@ -671,6 +671,9 @@ fn diff(store: &Source, old: &str, new: &str, out: OutputArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// Restore threads when the artifacts come from a server.
+const REMOTE_RESTORE_THREADS: usize = 8;
+
 fn restore(
     store: &Source,
     spec: &str,
@@ -684,6 +687,9 @@ fn restore(
     let opts = asl_fs::RestoreOptions {
         owners: if no_owners { Some(false) } else { None },
         no_xattrs,
+        // From a server, every file is a request: eight in flight keep the link (and the
+        // server's cores) busy while each waits for its answer.
+        threads: matches!(store, Source::Remote { .. }).then_some(REMOTE_RESTORE_THREADS),
     };
     let sub = (!path.is_empty()).then_some(path.as_bytes());
     let summary = asl_fs::restore(&*reader, &root, sub, target, &opts).map_err(|e| match e {
@@ -743,74 +749,32 @@ fn remote_verify(
     read_data: bool,
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
-    let rep = remote.verify(read_data).map_err(remote_error)?;
-    let problems = rep["problems"].as_array().cloned().unwrap_or_default();
-    out.emit(&rep, || {
-        let mut t = format!(
-            "the server checked {} log records, {} segments, {} index entries, {} blocks, {} snapshots\n",
-            rep["log_records"], rep["segments"], rep["index_entries"], rep["blocks"], rep["snapshots"]
-        );
-        for p in &problems {
-            t.push_str(&format!(
-                "DAMAGED {}: {}\n",
-                p["object"].as_str().unwrap_or("?"),
-                p["reason"].as_str().unwrap_or("?")
-            ));
-        }
-        if problems.is_empty() {
-            t.push_str("no problems found\n");
-        } else {
-            t.push_str(&format!("{} problem(s) found\n", problems.len()));
-        }
-        t
+    let raw = remote.verify(read_data).map_err(remote_error)?;
+    // The server's report is the local one (damage named by snapshot:path there), so it is
+    // printed the same way.
+    let rep: asl_store::verify::VerifyReport = serde_json::from_value(raw).map_err(|e| {
+        fail(
+            Code::Failure,
+            format!("the server's verify report is not one this client reads: {e}"),
+        )
     })?;
-    Ok(if problems.is_empty() {
+    out.emit(&rep, || format!("the server {}", verify_text(&rep)))?;
+    Ok(if rep.ok() {
         ExitCode::SUCCESS
     } else {
         Code::Integrity.into()
     })
 }
 
-/// Names every loss by `snapshot:path`: the store reports damage by artifact, and the
-/// operator restores and checks files. One walk per affected snapshot.
+/// Names every loss by `snapshot:path` (see [`asl_store::verify::name_damaged_paths`]),
+/// walking trees with asl-fs.
 fn name_damaged_paths(store: &Store, rep: &mut asl_store::verify::VerifyReport) {
-    use std::collections::{HashMap, HashSet};
-    let mut wanted: HashMap<u64, HashSet<asl_store::Reference>> = HashMap::new();
-    for p in &rep.problems {
-        let arts: Vec<asl_store::Reference> =
-            p.artifacts.iter().filter_map(|a| a.parse().ok()).collect();
-        for s in &p.snapshots {
-            wanted.entry(*s).or_default().extend(arts.iter().copied());
-        }
-    }
-    let mut at: HashMap<(u64, asl_store::Reference), Vec<(String, bool)>> = HashMap::new();
-    for snap in store.snapshots() {
-        let (Some(set), Some(root)) = (wanted.get(&snap.id), snap.root) else {
-            continue;
-        };
-        let reader = store.reader_at(snap);
-        for e in asl_fs::entries_using(&reader, &root, set) {
-            at.entry((snap.id, e.content))
-                .or_default()
-                .push((e.path, e.directory));
-        }
-    }
-    for p in &mut rep.problems {
-        for a in p.artifacts.iter().filter_map(|a| a.parse().ok()) {
-            for s in &p.snapshots {
-                for (path, directory) in at.get(&(*s, a)).into_iter().flatten() {
-                    p.paths.push(asl_store::verify::DamagedPath {
-                        snapshot: *s,
-                        path: path.clone(),
-                        whole: !p.partial,
-                        directory: *directory,
-                    });
-                }
-            }
-        }
-        p.paths.sort();
-        p.paths.dedup();
-    }
+    asl_store::verify::name_damaged_paths(store, rep, &|reader, root, wanted| {
+        asl_fs::entries_using(reader, root, wanted)
+            .into_iter()
+            .map(|e| (e.path, e.content, e.directory))
+            .collect()
+    });
 }
 
 fn verify_text(rep: &asl_store::verify::VerifyReport) -> String {

@@ -1,5 +1,5 @@
 //! A real Garage cluster for tests: three `garage server` processes on loopback, replication
-//! factor 3, one bucket and one key. Everything lives in a temporary directory and every
+//! factor 3 (or 1, [`Garage::start_with`]), one bucket and one key. Everything lives in a temporary directory and every
 //! process is killed when the cluster is dropped, also when the test fails.
 //!
 //! The binary is `$ASL_GARAGE`, else `/var/cache/asl-tools/bin/garage` (where
@@ -63,9 +63,11 @@ pub fn binary() -> PathBuf {
 }
 
 impl Garage {
-    /// Starts three nodes, connects them, applies a layout with replication factor 3, and
-    /// makes the bucket and a key that may read and write it.
-    pub fn start() -> Garage {
+    /// Starts three nodes, connects them, applies a layout with replication factor `rf` (1, 2
+    /// or 3; with 1, every object's blocks live on one node only, so losing a node's disk loses
+    /// data), and makes the bucket and a key that may read and write it.
+    pub fn start_with(rf: usize) -> Garage {
+        assert!((1..=3).contains(&rf), "replication factor {rf} on 3 nodes");
         let bin = binary();
         let dir = tempfile::tempdir().unwrap();
         let secret = random_hex(32);
@@ -80,7 +82,7 @@ impl Garage {
                 &conf,
                 format!(
                     "metadata_dir = \"{meta}\"\ndata_dir = \"{data}\"\ndb_engine = \"sqlite\"\n\
-                     replication_factor = 3\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+                     replication_factor = {rf}\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
                      rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\n\
                      [s3_api]\ns3_region = \"{REGION}\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
                      root_domain = \".s3.garage.localhost\"\n\n[admin]\n\
@@ -199,6 +201,47 @@ impl Garage {
     pub fn wipe_node_data(&mut self, i: usize) {
         self.stop_node(i);
         std::fs::remove_dir_all(&self.nodes[i].data).unwrap();
+    }
+
+    /// Kills node `i`, deletes every block file of its data directory, and starts it again:
+    /// its disk of blocks was lost and replaced, while its metadata (which objects exist and
+    /// which blocks make them) survived. Garage's `garage-marker` file is kept, as an operator
+    /// restoring the disk would: without it Garage refuses to start on the directory. Returns
+    /// once node 0 sees all three nodes healthy.
+    pub fn lose_node_blocks(&mut self, i: usize) {
+        self.stop_node(i);
+        let data = self.nodes[i].data.clone();
+        for e in std::fs::read_dir(&data).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() == "garage-marker" {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                std::fs::remove_dir_all(e.path()).unwrap();
+            } else {
+                std::fs::remove_file(e.path()).unwrap();
+            }
+        }
+        self.start_node(i);
+        self.wait_healthy();
+    }
+
+    /// Waits until node 0 reports no failed node (for up to a minute).
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.cli(0, &["status"]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            if out.status.success() && !text.contains("FAILED") && !text.contains("N/A") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become healthy: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 
     /// The bytes of block data node `i` holds on disk.
