@@ -312,7 +312,13 @@ fn a_lost_node_disk_with_replication_factor_1_is_named_by_verify() {
         for file in storetest::files_under(tree) {
             let path = format!("/{}", file.file_name().unwrap().to_str().unwrap());
             let spec = format!("{snap}:{path}");
-            let out = site.remote(&server, "main", &["admin", "cat", &spec]);
+            // A lost block makes the server answer 500, which the client would retry for a
+            // minute, as for a passing fault.
+            let out = site.remote(
+                &server,
+                "main",
+                &["admin", "cat", "--retry-for", "1", &spec],
+            );
             let is_named =
                 named.contains(&(snap, path.clone())) || named.contains(&(snap, "/".into()));
             if out.status.success() {

@@ -25,6 +25,16 @@ pub struct RemoteArgs {
     /// PEM file of the CA certificates to trust for the server [default: the Mozilla roots].
     #[arg(long, value_name = "FILE", env = "ASL_CA", global = true)]
     pub ca: Option<PathBuf>,
+    /// How long to keep retrying a request the server could not answer (connection refused,
+    /// 5xx), with backoff, before giving up.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "ASL_REMOTE_RETRY",
+        default_value_t = 60,
+        global = true
+    )]
+    pub retry_for: u64,
 }
 
 impl RemoteArgs {
@@ -40,7 +50,7 @@ impl RemoteArgs {
         let opts = asl_remote::client::Options {
             key,
             ca: self.ca.clone(),
-            ..Default::default()
+            retry_for: std::time::Duration::from_secs(self.retry_for),
         };
         asl_remote::Remote::connect(url, opts)
             .map(Some)
