@@ -23,7 +23,6 @@ DROP_CACHES [1]: drop the page cache before each measured phase when root)
 Writes OUT (default bench/results/<date>-scale-ops-<rev>.csv), its .meta and an SVG through
 chart.py. The trees are shared with s1.py under WORK.
 """
-import csv
 import os
 import shutil
 import subprocess
@@ -135,16 +134,8 @@ def main():
         first_tenth = dirs[:max(1, len(dirs) // 10)]
         rows += asl_phases(tree, n, first_tenth)
         rows += restic_phases(tree, n, first_tenth)
-    with open(OUT, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    with open(OUT[:-4] + ".meta", "w") as f:
-        f.write(f"command: SIZES={','.join(map(str, SIZES))} python3 bench/scale/ops.py\n"
-                f"rev: {s1.REV}\nhost: {os.uname().nodename} {os.cpu_count()} cpus\n")
-    py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
-    subprocess.run([py, os.path.join(HERE, "chart.py"), OUT], check=True)
-    print("wrote", OUT)
+    s1.write_results(OUT, FIELDS, rows,
+                     f"SIZES={','.join(map(str, SIZES))} python3 bench/scale/ops.py")
 
 
 if __name__ == "__main__":

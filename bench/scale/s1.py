@@ -115,16 +115,22 @@ def main():
         print(rows[-1], flush=True)
         shutil.rmtree(repo)
         shutil.rmtree(os.path.join(WORK, "restic-cache"), ignore_errors=True)
-    with open(OUT, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["tool", "files", "bytes", "wall_s", "peak_rss_kib"])
+    write_results(OUT, ["tool", "files", "bytes", "wall_s", "peak_rss_kib"], rows,
+                  f"MIX={MIX} SIZES={','.join(map(str, SIZES))} python3 bench/scale/s1.py")
+
+
+def write_results(out, fields, rows, command):
+    """OUT (CSV), OUT's .meta (command, revision, host) and OUT's chart (chart.py)."""
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    with open(OUT[:-4] + ".meta", "w") as f:
-        f.write(f"command: MIX={MIX} SIZES={','.join(map(str, SIZES))} python3 bench/scale/s1.py\n"
+    with open(out[:-4] + ".meta", "w") as f:
+        f.write(f"command: {command}\n"
                 f"rev: {REV}\nhost: {os.uname().nodename} {os.cpu_count()} cpus\n")
     py = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
-    subprocess.run([py, os.path.join(HERE, "chart.py"), OUT], check=True)
-    print("wrote", OUT)
+    subprocess.run([py, os.path.join(HERE, "chart.py"), out], check=True)
+    print("wrote", out)
 
 
 if __name__ == "__main__":
