@@ -23,6 +23,10 @@ use crate::tree::Hole;
 
 const MAGIC: &[u8; 8] = b"ASLSTC01";
 
+/// The bytes of an entry without holes: dev, ino, size, mtime (8 + 4), ctime (8 + 4), the
+/// 34-byte reference and the hole count.
+const ENTRY_MIN: u64 = 8 + 8 + 8 + 12 + 12 + 34 + 4;
+
 /// Where the stat cache of an intake of `paths` lives in a store: one cache per set of input
 /// paths, so that intakes of different trees do not evict each other's entries. Every
 /// front end (the CLI, libasl) uses this, so that their intakes share the cache.
@@ -186,8 +190,9 @@ impl StatCache {
         };
         let count = u64_(&mut r)?;
         // Room for the entries the count announces, as far as the bytes can hold them (an
-        // entry takes at least 94), so a damaged count cannot make it allocate without bound.
-        let mut loaded = Vec::with_capacity(count.min(body_len / 94) as usize);
+        // entry takes at least ENTRY_MIN bytes), so a damaged count cannot make it allocate
+        // without bound.
+        let mut loaded = Vec::with_capacity(count.min(body_len / ENTRY_MIN) as usize);
         for _ in 0..count {
             let dev = u64_(&mut r)?;
             let ino = u64_(&mut r)?;
@@ -249,7 +254,7 @@ impl StatCache {
 /// One entry in the file's layout.
 fn write_entry(w: &mut impl Write, c: &CachedContent) -> std::io::Result<()> {
     let id = &c.identity;
-    let mut rec = Vec::with_capacity(94 + 16 * c.holes.len());
+    let mut rec = Vec::with_capacity(ENTRY_MIN as usize + 16 * c.holes.len());
     rec.extend_from_slice(&id.dev.to_le_bytes());
     rec.extend_from_slice(&id.ino.to_le_bytes());
     rec.extend_from_slice(&id.size.to_le_bytes());
@@ -529,6 +534,19 @@ mod tests {
         assert_eq!(c.get(&newer.identity), Some(&newer));
         assert_eq!(c.get(&entries[0].identity), None);
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn an_entry_without_holes_takes_entry_min_bytes() {
+        let mut c = StatCache::new();
+        let e = sample()
+            .entries()
+            .find(|e| e.holes.is_empty())
+            .unwrap()
+            .clone();
+        c.insert(e);
+        // magic, count, the entry, checksum.
+        assert_eq!(c.encode().len() as u64, 8 + 8 + ENTRY_MIN + 32);
     }
 
     #[test]
