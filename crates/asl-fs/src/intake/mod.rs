@@ -373,7 +373,6 @@ pub fn intake(
     };
     let (job_tx, job_rx) = chan::bounded::<Job>(QUEUE_LEN);
     let (res_tx, res_rx) = chan::unbounded::<FileOutcome>();
-    let mut outcomes = Outcomes { rx: res_rx };
     std::thread::scope(|scope| {
         for _ in 0..threads {
             let rx = job_rx.clone();
@@ -383,9 +382,12 @@ pub fn intake(
         }
         drop(res_tx);
         drop(job_rx);
-        walk.run(&tops, &job_tx, &shared, &mut outcomes);
+        walk.run(&tops, &job_tx, &shared, &res_rx);
         drop(job_tx);
-        outcomes.take_all(&mut walk);
+        // Every outcome up to the last worker's end.
+        for o in res_rx.iter() {
+            walk.take_outcome(o);
+        }
     });
     if let Some(e) = walk.fatal.take() {
         return Err(e);
@@ -407,14 +409,20 @@ pub fn intake(
     });
     let root = root?;
     stat_cache_warning = stat_cache_warning.or(finish_warning);
+    // Entries still held (the root, deferred subtrees) are counted here, the others were
+    // counted when they were retired.
+    let mut counts = walk.counts;
+    for i in walk.nodes.live().filter(|&i| i != 0) {
+        counts.add(&walk.nodes[i].entry);
+    }
     let totals = &walk.totals;
     let mut s = IntakeSummary {
         root,
-        files: 0,
-        dirs: 0,
-        symlinks: 0,
-        specials: 0,
-        bytes_total: 0,
+        files: counts.files,
+        dirs: counts.dirs,
+        symlinks: counts.symlinks,
+        specials: counts.specials,
+        bytes_total: counts.bytes_total,
         bytes_read: totals.bytes_read,
         bytes_new: totals.bytes_new,
         bytes_stored: totals.bytes_stored,
@@ -423,50 +431,15 @@ pub fn intake(
         files_opened: totals.opened,
         stat_cache_hits: walk.cache_hits,
         excluded: walk.excluded,
-        changed_during_read: 0,
+        changed_during_read: counts.changed_during_read,
         errors: std::mem::take(&mut walk.errors),
         stat_cache_warning,
         entries_held_peak: walk.nodes.peak() as u64,
         seconds: 0.0,
     };
-    // Entries still held (the root, deferred subtrees) are counted here, the others were
-    // counted when they were retired.
-    let mut counts = walk.counts;
-    for i in walk.nodes.live().filter(|&i| i != 0) {
-        counts.add(&walk.nodes[i].entry);
-    }
-    s.files = counts.files;
-    s.dirs = counts.dirs;
-    s.symlinks = counts.symlinks;
-    s.specials = counts.specials;
-    s.bytes_total = counts.bytes_total;
-    s.changed_during_read = counts.changed_during_read;
     s.errors.sort_by(|a, b| a.path.cmp(&b.path));
     s.seconds = started.elapsed().as_secs_f64();
     Ok(s)
-}
-
-/// The workers' outcomes as they come in. The walk applies them to their nodes between two
-/// directories rather than after the last one, so that they are never all held at once and
-/// finished directories can be stored and dropped early.
-struct Outcomes {
-    rx: chan::Receiver<FileOutcome>,
-}
-
-impl Outcomes {
-    /// Applies what has arrived so far, without waiting.
-    fn take_ready(&mut self, walk: &mut Walk<'_>) {
-        while let Ok(o) = self.rx.try_recv() {
-            walk.take_outcome(o);
-        }
-    }
-
-    /// Applies every outcome up to the last worker's end.
-    fn take_all(&mut self, walk: &mut Walk<'_>) {
-        while let Ok(o) = self.rx.recv() {
-            walk.take_outcome(o);
-        }
-    }
 }
 
 /// What the summary counts of the entries, gathered as they are retired.

@@ -12,7 +12,7 @@ use crossbeam_channel as chan;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use rustix::fs::{CWD, FileType, OFlags, Stat};
 
-use super::{IntakeError, IntakeErrorRecord, Job, Node, Outcomes, Shared, Walk};
+use super::{FileOutcome, IntakeError, IntakeErrorRecord, Job, Node, Shared, Walk};
 use crate::statcache::FileIdentity;
 use crate::sys;
 use crate::tree::{Entry, EntryError, Kind, Operation};
@@ -159,7 +159,7 @@ impl<'a> Walk<'a> {
         tops: &[(u32, Stat)],
         jobs: &chan::Sender<Job>,
         shared: &Shared<'_>,
-        outcomes: &mut Outcomes,
+        outcomes: &chan::Receiver<FileOutcome>,
     ) {
         let mut pending: Vec<PendingDir> = Vec::new();
         for &(idx, st) in tops.iter().rev() {
@@ -171,7 +171,12 @@ impl<'a> Walk<'a> {
                 break;
             }
             self.read_dir(d, jobs, &mut pending);
-            outcomes.take_ready(self);
+            // The outcomes that have arrived are applied between two directories, not all at
+            // the end: they are never all held at once, and finished directories are stored
+            // and dropped early.
+            for o in outcomes.try_iter() {
+                self.take_outcome(o);
+            }
         }
     }
 
