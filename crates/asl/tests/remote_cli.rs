@@ -138,14 +138,7 @@ fn local_and_remote_intake_give_the_same_root_and_a_remote_restore_is_exact() {
     let src = site.dir.path().join("src");
     rescue_tree(&src);
     let local = site.dir.path().join("local");
-    let l = asl_out(&[
-        "intake",
-        "--json",
-        "--store",
-        local.to_str().unwrap(),
-        src.to_str().unwrap(),
-    ]);
-    let local_root = json(&l)["root"].as_str().unwrap().to_string();
+    let local_root = remotetest::local_intake_root(&local, &src);
     let server = site.start(&[]);
     let r = site.remote(&["intake", "--json", src.to_str().unwrap()], &[]);
     assert!(r.status.success(), "{}", common::transcript(&r));

@@ -145,15 +145,7 @@ fn local_remote_and_garage_intakes_give_one_root_and_exact_restores() {
         },
     );
     let local = site.dir.path().join("local");
-    let l = asl_out(&[
-        "intake",
-        "--json",
-        "--store",
-        local.to_str().unwrap(),
-        src.to_str().unwrap(),
-    ]);
-    assert!(l.status.success(), "{}", common::transcript(&l));
-    let local_root = json(&l)["root"].as_str().unwrap().to_string();
+    let local_root = remotetest::local_intake_root(&local, &src);
 
     let server = site.start();
     let disk = site.intake(&server, "disk", &src);

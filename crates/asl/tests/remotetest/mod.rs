@@ -95,6 +95,20 @@ pub fn json(o: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", common::transcript(o)))
 }
 
+/// Takes `src` into the local store `store` and returns the snapshot's root: what a remote
+/// intake of the same tree must give.
+pub fn local_intake_root(store: &Path, src: &Path) -> String {
+    let o = asl_out(&[
+        "intake",
+        "--json",
+        "--store",
+        store.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::transcript(&o));
+    json(&o)["root"].as_str().unwrap().to_string()
+}
+
 /// A new client key at `dir/client.key`, and its public half as server.conf wants it.
 pub fn client_key(dir: &Path) -> (PathBuf, String) {
     let key = dir.join("client.key");
