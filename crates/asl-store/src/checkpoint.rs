@@ -14,7 +14,8 @@
 //!
 //! What it holds is the state of the first replay pass (visible segments, retained
 //! snapshots, tombstones, retired segments, deleted blocks, the highest ids). The segments
-//! themselves are loaded and checked at every open as before. The exact bytes are in
+//! themselves are loaded and checked at every open as before, or held as their index runs
+//! (`crate::index`), which `verify` checks against them. The exact bytes are in
 //! `docs/FORMAT.md` section 10.1.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -24,6 +25,7 @@ use sha2::Digest;
 
 use crate::block::BlockId;
 use crate::error::{IoContext, Result};
+use crate::index::Runs;
 use crate::layout::Layout;
 use crate::log::{RECORD_OVERHEAD, Scan};
 use crate::records::encode_ref;
@@ -416,12 +418,11 @@ pub fn replay_log(layout: &Layout, algo: HashAlgo, scan: &Scan) -> State {
 }
 
 /// Replays `scan` as opening a store does: over the store's checkpoint when one matches the
-/// chain, else from the first record.
-pub fn replay(layout: &Layout, algo: HashAlgo, scan: &Scan) -> Result<State> {
-    let storage = layout.storage();
+/// chain, else from the first record; large segments through their runs as `runs` says.
+pub fn replay(layout: &Layout, algo: HashAlgo, scan: &Scan, runs: Runs) -> Result<State> {
     match load(layout, algo, scan) {
-        Some(base) => State::replay_over(base, storage, &layout.segments(), scan),
-        None => State::replay(storage, &layout.segments(), algo, scan),
+        Some(base) => State::replay_over(base, layout, scan, runs),
+        None => State::replay(layout, algo, scan, runs),
     }
 }
 
@@ -455,6 +456,32 @@ mod tests {
         w
     }
 
+    /// How a history's writer holds its index: segments from `run_min` entries on as runs,
+    /// and a spill every `spill` pending entries.
+    #[derive(Debug, Clone, Copy)]
+    struct IndexShape {
+        run_min: u64,
+        spill: usize,
+    }
+
+    fn shaped_writer(sim: &SimStorage, interval: u64, shape: IndexShape) -> Writer {
+        let mut w = writer(sim, interval);
+        w.set_run_min_records(shape.run_min);
+        w.set_spill_records(shape.spill);
+        // A block per record, each sealed by the next put: there are sealed ones for a spill
+        // to take.
+        w.config.block_target_size = 1;
+        w
+    }
+
+    fn index_shape() -> impl Strategy<Value = IndexShape> {
+        (
+            prop_oneof![Just(u64::MAX), 1..6u64],
+            prop_oneof![Just(usize::MAX), 1..5usize],
+        )
+            .prop_map(|(run_min, spill)| IndexShape { run_min, spill })
+    }
+
     /// Everything replay decides, in a form that does not depend on the order things were
     /// inserted in (block numbers are resolved to block ids): two states that print the same
     /// give the same answers to every question a reader or writer asks.
@@ -467,12 +494,8 @@ mod tests {
         let index = sorted(st.index.iter().map(|(d, l)| {
             let block = st.blocks[l.block as usize];
             (
-                *d,
-                format!(
-                    "{:?} {:?}",
-                    block,
-                    crate::state::Location { block: 0, ..*l }
-                ),
+                d,
+                format!("{:?} {:?}", block, crate::state::Location { block: 0, ..l }),
             )
         }));
         let tombstones = sorted(st.tombstones.iter().map(|(d, v)| (*d, v.clone())));
@@ -497,13 +520,13 @@ mod tests {
     fn full_replay(sim: &SimStorage) -> State {
         let l = layout(sim);
         let scan = crate::log::read(l.storage(), &l.log()).unwrap();
-        State::replay(l.storage(), &l.segments(), HashAlgo::Blake3, &scan).unwrap()
+        State::replay(&l, HashAlgo::Blake3, &scan, Runs::Off).unwrap()
     }
 
     fn checkpoint_replay(sim: &SimStorage) -> State {
         let l = layout(sim);
         let scan = crate::log::read(l.storage(), &l.log()).unwrap();
-        replay(&l, HashAlgo::Blake3, &scan).unwrap()
+        replay(&l, HashAlgo::Blake3, &scan, Runs::Use).unwrap()
     }
 
     fn commit_step(w: &mut Writer, seed: u64, files: u64) -> crate::Result<Reference> {
@@ -755,15 +778,18 @@ mod tests {
 
         /// After every step of a random history of commits, forgets, tombstones, GC,
         /// checkpoints, damaged checkpoints and power cuts in the middle of a commit: the
-        /// writer's own state, the state opened over the checkpoint, and a full replay of the
-        /// log are the same.
+        /// writer's own state, the state opened over the checkpoint with the index runs, and
+        /// a full replay of the log with every entry in memory are the same. The writer
+        /// holds segments as runs from a random size on, and spills its pending entries
+        /// every few puts, so that crashes fall between spills, commits and run writes too.
         #[test]
         fn checkpoint_and_tail_equal_a_full_replay_over_random_histories(
             steps in proptest::collection::vec(step(), 1..24),
             interval in 1..6u64,
+            shape in index_shape(),
         ) {
             let sim = new_store();
-            let mut w = writer(&sim, interval);
+            let mut w = shaped_writer(&sim, interval, shape);
             let mut refs: Vec<Reference> = Vec::new();
             let no_children = |_: TypeTag, _: &[u8]| Ok(Vec::new());
             for (n, s) in steps.iter().enumerate() {
@@ -797,7 +823,7 @@ mod tests {
                         let _ = commit_step(&mut w, 7_000 + n as u64, 2);
                         drop(w);
                         sim.power_cut(if *torn { Loss::Torn(n as u64 * 31 + 1) } else { Loss::All });
-                        w = writer(&sim, interval);
+                        w = shaped_writer(&sim, interval, shape);
                     }
                 }
                 let full = fingerprint(&full_replay(&sim));

@@ -139,8 +139,8 @@ fn plan(layout: &Layout, state: &State, opts: &GcOptions, children: Children<'_>
 
     // 2. Plan per block.
     let mut live_bytes: HashMap<u32, u64> = HashMap::new();
-    for (d, loc) in &state.index {
-        if live.contains(d) {
+    for (d, loc) in state.index.iter() {
+        if live.contains(&d) {
             *live_bytes.entry(loc.block).or_default() += u64::from(loc.stored_len);
         }
     }
@@ -190,7 +190,7 @@ fn estimate(plan: Plan, state: &State, leftovers: &[unreferenced::LeftoverFile])
     let live_records = state
         .index
         .iter()
-        .filter(|(d, l)| plan.live.contains(*d) && plan.repack.contains(&l.block))
+        .filter(|(d, l)| plan.live.contains(d) && plan.repack.contains(&l.block))
         .count() as u64;
     if !plan.repack.is_empty() {
         report.bytes_written = plan.repack_estimate
@@ -274,8 +274,7 @@ impl Writer {
                 .state
                 .index
                 .iter()
-                .filter(|(d, l)| live.contains(*d) && repack.contains(&l.block))
-                .map(|(d, l)| (*d, *l))
+                .filter(|(d, l)| live.contains(d) && repack.contains(&l.block))
                 .collect();
             // Block order, then offset: sequential reads, deterministic output.
             live_in_repacked.sort_by_key(|(_, l)| (l.block, l.offset));
@@ -330,18 +329,18 @@ impl Writer {
         }
         report.blocks_written = written.len();
         let mut records = Vec::with_capacity(live.len());
-        for (d, loc) in &self.state.index {
-            if !live.contains(d) {
+        for (d, loc) in self.state.index.iter() {
+            if !live.contains(&d) {
                 continue;
             }
             let (block, offset) = moved
-                .get(d)
+                .get(&d)
                 .copied()
                 .unwrap_or((self.state.blocks[loc.block as usize], loc.offset));
             records.push((
                 block,
                 IndexRecord {
-                    reference: Reference::new(self.algo, *d),
+                    reference: Reference::new(self.algo, d),
                     kind: loc.kind,
                     codec: loc.codec,
                     visibility: loc.visibility,

@@ -61,6 +61,10 @@ impl Layout {
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
     }
+    /// The index runs of large segments (`crate::index::run`), a derived cache.
+    pub fn index_runs(&self) -> PathBuf {
+        self.cache().join("index")
+    }
 }
 
 pub(crate) fn load_config(layout: &Layout) -> Result<StoreConfig> {

@@ -27,6 +27,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gc;
+pub mod index;
 mod layout;
 mod lock;
 pub mod log;

@@ -43,7 +43,7 @@ pub fn walk(
         };
         visit(&r);
         if loc.kind == RecordKind::Parts {
-            match reader.part_list(loc) {
+            match reader.part_list(&loc) {
                 Ok(list) => {
                     for (_, d) in list.parts {
                         stack.push((Reference::new(r.algo(), d), Some(r)));

@@ -35,7 +35,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The index entry of an artifact, if visible to this reader.
-    pub fn locate(&self, reference: &Reference) -> Option<&'a Location> {
+    pub fn locate(&self, reference: &Reference) -> Option<Location> {
         self.state.lookup(reference, self.at)
     }
 
@@ -53,7 +53,7 @@ impl<'a> Reader<'a> {
             .index
             .iter()
             .filter(|(_, loc)| loc.type_tag == tag.0)
-            .map(|(d, _)| Reference::new(algo, *d))
+            .map(|(d, _)| Reference::new(algo, d))
             .filter(|r| self.locate(r).is_some())
             .collect()
     }
@@ -138,12 +138,12 @@ impl ArtifactRead for Reader<'_> {
             .ok_or(AccessError::NotFound(*reference))?;
         match loc.kind {
             RecordKind::Chunk => {
-                let raw = self.read_chunk(reference, loc)?;
+                let raw = self.read_chunk(reference, &loc)?;
                 out.write_all(&raw).map_err(AccessError::Sink)?;
                 Ok(raw.len() as u64)
             }
             RecordKind::Parts => {
-                let parts = self.part_list(loc).map_err(store_err)?;
+                let parts = self.part_list(&loc).map_err(store_err)?;
                 let mut whole = reference.algo().hasher();
                 let mut total = 0u64;
                 for (_, digest) in &parts.parts {
@@ -154,7 +154,7 @@ impl ArtifactRead for Reader<'_> {
                             format!("its part {part} is missing from the index"),
                         ))
                     })?;
-                    let raw = self.read_chunk(&part, ploc)?;
+                    let raw = self.read_chunk(&part, &ploc)?;
                     whole.update(&raw);
                     total += raw.len() as u64;
                     out.write_all(&raw).map_err(AccessError::Sink)?;

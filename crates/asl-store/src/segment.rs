@@ -141,7 +141,7 @@ pub struct IndexRecord {
 }
 
 impl IndexRecord {
-    fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.reference.algo().id().to_le_bytes());
         out.push(self.kind.code());
         out.push(self.codec.code());
@@ -160,7 +160,7 @@ impl IndexRecord {
     }
 
     /// Decodes record number `index` (named in errors) from its 88 bytes.
-    fn decode(b: &[u8], index: usize) -> Result<IndexRecord, SegmentDecodeError> {
+    pub(crate) fn decode(b: &[u8], index: usize) -> Result<IndexRecord, SegmentDecodeError> {
         let le32 = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
         let le64 = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
         let bad = |field, byte, found: u64, allowed| SegmentDecodeError::RecordField {

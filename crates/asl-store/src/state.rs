@@ -2,8 +2,9 @@
 //!
 //! Replay runs in two passes. The first walks the log and decides which segments are
 //! visible (sealed and not retired by a GC commit), which snapshots are retained and which
-//! tombstones apply. The second loads the visible segments into an in-memory index. The
-//! index is a derived structure: it is rebuilt on every open and never written anywhere.
+//! tombstones apply. The second makes the visible segments' entries the [`Index`]: small
+//! segments are loaded into memory, large ones are opened as their runs on disk
+//! (`crate::index`), which are derived caches written from the segments.
 //! The first pass may start from a log checkpoint ([`crate::checkpoint`]) instead of the
 //! first record: [`State::replay_over`] applies only the records after it.
 
@@ -12,6 +13,8 @@ use std::path::Path;
 
 use crate::block::{BlockId, Codec, RecordKind};
 use crate::error::Result;
+use crate::index::{self, Index, Run, Runs};
+use crate::layout::Layout;
 use crate::log::{LogRecord, Scan, Tail};
 use crate::records::Event;
 use crate::reference::{HashAlgo, Reference};
@@ -59,7 +62,7 @@ pub struct State {
     pub forgotten: HashSet<u64>,
     /// Tombstone events per digest: (logseq, domain, is_tombstone).
     pub tombstones: HashMap<[u8; 32], Vec<(u64, u32, bool)>>,
-    pub index: HashMap<[u8; 32], Location>,
+    pub index: Index,
     pub blocks: Vec<BlockId>,
     pub block_numbers: HashMap<BlockId, u32>,
     /// Segments retired and blocks deleted by GC commits; leftovers of a crash between the
@@ -133,37 +136,58 @@ pub struct Damage {
 }
 
 impl State {
-    /// Replays `scan` (the decoded log) against the segment files in `segments_dir`, from
-    /// the first record on.
-    pub fn replay(
-        storage: &dyn Storage,
-        segments_dir: &Path,
-        algo: HashAlgo,
-        scan: &Scan,
-    ) -> Result<State> {
+    /// Replays `scan` (the decoded log) against the segment files of `layout`, from the
+    /// first record on.
+    pub fn replay(layout: &Layout, algo: HashAlgo, scan: &Scan, runs: Runs) -> Result<State> {
         let base = State {
             algo: Some(algo),
             ..State::default()
         };
-        State::replay_over(base, storage, segments_dir, scan)
+        State::replay_over(base, layout, scan, runs)
     }
 
     /// Replays the records of `scan` after `base.last_logseq` over `base`, the first-pass
-    /// state of the records before them (a checkpoint's, or an empty state), then loads the
-    /// visible segments.
-    pub fn replay_over(
-        st: State,
-        storage: &dyn Storage,
-        segments_dir: &Path,
-        scan: &Scan,
-    ) -> Result<State> {
+    /// state of the records before them (a checkpoint's, or an empty state), then makes the
+    /// visible segments the index, through their runs as `runs` says.
+    pub fn replay_over(st: State, layout: &Layout, scan: &Scan, runs: Runs) -> Result<State> {
         let mut st = State::replay_log_over(st, scan);
-        // Pass 2: load the visible segments into the index.
+        let storage = layout.storage();
+        // Runs are read a page at a time: where a read is a network round trip, every entry
+        // stays in memory.
+        let runs = if storage.cheap_random_reads() {
+            runs
+        } else {
+            Runs::Off
+        };
+        let run_dir = layout.index_runs();
+        if let Runs::Build { .. } = runs {
+            // Best effort, like every cache: without the directory no run is written.
+            let _ = storage.create_dir_all(&run_dir);
+        }
+        // Pass 2: the visible segments.
         let infos: Vec<SegmentInfo> = st.segments.values().copied().collect();
         for info in infos {
-            let path = segments_dir.join(segment::file_name(info.segment_id));
+            let run_path = index::run::path(&run_dir, info.segment_id);
+            if runs != Runs::Off
+                && let Ok(run) = Run::open(storage, &run_path, &info)
+            {
+                st.add_run(run, info.sealed_at);
+                continue;
+            }
+            let path = layout.segments().join(segment::file_name(info.segment_id));
             match load_segment(storage, &path, &info) {
-                Ok(seg) => st.add_segment(&seg, info.sealed_at),
+                Ok(seg) => {
+                    let build = matches!(runs, Runs::Build { min_records } if info.record_count >= min_records);
+                    if build
+                        && st.algo.is_some_and(|a| index::run::can_index(&seg, a))
+                        && index::run::write(storage, &run_path, &seg, &info.checksum).is_ok()
+                        && let Ok(run) = Run::open(storage, &run_path, &info)
+                    {
+                        st.add_run(run, info.sealed_at);
+                    } else {
+                        st.add_segment(&seg, info.sealed_at);
+                    }
+                }
                 Err(reason) => {
                     st.damaged_segments.insert(info.segment_id);
                     st.damage.push(Damage {
@@ -300,9 +324,10 @@ impl State {
             .push((logseq, domain_id, hide));
     }
 
-    /// Adds a segment's records to the index. Entries without their own `visible_since`
-    /// become visible at `sealed_at`. When a digest is already indexed the earlier location
-    /// stays (both hold the same bytes) and the earliest visibility wins.
+    /// Adds a segment's records to the index, in memory. Entries without their own
+    /// `visible_since` become visible at `sealed_at`. When a digest is already indexed the
+    /// location of the lower segment id stays (both hold the same bytes) and the earliest
+    /// visibility wins.
     pub fn add_segment(&mut self, seg: &Segment, sealed_at: u64) {
         for r in &seg.records {
             let block_id = seg.block_of(r);
@@ -326,10 +351,14 @@ impl State {
                 visible_since: since,
             };
             self.index
-                .entry(*r.reference.digest())
-                .and_modify(|e| e.visible_since = e.visible_since.min(since))
-                .or_insert(loc);
+                .insert(seg.segment_id, *r.reference.digest(), loc);
         }
+    }
+
+    /// Adds a segment held as its run (sealed at `sealed_at`) to the index.
+    pub(crate) fn add_run(&mut self, run: Run, sealed_at: u64) {
+        let blocks = run.blocks.iter().map(|b| self.block_number(*b)).collect();
+        self.index.add_run(run, sealed_at, blocks);
     }
 
     pub fn block_number(&mut self, id: BlockId) -> u32 {
@@ -343,7 +372,7 @@ impl State {
     }
 
     /// The location of `reference` as seen at log position `at` (None: CURRENT).
-    pub fn lookup(&self, reference: &Reference, at: Option<u64>) -> Option<&Location> {
+    pub fn lookup(&self, reference: &Reference, at: Option<u64>) -> Option<Location> {
         if Some(reference.algo()) != self.algo {
             return None;
         }

@@ -5,6 +5,7 @@ use std::path::Path;
 use crate::block::{BlockId, RecordKind};
 use crate::config::StoreConfig;
 use crate::error::{IoContext, Result, StoreError};
+use crate::index::Runs;
 use crate::layout::{Layout, load_config};
 use crate::log;
 use crate::reader::Reader;
@@ -163,7 +164,7 @@ impl Store {
         let mut attempts = 0;
         loop {
             let scan = log::read(storage, &layout.log())?;
-            let state = crate::checkpoint::replay(&layout, config.algo(), &scan)?;
+            let state = crate::checkpoint::replay(&layout, config.algo(), &scan, Runs::Use)?;
             attempts += 1;
             let vanished = state
                 .damaged_segments
@@ -196,14 +197,14 @@ impl Store {
         Ok((st.snapshots.into_values().collect(), st.log_damage))
     }
 
-    /// [`Store::open_in`] without the log checkpoint: the whole log is replayed. For
+    /// [`Store::open_in`] without the log checkpoint and without index runs: the whole log
+    /// is replayed and every segment loaded into memory. For
     /// checking that a checkpoint gives the same state (tests, benchmarks); every answer
     /// must be the same as [`Store::open_in`]'s.
     pub fn open_replaying_whole_log_in(layout: Layout) -> Result<Store> {
         let config = load_config(&layout)?;
-        let storage = layout.storage();
-        let scan = log::read(storage, &layout.log())?;
-        let state = State::replay(storage, &layout.segments(), config.algo(), &scan)?;
+        let scan = log::read(layout.storage(), &layout.log())?;
+        let state = State::replay(&layout, config.algo(), &scan, Runs::Off)?;
         Ok(Store {
             layout,
             config,
@@ -223,6 +224,12 @@ impl Store {
     pub fn config(&self) -> &StoreConfig {
         &self.config
     }
+    /// How many visible segments opening held as their index runs instead of loading them
+    /// (`crate::index`).
+    pub fn segments_held_as_runs(&self) -> usize {
+        self.state.index.run_segments().count()
+    }
+
     pub(crate) fn state(&self) -> &State {
         &self.state
     }
@@ -273,7 +280,8 @@ impl Store {
             blocks: st.blocks.len(),
             chunk_raw_bytes: st
                 .index
-                .values()
+                .iter()
+                .map(|(_, l)| l)
                 .filter(|l| l.kind == RecordKind::Chunk)
                 .map(|l| u64::from(l.raw_len))
                 .sum(),

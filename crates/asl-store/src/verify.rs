@@ -204,11 +204,14 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
             HashSet::new(),
         ));
     }
+    for p in check_runs(store) {
+        damaged.push((p, HashSet::new()));
+    }
 
     // Index entries grouped by block.
     let mut by_block: HashMap<u32, Vec<IndexEntry>> = HashMap::new();
-    for (d, l) in &st.index {
-        by_block.entry(l.block).or_default().push((*d, *l));
+    for (d, l) in st.index.iter() {
+        by_block.entry(l.block).or_default().push((d, l));
     }
     let algo = store.config().algo();
     // Blocks are independent: every worker takes the next unchecked one. With `read_data`
@@ -233,23 +236,23 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
     }
 
     // Composite artifacts: parts present, and with read_data the whole hash.
-    let composites: Vec<(&[u8; 32], &crate::state::Location)> = st
+    let composites: Vec<([u8; 32], crate::state::Location)> = st
         .index
         .iter()
-        .filter(|(d, loc)| loc.kind == RecordKind::Parts && !bad_chunks.contains(*d))
+        .filter(|(d, loc)| loc.kind == RecordKind::Parts && !bad_chunks.contains(d))
         .collect();
     let found = parallel_map(&composites, |(d, loc)| {
         check_composite(store, &bad_chunks, d, loc, opts.read_data).map(|(reason, partial)| {
             (
                 Problem {
-                    object: format!("artifact {}", Reference::new(algo, **d)),
+                    object: format!("artifact {}", Reference::new(algo, *d)),
                     reason,
                     artifacts: vec![],
                     snapshots: vec![],
                     paths: vec![],
                     partial,
                 },
-                HashSet::from([**d]),
+                HashSet::from([*d]),
             )
         })
     });
@@ -486,6 +489,46 @@ fn check_block(
     (found, bytes_read)
 }
 
+/// The segments opening held as index runs (and so did not read): each segment file checked
+/// against its seal record, as opening checks the others, and its run against it record by
+/// record, so that a run damaged after it was written is found too. One segment in memory at
+/// a time.
+fn check_runs(store: &Store) -> Vec<Problem> {
+    let st = store.state();
+    let layout = store.layout();
+    let mut problems = Vec::new();
+    for run in st.index.run_segments() {
+        let Some(info) = st.segments.get(&run.segment_id) else {
+            continue;
+        };
+        let path = layout
+            .segments()
+            .join(crate::segment::file_name(info.segment_id));
+        let seg = match crate::state::load_segment(layout.storage(), &path, info) {
+            Ok(seg) => seg,
+            Err(reason) => {
+                problems.push(Problem::new(format!("segment {}", path.display()), reason));
+                continue;
+            }
+        };
+        let run_path = crate::index::run::path(&layout.index_runs(), info.segment_id);
+        let differs = run.blocks != seg.blocks
+            || run
+                .records()
+                .map(|r| r.ok())
+                .ne(seg.records.iter().map(|r| Some(*r)));
+        if differs {
+            problems.push(Problem::new(
+                format!("index run {}", run_path.display()),
+                "does not match its segment (a derived cache: delete it, and the next \
+                 writer to open the store rebuilds it)"
+                    .to_string(),
+            ));
+        }
+    }
+    problems
+}
+
 /// One composite artifact: every part in the index and undamaged, and (with `read_data`)
 /// its parts' bytes hashing to its reference. `None` when it is sound.
 fn check_composite(
@@ -504,7 +547,7 @@ fn check_composite(
     let missing = list
         .parts
         .iter()
-        .filter(|(_, p)| !st.index.contains_key(p))
+        .filter(|(_, p)| !st.index.contains(p))
         .count();
     let bad = list
         .parts

@@ -521,6 +521,11 @@ fn not_found(path: &Path) -> io::Error {
 }
 
 impl Storage for S3Storage {
+    /// Every read is an HTTP request: the index is held in memory, not searched in runs.
+    fn cheap_random_reads(&self) -> bool {
+        false
+    }
+
     fn create(&self, path: &Path) -> io::Result<Box<dyn WriteFile>> {
         let inner = &self.inner;
         if is_temp(path) {

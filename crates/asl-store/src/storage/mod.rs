@@ -111,6 +111,12 @@ pub trait Storage: Send + Sync + Debug {
     /// Waits for an exclusive lock on the directory `dir` (creating it), which serialises
     /// the creation of a store.
     fn lock_dir(&self, dir: &Path) -> io::Result<Box<dyn LockGuard>>;
+    /// Whether reading a few KiB at a random offset is cheap (a local disk), so that an
+    /// index far larger than memory can be searched on disk (`crate::index`). An object
+    /// store answers no: there the whole index is held in memory.
+    fn cheap_random_reads(&self) -> bool {
+        true
+    }
 }
 
 /// The storage of stores opened by path: the local file system, with the crash points of

@@ -1,13 +1,14 @@
 //! Committing a session: seal its blocks, write its segment, log the snapshot (steps 3 and
 //! 4 of the write ordering in [`crate::writer`]).
 
-use super::{Session, Writer};
+use super::{Pending, Session, Writer};
 use crate::block::BlockId;
 use crate::error::{IoContext, Result, StoreError};
 use crate::records::Event;
 use crate::reference::Reference;
 use crate::segment::{self, IndexRecord, Segment, Visibility};
 use crate::snapshot::{Snapshot, SnapshotMeta};
+use crate::state::SegmentInfo;
 use std::io::Write;
 
 /// What a commit did.
@@ -27,6 +28,40 @@ struct NewSegment {
     checksum: [u8; 32],
     /// The small segments folded into it ([`crate::merge`]), retired by its record.
     merged: Vec<u64>,
+}
+
+/// A session made durable (step 3), waiting for its log records.
+struct SealedSession {
+    spilled: Vec<super::spill::Spilled>,
+    segment: Option<NewSegment>,
+    new_records: u64,
+    new_raw_bytes: u64,
+    new_stored_bytes: u64,
+}
+
+impl SealedSession {
+    /// The records that make its segments visible: one `SEGMENT_SEAL` per spilled segment,
+    /// in id order, then the last segment's.
+    fn seal_events(&self) -> Vec<Event> {
+        let mut events: Vec<Event> = self
+            .spilled
+            .iter()
+            .map(|s| Event::SegmentSeal {
+                segment_id: s.info.segment_id,
+                record_count: s.info.record_count,
+                checksum: s.info.checksum,
+            })
+            .collect();
+        events.extend(self.segment.iter().map(NewSegment::seal_event));
+        events
+    }
+
+    fn last_segment_id(&self) -> Option<u64> {
+        match &self.segment {
+            Some(s) => Some(s.segment.segment_id),
+            None => self.spilled.last().map(|s| s.info.segment_id),
+        }
+    }
 }
 
 impl NewSegment {
@@ -62,13 +97,9 @@ impl Writer {
         let snapshot_id = self.state.max_snapshot_id + 1;
         let meta_json = encode_meta(snapshot_id, &meta)?;
         // Step 3: every block sealed, then the index entries as a segment.
-        self.seal_session_blocks()?;
-        let session = std::mem::take(&mut *self.lock_session());
-        let records = self.session_records(&session)?;
-        let new_records = records.len() as u64;
-        let segment = self.write_commit_segment(records)?;
-        // Step 4: one log append makes the segment and the snapshot visible.
-        let mut events: Vec<Event> = segment.iter().map(NewSegment::seal_event).collect();
+        let sealed = self.seal_session()?;
+        // Step 4: one log append makes the segments and the snapshot visible.
+        let mut events = sealed.seal_events();
         events.push(Event::Snapshot {
             snapshot_id,
             root,
@@ -76,9 +107,9 @@ impl Writer {
         });
         let seqs = self.append(&events)?;
         // The log is durable: update the in-memory state to match it.
-        if let Some(new) = &segment {
-            self.add_committed_segment(new, seqs[0]);
-        }
+        let (new_records, segment_id) = (sealed.new_records, sealed.last_segment_id());
+        let (new_raw_bytes, new_stored_bytes) = (sealed.new_raw_bytes, sealed.new_stored_bytes);
+        self.add_sealed_session(sealed, &seqs);
         let snapshot = Snapshot {
             id: snapshot_id,
             logseq: *seqs.last().unwrap_or(&0),
@@ -90,10 +121,10 @@ impl Writer {
         self.checkpoint_if_due();
         Ok(Commit {
             snapshot,
-            segment_id: segment.map(|s| s.segment.segment_id),
+            segment_id,
             new_records,
-            new_raw_bytes: session.new_raw_bytes,
-            new_stored_bytes: session.new_stored_bytes,
+            new_raw_bytes,
+            new_stored_bytes,
         })
     }
 
@@ -105,17 +136,59 @@ impl Writer {
     /// stored survives the server's crash. No snapshot reaches the entries until one whose
     /// tree does is committed; GC drops them if none ever does.
     pub fn flush(&mut self) -> Result<u64> {
-        self.seal_session_blocks()?;
-        let session = std::mem::take(&mut *self.lock_session());
-        let records = self.session_records(&session)?;
-        let new_records = records.len() as u64;
-        let Some(segment) = self.write_commit_segment(records)? else {
+        let sealed = self.seal_session()?;
+        let events = sealed.seal_events();
+        if events.is_empty() {
             return Ok(0);
-        };
-        let seqs = self.append(&[segment.seal_event()])?;
-        self.add_committed_segment(&segment, seqs[0]);
+        }
+        let new_records = sealed.new_records;
+        let seqs = self.append(&events)?;
+        self.add_sealed_session(sealed, &seqs);
         self.checkpoint_if_due();
         Ok(new_records)
+    }
+
+    /// Step 3 for the whole session: its blocks sealed, its remaining entries written as a
+    /// segment after those it spilled. Refused when a spill failed.
+    fn seal_session(&mut self) -> Result<SealedSession> {
+        self.seal_session_blocks()?;
+        let session = std::mem::take(&mut *self.lock_session());
+        let spilled = std::mem::take(&mut *self.spilled.write().unwrap_or_else(|p| p.into_inner()));
+        if let Some(why) = &session.failed {
+            return Err(StoreError::internal(
+                "writer session",
+                format!("entries spilled to a segment were lost ({why}); put them again"),
+            ));
+        }
+        let records = self.session_records(&session)?;
+        let new_records =
+            records.len() as u64 + spilled.iter().map(|s| s.info.record_count).sum::<u64>();
+        let first_id = self.state.max_segment_id + 1 + spilled.len() as u64;
+        let segment = self.write_commit_segment(records, first_id)?;
+        Ok(SealedSession {
+            spilled,
+            segment,
+            new_records,
+            new_raw_bytes: session.new_raw_bytes,
+            new_stored_bytes: session.new_stored_bytes,
+        })
+    }
+
+    /// Brings the in-memory state in line with the log once the records of
+    /// [`SealedSession::seal_events`] are appended at `seqs` (in that order).
+    fn add_sealed_session(&mut self, sealed: SealedSession, seqs: &[u64]) {
+        let n = sealed.spilled.len();
+        for (s, seq) in sealed.spilled.into_iter().zip(seqs) {
+            let info = SegmentInfo {
+                sealed_at: *seq,
+                ..s.info
+            };
+            self.state.add_sealed_segment(info);
+            self.state.add_run(s.run, info.sealed_at);
+        }
+        if let (Some(new), Some(seq)) = (&sealed.segment, seqs.get(n)) {
+            self.add_committed_segment(new, *seq);
+        }
     }
 
     /// Seals the open block and waits for every block sealing in the background; the next
@@ -134,7 +207,7 @@ impl Writer {
     fn session_records(&self, session: &Session) -> Result<Vec<(BlockId, IndexRecord)>> {
         let mut records = Vec::with_capacity(session.pending.len());
         for (digest, p) in &session.pending {
-            let p = p.ok_or_else(|| {
+            let p = p.as_ref().ok_or_else(|| {
                 StoreError::internal("writer session", "a put was still running at commit")
             })?;
             let block = session
@@ -145,25 +218,28 @@ impl Writer {
                 .ok_or_else(|| {
                     StoreError::internal("writer session", "record in an unsealed block")
                 })?;
-            records.push((
-                block,
-                IndexRecord {
-                    reference: Reference::new(self.algo, *digest),
-                    kind: p.kind,
-                    codec: p.codec,
-                    visibility: Visibility::Internal,
-                    domain_id: self.config.domain_id,
-                    type_tag: p.type_tag,
-                    block_index: 0,
-                    stored_len: p.stored_len,
-                    raw_len: p.raw_len,
-                    block_offset: p.offset,
-                    artifact_len: p.artifact_len,
-                    visible_since: 0,
-                },
-            ));
+            records.push((block, self.index_record(digest, p)));
         }
         Ok(records)
+    }
+
+    /// The index entry of a pending record (its block index is filled in by
+    /// [`Segment::build`]).
+    pub(super) fn index_record(&self, digest: &[u8; 32], p: &Pending) -> IndexRecord {
+        IndexRecord {
+            reference: Reference::new(self.algo, *digest),
+            kind: p.kind,
+            codec: p.codec,
+            visibility: Visibility::Internal,
+            domain_id: self.config.domain_id,
+            type_tag: p.type_tag,
+            block_index: 0,
+            stored_len: p.stored_len,
+            raw_len: p.raw_len,
+            block_offset: p.offset,
+            artifact_len: p.artifact_len,
+            visible_since: 0,
+        }
     }
 
     /// Writes the commit's segment: the new entries plus those of the small segments merged
@@ -172,6 +248,7 @@ impl Writer {
     fn write_commit_segment(
         &self,
         mut records: Vec<(BlockId, IndexRecord)>,
+        id: u64,
     ) -> Result<Option<NewSegment>> {
         if records.is_empty() {
             return Ok(None);
@@ -188,7 +265,6 @@ impl Writer {
         } else {
             segment::FLAG_COMPACTED
         };
-        let id = self.state.max_segment_id + 1;
         let segment = Segment::build(id, self.config.domain_id, flags, records);
         let checksum = self.write_segment(&segment)?;
         Ok(Some(NewSegment {
@@ -206,13 +282,38 @@ impl Writer {
             self.state.segments.remove(id);
             self.state.retired_segments.insert(*id);
         }
-        self.state.add_sealed_segment(crate::state::SegmentInfo {
+        let info = SegmentInfo {
             segment_id: seg.segment_id,
             sealed_at,
             record_count: seg.records.len() as u64,
             checksum: new.checksum,
-        });
-        self.state.add_segment(seg, sealed_at);
+        };
+        self.state.add_sealed_segment(info);
+        self.index_segment(seg, &info);
+    }
+
+    /// Adds a logged segment's entries to the index: as its run when it is large enough for
+    /// one and the run could be written, else in memory.
+    pub(crate) fn index_segment(&mut self, seg: &Segment, info: &SegmentInfo) {
+        let storage = self.layout.storage();
+        if storage.cheap_random_reads()
+            && info.record_count >= self.run_min_records
+            && crate::index::run::can_index(seg, self.algo)
+        {
+            let dir = self.layout.index_runs();
+            let path = crate::index::run::path(&dir, seg.segment_id);
+            // A cache: when it cannot be written the entries are held in memory instead.
+            let run = crate::storage::create_dir_durable(storage, &self.layout.cache())
+                .and_then(|()| storage.create_dir_all(&dir))
+                .and_then(|()| crate::index::run::write(storage, &path, seg, &info.checksum))
+                .ok()
+                .and_then(|()| crate::index::Run::open(storage, &path, info).ok());
+            if let Some(run) = run {
+                self.state.add_run(run, info.sealed_at);
+                return;
+            }
+        }
+        self.state.add_segment(seg, info.sealed_at);
     }
 
     /// Writes a segment file durably under its sealed name; returns its checksum.
@@ -282,7 +383,7 @@ mod tests {
         assert_eq!(r.type_tag(&p1.reference), Some(TypeTag::BYTES.0));
         // The chunks of a typed composite artifact are plain bytes: only the whole is typed.
         let loc = r.locate(&p2.reference).unwrap();
-        for (_, d) in r.part_list(loc).unwrap().parts {
+        for (_, d) in r.part_list(&loc).unwrap().parts {
             assert_eq!(r.type_tag(&Reference::new(HashAlgo::Blake3, d)), Some(0));
         }
         assert!(r.artifact_len(&p4.reference).is_none());

@@ -22,6 +22,7 @@ mod commit;
 mod compression;
 mod put;
 mod sealing;
+mod spill;
 mod stream;
 #[cfg(test)]
 mod test_data;
@@ -71,6 +72,11 @@ struct Session {
     /// Chunk bytes stored since the last commit (before compression) and after.
     new_raw_bytes: u64,
     new_stored_bytes: u64,
+    /// A put is writing a spill (`spill`); others go on putting meanwhile.
+    spilling: bool,
+    /// Why a spill failed: its entries left `pending` without reaching a segment, so the
+    /// session cannot be committed.
+    failed: Option<String>,
 }
 
 struct BlockSlot {
@@ -91,8 +97,15 @@ pub struct Writer {
     background_sealing: bool,
     /// Records after the last checkpoint that make the next commit write one.
     checkpoint_interval: u64,
+    /// Segments of at least this many entries get an index run (`crate::index`) and are
+    /// held as it.
+    run_min_records: u64,
     log: LogAppender,
     session: Mutex<Session>,
+    /// Segments this session spilled, sealed by the next commit (`spill`).
+    spilled: std::sync::RwLock<Vec<spill::Spilled>>,
+    /// Pending entries that make a put spill (`usize::MAX`: never).
+    spill_records: usize,
     block: Mutex<BlockSlot>,
     sealing: Mutex<Vec<Sealing>>,
     /// What opening removed of a crashed writer's leftovers; GC counts it as freed.
@@ -135,17 +148,29 @@ impl LockedStore {
         let storage = layout.storage();
         let scan = log::read(storage, &layout.log())?;
         let log = LogAppender::open(storage, &layout.log(), &scan)?;
-        let state = crate::checkpoint::replay(&layout, config.algo(), &scan)?;
+        let run_min_records = crate::index::RUN_MIN_RECORDS;
+        let spill_records = if layout.storage().cheap_random_reads() {
+            spill::SPILL_RECORDS
+        } else {
+            usize::MAX
+        };
+        let runs = crate::index::Runs::Build {
+            min_records: run_min_records,
+        };
+        let state = crate::checkpoint::replay(&layout, config.algo(), &scan, runs)?;
         let mut w = Writer {
             algo: config.algo(),
             layout,
             level: config.compression_level,
             background_sealing: true,
             checkpoint_interval: crate::checkpoint::INTERVAL,
+            run_min_records,
             config,
             state,
             log,
             session: Mutex::new(Session::default()),
+            spilled: Default::default(),
+            spill_records,
             block: Mutex::new(BlockSlot {
                 block: None,
                 seq: 0,
@@ -235,6 +260,21 @@ impl Writer {
                 removed.add(crate::unreferenced::remove(storage, &segdir.join(&name))?);
             }
         }
+        // Index runs of segments no longer visible (retired by GC or a merge, or written
+        // for a commit that never reached the log), and run files a crash left half written.
+        let rundir = self.layout.index_runs();
+        if let Ok(entries) = storage.list(&rundir) {
+            for e in entries {
+                let visible = e
+                    .name
+                    .strip_suffix(".run")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .is_some_and(|id| self.state.segments.contains_key(&id));
+                if !visible {
+                    let _ = storage.remove_file(&rundir.join(&e.name));
+                }
+            }
+        }
         for b in &self.state.deleted_blocks {
             let p = b.path(&self.layout.blocks());
             if storage.exists(&p) && !self.state.block_numbers.contains_key(b) {
@@ -298,6 +338,15 @@ impl Writer {
     fn known(&self, reference: &Reference) -> bool {
         self.state.lookup(reference, None).is_some()
             || self.lock_session().pending.contains_key(reference.digest())
+            || self.spilled_holds(reference)
+    }
+
+    /// How many pending entries make a put spill them into a segment (`spill`); tests and
+    /// benchmarks set it small. Storage without cheap random reads never spills.
+    pub fn set_spill_records(&mut self, records: usize) {
+        if self.layout.storage().cheap_random_reads() {
+            self.spill_records = records.max(1);
+        }
     }
 
     /// Hashes and stores one chunk record; returns its reference and whether it was new.
@@ -317,6 +366,11 @@ impl Writer {
         artifact_len: u64,
     ) -> Result<bool> {
         if self.state.lookup(&reference, None).is_some() {
+            return Ok(false);
+        }
+        // Entries a spill is writing are in neither place for a moment: a put of the same
+        // digest then stores it once more, which costs a record and nothing else.
+        if self.spilled_holds(&reference) {
             return Ok(false);
         }
         {
@@ -386,6 +440,8 @@ impl Writer {
                 artifact_len,
             }),
         );
+        drop(s);
+        self.spill_if_due()?;
         Ok(true)
     }
 
@@ -414,6 +470,12 @@ impl Writer {
     /// 1; [`crate::checkpoint::INTERVAL`] unless set). Tests set it small to checkpoint often.
     pub fn set_checkpoint_interval(&mut self, records: u64) {
         self.checkpoint_interval = records.max(1);
+    }
+
+    /// From how many entries on a segment this writer writes gets an index run and is held
+    /// as it ([`crate::index::RUN_MIN_RECORDS`] unless set; tests set it small).
+    pub fn set_run_min_records(&mut self, records: u64) {
+        self.run_min_records = records.max(1);
     }
 
     /// Writes a checkpoint of the current state now; returns the logseq it covers (`None`:
@@ -464,7 +526,10 @@ impl Writer {
     /// Replays the log again (after GC rewrote the index).
     pub(crate) fn reload(&mut self) -> Result<()> {
         let scan = log::read(self.layout.storage(), &self.layout.log())?;
-        self.state = crate::checkpoint::replay(&self.layout, self.algo, &scan)?;
+        let runs = crate::index::Runs::Build {
+            min_records: self.run_min_records,
+        };
+        self.state = crate::checkpoint::replay(&self.layout, self.algo, &scan, runs)?;
         Ok(())
     }
 

@@ -224,7 +224,7 @@ mod tests {
             w.commit(Some(p.reference), SnapshotMeta::now("t")).unwrap();
             let r = crate::Store::open(&dir.path().join("s")).unwrap();
             assert_eq!(r.reader().read_all(&p.reference).unwrap(), data);
-            let rec = *r.state().lookup(&p.reference, None).unwrap();
+            let rec = r.state().lookup(&p.reference, None).unwrap();
             (p, again, rec.kind, rec.type_tag, r.state().index.len())
         };
         let data = pseudo_random(PARALLEL_PUT_MIN + (3 << 20), 5);

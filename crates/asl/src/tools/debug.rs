@@ -173,10 +173,10 @@ pub fn run(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             let loc = reader
                 .locate(&r)
                 .ok_or_else(|| fail(Code::Failure, format!("{r} is not in the index")))?;
-            let block = reader.block_id(loc);
+            let block = reader.block_id(&loc);
             let parts = if loc.kind == RecordKind::Parts {
                 reader
-                    .part_list(loc)
+                    .part_list(&loc)
                     .map(|pl| {
                         pl.parts
                             .iter()
