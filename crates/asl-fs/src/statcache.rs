@@ -70,19 +70,77 @@ pub struct CachedContent {
     pub holes: Vec<Hole>,
 }
 
-/// The in-memory stat cache, keyed by (dev, inode).
+/// The stat cache, keyed by (dev, inode).
 ///
-/// What was loaded is one vector sorted by key, sized from the file's count: a hash map of a
-/// million entries took four times the memory at its last resize. Entries inserted later go
-/// to a map and win over loaded ones.
+/// What was loaded stays in its file: loading checks the whole file and keeps, per entry,
+/// a 64-bit key of (dev, inode) and the entry's offset (16 bytes an entry, sorted), and a
+/// lookup reads the one entry back. A million files thus cost 16 MB, where decoded entries
+/// took 120 MB. Entries inserted later go to a map and win over loaded ones.
 #[derive(Debug, Default)]
 pub struct StatCache {
-    loaded: Vec<CachedContent>,
+    /// (key_of_id, offset of the entry in `source`), sorted.
+    loaded: Vec<(u64, u64)>,
+    source: Option<Source>,
     map: HashMap<(u64, u64), CachedContent>,
+}
+
+/// Where loaded entries are read back from.
+#[derive(Debug)]
+enum Source {
+    File(std::fs::File),
+    Bytes(Vec<u8>),
+}
+
+impl Source {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        match self {
+            Source::File(f) => std::os::unix::fs::FileExt::read_exact_at(f, buf, offset),
+            Source::Bytes(b) => {
+                let s = usize::try_from(offset)
+                    .ok()
+                    .and_then(|o| b.get(o..o.checked_add(buf.len())?))
+                    .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+                buf.copy_from_slice(s);
+                Ok(())
+            }
+        }
+    }
 }
 
 fn key_of(c: &CachedContent) -> (u64, u64) {
     (c.identity.dev, c.identity.ino)
+}
+
+/// The 64-bit key a loaded entry is found by. Two files may share one (it is a hash); a
+/// lookup then reads each and compares the whole identity.
+fn key_of_id(dev: u64, ino: u64) -> u64 {
+    ino ^ dev.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29)
+}
+
+/// Decodes the entry at the start of `b` (its fixed part; the holes follow): the identity,
+/// the reference and the hole count.
+fn decode_fixed(b: &[u8; ENTRY_MIN as usize]) -> Option<(FileIdentity, Reference, u32)> {
+    let u64_ = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap_or_default());
+    let u32_ = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap_or_default());
+    let identity = FileIdentity {
+        dev: u64_(0),
+        ino: u64_(8),
+        size: u64_(16),
+        mtime: (u64_(24) as i64, u32_(32)),
+        ctime: (u64_(36) as i64, u32_(44)),
+    };
+    let content = Reference::from_bytes(&b[48..82]).ok()?;
+    Some((identity, content, u32_(82)))
+}
+
+/// Reads `n` holes of 16 bytes each.
+fn decode_holes(b: &[u8]) -> Vec<Hole> {
+    b.chunks_exact(16)
+        .map(|h| Hole {
+            offset: u64::from_le_bytes(h[..8].try_into().unwrap_or_default()),
+            len: u64::from_le_bytes(h[8..].try_into().unwrap_or_default()),
+        })
+        .collect()
 }
 
 impl StatCache {
@@ -91,24 +149,47 @@ impl StatCache {
     }
 
     pub fn len(&self) -> usize {
-        self.entries().count()
+        self.entries().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.loaded.is_empty() && self.map.is_empty()
     }
 
-    /// Every entry once, inserted ones over loaded ones with the same key.
-    fn entries(&self) -> impl Iterator<Item = &CachedContent> {
-        self.loaded
-            .iter()
-            .filter(|c| !self.map.contains_key(&key_of(c)))
-            .chain(self.map.values())
+    /// The loaded entry at `offset`, read back from the source.
+    fn read_entry(&self, offset: u64) -> Option<CachedContent> {
+        let source = self.source.as_ref()?;
+        let mut fixed = [0u8; ENTRY_MIN as usize];
+        source.read_exact_at(&mut fixed, offset).ok()?;
+        let (identity, content, nh) = decode_fixed(&fixed)?;
+        let mut holes = vec![0u8; nh as usize * 16];
+        source.read_exact_at(&mut holes, offset + ENTRY_MIN).ok()?;
+        Some(CachedContent {
+            identity,
+            content,
+            holes: decode_holes(&holes),
+        })
+    }
+
+    /// Every entry once, inserted ones over loaded ones with the same (dev, inode). Reads
+    /// every loaded entry back: for saving small caches and for tests.
+    fn entries(&self) -> Vec<CachedContent> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<CachedContent> = self.map.values().cloned().collect();
+        for &(_, offset) in &self.loaded {
+            if let Some(c) = self.read_entry(offset)
+                && !self.map.contains_key(&key_of(&c))
+                && seen.insert(key_of(&c))
+            {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// Loads a cache file. A missing, truncated or damaged file gives an empty cache: the
-    /// cache is derived, so the only cost is reading files again. The file is decoded as it is
-    /// read, so loading holds the entries only, not the file's bytes as well.
+    /// cache is derived, so the only cost is reading files again. The whole file is checked
+    /// as it is read; only a key and an offset per entry are kept.
     pub fn load(path: &Path) -> StatCache {
         let Ok(f) = std::fs::File::open(path) else {
             return StatCache::default();
@@ -116,18 +197,28 @@ impl StatCache {
         let Ok(len) = f.metadata().map(|m| m.len()) else {
             return StatCache::default();
         };
-        Self::decode_from(std::io::BufReader::new(f), len).unwrap_or_default()
+        let Some(loaded) = Self::index_from(std::io::BufReader::new(&f), len) else {
+            return StatCache::default();
+        };
+        StatCache {
+            loaded,
+            source: Some(Source::File(f)),
+            map: HashMap::new(),
+        }
     }
 
     /// The cached content of a file whose identity is unchanged.
-    pub fn get(&self, id: &FileIdentity) -> Option<&CachedContent> {
-        let key = (id.dev, id.ino);
-        self.map
-            .get(&key)
-            .or_else(|| {
-                let i = self.loaded.binary_search_by_key(&key, key_of).ok()?;
-                Some(&self.loaded[i])
-            })
+    pub fn get(&self, id: &FileIdentity) -> Option<CachedContent> {
+        if let Some(c) = self.map.get(&(id.dev, id.ino)) {
+            return (c.identity == *id).then(|| c.clone());
+        }
+        let key = key_of_id(id.dev, id.ino);
+        let first = self.loaded.partition_point(|e| e.0 < key);
+        self.loaded[first..]
+            .iter()
+            .take_while(|e| e.0 == key)
+            .filter_map(|e| self.read_entry(e.1))
+            .find(|c| (c.identity.dev, c.identity.ino) == (id.dev, id.ino))
             .filter(|c| c.identity == *id)
     }
 
@@ -142,19 +233,18 @@ impl StatCache {
         out
     }
 
-    /// Writes the encoded cache to `out` as it goes, hashing alongside, so that saving a
-    /// cache of millions of files does not need a second copy of it in memory.
+    /// Writes the encoded cache to `out` as it goes, hashing alongside.
     fn encode_to(&self, out: &mut impl Write) -> std::io::Result<()> {
         let mut w = Hashing {
             inner: out,
             hasher: HashAlgo::Blake3.hasher(),
         };
         w.write_all(MAGIC)?;
-        let mut items: Vec<&CachedContent> = self.entries().collect();
+        let mut items = self.entries();
         w.write_all(&(items.len() as u64).to_le_bytes())?;
         // Sorted for a deterministic file (useful when comparing caches while debugging).
-        items.sort_by_key(|c| key_of(c));
-        for c in items {
+        items.sort_by_key(key_of);
+        for c in &items {
             write_entry(&mut w, c)?;
         }
         let sum = w.hasher.finish();
@@ -162,66 +252,47 @@ impl StatCache {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<StatCache> {
-        Self::decode_from(bytes, bytes.len() as u64)
+        let loaded = Self::index_from(bytes, bytes.len() as u64)?;
+        Some(StatCache {
+            loaded,
+            source: Some(Source::Bytes(bytes.to_vec())),
+            map: HashMap::new(),
+        })
     }
 
-    /// Decodes `len` bytes from `r`: everything is checked (magic, every entry, the exact
-    /// length, the trailing BLAKE3 of the rest) before the cache is returned.
-    fn decode_from(r: impl std::io::Read, len: u64) -> Option<StatCache> {
+    /// Checks `len` bytes from `r` (magic, every entry, the exact length, the trailing
+    /// BLAKE3 of the rest) and returns each entry's key and offset, sorted; `None` when
+    /// anything is wrong.
+    fn index_from(r: impl std::io::Read, len: u64) -> Option<Vec<(u64, u64)>> {
         let body_len = len.checked_sub(32).filter(|&b| b >= 16)?;
         let mut r = Hashing {
             inner: &mut r.take(body_len),
             hasher: HashAlgo::Blake3.hasher(),
         };
-        let mut magic = [0u8; 8];
-        r.read_exact(&mut magic).ok()?;
-        if &magic != MAGIC {
+        let mut head = [0u8; 16];
+        r.read_exact(&mut head).ok()?;
+        if &head[..8] != MAGIC {
             return None;
         }
-        let u64_ = |r: &mut Hashing<'_, _>| -> Option<u64> {
-            let mut b = [0u8; 8];
-            r.read_exact(&mut b).ok()?;
-            Some(u64::from_le_bytes(b))
-        };
-        let u32_ = |r: &mut Hashing<'_, _>| -> Option<u32> {
-            let mut b = [0u8; 4];
-            r.read_exact(&mut b).ok()?;
-            Some(u32::from_le_bytes(b))
-        };
-        let count = u64_(&mut r)?;
+        let count = u64::from_le_bytes(head[8..].try_into().ok()?);
         // Room for the entries the count announces, as far as the bytes can hold them (an
         // entry takes at least ENTRY_MIN bytes), so a damaged count cannot make it allocate
         // without bound.
         let mut loaded = Vec::with_capacity(count.min(body_len / ENTRY_MIN) as usize);
+        let mut offset = 16u64;
+        let mut holes = Vec::new();
         for _ in 0..count {
-            let dev = u64_(&mut r)?;
-            let ino = u64_(&mut r)?;
-            let size = u64_(&mut r)?;
-            let ms = u64_(&mut r)? as i64;
-            let mn = u32_(&mut r)?;
-            let cs = u64_(&mut r)? as i64;
-            let cn = u32_(&mut r)?;
-            let mut reference = [0u8; 34];
-            r.read_exact(&mut reference).ok()?;
-            let content = Reference::from_bytes(&reference).ok()?;
-            let nh = u32_(&mut r)?;
-            let mut holes = Vec::new();
-            for _ in 0..nh {
-                let offset = u64_(&mut r)?;
-                let len = u64_(&mut r)?;
-                holes.push(Hole { offset, len });
+            let mut fixed = [0u8; ENTRY_MIN as usize];
+            r.read_exact(&mut fixed).ok()?;
+            let (identity, _, nh) = decode_fixed(&fixed)?;
+            let holes_len = u64::from(nh) * 16;
+            if holes_len > body_len {
+                return None;
             }
-            loaded.push(CachedContent {
-                identity: FileIdentity {
-                    dev,
-                    ino,
-                    size,
-                    mtime: (ms, mn),
-                    ctime: (cs, cn),
-                },
-                content,
-                holes,
-            });
+            holes.resize(holes_len as usize, 0);
+            r.read_exact(&mut holes).ok()?;
+            loaded.push((key_of_id(identity.dev, identity.ino), offset));
+            offset += ENTRY_MIN + holes_len;
         }
         // The body must end exactly here.
         if r.read(&mut [0u8; 1]).ok()? != 0 {
@@ -234,14 +305,9 @@ impl StatCache {
         if computed.digest() != &sum {
             return None;
         }
-        // Written by an intake the entries are in the order files completed; one entry per
-        // key is kept (a file seen twice, through two input paths, is the same file).
-        loaded.sort_by_key(key_of);
-        loaded.dedup_by_key(|c| key_of(c));
-        Some(StatCache {
-            loaded,
-            map: HashMap::new(),
-        })
+        // Written by an intake the entries are in the order files completed.
+        loaded.sort_unstable();
+        Some(loaded)
     }
 
     /// Writes the cache atomically: a temporary file in the same directory, fsync, rename,
@@ -481,7 +547,7 @@ mod tests {
         let path = dir.path().join("statcache");
         let c = sample();
         let mut w = CacheWriter::create(&path).unwrap();
-        for e in c.entries() {
+        for e in &c.entries() {
             w.add(e);
         }
         w.finish().unwrap();
@@ -495,7 +561,7 @@ mod tests {
         // scratch file behind.
         let before = std::fs::read(&path).unwrap();
         let mut w = CacheWriter::create(&path).unwrap();
-        w.add(c.entries().next().unwrap());
+        w.add(&c.entries()[0]);
         drop(w);
         assert_eq!(std::fs::read(&path).unwrap(), before);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
@@ -513,7 +579,7 @@ mod tests {
     fn entries_written_out_of_order_are_found_and_an_insert_wins_over_the_loaded_entry() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("statcache");
-        let mut entries: Vec<CachedContent> = sample().entries().cloned().collect();
+        let mut entries: Vec<CachedContent> = sample().entries();
         entries.sort_by_key(|c| std::cmp::Reverse(key_of(c)));
         let mut w = CacheWriter::create(&path).unwrap();
         for e in &entries {
@@ -523,7 +589,7 @@ mod tests {
         let mut c = StatCache::load(&path);
         assert_eq!(c.len(), 3);
         for e in &entries {
-            assert_eq!(c.get(&e.identity), Some(e));
+            assert_eq!(c.get(&e.identity).as_ref(), Some(e));
             let mut changed = e.identity;
             changed.size += 1;
             assert_eq!(c.get(&changed), None, "a changed file is not a hit");
@@ -531,9 +597,37 @@ mod tests {
         let mut newer = entries[0].clone();
         newer.identity.mtime.0 += 1;
         c.insert(newer.clone());
-        assert_eq!(c.get(&newer.identity), Some(&newer));
+        assert_eq!(c.get(&newer.identity), Some(newer.clone()));
         assert_eq!(c.get(&entries[0].identity), None);
         assert_eq!(c.len(), 3);
+    }
+
+    /// Two files whose (dev, inode) give the same 64-bit key are both found, each as
+    /// itself: the key only narrows the search, the identity decides.
+    #[test]
+    fn files_sharing_a_key_are_told_apart_by_their_identity() {
+        let mut c = StatCache::new();
+        let ino_b = 5 ^ key_of_id(7, 0) ^ key_of_id(8, 0);
+        assert_eq!(key_of_id(7, 5), key_of_id(8, ino_b));
+        for (dev, ino, seed) in [(7u64, 5u64, 1u64), (8, ino_b, 2)] {
+            c.insert(CachedContent {
+                identity: FileIdentity {
+                    dev,
+                    ino,
+                    size: 1,
+                    mtime: (2, 3),
+                    ctime: (4, 5),
+                },
+                content: HashAlgo::Blake3.digest(&seed.to_le_bytes()),
+                holes: vec![],
+            });
+        }
+        let loaded = StatCache::decode(&c.encode()).unwrap();
+        assert_eq!(loaded.loaded.len(), 2);
+        assert_eq!(loaded.loaded[0].0, loaded.loaded[1].0);
+        for e in c.entries() {
+            assert_eq!(loaded.get(&e.identity), Some(e));
+        }
     }
 
     #[test]
@@ -541,9 +635,9 @@ mod tests {
         let mut c = StatCache::new();
         let e = sample()
             .entries()
+            .into_iter()
             .find(|e| e.holes.is_empty())
-            .unwrap()
-            .clone();
+            .unwrap();
         c.insert(e);
         // magic, count, the entry, checksum.
         assert_eq!(c.encode().len() as u64, 8 + 8 + ENTRY_MIN + 32);

@@ -337,7 +337,7 @@ impl<'a> Walk<'a> {
                     e.content = Some(hit.content);
                     e.holes = hit.holes.clone();
                     if let Some(cache) = self.new_cache.as_mut() {
-                        cache.add(hit);
+                        cache.add(&hit);
                     }
                     self.cache_hits += 1;
                     self.progress.files.fetch_add(1, Ordering::Relaxed);
