@@ -2,7 +2,7 @@
 # Runs every fuzz target (or the ones named) for SECONDS each, one after the other, and prints
 # a summary line per target. Installs the pinned cargo-fuzz first if it is missing.
 #
-#   bash scripts/fuzz.sh [SECONDS] [TARGET...]      (default: 300 seconds; log segment block tree checkpoint)
+#   bash scripts/fuzz.sh [SECONDS] [TARGET...]      (default: 300 seconds; log segment block tree checkpoint index_run)
 #
 # Environment:
 #   ASL_FUZZ_SANITIZER  none (default: works on stable) or address (ASan; needs nightly
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CARGO_FUZZ_VERSION=0.13.2
-ALL_TARGETS=(log segment block tree checkpoint)
+ALL_TARGETS=(log segment block tree checkpoint index_run)
 
 secs=${1:-300}
 if ! [[ $secs =~ ^[0-9]+$ ]] || [ "$secs" -eq 0 ]; then

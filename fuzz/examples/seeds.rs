@@ -25,6 +25,7 @@ fn main() {
         ("block", block_seeds(), asl_fuzz::block),
         ("tree", tree_seeds(), asl_fuzz::tree),
         ("checkpoint", checkpoint_seeds(), asl_fuzz::checkpoint),
+        ("index_run", run_seeds(), asl_fuzz::index_run),
     ] {
         let dir = out.join(target);
         std::fs::create_dir_all(&dir).expect("create the seed directory");
@@ -371,6 +372,32 @@ fn checkpoint_seeds() -> Vec<(&'static str, Vec<u8>)> {
     let written = std::fs::read(dir.join("cache/checkpoint")).expect("read the checkpoint");
     let _ = std::fs::remove_dir_all(&dir);
     vec![("vector.ckpt", vector), ("store.ckpt", written)]
+}
+
+/// The index run a real writer leaves for a segment of 100 entries (in a temporary store, its
+/// runs made from one entry on), and one of an empty segment.
+fn run_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use asl_store::{ArtifactWrite, SnapshotMeta, TypeTag, Writer};
+    let dir = std::env::temp_dir().join(format!("asl-fuzz-run-seeds-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut w = Writer::open_or_init(&dir, &Default::default()).expect("create a store");
+    w.set_run_min_records(1);
+    for i in 0..100 {
+        w.put_bytes(format!("seed artifact {i}").as_bytes(), TypeTag::BYTES)
+            .expect("put");
+    }
+    w.commit(None, SnapshotMeta::now("seed")).expect("commit");
+    drop(w);
+    let hundred =
+        std::fs::read(dir.join("cache/index/0000000000000001.run")).expect("read the run");
+    let _ = std::fs::remove_dir_all(&dir);
+    let empty = Segment::build(3, 1, 0, Vec::new());
+    let (_, checksum) = empty.encode();
+    let sim = asl_store::storage::sim::SimStorage::new(Path::new("/s"));
+    let path = Path::new("/s/empty.run");
+    asl_store::index::run::write(&sim, path, &empty, &checksum).expect("write a run");
+    let bytes = asl_store::storage::Storage::read(&sim, path).expect("read the run");
+    vec![("hundred.run", hundred), ("empty.run", bytes)]
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
