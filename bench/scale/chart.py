@@ -32,13 +32,14 @@ SERIES = [
 
 def s1(path, rows):
     fig, (wall, rss) = plt.subplots(1, 2, figsize=(10, 4.5))
-    for tool, style in (("asl", "-"), ("restic", "--")):
+    for tool, style, color in (("asl", "-", "C0"), ("restic", "--", "C1"),
+                               ("asl-unchanged", ":", "C0"), ("restic-unchanged", ":", "C1")):
         pts = sorted((int(r["files"]), float(r["wall_s"]), int(r["peak_rss_kib"]) / 1024)
                      for r in rows if r["tool"] == tool)
         if pts:
             xs, ws, ms = zip(*pts)
-            wall.plot(xs, ws, style, marker="o", label=tool)
-            rss.plot(xs, ms, style, marker="o", label=tool)
+            wall.plot(xs, ws, style, color=color, marker="o", label=tool)
+            rss.plot(xs, ms, style, color=color, marker="o", label=tool)
     for ax, what in ((wall, "intake wall time (s)"), (rss, "peak RSS (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
