@@ -4,9 +4,10 @@
 //! A checkpoint is a *derived cache*, never a source of truth:
 //! * it lives in `cache/checkpoint` (deleting `cache/` loses nothing; reindex clears it);
 //! * it names the record it covers up to by logseq, byte offset and chain hash, and is used
-//!   only when the log, whose whole chain is still checked at every open, holds exactly that
-//!   record there — a log cut and re-appended by `repair-log`, or lost to a power cut, makes
-//!   it stale and it is ignored;
+//!   only when the log holds exactly that record there — a log cut and re-appended by
+//!   `repair-log`, or lost to a power cut, makes it stale and it is ignored;
+//! * opening over it reads and chain-checks only the log after that record ([`read_log`]);
+//!   the records before it were checked when it was written, and `verify` checks them again;
 //! * a checkpoint that fails its own checksum or does not decode is ignored too: opening then
 //!   replays the whole log, and the next writer writes a new one;
 //! * it is only written from a state whose records all decoded: damage found while
@@ -376,12 +377,41 @@ pub fn matches(scan: &Scan, at: &LogPosition) -> bool {
         && rec.offset + (RECORD_OVERHEAD + rec.payload.len()) as u64 == at.offset
 }
 
-/// The state a checkpoint gives for `scan`, if the store has one that decodes and matches
-/// the chain; `None` otherwise (no checkpoint, damaged or stale: replay from the start).
+/// The state a checkpoint gives for `scan` (a scan of the whole log), if the store has one
+/// that decodes and matches the chain; `None` otherwise (no checkpoint, damaged or stale:
+/// replay from the start).
 pub fn load(layout: &Layout, algo: HashAlgo, scan: &Scan) -> Option<State> {
     let bytes = layout.storage().read(&path(layout)).ok()?;
     let ckpt = decode(&bytes, algo).ok()?;
     matches(scan, &ckpt.at).then_some(ckpt.state)
+}
+
+/// Reads the log as opening a store does. With a checkpoint that decodes and whose record
+/// the log holds where it says: only the records after it, chain-checked from its record on,
+/// and the checkpoint's state to replay them over. Otherwise the whole log, and `None`
+/// (replay from the first record). The chain before the checkpoint is checked when the
+/// checkpoint is written and by `verify`, not at every open: that keeps opening a store of
+/// tens of thousands of snapshots from reading and hashing its whole log.
+pub fn read_log(layout: &Layout, algo: HashAlgo) -> Result<(Scan, Option<State>)> {
+    let storage = layout.storage();
+    let ckpt = storage
+        .read(&path(layout))
+        .ok()
+        .and_then(|b| decode(&b, algo).ok());
+    if let Some(c) = ckpt {
+        let at = c.at;
+        let tail = crate::log::read_after(
+            storage,
+            &layout.log(),
+            at.logseq,
+            at.offset,
+            &at.record_hash,
+        )?;
+        if let Some(scan) = tail {
+            return Ok((scan, Some(c.state)));
+        }
+    }
+    Ok((crate::log::read(storage, &layout.log())?, None))
 }
 
 /// Writes `st` as the store's checkpoint at `at`, durably and atomically (temporary file,
@@ -407,23 +437,26 @@ pub fn write(layout: &Layout, st: &State, at: &LogPosition) -> Result<bool> {
     Ok(true)
 }
 
-/// The first replay pass of `scan` alone (the retained snapshots and what else the log
-/// decides, no index), over the store's checkpoint when one matches the chain.
-pub fn replay_log(layout: &Layout, algo: HashAlgo, scan: &Scan) -> State {
-    let base = load(layout, algo, scan).unwrap_or_else(|| State {
+/// The first replay pass alone (the retained snapshots and what else the log decides, no
+/// index), of the log as [`read_log`] reads it.
+pub fn replay_log(layout: &Layout, algo: HashAlgo) -> Result<State> {
+    let (scan, base) = read_log(layout, algo)?;
+    let base = base.unwrap_or_else(|| State {
         algo: Some(algo),
         ..State::default()
     });
-    State::replay_log_over(base, scan)
+    Ok(State::replay_log_over(base, &scan))
 }
 
-/// Replays `scan` as opening a store does: over the store's checkpoint when one matches the
-/// chain, else from the first record; large segments through their runs as `runs` says.
-pub fn replay(layout: &Layout, algo: HashAlgo, scan: &Scan, runs: Runs) -> Result<State> {
-    match load(layout, algo, scan) {
-        Some(base) => State::replay_over(base, layout, scan, runs),
-        None => State::replay(layout, algo, scan, runs),
-    }
+/// Opens the state as a store does: the log as [`read_log`] reads it, replayed over the
+/// checkpoint or from the first record; large segments through their runs as `runs` says.
+pub fn replay(layout: &Layout, algo: HashAlgo, runs: Runs) -> Result<(Scan, State)> {
+    let (scan, base) = read_log(layout, algo)?;
+    let state = match base {
+        Some(base) => State::replay_over(base, layout, &scan, runs)?,
+        None => State::replay(layout, algo, &scan, runs)?,
+    };
+    Ok((scan, state))
 }
 
 #[cfg(test)]
@@ -524,9 +557,7 @@ mod tests {
     }
 
     fn checkpoint_replay(sim: &SimStorage) -> State {
-        let l = layout(sim);
-        let scan = crate::log::read(l.storage(), &l.log()).unwrap();
-        replay(&l, HashAlgo::Blake3, &scan, Runs::Use).unwrap()
+        replay(&layout(sim), HashAlgo::Blake3, Runs::Use).unwrap().1
     }
 
     fn commit_step(w: &mut Writer, seed: u64, files: u64) -> crate::Result<Reference> {
@@ -569,6 +600,57 @@ mod tests {
         assert_eq!(fingerprint(&via), fingerprint(&full_replay(&sim)));
         let store = Store::open_in(l).unwrap();
         assert_eq!(store.snapshots().len(), 39);
+    }
+
+    /// Opening over a checkpoint reads the log from the checkpoint's record on only, and
+    /// gives exactly a full replay's state. A flipped byte in a record before it is not seen
+    /// by opening (its state was checked when the checkpoint was written) but `verify`, which
+    /// reads the whole chain, reports it.
+    #[test]
+    fn opening_reads_the_log_after_the_checkpoint_and_verify_reads_all_of_it() {
+        let sim = new_store();
+        let mut w = writer(&sim, 8);
+        for seed in 0..20 {
+            commit_step(&mut w, seed, 1).unwrap();
+        }
+        drop(w);
+        let l = layout(&sim);
+        let (tail, base) = read_log(&l, HashAlgo::Blake3).unwrap();
+        let ckpt = base.expect("the checkpoint is used").last_logseq;
+        assert_eq!(tail.first_logseq, ckpt + 1);
+        let full = crate::log::read(l.storage(), &l.log()).unwrap();
+        let suffix: Vec<_> = full.records[ckpt as usize..].to_vec();
+        assert_eq!(
+            format!("{:?}", tail.records),
+            format!("{:?}", suffix),
+            "the tail scan gives the full scan's records after the checkpoint"
+        );
+        assert_eq!(
+            (tail.valid_len, tail.last_hash),
+            (full.valid_len, full.last_hash)
+        );
+
+        let log_path = l.log();
+        let mut bytes = l.storage().read(&log_path).unwrap();
+        let second = full.records[1].offset as usize;
+        bytes[second + 20] ^= 1;
+        crate::storage::write_atomic(l.storage(), &log_path, &bytes).unwrap();
+        let store = Store::open_in(l.clone()).unwrap();
+        assert_eq!(store.snapshots().len(), 20);
+        assert!(
+            store.log_damage().is_none(),
+            "opening does not read record 2"
+        );
+        let no_children = |_: TypeTag, _: &[u8]| Ok(Vec::new());
+        let report = crate::verify::verify(&store, &Default::default(), &no_children);
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.object.starts_with("log record 2 ")),
+            "{:#?}",
+            report.problems
+        );
     }
 
     #[test]

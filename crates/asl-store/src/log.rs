@@ -112,9 +112,12 @@ pub enum LogHeaderError {
     },
 }
 
-/// The result of decoding a whole log.
+/// The result of decoding a log: the whole of it ([`scan`]), or the records after a known
+/// one ([`read_after`]).
 #[derive(Debug, Clone)]
 pub struct Scan {
+    /// The logseq of `records[0]`: 1, or the one after the record a tail scan started from.
+    pub first_logseq: u64,
     pub records: Vec<LogRecord>,
     /// Length of the valid prefix (header plus intact records).
     pub valid_len: u64,
@@ -136,13 +139,14 @@ pub struct Scan {
 pub const SECTOR: usize = 512;
 
 /// Whether the bytes from some sector boundary strictly inside `(start, end)` to the end of
-/// the file are all zero: the signature of an append whose last sectors were lost.
-fn zero_sectors_inside(bytes: &[u8], start: usize, end: usize) -> bool {
+/// the file are all zero: the signature of an append whose last sectors were lost. `bytes`
+/// are the file's from offset `base` to its end; `start` and `end` are offsets in the file.
+fn zero_sectors_inside(bytes: &[u8], base: usize, start: usize, end: usize) -> bool {
     let Some(last_nonzero) = bytes.iter().rposition(|&b| b != 0) else {
         return true;
     };
-    let zeros_from = (last_nonzero + 1).div_ceil(SECTOR) * SECTOR;
-    zeros_from > start && zeros_from < end.min(bytes.len())
+    let zeros_from = (base + last_nonzero + 1).div_ceil(SECTOR) * SECTOR;
+    zeros_from > start && zeros_from < end.min(base + bytes.len())
 }
 
 /// Decodes a log file's bytes. Never panics, whatever the input.
@@ -180,12 +184,17 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, LogHeaderError> {
             allowed: "must be 0 in version 1",
         });
     }
-    let mut pos = header_size;
-    let mut prev = [0u8; 32];
+    Ok(scan_records(bytes, 0, header_size, [0u8; 32], 1))
+}
+
+/// Scans the records of `bytes` (a log file's bytes from offset `base` to its end) from file
+/// offset `start`, chaining from `prev` and expecting logseq `first`. Never panics.
+fn scan_records(bytes: &[u8], base: usize, start: usize, mut prev: [u8; 32], first: u64) -> Scan {
+    let mut pos = start;
     let mut records = Vec::new();
-    let mut expected_seq = 1u64;
+    let mut expected_seq = first;
     let tail = loop {
-        let rest = &bytes[pos..];
+        let rest = &bytes[pos - base..];
         if rest.is_empty() {
             break Tail::Clean;
         }
@@ -224,7 +233,7 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, LogHeaderError> {
         stored.copy_from_slice(&rest[16 + payload_len as usize..total]);
         let computed = chain_hash(&prev, logseq, record_type, payload);
         if (computed != stored || logseq != expected_seq)
-            && zero_sectors_inside(bytes, pos, pos + total)
+            && zero_sectors_inside(bytes, base, pos, pos + total)
         {
             break Tail::Torn {
                 at: pos as u64,
@@ -254,36 +263,38 @@ pub fn scan(bytes: &[u8]) -> std::result::Result<Scan, LogHeaderError> {
         expected_seq += 1;
         pos += total;
     };
+    let end = (base + bytes.len()) as u64;
     let unverified = match &tail {
-        Tail::Damaged { at, .. } => follow_lengths(bytes, *at as usize),
+        Tail::Damaged { at, .. } => follow_lengths(bytes, base, *at as usize),
         _ => Vec::new(),
     };
     let unfollowed = match (&tail, unverified.last()) {
         (Tail::Damaged { .. }, Some(r)) => {
-            bytes.len() as u64 - (r.offset + (RECORD_OVERHEAD + r.payload.len()) as u64)
+            end - (r.offset + (RECORD_OVERHEAD + r.payload.len()) as u64)
         }
-        (Tail::Damaged { at, .. }, None) => bytes.len() as u64 - at,
+        (Tail::Damaged { at, .. }, None) => end - at,
         _ => 0,
     };
-    Ok(Scan {
+    Scan {
+        first_logseq: first,
         records,
         unverified,
         unfollowed,
         valid_len: match &tail {
-            Tail::Clean => bytes.len() as u64,
+            Tail::Clean => end,
             Tail::Torn { at, .. } | Tail::Damaged { at, .. } => *at,
         },
         last_hash: prev,
         tail,
-    })
+    }
 }
 
 /// Splits `bytes` from `pos` on into records by their `payload_len` alone, stopping at the
 /// first one that is implausibly long or runs past the end. `record_hash` is copied, not
 /// checked.
-fn follow_lengths(bytes: &[u8], mut pos: usize) -> Vec<LogRecord> {
+fn follow_lengths(bytes: &[u8], base: usize, mut pos: usize) -> Vec<LogRecord> {
     let mut out = Vec::new();
-    while let Some(rest) = bytes.get(pos..) {
+    while let Some(rest) = bytes.get(pos - base..) {
         if rest.len() < RECORD_OVERHEAD || rest.iter().all(|&b| b == 0) {
             break;
         }
@@ -313,6 +324,46 @@ fn follow_lengths(bytes: &[u8], mut pos: usize) -> Vec<LogRecord> {
 pub fn read(storage: &dyn Storage, path: &Path) -> Result<Scan> {
     let bytes = storage.read(path).at(path)?;
     scan(&bytes).map_err(|e| StoreError::corrupt(path.display().to_string(), e.to_string()))
+}
+
+/// Reads and decodes only the records after record `logseq`, which ends at byte `offset`
+/// with chain hash `record_hash` (a checkpoint's position): the bytes before it are not
+/// read, so their chain is not checked. `None` when the log does not hold that record there
+/// (it was cut, or is another log): the caller then reads the whole log.
+pub fn read_after(
+    storage: &dyn Storage,
+    path: &Path,
+    logseq: u64,
+    offset: u64,
+    record_hash: &[u8; 32],
+) -> Result<Option<Scan>> {
+    let f = storage.open(path).at(path)?;
+    let size = f.size().at(path)?;
+    if offset < (HEADER_SIZE + RECORD_OVERHEAD) as u64 || offset > size || logseq == 0 {
+        return Ok(None);
+    }
+    let mut header = [0u8; HEADER_SIZE];
+    f.read_exact_at(&mut header, 0).at(path)?;
+    if header != encode_header() {
+        return Ok(None);
+    }
+    // The record's own hash, the last 32 bytes before `offset`, and everything after it.
+    let from = offset - 32;
+    let len =
+        usize::try_from(size - from).map_err(|e| StoreError::internal("log", e.to_string()))?;
+    let mut bytes = vec![0u8; len];
+    f.read_exact_at(&mut bytes, from).at(path)?;
+    if bytes[..32] != record_hash[..] {
+        return Ok(None);
+    }
+    let base = offset as usize;
+    Ok(Some(scan_records(
+        &bytes[32..],
+        base,
+        base,
+        *record_hash,
+        logseq + 1,
+    )))
 }
 
 /// Creates a new, empty log (header only), durably.
@@ -358,7 +409,10 @@ impl LogAppender {
             file,
             len: scan.valid_len,
             failed: false,
-            next_seq: scan.records.last().map_or(1, |r| r.logseq + 1),
+            next_seq: scan
+                .records
+                .last()
+                .map_or(scan.first_logseq, |r| r.logseq + 1),
             last_hash: scan.last_hash,
         })
     }

@@ -206,8 +206,12 @@ impl State {
     pub fn replay_log_over(mut st: State, scan: &Scan) -> State {
         st.log_tail = Some(scan.tail.clone());
         st.log_damage = LogDamage::from_scan(scan);
-        // Records are numbered from 1 without gaps, so record n is at index n - 1.
-        let from = usize::try_from(st.last_logseq).unwrap_or(usize::MAX);
+        // Records are numbered without gaps, so record n is at index n - first_logseq.
+        let from = st
+            .last_logseq
+            .saturating_add(1)
+            .saturating_sub(scan.first_logseq);
+        let from = usize::try_from(from).unwrap_or(usize::MAX);
         for rec in scan.records.get(from..).unwrap_or_default() {
             st.apply(rec);
         }

@@ -163,8 +163,7 @@ impl Store {
         let storage = layout.storage();
         let mut attempts = 0;
         loop {
-            let scan = log::read(storage, &layout.log())?;
-            let state = crate::checkpoint::replay(&layout, config.algo(), &scan, Runs::Use)?;
+            let (scan, state) = crate::checkpoint::replay(&layout, config.algo(), Runs::Use)?;
             attempts += 1;
             let vanished = state
                 .damaged_segments
@@ -192,8 +191,7 @@ impl Store {
     /// [`Store::list_snapshots`] in the storage of `layout`.
     pub fn list_snapshots_in(layout: &Layout) -> Result<(Vec<Snapshot>, Option<crate::LogDamage>)> {
         let config = load_config(layout)?;
-        let scan = log::read(layout.storage(), &layout.log())?;
-        let st = crate::checkpoint::replay_log(layout, config.algo(), &scan);
+        let st = crate::checkpoint::replay_log(layout, config.algo())?;
         Ok((st.snapshots.into_values().collect(), st.log_damage))
     }
 

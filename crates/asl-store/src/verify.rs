@@ -174,7 +174,22 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
         )),
     }
 
-    match &st.log_tail {
+    // Opening checked the log's chain from the checkpoint on only: verify checks all of it.
+    let full_log = crate::log::read(store.layout().storage(), &store.layout().log());
+    let (log_tail, log_damage) = match &full_log {
+        Ok(scan) => (Some(&scan.tail), crate::state::LogDamage::from_scan(scan)),
+        Err(_) => (st.log_tail.as_ref(), st.log_damage.clone()),
+    };
+    if let Err(e) = &full_log {
+        damaged.push((
+            Problem::new(
+                "log log/asl.log".into(),
+                format!("cannot be read whole: {e}"),
+            ),
+            HashSet::new(),
+        ));
+    }
+    match log_tail {
         Some(Tail::Torn { at, reason }) => {
             rep.torn_log_tail = Some(format!("at byte {at}: {reason}"));
         }
@@ -186,8 +201,7 @@ pub fn verify(store: &Store, opts: &VerifyOptions, children: Children<'_>) -> Ve
                 ),
                 artifacts: vec![],
                 // The snapshots the damage hides, as far as the later records still parse.
-                snapshots: st
-                    .log_damage
+                snapshots: log_damage
                     .as_ref()
                     .map(|d| d.hidden_snapshots.clone())
                     .unwrap_or_default(),

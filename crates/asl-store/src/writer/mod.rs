@@ -39,7 +39,7 @@ use crate::config::StoreConfig;
 use crate::error::{IoContext, Result, StoreError};
 use crate::layout::{Layout, load_config};
 use crate::lock::WriterLock;
-use crate::log::{self, LogAppender};
+use crate::log::LogAppender;
 use crate::reader::Reader;
 use crate::records::Event;
 use crate::reference::{HashAlgo, Reference};
@@ -145,9 +145,6 @@ impl LockedStore {
             config,
             lock,
         } = self;
-        let storage = layout.storage();
-        let scan = log::read(storage, &layout.log())?;
-        let log = LogAppender::open(storage, &layout.log(), &scan)?;
         let run_min_records = crate::index::RUN_MIN_RECORDS;
         let spill_records = if layout.storage().cheap_random_reads() {
             spill::SPILL_RECORDS
@@ -157,7 +154,9 @@ impl LockedStore {
         let runs = crate::index::Runs::Build {
             min_records: run_min_records,
         };
-        let state = crate::checkpoint::replay(&layout, config.algo(), &scan, runs)?;
+        let (scan, state) = crate::checkpoint::replay(&layout, config.algo(), runs)?;
+        // Cuts a torn tail, refuses a damaged log.
+        let log = LogAppender::open(layout.storage(), &layout.log(), &scan)?;
         let mut w = Writer {
             algo: config.algo(),
             layout,
@@ -525,11 +524,10 @@ impl Writer {
 
     /// Replays the log again (after GC rewrote the index).
     pub(crate) fn reload(&mut self) -> Result<()> {
-        let scan = log::read(self.layout.storage(), &self.layout.log())?;
         let runs = crate::index::Runs::Build {
             min_records: self.run_min_records,
         };
-        self.state = crate::checkpoint::replay(&self.layout, self.algo, &scan, runs)?;
+        self.state = crate::checkpoint::replay(&self.layout, self.algo, runs)?.1;
         Ok(())
     }
 
