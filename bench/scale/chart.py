@@ -73,11 +73,33 @@ def ops(path, rows):
     fig.savefig(path[:-4] + ".svg", metadata={"Date": None})
 
 
+def s3(path, rows):
+    """Intake of one tree into an empty store and into one of 10 M chunks: peak RSS and wall
+    time side by side, per tool."""
+    runs = [r for r in rows if "-into-" in r["tool"]]
+    fig, (wall, rss) = plt.subplots(1, 2, figsize=(10, 4.5))
+    names = [r["tool"] for r in runs]
+    colors = ["C0" if n.startswith("asl") else "C1" for n in names]
+    wall.bar(names, [float(r["wall_s"]) for r in runs], color=colors)
+    rss.bar(names, [int(r["peak_rss_kib"]) / 1024 for r in runs], color=colors)
+    for ax, what in ((wall, "intake wall time (s)"), (rss, "peak RSS (MiB)")):
+        ax.set_ylabel(what)
+        ax.tick_params(axis="x", labelrotation=20)
+        ax.grid(True, axis="y", alpha=0.3)
+    big = [r["store_chunks"] for r in rows if r["tool"] == "asl-fill"]
+    fig.suptitle(f"S3: intake of one tree into an empty store and into one of "
+                 f"{big[0] if big else '?'} chunks")
+    fig.tight_layout()
+    fig.savefig(path[:-4] + ".svg", metadata={"Date": None})
+
+
 def main(path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     if rows and "phase" in rows[0]:
         return ops(path, rows)
+    if rows and "store_chunks" in rows[0]:
+        return s3(path, rows)
     if rows and "files" in rows[0]:
         return s1(path, rows)
     fig, ax = plt.subplots(figsize=(8, 5.5))
