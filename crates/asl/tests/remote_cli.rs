@@ -165,6 +165,68 @@ fn local_and_remote_intake_give_the_same_root_and_a_remote_restore_is_exact() {
 }
 
 #[test]
+fn a_remote_restore_reads_many_files_per_request_and_is_exact() {
+    let site = Site::new();
+    let src = site.dir.path().join("src");
+    build_rescue_tree(
+        &src,
+        &RescueTreeOptions {
+            big_dir_entries: 3000,
+        },
+    );
+    // One file longer than a batched read takes: it is read alone.
+    std::fs::write(src.join("plain/large.bin"), pseudo_random(7, 6 << 20)).unwrap();
+    let _server = site.start(&[]);
+    let r = site.remote(&["intake", "-q", src.to_str().unwrap()], &[]);
+    assert!(r.status.success(), "{}", common::transcript(&r));
+    let restore = |spec: &str, target: &Path| {
+        let out = site.remote(
+            &[
+                "admin",
+                "--json",
+                "restore",
+                spec,
+                "--target",
+                target.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", common::transcript(&out));
+        json(&out)
+    };
+    let target = site.dir.path().join("restored-all");
+    let rep = restore("1", &target);
+    let diffs = compare_trees(&src, &target);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    let files = rep["files"].as_u64().unwrap();
+    let reads = &rep["remote_reads"];
+    let batches = reads["batch_requests"].as_u64().unwrap();
+    assert!(files > 3000, "{rep}");
+    // Trees and files came in a few dozen requests, not one per file.
+    assert!(
+        batches * 50 < files,
+        "{batches} batched requests for {files} files: {rep}"
+    );
+    assert!(
+        reads["from_batches"].as_u64().unwrap() >= files - 10,
+        "{rep}"
+    );
+    assert!(
+        reads["read_alone"].as_u64().unwrap() >= 1,
+        "the large file: {rep}"
+    );
+    // A directory inside the snapshot: its contents, read ahead as well.
+    let sub = site.dir.path().join("restored-big");
+    let rep = restore("1:big", &sub);
+    let diffs = compare_trees(&src.join("big"), &sub);
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+    assert!(
+        rep["remote_reads"]["batch_requests"].as_u64().unwrap() < 20,
+        "{rep}"
+    );
+}
+
+#[test]
 fn over_https_the_client_trusts_the_given_ca_and_refuses_an_unknown_one() {
     let site = Site::new();
     let ca =
@@ -445,6 +507,69 @@ fn hostile_requests_are_refused_with_4xx_and_change_nothing() {
             "a store that is not served",
             raw(p, "GET", "/v1/stores/nope", Some(&key), b"", None),
             403,
+        ),
+        (
+            "a batched read of more references than allowed",
+            raw(
+                p,
+                "POST",
+                &format!("{base}/read"),
+                Some(&key),
+                &serde_json::to_vec(&serde_json::json!({
+                    "refs": vec![good_ref.clone(); asl_remote::api::MAX_READ_BATCH + 1]
+                }))
+                .unwrap(),
+                None,
+            ),
+            413,
+        ),
+        (
+            "a batched read of a reference with path characters",
+            raw(
+                p,
+                "POST",
+                &format!("{base}/read"),
+                Some(&key),
+                br#"{"refs":["b3:../../etc/passwd"]}"#,
+                None,
+            ),
+            400,
+        ),
+        (
+            "a batched read that is not JSON",
+            raw(
+                p,
+                "POST",
+                &format!("{base}/read"),
+                Some(&key),
+                b"\x00\x01refs",
+                None,
+            ),
+            400,
+        ),
+        (
+            "a batched read as of a snapshot that does not exist",
+            raw(
+                p,
+                "POST",
+                &format!("{base}/read?snapshot=99"),
+                Some(&key),
+                format!(r#"{{"refs":["{good_ref}"]}}"#).as_bytes(),
+                None,
+            ),
+            404,
+        ),
+        (
+            "an oversized batched read",
+            raw(
+                p,
+                "POST",
+                &format!("{base}/read"),
+                Some(&key),
+                &vec![b' '; asl_remote::api::MAX_BATCH_BYTES + 10],
+                None,
+            ),
+            413,
         ),
         (
             "an oversized body",
