@@ -119,6 +119,12 @@ impl StatCache {
         Self::decode_from(std::io::BufReader::new(f), len).unwrap_or_default()
     }
 
+    /// Every cached content reference, once per file: what a client asks a remote store
+    /// about (in a few batched requests) before it trusts the cache.
+    pub fn contents(&self) -> impl Iterator<Item = &Reference> {
+        self.entries().map(|c| &c.content)
+    }
+
     /// The cached content of a file whose identity is unchanged.
     pub fn get(&self, id: &FileIdentity) -> Option<&CachedContent> {
         let key = (id.dev, id.ino);

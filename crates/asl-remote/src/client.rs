@@ -551,6 +551,9 @@ pub struct RemoteWriter<'a> {
     batch: Mutex<Batch>,
     /// Serialises the sending of batches: one upload at a time keeps the server's flushes few.
     sending: Mutex<()>,
+    /// What the server was asked about by [`RemoteWriter::check_present`]: `true` if it held
+    /// it then. [`ArtifactWrite::contains`] answers from here before asking.
+    known: Mutex<std::collections::HashMap<Reference, bool>>,
 }
 
 impl<'a> RemoteWriter<'a> {
@@ -560,7 +563,25 @@ impl<'a> RemoteWriter<'a> {
             remote,
             batch: Mutex::new(Batch::default()),
             sending: Mutex::new(()),
+            known: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// Asks the server, in a few batched `missing` requests, which of `refs` it holds, and
+    /// remembers the answers for [`ArtifactWrite::contains`]: an intake checks every stat
+    /// cache hit with `contains`, which would otherwise be a request per file. Returns how
+    /// many the server holds.
+    pub fn check_present(&self, refs: &[Reference]) -> Result<usize, RemoteError> {
+        let missing: std::collections::HashSet<Reference> =
+            self.remote.missing(refs)?.into_iter().collect();
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut present = 0;
+        for r in refs {
+            let has = !missing.contains(r);
+            present += usize::from(has);
+            known.insert(*r, has);
+        }
+        Ok(present)
     }
 
     /// Sends what is still batched.
@@ -697,6 +718,14 @@ impl ArtifactWrite for RemoteWriter<'_> {
     }
 
     fn contains(&self, reference: &Reference) -> bool {
+        if let Some(has) = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(reference)
+        {
+            return *has;
+        }
         self.remote
             .missing(&[*reference])
             .is_ok_and(|m| m.is_empty())
