@@ -540,6 +540,20 @@ struct Batch {
 /// per batch of this size.
 const BATCH_BYTES: usize = 8 << 20;
 const BATCH_ITEMS: usize = 2_000;
+/// Batches sent at once by one writer.
+const IN_FLIGHT: usize = 2;
+
+/// A sending slot of a [`RemoteWriter`], given back when dropped (also on an error).
+struct SendingSlot<'w, 'a>(&'w RemoteWriter<'a>);
+
+impl Drop for SendingSlot<'_, '_> {
+    fn drop(&mut self) {
+        let mut n = self.0.sending.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        self.0.sent.notify_all();
+    }
+}
+
 /// Artifacts larger than this are read into a temporary file and sent on their own.
 const SPOOL_ABOVE: u64 = 4 << 20;
 
@@ -549,8 +563,12 @@ pub struct RemoteWriter<'a> {
     remote: &'a Remote,
     algo: HashAlgo,
     batch: Mutex<Batch>,
-    /// Serialises the sending of batches: one upload at a time keeps the server's flushes few.
-    sending: Mutex<()>,
+    /// Batches being sent now, at most [`IN_FLIGHT`]: while one waits for the server (which
+    /// makes it durable, on Garage by PUTs to three nodes) the next is asked about and sent,
+    /// and the intake's readers go on filling a third.
+    sending: Mutex<usize>,
+    /// Signalled when a send ends.
+    sent: std::sync::Condvar,
     /// What the server was asked about by [`RemoteWriter::check_present`]: `true` if it held
     /// it then. [`ArtifactWrite::contains`] answers from here before asking.
     known: Mutex<std::collections::HashMap<Reference, bool>>,
@@ -562,7 +580,8 @@ impl<'a> RemoteWriter<'a> {
             algo: remote.algo()?,
             remote,
             batch: Mutex::new(Batch::default()),
-            sending: Mutex::new(()),
+            sending: Mutex::new(0),
+            sent: std::sync::Condvar::new(),
             known: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -584,17 +603,33 @@ impl<'a> RemoteWriter<'a> {
         Ok(present)
     }
 
-    /// Sends what is still batched.
+    /// Sends what is still batched, and returns once every batch sent by any thread has
+    /// been answered: a commit may follow.
     pub fn finish(&self) -> Result<(), RemoteError> {
         let items = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|p| p.into_inner()));
-        self.send(items)
+        self.send(items)?;
+        let mut n = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            n = self.sent.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Waits for a free sending slot and holds it until the returned guard drops.
+    fn sending_slot(&self) -> SendingSlot<'_, 'a> {
+        let mut n = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= IN_FLIGHT {
+            n = self.sent.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        SendingSlot(self)
     }
 
     fn send(&self, batch: Batch) -> Result<(), RemoteError> {
         if batch.items.is_empty() {
             return Ok(());
         }
-        let _one = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        let _slot = self.sending_slot();
         let refs: Vec<Reference> = batch.items.iter().map(|(r, _, _)| *r).collect();
         let missing: std::collections::HashSet<Reference> =
             self.remote.missing(&refs)?.into_iter().collect();

@@ -410,9 +410,11 @@ fn a_client_killed_mid_upload_finishes_on_rerun_with_one_exact_snapshot() {
     let server = site.start(&[]);
     let src = site.dir.path().join("src");
     make_files(&src, 24, 1 << 20, 8);
+    // Three batches of 8 MiB; two are sent at once, so the third starts only once one of the
+    // first two was answered (durable on the server): it dies with that one stored.
     let killed = site.remote(
         &["intake", "-q", src.to_str().unwrap()],
-        &[("ASL_CRASH_AT", "remote:upload#2")],
+        &[("ASL_CRASH_AT", "remote:upload#3")],
     );
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&killed.status),
