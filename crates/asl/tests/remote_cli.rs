@@ -215,6 +215,23 @@ fn a_remote_restore_reads_many_files_per_request_and_is_exact() {
         reads["read_alone"].as_u64().unwrap() >= 1,
         "the large file: {rep}"
     );
+    // A target that is not empty is refused as for a local restore (before any read-ahead).
+    let again = site.remote(
+        &[
+            "admin",
+            "restore",
+            "1",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!again.status.success(), "{}", common::transcript(&again));
+    assert!(
+        common::transcript(&again).contains("not empty"),
+        "{}",
+        common::transcript(&again)
+    );
     // A directory inside the snapshot: its contents, read ahead as well.
     let sub = site.dir.path().join("restored-big");
     let rep = restore("1:big", &sub);

@@ -711,8 +711,12 @@ fn restore(
     let (summary, remote_reads) = match store {
         Source::Remote { remote, .. } => {
             // The directory whose contents are restored: its files are fetched ahead, many
-            // per request.
-            let top = if path.is_empty() {
+            // per request. Not for a target the restore will refuse (not empty): planning
+            // reads every tree first.
+            let refused = std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some());
+            let top = if refused {
+                None
+            } else if path.is_empty() {
                 Some(root)
             } else {
                 asl_fs::lookup(&*reader, &root, path.as_bytes())
