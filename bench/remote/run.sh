@@ -14,8 +14,10 @@
 #
 # Phases per run and tool: first intake, unchanged re-intake, full restore of the latest
 # snapshot. asl local is measured twice: with its stat cache (what a user gets) and with
-# --no-stat-cache (what a remote intake does: every file read and hashed), so that the
-# remote's cost of the network alone shows. Every command runs under /usr/bin/time.
+# --no-stat-cache (every file read and hashed, as a remote intake did before it had its
+# client-side stat cache). A remote intake's stat cache goes to $WORK/xdg-cache
+# (XDG_CACHE_HOME), so it is removed with WORK; each run's server store is new (another
+# store_id), so a first intake never finds a cache. Every command runs under /usr/bin/time.
 # With Garage installed (scripts/install-garage.sh; GARAGE_TOOLS=0 to leave it out), also:
 # asl-garage, asl-server with the store in a 3-node Garage cluster (rf=3) on loopback, and
 # restic-s3, restic's S3 backend on the same cluster (bench/remote/garage.sh).
@@ -35,6 +37,7 @@ command -v openssl >/dev/null || { echo "run.sh: openssl is missing" >&2; exit 1
 DATA=$DATA bash "$REPO/bench/intake/datasets.sh" d1 >/dev/null
 SRC=$DATA/d1
 rm -rf "$WORK"; mkdir -p "$WORK"
+export XDG_CACHE_HOME=$WORK/xdg-cache
 SERVER_PID=
 source "$HERE/garage.sh"
 # Restores go into a new, empty ext4 file system each (as in bench/intake.sh, whose notes say

@@ -207,6 +207,12 @@ impl StatCache {
         }
     }
 
+    /// Every cached content reference, once per file: what a client asks a remote store
+    /// about (in a few batched requests) before it trusts the cache.
+    pub fn contents(&self) -> impl Iterator<Item = &Reference> {
+        self.entries().map(|c| &c.content)
+    }
+
     /// The cached content of a file whose identity is unchanged.
     pub fn get(&self, id: &FileIdentity) -> Option<CachedContent> {
         if let Some(c) = self.map.get(&(id.dev, id.ino)) {

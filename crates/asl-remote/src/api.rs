@@ -1,4 +1,4 @@
-//! The wire protocol of `asl-server`, version 1 (`docs/REMOTE.md` is its specification).
+//! The wire protocol of `asl-server`, version 1.1 (`docs/REMOTE.md` is its specification).
 //!
 //! Every path starts with `/v1/stores/{store}`. JSON bodies are UTF-8 objects; artifact bytes
 //! travel raw. An upload batch is a sequence of frames ([`encode_frame`], [`FrameReader`]):
@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 /// The protocol version in every path.
 pub const VERSION: &str = "v1";
+/// The minor version this side speaks: 1 added the batched read (`POST …/read`). A server
+/// reports it in [`StoreInfo::api_minor`]; a server that does not (0) lacks the batched read.
+pub const API_MINOR: u32 = 1;
 
 /// At most this many references in one `missing` request.
 pub const MAX_MISSING_BATCH: usize = 10_000;
@@ -19,6 +22,13 @@ pub const MAX_MISSING_BATCH: usize = 10_000;
 pub const MAX_BATCH_BYTES: usize = 32 << 20;
 /// At most this many bytes of one streamed artifact.
 pub const MAX_ARTIFACT_BYTES: u64 = 1 << 40;
+/// At most this many references in one batched read (`POST …/read`).
+pub const MAX_READ_BATCH: usize = 1_000;
+/// A batched read answers artifacts up to this length; longer ones are read alone (`GET`).
+pub const MAX_READ_ARTIFACT: u64 = 4 << 20;
+/// A batched read's answer stops after the item that takes it to this many bytes of
+/// artifact data: the client asks again for the rest.
+pub const MAX_READ_ANSWER: u64 = 16 << 20;
 
 /// `GET /v1/stores/{store}`: what a client needs to make the same references as the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +39,13 @@ pub struct StoreInfo {
     pub domain_id: u32,
     /// The caller's rights on this store: `read`, `write`, `admin`.
     pub rights: Vec<String>,
+    /// The minor version of the API the server speaks (absent, 0: version 1.0).
+    #[serde(default)]
+    pub api_minor: u32,
+    /// The store's random identity, chosen at its creation (1.1; empty from a 1.0 server):
+    /// a store replaced under the same name has another.
+    #[serde(default)]
+    pub store_id: String,
 }
 
 /// `POST /v1/stores/{store}/missing`.
@@ -41,6 +58,113 @@ pub struct MissingRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MissingResponse {
     pub missing: Vec<String>,
+}
+
+/// `POST /v1/stores/{store}/read[?snapshot=ID]`: many artifacts in one request. The answer
+/// is a sequence of [`ReadItem`]s ([`encode_read_item`], [`ReadItemReader`]), one per
+/// reference in request order, possibly only a prefix of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadRequest {
+    pub refs: Vec<String>,
+}
+
+/// What a batched read answers for one reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// The bytes are the artifact's whole content (the client checks their hash).
+    Found = 0,
+    /// Not visible as of the snapshot asked for.
+    NotFound = 1,
+    /// Longer than [`MAX_READ_ARTIFACT`]: read it alone.
+    TooLarge = 2,
+    /// The server could not read it (damage, or another failure): read it alone to learn why.
+    Failed = 3,
+}
+
+impl ReadStatus {
+    fn from_byte(b: u8) -> Option<ReadStatus> {
+        Some(match b {
+            0 => ReadStatus::Found,
+            1 => ReadStatus::NotFound,
+            2 => ReadStatus::TooLarge,
+            3 => ReadStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One item of a batched read's answer, borrowing from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadItem<'a> {
+    pub status: ReadStatus,
+    /// The artifact for [`ReadStatus::Found`], empty otherwise.
+    pub bytes: &'a [u8],
+}
+
+/// Appends one item of a batched read's answer to `out`:
+/// `status u8 | len u64 LE | bytes (len)`.
+pub fn encode_read_item(out: &mut Vec<u8>, status: ReadStatus, bytes: &[u8]) {
+    out.push(status as u8);
+    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// Decodes a batched read's answer. Never panics on arbitrary input; a broken item ends it.
+pub struct ReadItemReader<'a> {
+    rest: &'a [u8],
+    at: usize,
+}
+
+impl<'a> ReadItemReader<'a> {
+    pub fn new(answer: &'a [u8]) -> ReadItemReader<'a> {
+        ReadItemReader {
+            rest: answer,
+            at: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for ReadItemReader<'a> {
+    type Item = Result<ReadItem<'a>, FrameError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let at = self.at;
+        let item = (|| {
+            if self.rest.len() < 9 {
+                return Err(FrameError::Truncated {
+                    at,
+                    need: 9 - self.rest.len(),
+                });
+            }
+            let status = ReadStatus::from_byte(self.rest[0]).ok_or(FrameError::Status {
+                at,
+                status: self.rest[0],
+            })?;
+            let mut len = [0u8; 8];
+            len.copy_from_slice(&self.rest[1..9]);
+            let len = usize::try_from(u64::from_le_bytes(len)).unwrap_or(usize::MAX);
+            let body = &self.rest[9..];
+            if body.len() < len {
+                return Err(FrameError::Truncated {
+                    at,
+                    need: len - body.len(),
+                });
+            }
+            self.rest = &body[len..];
+            self.at += 9 + len;
+            Ok(ReadItem {
+                status,
+                bytes: &body[..len],
+            })
+        })();
+        if item.is_err() {
+            self.rest = &[];
+        }
+        Some(item)
+    }
 }
 
 /// What an upload stored.
@@ -112,6 +236,8 @@ pub enum FrameError {
     Truncated { at: usize, need: usize },
     #[error("frame at byte {at}: the reference is not UTF-8")]
     Reference { at: usize },
+    #[error("item at byte {at}: unknown status {status}")]
+    Status { at: usize, status: u8 },
 }
 
 /// Decodes the frames of an upload batch. Never panics on arbitrary input.
@@ -202,6 +328,29 @@ mod tests {
             for f in FrameReader::new(&bytes) {
                 prop_assert!(!seen_error, "a frame after an error");
                 seen_error = f.is_err();
+            }
+        }
+
+        #[test]
+        fn read_items_round_trip_and_arbitrary_answers_never_panic(
+            items in proptest::collection::vec((0u8..4, proptest::collection::vec(any::<u8>(), 0..300)), 0..8),
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let mut answer = Vec::new();
+            let statuses = [ReadStatus::Found, ReadStatus::NotFound, ReadStatus::TooLarge, ReadStatus::Failed];
+            for (s, b) in &items {
+                encode_read_item(&mut answer, statuses[*s as usize], b);
+            }
+            let got: Vec<ReadItem<'_>> = ReadItemReader::new(&answer).collect::<Result<_, _>>().unwrap();
+            prop_assert_eq!(got.len(), items.len());
+            for (g, (s, b)) in got.iter().zip(&items) {
+                prop_assert_eq!(g.status, statuses[*s as usize]);
+                prop_assert_eq!(g.bytes, b.as_slice());
+            }
+            let mut seen_error = false;
+            for i in ReadItemReader::new(&junk) {
+                prop_assert!(!seen_error, "an item after an error");
+                seen_error = i.is_err();
             }
         }
 

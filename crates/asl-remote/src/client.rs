@@ -166,6 +166,8 @@ impl Remote {
                 hash: String::new(),
                 domain_id: 0,
                 rights: Vec::new(),
+                api_minor: 0,
+                store_id: String::new(),
             },
             sent: std::sync::atomic::AtomicU64::new(0),
         };
@@ -432,6 +434,60 @@ impl Remote {
     }
 }
 
+impl Remote {
+    /// Whether the server has the batched read (API 1.1).
+    pub fn has_batched_read(&self) -> bool {
+        self.info.api_minor >= 1
+    }
+
+    /// Many artifacts as of `snapshot` in as few requests as the server allows: one entry per
+    /// reference, in order, `Some` with bytes whose hash was checked here, `None` for those to
+    /// read alone with [`Remote::read`] (not visible, longer than a batch takes, unreadable on
+    /// the server, or bytes that do not hash to their reference). At most
+    /// [`api::MAX_READ_BATCH`] references per request are sent.
+    pub fn read_many(
+        &self,
+        snapshot: Option<u64>,
+        refs: &[Reference],
+    ) -> Result<Vec<Option<Vec<u8>>>, RemoteError> {
+        let q = snapshot
+            .map(|s| format!("?snapshot={s}"))
+            .unwrap_or_default();
+        let path = self.path(&format!("/read{q}"));
+        let mut out: Vec<Option<Vec<u8>>> = Vec::with_capacity(refs.len());
+        while out.len() < refs.len() {
+            let rest = &refs[out.len()..];
+            let batch = &rest[..rest.len().min(api::MAX_READ_BATCH)];
+            let req = api::ReadRequest {
+                refs: batch.iter().map(Reference::to_string).collect(),
+            };
+            let body = serde_json::to_vec(&req).map_err(|e| RemoteError::Protocol {
+                url: self.url(&path),
+                message: e.to_string(),
+            })?;
+            let (_, answer) = self.send("POST", &path, &body, &[])?;
+            let before = out.len();
+            for (item, r) in api::ReadItemReader::new(&answer).zip(batch) {
+                let item = item.map_err(|e| RemoteError::Protocol {
+                    url: self.url(&path),
+                    message: e.to_string(),
+                })?;
+                // The server is not trusted for integrity: bytes that do not hash to their
+                // reference are read again alone, where the mismatch is reported.
+                let ok = item.status == api::ReadStatus::Found && r.algo().digest(item.bytes) == *r;
+                out.push(ok.then(|| item.bytes.to_vec()));
+            }
+            if out.len() == before {
+                return Err(RemoteError::Protocol {
+                    url: self.url(&path),
+                    message: "a batched read answered no item".into(),
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Whether a failed request may succeed when tried again: the connection could not be made
 /// or broke off (a server restarting), not a refusal (TLS, protocol).
 fn is_transient(e: &ureq::Error) -> bool {
@@ -484,6 +540,20 @@ struct Batch {
 /// per batch of this size.
 const BATCH_BYTES: usize = 8 << 20;
 const BATCH_ITEMS: usize = 2_000;
+/// Batches sent at once by one writer.
+const IN_FLIGHT: usize = 2;
+
+/// A sending slot of a [`RemoteWriter`], given back when dropped (also on an error).
+struct SendingSlot<'w, 'a>(&'w RemoteWriter<'a>);
+
+impl Drop for SendingSlot<'_, '_> {
+    fn drop(&mut self) {
+        let mut n = self.0.sending.lock().unwrap_or_else(|p| p.into_inner());
+        *n -= 1;
+        self.0.sent.notify_all();
+    }
+}
+
 /// Artifacts larger than this are read into a temporary file and sent on their own.
 const SPOOL_ABOVE: u64 = 4 << 20;
 
@@ -493,8 +563,15 @@ pub struct RemoteWriter<'a> {
     remote: &'a Remote,
     algo: HashAlgo,
     batch: Mutex<Batch>,
-    /// Serialises the sending of batches: one upload at a time keeps the server's flushes few.
-    sending: Mutex<()>,
+    /// Batches being sent now, at most [`IN_FLIGHT`]: while one waits for the server (which
+    /// makes it durable, on Garage by PUTs to three nodes) the next is asked about and sent,
+    /// and the intake's readers go on filling a third.
+    sending: Mutex<usize>,
+    /// Signalled when a send ends.
+    sent: std::sync::Condvar,
+    /// What the server was asked about by [`RemoteWriter::check_present`]: `true` if it held
+    /// it then. [`ArtifactWrite::contains`] answers from here before asking.
+    known: Mutex<std::collections::HashMap<Reference, bool>>,
 }
 
 impl<'a> RemoteWriter<'a> {
@@ -503,21 +580,56 @@ impl<'a> RemoteWriter<'a> {
             algo: remote.algo()?,
             remote,
             batch: Mutex::new(Batch::default()),
-            sending: Mutex::new(()),
+            sending: Mutex::new(0),
+            sent: std::sync::Condvar::new(),
+            known: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
-    /// Sends what is still batched.
+    /// Asks the server, in a few batched `missing` requests, which of `refs` it holds, and
+    /// remembers the answers for [`ArtifactWrite::contains`]: an intake checks every stat
+    /// cache hit with `contains`, which would otherwise be a request per file. Returns how
+    /// many the server holds.
+    pub fn check_present(&self, refs: &[Reference]) -> Result<usize, RemoteError> {
+        let missing: std::collections::HashSet<Reference> =
+            self.remote.missing(refs)?.into_iter().collect();
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        let mut present = 0;
+        for r in refs {
+            let has = !missing.contains(r);
+            present += usize::from(has);
+            known.insert(*r, has);
+        }
+        Ok(present)
+    }
+
+    /// Sends what is still batched, and returns once every batch sent by any thread has
+    /// been answered: a commit may follow.
     pub fn finish(&self) -> Result<(), RemoteError> {
         let items = std::mem::take(&mut *self.batch.lock().unwrap_or_else(|p| p.into_inner()));
-        self.send(items)
+        self.send(items)?;
+        let mut n = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        while *n > 0 {
+            n = self.sent.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        Ok(())
+    }
+
+    /// Waits for a free sending slot and holds it until the returned guard drops.
+    fn sending_slot(&self) -> SendingSlot<'_, 'a> {
+        let mut n = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= IN_FLIGHT {
+            n = self.sent.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        SendingSlot(self)
     }
 
     fn send(&self, batch: Batch) -> Result<(), RemoteError> {
         if batch.items.is_empty() {
             return Ok(());
         }
-        let _one = self.sending.lock().unwrap_or_else(|p| p.into_inner());
+        let _slot = self.sending_slot();
         let refs: Vec<Reference> = batch.items.iter().map(|(r, _, _)| *r).collect();
         let missing: std::collections::HashSet<Reference> =
             self.remote.missing(&refs)?.into_iter().collect();
@@ -641,6 +753,14 @@ impl ArtifactWrite for RemoteWriter<'_> {
     }
 
     fn contains(&self, reference: &Reference) -> bool {
+        if let Some(has) = self
+            .known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(reference)
+        {
+            return *has;
+        }
         self.remote
             .missing(&[*reference])
             .is_ok_and(|m| m.is_empty())

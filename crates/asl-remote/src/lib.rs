@@ -22,9 +22,11 @@ pub mod api;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod prefetch;
 pub mod s3;
 pub mod server;
 
 pub use client::{Remote, RemoteError, RemoteReader, RemoteWriter};
 pub use config::ServerConf;
+pub use prefetch::Prefetch;
 pub use server::Server;

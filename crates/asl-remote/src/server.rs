@@ -204,6 +204,7 @@ impl Server {
                 "/v1/stores/{store}/artifacts/{reference}",
                 get(read_artifact).put(upload_stream),
             )
+            .route("/v1/stores/{store}/read", post(read_batch))
             .route("/v1/stores/{store}/commit", post(commit))
             .route("/v1/stores/{store}/snapshots", get(snapshots))
             .route("/v1/stores/{store}/verify", post(verify))
@@ -448,6 +449,8 @@ async fn info(
         hash: v.config().hash.clone(),
         domain_id: v.config().domain_id,
         rights: rights.iter().map(|r| r.name().to_string()).collect(),
+        api_minor: api::API_MINOR,
+        store_id: v.config().store_id.clone(),
     })
     .into_response())
 }
@@ -907,6 +910,91 @@ async fn read_artifact(
         resp.headers_mut().insert("x-asl-artifact-length", v);
     }
     Ok(resp)
+}
+
+/// A reader of the view as of snapshot `id` (of the current state without it).
+fn reader_as_of(v: &Store, id: Option<u64>) -> Result<asl_store::Reader<'_>, ApiFailure> {
+    match id {
+        Some(id) => {
+            let snap = v.resolve_snapshot(&id.to_string()).map_err(|_| {
+                ApiFailure::new(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    format!("no snapshot {id}"),
+                )
+            })?;
+            Ok(v.reader_at(snap))
+        }
+        None => Ok(v.reader()),
+    }
+}
+
+/// `POST …/read`: many artifacts in one answer, so a restore costs a request per few MiB
+/// rather than per file. Every reference is parsed before anything is read; the answer stops
+/// early (a prefix) once it holds [`api::MAX_READ_ANSWER`] bytes, and the client asks again.
+async fn read_batch(
+    State(sh): Ctx,
+    UrlPath(store): UrlPath<String>,
+    Query(q): Query<ReadQuery>,
+    req: Envelope,
+    body: Body,
+) -> Result<Response, ApiFailure> {
+    let (served, claim) = authorize(&sh, &store, &req, &[Right::Read])?;
+    let body = buffered(body).await?;
+    body_matches(&claim, &body)?;
+    let req: api::ReadRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiFailure::bad(format!("not a read request: {e}")))?;
+    if req.refs.len() > api::MAX_READ_BATCH {
+        return Err(ApiFailure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("at most {} references per read", api::MAX_READ_BATCH),
+        ));
+    }
+    let refs: Vec<Reference> = req
+        .refs
+        .iter()
+        .map(|r| parse_ref(r))
+        .collect::<Result<_, _>>()?;
+    let v = view(&served);
+    let answer = blocking(move || {
+        let reader = reader_as_of(&v, q.snapshot)?;
+        let mut out = Vec::new();
+        let mut data = 0u64;
+        let mut bytes = Vec::new();
+        for r in &refs {
+            if data >= api::MAX_READ_ANSWER {
+                break;
+            }
+            let status = match reader.artifact_len(r) {
+                None => api::ReadStatus::NotFound,
+                Some(len) if len > api::MAX_READ_ARTIFACT => api::ReadStatus::TooLarge,
+                Some(_) => {
+                    bytes.clear();
+                    match reader.read_to(r, &mut bytes) {
+                        Ok(_) => api::ReadStatus::Found,
+                        // The client reads it alone and gets the error (and its kind) there.
+                        Err(_) => api::ReadStatus::Failed,
+                    }
+                }
+            };
+            let payload: &[u8] = if status == api::ReadStatus::Found {
+                &bytes
+            } else {
+                &[]
+            };
+            data += payload.len() as u64;
+            api::encode_read_item(&mut out, status, payload);
+        }
+        Ok(out)
+    })
+    .await?;
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        answer,
+    )
+        .into_response())
 }
 
 #[derive(serde::Deserialize)]

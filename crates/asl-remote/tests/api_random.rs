@@ -120,12 +120,20 @@ fn request() -> impl Strategy<Value = (String, String, Vec<u8>)> {
         (
             Just("POST"),
             Just("/v1/stores/main/missing".to_string()),
-            prop_oneof![missing, bytes.clone()]
+            prop_oneof![missing.clone(), bytes.clone()]
         ),
         (
             Just("POST"),
             Just("/v1/stores/main/commit".to_string()),
             prop_oneof![commit, bytes.clone()]
+        ),
+        (
+            Just("POST"),
+            prop_oneof![
+                Just("/v1/stores/main/read".to_string()),
+                Just("/v1/stores/main/read?snapshot=1".to_string()),
+            ],
+            prop_oneof![missing, bytes.clone()]
         ),
         (
             Just("PUT"),

@@ -671,6 +671,16 @@ fn diff(store: &Source, old: &str, new: &str, out: OutputArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+/// What `restore --json` prints.
+#[derive(serde::Serialize)]
+struct RestoreReport<'a> {
+    #[serde(flatten)]
+    summary: &'a asl_fs::RestoreSummary,
+    /// From a server: how the artifacts were read (batched or alone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_reads: Option<asl_remote::prefetch::PrefetchCounts>,
+}
+
 /// Restore threads when the artifacts come from a server.
 const REMOTE_RESTORE_THREADS: usize = 8;
 
@@ -687,22 +697,63 @@ fn restore(
     let opts = asl_fs::RestoreOptions {
         owners: if no_owners { Some(false) } else { None },
         no_xattrs,
-        // From a server, every file is a request: eight in flight keep the link (and the
-        // server's cores) busy while each waits for its answer.
+        // From a server, a file not in the read-ahead is a request: eight in flight keep the
+        // link (and the server's cores) busy while each waits for its answer.
         threads: matches!(store, Source::Remote { .. }).then_some(REMOTE_RESTORE_THREADS),
     };
     let sub = (!path.is_empty()).then_some(path.as_bytes());
-    let summary = asl_fs::restore(&*reader, &root, sub, target, &opts).map_err(|e| match e {
-        asl_fs::RestoreError::Browse(b) => browse_error(b),
-        other => fail(Code::Failure, other.to_string()),
-    })?;
+    let run = |from: &dyn asl_store::ArtifactRead| {
+        asl_fs::restore(from, &root, sub, target, &opts).map_err(|e| match e {
+            asl_fs::RestoreError::Browse(b) => browse_error(b),
+            other => fail(Code::Failure, other.to_string()),
+        })
+    };
+    let (summary, remote_reads) = match store {
+        Source::Remote { remote, .. } => {
+            // The directory whose contents are restored: its files are fetched ahead, many
+            // per request. Not for a target the restore will refuse (not empty): planning
+            // reads every tree first.
+            let refused = std::fs::read_dir(target).is_ok_and(|mut d| d.next().is_some());
+            let top = if refused {
+                None
+            } else if path.is_empty() {
+                Some(root)
+            } else {
+                asl_fs::lookup(&*reader, &root, path.as_bytes())
+                    .ok()
+                    .filter(|e| e.kind == asl_fs::Kind::Dir)
+                    .and_then(|e| e.content)
+            };
+            let ahead = asl_remote::Prefetch::plan(remote, Some(snap.id), top);
+            let summary = std::thread::scope(|s| {
+                // Stops the fetchers however the restore ends, so the scope can join them.
+                struct StopOnDrop<'p, 'r>(&'p asl_remote::Prefetch<'r>);
+                impl Drop for StopOnDrop<'_, '_> {
+                    fn drop(&mut self) {
+                        self.0.stop();
+                    }
+                }
+                for _ in 0..asl_remote::prefetch::FETCHERS {
+                    s.spawn(|| ahead.fetch());
+                }
+                let _stop = StopOnDrop(&ahead);
+                run(&ahead)
+            })?;
+            (summary, Some(ahead.counts()))
+        }
+        Source::Local(_) => (run(&*reader)?, None),
+    };
+    let report = RestoreReport {
+        summary: &summary,
+        remote_reads,
+    };
     // The top directory's own tree unreadable: nothing under it could be restored, and a
     // summary of "0 files" would read as an empty snapshot.
     let top_lost = summary
         .integrity_errors
         .iter()
         .find(|i| i.path.as_os_str().is_empty());
-    out.emit(&summary, || {
+    out.emit(&report, || {
         if let Some(i) = top_lost {
             return format!(
                 "nothing restored from snapshot {}{}: its tree is lost: {}\n",

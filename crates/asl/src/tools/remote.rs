@@ -131,6 +131,46 @@ struct RemoteIntakeReport<'a> {
     bytes_sent: u64,
     /// How long the server took to check and commit the snapshot, as this client saw it.
     commit_seconds: f64,
+    /// The stat cache's contents the server was asked about (absent: no cache used).
+    stat_cache_checked: Option<CacheCheck>,
+}
+
+#[derive(serde::Serialize)]
+struct CacheCheck {
+    /// Distinct contents the stat cache named.
+    contents: u64,
+    /// How many of them the server still held: only these cache entries were trusted.
+    on_server: u64,
+}
+
+/// Where the stat cache of a remote intake of `paths` lives: under the user's cache
+/// directory (`$XDG_CACHE_HOME/asl/remote`, else `~/.cache/asl/remote`), one file per server
+/// URL, store identity and set of paths, so that intakes to different servers or stores, or
+/// of different trees, do not evict each other. `None` when there is no cache directory.
+fn remote_stat_cache_path(r: &asl_remote::Remote, url: &str, paths: &[PathBuf]) -> Option<PathBuf> {
+    let nonempty = |v: std::ffi::OsString| (!v.is_empty()).then(|| PathBuf::from(v));
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .and_then(nonempty)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .and_then(nonempty)
+                .map(|h| h.join(".cache"))
+        })?;
+    let dir = base.join("asl").join("remote");
+    // A directory that cannot be made shows as the intake's stat cache warning.
+    let _ = std::fs::create_dir_all(&dir);
+    let info = r.info();
+    let mut key = format!(
+        "{url}\0{}\0{}\0{}\0{}\0",
+        info.store, info.store_id, info.domain_id, info.hash
+    )
+    .into_bytes();
+    for p in paths {
+        key.extend_from_slice(p.as_os_str().as_encoded_bytes());
+        key.push(0);
+    }
+    let h = asl_store::HashAlgo::Blake3.digest(&key);
+    Some(dir.join(format!("statcache-{}", h.short())))
 }
 
 /// `asl-intake --remote URL PATH...`: the tree is walked and hashed here, only what the
@@ -138,7 +178,8 @@ struct RemoteIntakeReport<'a> {
 pub fn intake(
     remote: &RemoteArgs,
     paths: &[PathBuf],
-    opts: &asl_fs::IntakeOptions,
+    mut opts: asl_fs::IntakeOptions,
+    use_stat_cache: bool,
     label: Option<String>,
     out: OutputArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -146,14 +187,32 @@ pub fn intake(
         .connect()?
         .ok_or_else(|| fail(Code::Usage, "--remote is missing"))?;
     let writer = asl_remote::RemoteWriter::new(&r).map_err(remote_error)?;
-    let summary = super::store::run_with_progress(&writer, paths, opts, out)?;
+    let url = remote.remote.as_deref().unwrap_or_default();
+    let mut cache_checked = None;
+    if use_stat_cache && let Some(path) = remote_stat_cache_path(&r, url, paths) {
+        // The cache is a hint: its entries are trusted only for what the server still
+        // holds, asked here for all of them in a few requests (a store emptied or replaced
+        // since then answers "missing", and those files are read again). A commit is refused
+        // anyway unless everything it reaches is on the server.
+        let cached = asl_fs::statcache::StatCache::load(&path);
+        let mut refs: Vec<asl_store::Reference> = cached.contents().copied().collect();
+        drop(cached);
+        refs.sort_unstable();
+        refs.dedup();
+        let present = writer.check_present(&refs).map_err(remote_error)?;
+        cache_checked = Some(CacheCheck {
+            contents: refs.len() as u64,
+            on_server: present as u64,
+        });
+        opts.stat_cache = Some(path);
+    }
+    let summary = super::store::run_with_progress(&writer, paths, &opts, out)?;
     writer.finish().map_err(remote_error)?;
     let meta = summary.snapshot_meta(label.clone(), paths);
     let key = asl_remote::client::new_commit_key();
     let started = std::time::Instant::now();
     let commit = r.commit(&summary.root, &key, meta).map_err(remote_error)?;
     let commit_seconds = started.elapsed().as_secs_f64();
-    let url = remote.remote.as_deref().unwrap_or_default();
     let report = RemoteIntakeReport {
         remote: url,
         snapshot: commit.snapshot.id,
@@ -162,6 +221,7 @@ pub fn intake(
         summary: &summary,
         bytes_sent: r.bytes_sent(),
         commit_seconds,
+        stat_cache_checked: cache_checked,
     };
     out.emit(&report, || {
         format!(

@@ -203,11 +203,18 @@ fn intake(m: &clap::ArgMatches) -> anyhow::Result<ExitCode> {
             threads: a.threads.unwrap_or(0),
             excludes: a.exclude.clone(),
             one_file_system: a.one_file_system,
-            // The stat cache lives in a local store; a remote intake reads every file.
+            // Chosen once the server is known: the cache is kept per server and store.
             stat_cache: None,
             after_open: None,
         };
-        return super::remote::intake(&a.remote, &paths, &opts, a.label.clone(), a.out);
+        return super::remote::intake(
+            &a.remote,
+            &paths,
+            opts,
+            !a.no_stat_cache,
+            a.label.clone(),
+            a.out,
+        );
     }
     let mut writer = open_for_intake(&dir, is_default)?;
     let paths: Vec<PathBuf> = a

@@ -7,13 +7,22 @@
 use std::process::{Command, Output};
 
 /// A command that runs the binary under test. The variables that would choose a store, a
-/// host root or a notify socket are removed, so only the test's own arguments decide.
+/// host root or a notify socket are removed, so only the test's own arguments decide; the
+/// user's cache directory (where a remote intake keeps its stat cache) is one under the
+/// target directory, so tests never write into the home of whoever runs them.
 pub fn asl() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_asl"));
     c.env_remove("ASL_STORE")
         .env_remove("ASL_ROOT")
-        .env_remove("NOTIFY_SOCKET");
+        .env_remove("NOTIFY_SOCKET")
+        .env("XDG_CACHE_HOME", test_cache_home());
     c
+}
+
+/// `$XDG_CACHE_HOME` for the binary under test (see [`asl`]); tests that need their own
+/// set it again.
+pub fn test_cache_home() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache")
 }
 
 /// Runs `cmd` to its end and returns what it printed; panics when it cannot be started.
