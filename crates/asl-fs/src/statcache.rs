@@ -209,8 +209,15 @@ impl StatCache {
 
     /// Every cached content reference, once per file: what a client asks a remote store
     /// about (in a few batched requests) before it trusts the cache.
-    pub fn contents(&self) -> impl Iterator<Item = &Reference> {
-        self.entries().map(|c| &c.content)
+    /// Loaded entries are read back one at a time.
+    pub fn contents(&self) -> impl Iterator<Item = Reference> + '_ {
+        let loaded = self
+            .loaded
+            .iter()
+            .filter_map(|&(_, offset)| self.read_entry(offset))
+            .filter(|c| !self.map.contains_key(&key_of(c)))
+            .map(|c| c.content);
+        self.map.values().map(|c| c.content).chain(loaded)
     }
 
     /// The cached content of a file whose identity is unchanged.

@@ -195,7 +195,7 @@ pub fn intake(
         // since then answers "missing", and those files are read again). A commit is refused
         // anyway unless everything it reaches is on the server.
         let cached = asl_fs::statcache::StatCache::load(&path);
-        let mut refs: Vec<asl_store::Reference> = cached.contents().copied().collect();
+        let mut refs: Vec<asl_store::Reference> = cached.contents().collect();
         drop(cached);
         refs.sort_unstable();
         refs.dedup();
