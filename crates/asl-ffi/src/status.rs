@@ -96,7 +96,9 @@ impl From<StoreError> for Error {
             StoreError::Locked { .. } => ASL_E_LOCKED,
             StoreError::Corrupt { .. } => ASL_E_CORRUPT,
             StoreError::NotFound(_) => ASL_E_NOT_FOUND,
-            StoreError::WrongHash { .. } | StoreError::BadCompressionLevel(_) => ASL_E_USAGE,
+            StoreError::WrongHash { .. }
+            | StoreError::BadCompressionLevel(_)
+            | StoreError::SessionSpilled { .. } => ASL_E_USAGE,
             StoreError::NoSuchSnapshot(_)
             | StoreError::AmbiguousSnapshot { .. }
             | StoreError::NoSnapshots => ASL_E_NO_SNAPSHOT,

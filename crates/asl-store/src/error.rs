@@ -68,6 +68,16 @@ pub enum StoreError {
     },
     #[error("the store has no snapshots yet")]
     NoSnapshots,
+    /// Garbage collection and reindex rewrite the index; the segments this writer's
+    /// uncommitted puts spilled would be lost or collide with what they write.
+    #[error(
+        "{operation} cannot run while this writer holds {segments} spilled segment(s) of \
+         uncommitted puts; commit (or drop the writer) first"
+    )]
+    SessionSpilled {
+        operation: &'static str,
+        segments: usize,
+    },
     #[error("zstd level {0} is not in 1..=19")]
     BadCompressionLevel(i32),
 }

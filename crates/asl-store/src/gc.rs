@@ -222,6 +222,7 @@ pub fn dry_run(store: &Store, opts: &GcOptions, children: Children<'_>) -> Resul
 impl Writer {
     /// Collects garbage; see the module documentation for the steps.
     pub fn gc(&mut self, opts: &GcOptions, children: Children<'_>) -> Result<GcReport> {
+        self.refuse_if_spilled("garbage collection")?;
         let mut plan = plan(&self.layout, &self.state, opts, children)?;
 
         // Unreferenced files: what opening the writer already removed, and what is left. A
@@ -512,6 +513,7 @@ impl Writer {
     /// `cache/` are deleted. Entries the old index knew keep their `visible_since`; entries
     /// recovered only from blocks become visible from logseq 1.
     pub fn reindex(&mut self) -> Result<ReindexReport> {
+        self.refuse_if_spilled("reindex")?;
         let mut rep = ReindexReport::default();
         let mut records: HashMap<[u8; 32], (BlockId, IndexRecord)> = HashMap::new();
         let files = self.sealed_block_files()?;

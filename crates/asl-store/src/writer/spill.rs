@@ -41,6 +41,19 @@ impl Writer {
             .any(|s| matches!(s.run.get(reference.digest()), Ok(Some(_))))
     }
 
+    /// Refuses `operation` (GC, reindex) while this session has spilled segments: those
+    /// would see the segments as unreferenced files, and write one with a colliding id.
+    pub(crate) fn refuse_if_spilled(&self, operation: &'static str) -> Result<()> {
+        let segments = self.spilled.read().unwrap_or_else(|p| p.into_inner()).len();
+        if segments == 0 {
+            return Ok(());
+        }
+        Err(StoreError::SessionSpilled {
+            operation,
+            segments,
+        })
+    }
+
     /// Spills the pending entries whose blocks are sealed, when there are enough of them and
     /// no other put is spilling. The entries leave the pending map here; if writing them
     /// fails, the session is marked failed and its commit refused.
@@ -159,6 +172,28 @@ mod tests {
         }
         assert_eq!(s.state().index.len(), 600);
         assert_eq!(full.state().index.len(), 600);
+    }
+
+    /// GC and reindex refuse to run over a session's spilled segments, which they would
+    /// take for unreferenced files; once the session is committed they run.
+    #[test]
+    fn gc_refuses_while_the_session_has_spilled_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
+        w.set_background_sealing(false);
+        w.config.block_target_size = 2000;
+        w.set_spill_records(40);
+        let refs: Vec<_> = (0..200)
+            .map(|i| w.put_bytes(&artifact(i), TypeTag::BYTES).unwrap().reference)
+            .collect();
+        let no_children = |_: TypeTag, _: &[u8]| Ok(Vec::new());
+        let e = w.gc(&Default::default(), &no_children).unwrap_err();
+        assert!(matches!(e, crate::StoreError::SessionSpilled { .. }), "{e}");
+        assert!(w.reindex().is_err());
+        w.commit(Some(refs[0]), SnapshotMeta::now("t")).unwrap();
+        w.gc(&Default::default(), &no_children).unwrap();
+        assert_eq!(w.reader().read_all(&refs[0]).unwrap(), artifact(0));
     }
 
     /// A session that spilled and was dropped without commit leaves segment files and runs
