@@ -131,6 +131,16 @@ mod tests {
     use crate::snapshot::SnapshotMeta;
     use crate::{Store, Writer};
 
+    /// A writer that spills every 40 pending entries, with blocks of a few records sealed as
+    /// soon as they fill, so that there are sealed ones to spill.
+    fn spilling_writer(path: &std::path::Path) -> Writer {
+        let mut w = Writer::open_or_init(path, &Default::default()).unwrap();
+        w.set_background_sealing(false);
+        w.config.block_target_size = 2000;
+        w.set_spill_records(40);
+        w
+    }
+
     fn artifact(i: u32) -> Vec<u8> {
         format!("artifact {i} {}", "y".repeat(i as usize % 200)).into_bytes()
     }
@@ -142,10 +152,7 @@ mod tests {
     fn a_long_session_spills_and_its_commit_seals_every_spilled_segment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-        w.set_background_sealing(false);
-        w.config.block_target_size = 2000;
-        w.set_spill_records(40);
+        let mut w = spilling_writer(&path);
         let mut refs = Vec::new();
         let mut most_pending = 0;
         for i in 0..600 {
@@ -180,10 +187,7 @@ mod tests {
     fn gc_refuses_while_the_session_has_spilled_segments() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-        w.set_background_sealing(false);
-        w.config.block_target_size = 2000;
-        w.set_spill_records(40);
+        let mut w = spilling_writer(&path);
         let refs: Vec<_> = (0..200)
             .map(|i| w.put_bytes(&artifact(i), TypeTag::BYTES).unwrap().reference)
             .collect();
@@ -202,10 +206,7 @@ mod tests {
     fn spilled_segments_of_a_session_never_committed_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        let mut w = Writer::open_or_init(&path, &Default::default()).unwrap();
-        w.set_background_sealing(false);
-        w.config.block_target_size = 2000;
-        w.set_spill_records(40);
+        let w = spilling_writer(&path);
         let mut refs = Vec::new();
         for i in 0..300 {
             refs.push(w.put_bytes(&artifact(i), TypeTag::BYTES).unwrap().reference);
