@@ -74,6 +74,9 @@ struct Session {
     new_stored_bytes: u64,
     /// A put is writing a spill (`spill`); others go on putting meanwhile.
     spilling: bool,
+    /// After a look that found too few entries to spill: the pending count at which to look
+    /// again.
+    spill_retry_at: usize,
     /// Why a spill failed: its entries left `pending` without reaching a segment, so the
     /// session cannot be committed.
     failed: Option<String>,

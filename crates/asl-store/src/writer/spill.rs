@@ -63,23 +63,35 @@ impl Writer {
         }
         let (id, records) = {
             let mut s = self.lock_session();
-            if s.spilling || s.pending.len() < self.spill_records {
+            if s.spilling || s.pending.len() < self.spill_records.max(s.spill_retry_at) {
                 return Ok(());
             }
-            let mut records: Vec<(BlockId, IndexRecord)> = Vec::new();
+            let mut taken: Vec<([u8; 32], super::Pending, BlockId)> = Vec::new();
             let sealed = std::mem::take(&mut s.sealed);
             s.pending.retain(|digest, p| {
                 let Some(p) = p else { return true };
                 let Some(Some(block)) = sealed.get(p.block_seq as usize) else {
                     return true;
                 };
-                records.push((*block, self.index_record(digest, p)));
+                taken.push((*digest, *p, *block));
                 false
             });
             s.sealed = sealed;
-            if records.is_empty() {
+            // Too few of them are in sealed blocks yet (blocks of tiny records still being
+            // sealed): they go back, and the next look is a quarter of the mark later, so
+            // that puts do not scan the whole map one after the other.
+            if taken.len() < self.spill_records / 4 {
+                for (digest, p, _) in taken {
+                    s.pending.insert(digest, Some(p));
+                }
+                s.spill_retry_at = s.pending.len() + self.spill_records / 4;
                 return Ok(());
             }
+            let records: Vec<(BlockId, IndexRecord)> = taken
+                .iter()
+                .map(|(digest, p, block)| (*block, self.index_record(digest, p)))
+                .collect();
+            drop(taken);
             s.spilling = true;
             let spilled = self.spilled.read().unwrap_or_else(|p| p.into_inner()).len();
             (self.state.max_segment_id + 1 + spilled as u64, records)
