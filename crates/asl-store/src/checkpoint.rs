@@ -28,7 +28,7 @@ use crate::block::BlockId;
 use crate::error::{IoContext, Result};
 use crate::index::Runs;
 use crate::layout::Layout;
-use crate::log::{RECORD_OVERHEAD, Scan};
+use crate::log::Scan;
 use crate::records::encode_ref;
 use crate::reference::{HashAlgo, Reference};
 use crate::snapshot::{Snapshot, SnapshotMeta};
@@ -360,30 +360,6 @@ fn ids(b: &mut Body<'_>, what: &'static str) -> std::result::Result<HashSet<u64>
         out.insert(b.u64(what)?);
     }
     Ok(out)
-}
-
-/// Whether `at` is a record of the chain `scan` verified: the same logseq, ending at the same
-/// byte, with the same hash. A checkpoint that fails this is stale (the log was cut or
-/// replaced after it was written) and is ignored.
-pub fn matches(scan: &Scan, at: &LogPosition) -> bool {
-    let Some(rec) = usize::try_from(at.logseq - 1)
-        .ok()
-        .and_then(|i| scan.records.get(i))
-    else {
-        return false;
-    };
-    rec.logseq == at.logseq
-        && rec.record_hash == at.record_hash
-        && rec.offset + (RECORD_OVERHEAD + rec.payload.len()) as u64 == at.offset
-}
-
-/// The state a checkpoint gives for `scan` (a scan of the whole log), if the store has one
-/// that decodes and matches the chain; `None` otherwise (no checkpoint, damaged or stale:
-/// replay from the start).
-pub fn load(layout: &Layout, algo: HashAlgo, scan: &Scan) -> Option<State> {
-    let bytes = layout.storage().read(&path(layout)).ok()?;
-    let ckpt = decode(&bytes, algo).ok()?;
-    matches(scan, &ckpt.at).then_some(ckpt.state)
 }
 
 /// Reads the log as opening a store does. With a checkpoint that decodes and whose record
