@@ -160,10 +160,6 @@ impl State {
             Runs::Off
         };
         let run_dir = layout.index_runs();
-        if let Runs::Build { .. } = runs {
-            // Best effort, like every cache: without the directory no run is written.
-            let _ = storage.create_dir_all(&run_dir);
-        }
         // Pass 2: the visible segments.
         let infos: Vec<SegmentInfo> = st.segments.values().copied().collect();
         for info in infos {
@@ -180,8 +176,7 @@ impl State {
                     let build = matches!(runs, Runs::Build { min_records } if info.record_count >= min_records);
                     if build
                         && st.algo.is_some_and(|a| index::run::can_index(&seg, a))
-                        && index::run::write(storage, &run_path, &seg, &info.checksum).is_ok()
-                        && let Ok(run) = Run::open(storage, &run_path, &info)
+                        && let Ok(run) = index::run::build(layout, &seg, &info)
                     {
                         st.add_run(run, info.sealed_at);
                     } else {

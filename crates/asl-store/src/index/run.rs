@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use super::bloom::{self, Bloom};
 use crate::block::BlockId;
+use crate::layout::Layout;
 use crate::reference::{DIGEST_LEN, HashAlgo};
 use crate::segment::{IndexRecord, RECORD_SIZE, Segment};
 use crate::state::SegmentInfo;
@@ -161,6 +162,19 @@ pub fn write(
     drop(out);
     drop(f);
     storage.rename(&tmp, path)
+}
+
+/// Writes the run of `seg`, whose seal record is `info`, to the store's `cache/index/`
+/// (creating the directories) and opens it: what a writer does for a segment it commits,
+/// spills or finds without a run.
+pub fn build(layout: &Layout, seg: &Segment, info: &SegmentInfo) -> Result<Run, RunError> {
+    let storage = layout.storage();
+    crate::storage::create_dir_durable(storage, &layout.cache())?;
+    let dir = layout.index_runs();
+    storage.create_dir_all(&dir)?;
+    let path = path(&dir, info.segment_id);
+    write(storage, &path, seg, &info.checksum)?;
+    Run::open(storage, &path, info)
 }
 
 impl Run {

@@ -300,15 +300,8 @@ impl Writer {
             && info.record_count >= self.run_min_records
             && crate::index::run::can_index(seg, self.algo)
         {
-            let dir = self.layout.index_runs();
-            let path = crate::index::run::path(&dir, seg.segment_id);
             // A cache: when it cannot be written the entries are held in memory instead.
-            let run = crate::storage::create_dir_durable(storage, &self.layout.cache())
-                .and_then(|()| storage.create_dir_all(&dir))
-                .and_then(|()| crate::index::run::write(storage, &path, seg, &info.checksum))
-                .ok()
-                .and_then(|()| crate::index::Run::open(storage, &path, info).ok());
-            if let Some(run) = run {
+            if let Ok(run) = crate::index::run::build(&self.layout, seg, info) {
                 self.state.add_run(run, info.sealed_at);
                 return;
             }

@@ -16,7 +16,7 @@
 
 use super::Writer;
 use crate::block::BlockId;
-use crate::error::{IoContext, Result, StoreError};
+use crate::error::{Result, StoreError};
 use crate::index::Run;
 use crate::reference::Reference;
 use crate::segment::{IndexRecord, Segment};
@@ -123,15 +123,13 @@ impl Writer {
             record_count: segment.records.len() as u64,
             checksum,
         };
-        let storage = self.layout.storage();
-        let dir = self.layout.index_runs();
-        let path = crate::index::run::path(&dir, id);
-        let cache = self.layout.cache();
-        crate::storage::create_dir_durable(storage, &cache).at(&cache)?;
-        storage.create_dir_all(&dir).at(&dir)?;
-        crate::index::run::write(storage, &path, &segment, &checksum).at(&path)?;
-        let run = Run::open(storage, &path, &info).map_err(|e| {
-            StoreError::internal(format!("index run {}", path.display()), e.to_string())
+        let run = crate::index::run::build(&self.layout, &segment, &info).map_err(|e| {
+            let path = crate::index::run::path(&self.layout.index_runs(), id);
+            match e {
+                // A full disk, say: named as any other write of the store is.
+                crate::index::run::RunError::Io(e) => StoreError::io(path, e),
+                e => StoreError::internal(format!("index run {}", path.display()), e.to_string()),
+            }
         })?;
         Ok(Spilled { info, run })
     }
