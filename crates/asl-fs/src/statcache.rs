@@ -171,20 +171,22 @@ impl StatCache {
         })
     }
 
-    /// Every entry once, inserted ones over loaded ones with the same (dev, inode). Reads
-    /// every loaded entry back: for saving small caches and for tests.
+    /// Every entry, inserted ones first, then the loaded ones no insert replaced, read back
+    /// one at a time. A file the intake saw twice (through two input paths) was written
+    /// twice and comes twice.
+    fn all(&self) -> impl Iterator<Item = CachedContent> + '_ {
+        let loaded = self
+            .loaded
+            .iter()
+            .filter_map(|&(_, offset)| self.read_entry(offset))
+            .filter(|c| !self.map.contains_key(&key_of(c)));
+        self.map.values().cloned().chain(loaded)
+    }
+
+    /// Every entry once: for saving small caches and for tests.
     fn entries(&self) -> Vec<CachedContent> {
         let mut seen = std::collections::HashSet::new();
-        let mut out: Vec<CachedContent> = self.map.values().cloned().collect();
-        for &(_, offset) in &self.loaded {
-            if let Some(c) = self.read_entry(offset)
-                && !self.map.contains_key(&key_of(&c))
-                && seen.insert(key_of(&c))
-            {
-                out.push(c);
-            }
-        }
-        out
+        self.all().filter(|c| seen.insert(key_of(c))).collect()
     }
 
     /// Loads a cache file. A missing, truncated or damaged file gives an empty cache: the
@@ -207,17 +209,10 @@ impl StatCache {
         }
     }
 
-    /// Every cached content reference, once per file: what a client asks a remote store
-    /// about (in a few batched requests) before it trusts the cache.
-    /// Loaded entries are read back one at a time.
+    /// Every cached content reference: what a client asks a remote store about (in a few
+    /// batched requests) before it trusts the cache. Not deduplicated.
     pub fn contents(&self) -> impl Iterator<Item = Reference> + '_ {
-        let loaded = self
-            .loaded
-            .iter()
-            .filter_map(|&(_, offset)| self.read_entry(offset))
-            .filter(|c| !self.map.contains_key(&key_of(c)))
-            .map(|c| c.content);
-        self.map.values().map(|c| c.content).chain(loaded)
+        self.all().map(|c| c.content)
     }
 
     /// The cached content of a file whose identity is unchanged.
