@@ -442,8 +442,12 @@ impl Writer {
                 artifact_len,
             }),
         );
+        // Checked under the lock already held: most puts never reach the mark.
+        let due = s.pending.len() >= self.spill_records;
         drop(s);
-        self.spill_if_due()?;
+        if due {
+            self.spill_if_due()?;
+        }
         Ok(true)
     }
 
